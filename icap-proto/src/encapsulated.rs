@@ -1,0 +1,256 @@
+//! The `Encapsulated` header (RFC 3507 section 4.4).
+
+use std::fmt::Write as _;
+
+use crate::error::EncapsulatedError;
+use crate::types::Method;
+
+/// One entry name of `Encapsulated`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+pub enum Section {
+    /// `req-hdr`: an embedded HTTP request head.
+    ReqHdr,
+    /// `res-hdr`: an embedded HTTP response head.
+    ResHdr,
+    /// `req-body`: a chunked HTTP request body.
+    ReqBody,
+    /// `res-body`: a chunked HTTP response body.
+    ResBody,
+    /// `opt-body`: a chunked OPTIONS body.
+    OptBody,
+    /// `null-body`: no body; its offset is the length of the heads.
+    NullBody,
+}
+
+impl Section {
+    /// The name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Section::ReqHdr => "req-hdr",
+            Section::ResHdr => "res-hdr",
+            Section::ReqBody => "req-body",
+            Section::ResBody => "res-body",
+            Section::OptBody => "opt-body",
+            Section::NullBody => "null-body",
+        }
+    }
+
+    fn from_bytes(b: &[u8]) -> Option<Self> {
+        Some(match b {
+            b"req-hdr" => Section::ReqHdr,
+            b"res-hdr" => Section::ResHdr,
+            b"req-body" => Section::ReqBody,
+            b"res-body" => Section::ResBody,
+            b"opt-body" => Section::OptBody,
+            b"null-body" => Section::NullBody,
+            _ => return None,
+        })
+    }
+
+    /// Whether this is one of the four body entries.
+    pub fn is_body(self) -> bool {
+        matches!(
+            self,
+            Section::ReqBody | Section::ResBody | Section::OptBody | Section::NullBody
+        )
+    }
+}
+
+/// Which chunked body follows the heads, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+pub enum BodyKind {
+    /// `req-body`.
+    Request,
+    /// `res-body`.
+    Response,
+    /// `opt-body`.
+    Options,
+}
+
+impl BodyKind {
+    /// The `Encapsulated` entry name.
+    pub fn section(self) -> Section {
+        match self {
+            BodyKind::Request => Section::ReqBody,
+            BodyKind::Response => Section::ResBody,
+            BodyKind::Options => Section::OptBody,
+        }
+    }
+}
+
+/// Whether a message is a request or a response, for the rules of section 4.4.1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Client to server.
+    Request,
+    /// Server to client.
+    Response,
+}
+
+/// A parsed, validated `Encapsulated` header: the entries with their offsets, in order.
+///
+/// ```
+/// use icap_proto::{Direction, Encapsulated, Method, Section};
+/// let e = Encapsulated::parse(b"req-hdr=0, res-hdr=137, res-body=296").unwrap();
+/// e.validate(Method::Respmod, Direction::Request).unwrap();
+/// assert_eq!(e.offset(Section::ResHdr), Some(137));
+/// assert_eq!(e.body(), (Section::ResBody, 296));
+/// assert_eq!(e.to_string(), "req-hdr=0, res-hdr=137, res-body=296");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encapsulated {
+    entries: Vec<(Section, u64)>,
+}
+
+impl Encapsulated {
+    /// `encapsulated-list = entry *( "," OWS entry )`, `entry = name "=" 1*DIGIT`
+    /// (RFC 3507 section 4.4.1). Checks names and offsets, and that exactly one body entry
+    /// comes last; [`Encapsulated::validate`] checks the combination.
+    pub fn parse(value: &[u8]) -> Result<Self, EncapsulatedError> {
+        let mut entries: Vec<(Section, u64)> = Vec::with_capacity(3);
+        for item in value.split(|&b| b == b',') {
+            let item = crate::header::trim_ows(item);
+            let eq = memchr::memchr(b'=', item).ok_or(EncapsulatedError::Syntax)?;
+            let name = crate::header::trim_ows(&item[..eq]);
+            let num = crate::header::trim_ows(&item[eq + 1..]);
+            let section = Section::from_bytes(name).ok_or(if name.is_empty() {
+                EncapsulatedError::Syntax
+            } else {
+                EncapsulatedError::UnknownSection
+            })?;
+            let offset = crate::header::parse_u64(num).ok_or(EncapsulatedError::BadOffset)?;
+            if entries.len() >= 4 {
+                return Err(EncapsulatedError::SectionOrder);
+            }
+            match entries.last() {
+                None if offset != 0 => return Err(EncapsulatedError::OffsetOrder),
+                Some(&(prev_section, prev)) => {
+                    if prev_section.is_body() {
+                        return Err(EncapsulatedError::BodyPlacement);
+                    }
+                    if section <= prev_section {
+                        return Err(EncapsulatedError::SectionOrder);
+                    }
+                    if offset <= prev {
+                        return Err(EncapsulatedError::OffsetOrder);
+                    }
+                }
+                None => {}
+            }
+            entries.push((section, offset));
+        }
+        match entries.last() {
+            Some((s, _)) if s.is_body() => Ok(Encapsulated { entries }),
+            _ => Err(EncapsulatedError::BodyPlacement),
+        }
+    }
+
+    /// Builds the list for the given heads and body, computing offsets from head lengths.
+    pub fn from_lengths(
+        req_hdr: Option<usize>,
+        res_hdr: Option<usize>,
+        body: Option<BodyKind>,
+    ) -> Self {
+        let mut entries = Vec::with_capacity(3);
+        let mut at = 0u64;
+        if let Some(n) = req_hdr {
+            entries.push((Section::ReqHdr, at));
+            at += n as u64;
+        }
+        if let Some(n) = res_hdr {
+            entries.push((Section::ResHdr, at));
+            at += n as u64;
+        }
+        entries.push((body.map_or(Section::NullBody, BodyKind::section), at));
+        Encapsulated { entries }
+    }
+
+    /// Checks the combination against RFC 3507 section 4.4.1 for this method and direction:
+    ///
+    /// ```text
+    /// REQMOD  request   [req-hdr] req-body|null-body
+    /// REQMOD  response  [req-hdr] req-body|null-body  or  [res-hdr] res-body|null-body
+    /// RESPMOD request   [req-hdr] [res-hdr] res-body|null-body
+    /// RESPMOD response  [res-hdr] res-body|null-body
+    /// OPTIONS both      opt-body|null-body
+    /// ```
+    pub fn validate(&self, method: Method, direction: Direction) -> Result<(), EncapsulatedError> {
+        let has = |s| self.offset(s).is_some();
+        let body = self.body().0;
+        let ok = match (method, direction) {
+            (Method::Options, _) => {
+                self.entries.len() == 1 && matches!(body, Section::OptBody | Section::NullBody)
+            }
+            (Method::Reqmod, Direction::Request) => {
+                !has(Section::ResHdr) && matches!(body, Section::ReqBody | Section::NullBody)
+            }
+            (Method::Reqmod, Direction::Response) => {
+                (!has(Section::ResHdr) && matches!(body, Section::ReqBody | Section::NullBody))
+                    || (!has(Section::ReqHdr)
+                        && matches!(body, Section::ResBody | Section::NullBody))
+            }
+            (Method::Respmod, Direction::Request) => {
+                matches!(body, Section::ResBody | Section::NullBody)
+            }
+            (Method::Respmod, Direction::Response) => {
+                !has(Section::ReqHdr) && matches!(body, Section::ResBody | Section::NullBody)
+            }
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(EncapsulatedError::NotAllowed)
+        }
+    }
+
+    /// The entries in order.
+    pub fn entries(&self) -> &[(Section, u64)] {
+        &self.entries
+    }
+
+    /// The offset of `section`, if present.
+    pub fn offset(&self, section: Section) -> Option<u64> {
+        self.entries
+            .iter()
+            .find(|(s, _)| *s == section)
+            .map(|&(_, o)| o)
+    }
+
+    /// The body entry (always last) and its offset, which is the length of all heads.
+    pub fn body(&self) -> (Section, u64) {
+        *self
+            .entries
+            .last()
+            .expect("parse and from_lengths always add a body entry")
+    }
+
+    /// The body kind, or `None` for `null-body`.
+    pub fn body_kind(&self) -> Option<BodyKind> {
+        match self.body().0 {
+            Section::ReqBody => Some(BodyKind::Request),
+            Section::ResBody => Some(BodyKind::Response),
+            Section::OptBody => Some(BodyKind::Options),
+            _ => None,
+        }
+    }
+
+    /// The length of the section starting at entry `i` (to the next entry).
+    pub(crate) fn section_len(&self, i: usize) -> u64 {
+        self.entries[i + 1].1 - self.entries[i].1
+    }
+}
+
+impl std::fmt::Display for Encapsulated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut s = String::with_capacity(48);
+        for (i, (sec, off)) in self.entries.iter().enumerate() {
+            if i > 0 {
+                s.push_str(", ");
+            }
+            let _ = write!(s, "{}={off}", sec.as_str());
+        }
+        f.write_str(&s)
+    }
+}

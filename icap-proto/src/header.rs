@@ -1,0 +1,391 @@
+//! Header names, values and the ordered header map.
+
+use std::fmt;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::error::EncodeError;
+
+/// RFC 7230 `tchar`: the characters of a token.
+pub(crate) fn is_tchar(b: u8) -> bool {
+    matches!(b,
+        b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`'
+        | b'|' | b'~' | b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z')
+}
+
+pub(crate) fn is_token(s: &[u8]) -> bool {
+    !s.is_empty() && s.iter().copied().all(is_tchar)
+}
+
+/// A header field name: a non-empty token, compared case-insensitively.
+#[derive(Clone)]
+pub struct HeaderName(Bytes);
+
+impl HeaderName {
+    /// Validates `name` as a token.
+    ///
+    /// ```
+    /// use icap_proto::HeaderName;
+    /// assert!(HeaderName::new("X-Client-IP").is_ok());
+    /// assert!(HeaderName::new("Bad Name").is_err());
+    /// ```
+    pub fn new(name: impl Into<Bytes>) -> Result<Self, EncodeError> {
+        let name = name.into();
+        if is_token(&name) {
+            Ok(HeaderName(name))
+        } else {
+            Err(EncodeError::InvalidHeaderName)
+        }
+    }
+
+    /// A name from a literal known to be a token.
+    ///
+    /// # Panics
+    /// If `name` is not a token: this is for literals in source code.
+    pub fn from_static(name: &'static str) -> Self {
+        assert!(
+            is_token(name.as_bytes()),
+            "header name literal must be a token: {name:?}"
+        );
+        HeaderName(Bytes::from_static(name.as_bytes()))
+    }
+
+    pub(crate) fn from_trusted(b: Bytes) -> Self {
+        debug_assert!(is_token(&b));
+        HeaderName(b)
+    }
+
+    /// The name as sent.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).expect("tokens are ASCII")
+    }
+
+    /// Case-insensitive comparison with `other`.
+    pub fn is(&self, other: &str) -> bool {
+        self.0.eq_ignore_ascii_case(other.as_bytes())
+    }
+}
+
+impl PartialEq for HeaderName {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.eq_ignore_ascii_case(&other.0)
+    }
+}
+impl Eq for HeaderName {}
+
+impl fmt::Debug for HeaderName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+impl fmt::Display for HeaderName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl TryFrom<&str> for HeaderName {
+    type Error = EncodeError;
+    fn try_from(s: &str) -> Result<Self, EncodeError> {
+        HeaderName::new(Bytes::copy_from_slice(s.as_bytes()))
+    }
+}
+
+/// A header field value: bytes (non-ASCII allowed), never CR, LF or NUL except inside an
+/// obs-fold (`CRLF` followed by a space or tab), which some antivirus headers use to carry
+/// one item per line (see [`HeaderValue::lines`]).
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct HeaderValue(Bytes);
+
+impl HeaderValue {
+    /// Validates `value`: no CR, LF or NUL. Leading and trailing spaces and tabs are
+    /// trimmed, as they carry no meaning in a header field.
+    ///
+    /// ```
+    /// use icap_proto::HeaderValue;
+    /// assert!(HeaderValue::new("alice@example.com").is_ok());
+    /// assert!(HeaderValue::new("alice\r\nX-Evil: 1").is_err());
+    /// ```
+    pub fn new(value: impl Into<Bytes>) -> Result<Self, EncodeError> {
+        let value = trim_bytes(value.into());
+        if is_field_text(&value) {
+            Ok(HeaderValue(value))
+        } else {
+            Err(EncodeError::InvalidHeaderValue)
+        }
+    }
+
+    /// A value written as several lines joined by obs-folds (`CRLF TAB`), the shape of
+    /// `X-Violations-Found`. Each line is validated and trimmed like [`HeaderValue::new`]; an
+    /// empty line is not allowed after the first (it would end the head).
+    ///
+    /// ```
+    /// use icap_proto::HeaderValue;
+    /// let v = HeaderValue::from_lines(["1", "-", "Eicar-Test-Signature", "0", "0"]).unwrap();
+    /// assert_eq!(v.as_bytes(), b"1\r\n\t-\r\n\tEicar-Test-Signature\r\n\t0\r\n\t0");
+    /// assert_eq!(v.lines().count(), 5);
+    /// ```
+    pub fn from_lines<I, L>(lines: I) -> Result<Self, EncodeError>
+    where
+        I: IntoIterator<Item = L>,
+        L: AsRef<[u8]>,
+    {
+        let mut out = BytesMut::new();
+        for (i, line) in lines.into_iter().enumerate() {
+            let line = trim_ows(line.as_ref());
+            if !is_field_text(line) || (i > 0 && line.is_empty()) {
+                return Err(EncodeError::InvalidHeaderValue);
+            }
+            if i > 0 {
+                out.put_slice(b"\r\n\t");
+            }
+            out.put_slice(line);
+        }
+        Ok(HeaderValue(out.freeze()))
+    }
+
+    /// A value from a number.
+    pub fn from_u64(n: u64) -> Self {
+        HeaderValue(Bytes::from(n.to_string()))
+    }
+
+    pub(crate) fn from_trusted(b: Bytes) -> Self {
+        HeaderValue(b)
+    }
+
+    /// The raw bytes, folds included.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The raw bytes as `Bytes`.
+    pub fn to_bytes(&self) -> Bytes {
+        self.0.clone()
+    }
+
+    /// The value as UTF-8 text, if it is.
+    pub fn to_str(&self) -> Option<&str> {
+        std::str::from_utf8(&self.0).ok()
+    }
+
+    /// The value as text with invalid UTF-8 replaced.
+    pub fn to_str_lossy(&self) -> std::borrow::Cow<'_, str> {
+        String::from_utf8_lossy(&self.0)
+    }
+
+    /// The lines of a folded value, each trimmed of spaces and tabs. An unfolded value is one
+    /// line.
+    pub fn lines(&self) -> impl Iterator<Item = &[u8]> {
+        self.0
+            .split(|&b| b == b'\n')
+            .map(|l| trim_ows(l.strip_suffix(b"\r").unwrap_or(l)))
+    }
+
+    /// The value as a decimal number, if it is one.
+    pub fn to_u64(&self) -> Option<u64> {
+        parse_u64(trim_ows(&self.0))
+    }
+}
+
+impl fmt::Debug for HeaderValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.to_str_lossy(), f)
+    }
+}
+
+impl TryFrom<&str> for HeaderValue {
+    type Error = EncodeError;
+    fn try_from(s: &str) -> Result<Self, EncodeError> {
+        HeaderValue::new(Bytes::copy_from_slice(s.as_bytes()))
+    }
+}
+
+impl TryFrom<String> for HeaderValue {
+    type Error = EncodeError;
+    fn try_from(s: String) -> Result<Self, EncodeError> {
+        HeaderValue::new(Bytes::from(s))
+    }
+}
+
+fn is_field_text(v: &[u8]) -> bool {
+    memchr::memchr3(b'\r', b'\n', 0, v).is_none()
+}
+
+fn trim_bytes(b: Bytes) -> Bytes {
+    let t = trim_ows(&b);
+    if t.len() == b.len() {
+        b
+    } else {
+        b.slice_ref(t)
+    }
+}
+
+pub(crate) fn trim_ows(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}
+
+/// Decimal digits only, checked, at most 20 digits.
+pub(crate) fn parse_u64(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || s.len() > 20 {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for &b in s {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+    }
+    Some(n)
+}
+
+/// Header fields in the order received; repeated names are all kept.
+///
+/// ```
+/// use icap_proto::Headers;
+/// let mut h = Headers::new();
+/// h.append("X-Client-IP", "10.0.0.1").unwrap();
+/// h.append("x-client-ip", "10.0.0.2").unwrap();
+/// assert_eq!(h.get("X-CLIENT-IP").unwrap().as_bytes(), b"10.0.0.1");
+/// assert_eq!(h.get_all("X-Client-IP").count(), 2);
+/// ```
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Headers {
+    entries: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Headers {
+    /// No headers.
+    pub fn new() -> Self {
+        Headers::default()
+    }
+
+    pub(crate) fn with_capacity(n: usize) -> Self {
+        Headers {
+            entries: Vec::with_capacity(n),
+        }
+    }
+
+    /// Number of fields.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether there are no fields.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The first value of `name` (case-insensitive).
+    pub fn get(&self, name: &str) -> Option<&HeaderValue> {
+        self.entries
+            .iter()
+            .find(|(n, _)| n.is(name))
+            .map(|(_, v)| v)
+    }
+
+    /// Every value of `name`, in order.
+    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a HeaderValue> + 'a {
+        self.entries
+            .iter()
+            .filter(move |(n, _)| n.is(name))
+            .map(|(_, v)| v)
+    }
+
+    /// Whether `name` is present.
+    pub fn contains(&self, name: &str) -> bool {
+        self.entries.iter().any(|(n, _)| n.is(name))
+    }
+
+    /// Every field in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
+        self.entries.iter().map(|(n, v)| (n, v))
+    }
+
+    /// Adds a field after the others, validating name and value.
+    pub fn append<N, V>(&mut self, name: N, value: V) -> Result<(), EncodeError>
+    where
+        N: TryInto<HeaderName, Error = EncodeError>,
+        V: TryInto<HeaderValue, Error = EncodeError>,
+    {
+        self.entries.push((name.try_into()?, value.try_into()?));
+        Ok(())
+    }
+
+    /// Adds an already validated field after the others.
+    pub fn push(&mut self, name: HeaderName, value: HeaderValue) {
+        self.entries.push((name, value));
+    }
+
+    /// Sets `name` to `value`: replaces the first field of that name in place and removes
+    /// the others, or appends when absent.
+    pub fn set(&mut self, name: HeaderName, value: HeaderValue) {
+        let mut slot = None;
+        let mut i = 0;
+        self.entries.retain(|(n, _)| {
+            let keep = if *n == name {
+                if slot.is_none() {
+                    slot = Some(i);
+                    true
+                } else {
+                    false
+                }
+            } else {
+                true
+            };
+            if keep {
+                i += 1;
+            }
+            keep
+        });
+        match slot {
+            Some(i) => self.entries[i].1 = value,
+            None => self.entries.push((name, value)),
+        }
+    }
+
+    /// Removes every field named `name`; returns how many.
+    pub fn remove(&mut self, name: &str) -> usize {
+        let before = self.entries.len();
+        self.entries.retain(|(n, _)| !n.is(name));
+        before - self.entries.len()
+    }
+
+    /// Writes `name: value\r\n` for each field.
+    pub fn encode(&self, out: &mut BytesMut) {
+        for (n, v) in &self.entries {
+            out.put_slice(&n.0);
+            out.put_slice(b": ");
+            out.put_slice(&v.0);
+            out.put_slice(b"\r\n");
+        }
+    }
+
+    /// Bytes [`Headers::encode`] writes.
+    pub fn encoded_len(&self) -> usize {
+        self.entries
+            .iter()
+            .map(|(n, v)| n.0.len() + v.0.len() + 4)
+            .sum()
+    }
+}
+
+impl fmt::Debug for Headers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.entries.iter()).finish()
+    }
+}
+
+impl<'a> IntoIterator for &'a Headers {
+    type Item = &'a (HeaderName, HeaderValue);
+    type IntoIter = std::slice::Iter<'a, (HeaderName, HeaderValue)>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.entries.iter()
+    }
+}

@@ -1,0 +1,283 @@
+//! ICAP request and response heads, and their encoding.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use crate::encapsulated::{BodyKind, Direction, Encapsulated};
+use crate::error::{DecodeError, EncodeError};
+use crate::header::Headers;
+use crate::http::{HttpRequestHead, HttpResponseHead, status_digits};
+use crate::types::{Method, StatusCode, Uri, VERSION};
+
+/// The head of an ICAP request: request line, ICAP headers, embedded HTTP heads and which
+/// body follows.
+///
+/// The encoder computes `Encapsulated` from the embedded heads and `body`; a decoded head
+/// keeps the received `Encapsulated` field in `headers` (at its position), and the encoder
+/// rewrites its value in place.
+///
+/// ```
+/// use bytes::BytesMut;
+/// use icap_proto::{BodyKind, HttpResponseHead, Method, RequestHead};
+/// let mut head = RequestHead::new(Method::Respmod, "icap://127.0.0.1/avscan".parse().unwrap());
+/// head.headers.append("Host", "127.0.0.1").unwrap();
+/// head.headers.append("Allow", "204").unwrap();
+/// head.http_response = Some(HttpResponseHead::new(200, "OK").unwrap());
+/// head.body = Some(BodyKind::Response);
+/// let mut out = BytesMut::new();
+/// head.encode(&mut out).unwrap();
+/// assert!(out.starts_with(b"RESPMOD icap://127.0.0.1/avscan ICAP/1.0\r\n"));
+/// assert!(std::str::from_utf8(&out).unwrap().contains("Encapsulated: res-hdr=0, res-body=19\r\n"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestHead {
+    /// The method.
+    pub method: Method,
+    /// The request URI.
+    pub uri: Uri,
+    /// ICAP header fields in order.
+    pub headers: Headers,
+    /// The embedded HTTP request head (`req-hdr`).
+    pub http_request: Option<HttpRequestHead>,
+    /// The embedded HTTP response head (`res-hdr`).
+    pub http_response: Option<HttpResponseHead>,
+    /// The chunked body that follows, or `None` for `null-body`.
+    pub body: Option<BodyKind>,
+}
+
+/// The head of an ICAP response: status line, ICAP headers, embedded HTTP heads and which
+/// body follows. Encoding works as for [`RequestHead`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseHead {
+    /// The status code.
+    pub status: StatusCode,
+    reason: Bytes,
+    /// ICAP header fields in order.
+    pub headers: Headers,
+    /// The embedded HTTP request head (`req-hdr`).
+    pub http_request: Option<HttpRequestHead>,
+    /// The embedded HTTP response head (`res-hdr`).
+    pub http_response: Option<HttpResponseHead>,
+    /// The chunked body that follows, or `None` for `null-body`.
+    pub body: Option<BodyKind>,
+}
+
+const ENCAPSULATED: &str = "Encapsulated";
+
+impl RequestHead {
+    /// A request with no headers, no embedded heads and no body.
+    pub fn new(method: Method, uri: Uri) -> Self {
+        RequestHead {
+            method,
+            uri,
+            headers: Headers::new(),
+            http_request: None,
+            http_response: None,
+            body: None,
+        }
+    }
+
+    /// The `Preview` header as a number, if present.
+    pub fn preview(&self) -> Result<Option<u64>, DecodeError> {
+        match self.headers.get("Preview") {
+            None => Ok(None),
+            Some(v) => v
+                .to_u64()
+                .map(Some)
+                .ok_or(DecodeError::InvalidHeaderValue("Preview")),
+        }
+    }
+
+    /// Whether the client allows a `204` answer (`Allow: 204`).
+    pub fn allows_204(&self) -> bool {
+        allow_lists(&self.headers, b"204")
+    }
+
+    /// The `Encapsulated` value this head encodes with.
+    pub fn encapsulated(&self) -> Encapsulated {
+        Encapsulated::from_lengths(
+            self.http_request.as_ref().map(HttpRequestHead::encoded_len),
+            self.http_response
+                .as_ref()
+                .map(HttpResponseHead::encoded_len),
+            self.body,
+        )
+    }
+
+    /// Writes the request line, the headers with a computed `Encapsulated`, the empty line
+    /// and the embedded HTTP heads. The body is written with [`crate::chunked`].
+    ///
+    /// `Encapsulated` is always written except for an `OPTIONS` request with nothing
+    /// encapsulated, where it is written only if `headers` carries one.
+    pub fn encode(&self, out: &mut BytesMut) -> Result<(), EncodeError> {
+        let enc = self.encapsulated();
+        enc.validate(self.method, Direction::Request)
+            .map_err(|_| EncodeError::InvalidEncapsulation)?;
+        let write_enc = self.method != Method::Options
+            || self.body.is_some()
+            || self.headers.contains(ENCAPSULATED);
+        out.reserve(64 + self.headers.encoded_len());
+        out.put_slice(self.method.as_str().as_bytes());
+        out.put_u8(b' ');
+        out.put_slice(self.uri.as_bytes());
+        out.put_u8(b' ');
+        out.put_slice(VERSION.as_bytes());
+        out.put_slice(b"\r\n");
+        encode_rest(
+            &self.headers,
+            write_enc.then_some(&enc),
+            self.http_request.as_ref(),
+            self.http_response.as_ref(),
+            out,
+        );
+        Ok(())
+    }
+}
+
+impl ResponseHead {
+    /// A response with the canonical reason phrase, no headers and nothing encapsulated.
+    pub fn new(status: StatusCode) -> Self {
+        ResponseHead {
+            status,
+            reason: Bytes::from_static(status.canonical_reason().as_bytes()),
+            headers: Headers::new(),
+            http_request: None,
+            http_response: None,
+            body: None,
+        }
+    }
+
+    /// Sets the reason phrase (any bytes but CR, LF and NUL).
+    pub fn with_reason(mut self, reason: impl Into<Bytes>) -> Result<Self, EncodeError> {
+        let reason = reason.into();
+        if memchr::memchr3(b'\r', b'\n', 0, &reason).is_some() {
+            return Err(EncodeError::InvalidText);
+        }
+        self.reason = reason;
+        Ok(self)
+    }
+
+    /// Adds a header (builder style).
+    pub fn with_header(mut self, name: &str, value: &str) -> Result<Self, EncodeError> {
+        self.headers.append(name, value)?;
+        Ok(self)
+    }
+
+    pub(crate) fn from_parts(status: StatusCode, reason: Bytes, headers: Headers) -> Self {
+        ResponseHead {
+            status,
+            reason,
+            headers,
+            http_request: None,
+            http_response: None,
+            body: None,
+        }
+    }
+
+    /// The reason phrase.
+    pub fn reason(&self) -> &[u8] {
+        &self.reason
+    }
+
+    /// The `ISTag` value, quotes removed.
+    pub fn istag(&self) -> Option<&[u8]> {
+        self.headers.get("ISTag").map(|v| unquote(v.as_bytes()))
+    }
+
+    /// The `Encapsulated` value this head encodes with.
+    pub fn encapsulated(&self) -> Encapsulated {
+        Encapsulated::from_lengths(
+            self.http_request.as_ref().map(HttpRequestHead::encoded_len),
+            self.http_response
+                .as_ref()
+                .map(HttpResponseHead::encoded_len),
+            self.body,
+        )
+    }
+
+    /// Writes the status line, headers, computed `Encapsulated`, the empty line and the
+    /// embedded heads, after checking the combination against `method` (the request's).
+    ///
+    /// `Encapsulated` is written when something is encapsulated, for `2xx` other than
+    /// `204`, or when `headers` carries one; so `100 Continue` and `204` go without it
+    /// unless asked, as c-icap sends them.
+    pub fn encode(&self, method: Method, out: &mut BytesMut) -> Result<(), EncodeError> {
+        let enc = self.encapsulated();
+        enc.validate(method, Direction::Response)
+            .map_err(|_| EncodeError::InvalidEncapsulation)?;
+        let something =
+            self.body.is_some() || self.http_request.is_some() || self.http_response.is_some();
+        let write_enc = something
+            || (self.status.is_success() && self.status != StatusCode::NO_CONTENT)
+            || self.headers.contains(ENCAPSULATED);
+        out.reserve(64 + self.headers.encoded_len());
+        out.put_slice(VERSION.as_bytes());
+        out.put_u8(b' ');
+        out.put_slice(&status_digits(self.status.as_u16()));
+        out.put_u8(b' ');
+        out.put_slice(&self.reason);
+        out.put_slice(b"\r\n");
+        encode_rest(
+            &self.headers,
+            write_enc.then_some(&enc),
+            self.http_request.as_ref(),
+            self.http_response.as_ref(),
+            out,
+        );
+        Ok(())
+    }
+}
+
+fn encode_rest(
+    headers: &Headers,
+    enc: Option<&Encapsulated>,
+    req: Option<&HttpRequestHead>,
+    res: Option<&HttpResponseHead>,
+    out: &mut BytesMut,
+) {
+    let enc_value = enc.map(ToString::to_string);
+    let mut written = false;
+    for (name, value) in headers {
+        if name.is(ENCAPSULATED) {
+            // The computed value replaces the first received one in place; repeats go.
+            match &enc_value {
+                Some(v) if !written => put_field(out, name.as_str().as_bytes(), v.as_bytes()),
+                Some(_) => {}
+                None => put_field(out, name.as_str().as_bytes(), value.as_bytes()),
+            }
+            written = true;
+        } else {
+            put_field(out, name.as_str().as_bytes(), value.as_bytes());
+        }
+    }
+    if let (Some(v), false) = (&enc_value, written) {
+        put_field(out, ENCAPSULATED.as_bytes(), v.as_bytes());
+    }
+    out.put_slice(b"\r\n");
+    if let Some(r) = req {
+        r.encode(out);
+    }
+    if let Some(r) = res {
+        r.encode(out);
+    }
+}
+
+fn put_field(out: &mut BytesMut, name: &[u8], value: &[u8]) {
+    out.put_slice(name);
+    out.put_slice(b": ");
+    out.put_slice(value);
+    out.put_slice(b"\r\n");
+}
+
+/// Whether a comma-separated `Allow` list contains `what`.
+pub(crate) fn allow_lists(headers: &Headers, what: &[u8]) -> bool {
+    headers
+        .get_all("Allow")
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .any(|item| crate::header::trim_ows(item).eq_ignore_ascii_case(what))
+}
+
+pub(crate) fn unquote(v: &[u8]) -> &[u8] {
+    v.strip_prefix(b"\"")
+        .and_then(|v| v.strip_suffix(b"\""))
+        .unwrap_or(v)
+}

@@ -1,0 +1,223 @@
+//! The private nom grammar: start lines and header fields of complete heads.
+//!
+//! Framing (finding where a head ends, under a size limit) happens before this in
+//! [`crate::decoder`]; these rules run on a complete head, so they use
+//! `nom::bytes::complete`.
+
+use bytes::Bytes;
+use nom::IResult;
+use nom::Parser;
+use nom::bytes::complete::{tag, take_while, take_while_m_n, take_while1};
+
+use crate::error::{DecodeError, Limit};
+use crate::header::{HeaderName, HeaderValue, Headers, is_tchar};
+use crate::limits::Limits;
+
+type PResult<'a, T> = IResult<&'a [u8], T, ()>;
+
+/// Finds the end of a head that starts at `buf[0]`: the index just past `CRLF CRLF`.
+///
+/// `scanned` is how far an earlier call already looked, so feeding a head in pieces costs
+/// linear time. Every LF must follow a CR ([`DecodeError::BareLineFeed`]).
+pub(crate) fn find_head_end(buf: &[u8], scanned: &mut usize) -> Result<Option<usize>, DecodeError> {
+    let start = *scanned;
+    for i in memchr::memchr_iter(b'\n', &buf[start..]).map(|i| i + start) {
+        if i == 0 || buf[i - 1] != b'\r' {
+            return Err(DecodeError::BareLineFeed);
+        }
+        // A head is at least one line; "\r\n" at the very start is not an empty head.
+        if i >= 3 && &buf[i - 3..=i] == b"\r\n\r\n" {
+            return Ok(Some(i + 1));
+        }
+    }
+    *scanned = buf.len();
+    Ok(None)
+}
+
+/// `token = 1*tchar`
+fn parse_token(i: &[u8]) -> PResult<'_, &[u8]> {
+    take_while1(is_tchar).parse(i)
+}
+
+/// Everything up to (not including) the next CRLF, and the CRLF.
+fn parse_line_rest(i: &[u8]) -> PResult<'_, &[u8]> {
+    let (i, text) = take_while(|b| b != b'\r').parse(i)?;
+    let (i, _) = tag(&b"\r\n"[..]).parse(i)?;
+    Ok((i, text))
+}
+
+/// `request-line = method SP request-target SP version CRLF`; the target is any run of
+/// visible characters (validated by the caller).
+pub(crate) fn parse_request_line(i: &[u8]) -> PResult<'_, (&[u8], &[u8], &[u8])> {
+    let (i, method) = parse_token(i)?;
+    let (i, _) = tag(&b" "[..]).parse(i)?;
+    let (i, target) = take_while1(|b: u8| b > b' ' && b != 0x7f).parse(i)?;
+    let (i, _) = tag(&b" "[..]).parse(i)?;
+    let (i, version) = take_while1(|b: u8| b > b' ' && b != 0x7f).parse(i)?;
+    let (i, _) = tag(&b"\r\n"[..]).parse(i)?;
+    Ok((i, (method, target, version)))
+}
+
+/// `status-line = version SP 3DIGIT [SP reason-phrase] CRLF`. The reason is optional and
+/// may hold any bytes but CR, LF and NUL (vendors localise it).
+pub(crate) fn parse_status_line(i: &[u8]) -> PResult<'_, (&[u8], u16, &[u8])> {
+    let (i, version) = take_while1(|b: u8| b > b' ' && b != 0x7f).parse(i)?;
+    let (i, _) = tag(&b" "[..]).parse(i)?;
+    let (i, digits) = take_while_m_n(3, 3, |b: u8| b.is_ascii_digit()).parse(i)?;
+    let code = digits
+        .iter()
+        .fold(0u16, |n, &d| n * 10 + u16::from(d - b'0'));
+    let (i, reason) = if let Ok((i, _)) = tag::<_, _, ()>(&b" "[..]).parse(i) {
+        parse_line_rest(i)?
+    } else {
+        let (i, _) = tag(&b"\r\n"[..]).parse(i)?;
+        (i, &b""[..])
+    };
+    if reason.contains(&0) {
+        return Err(nom::Err::Error(()));
+    }
+    Ok((i, (version, code, reason)))
+}
+
+/// One header field with its obs-fold continuation lines:
+/// `field-name ":" OWS field-value OWS CRLF *( (SP / HTAB) field-text CRLF )`.
+/// Returns the name and the raw value (folds included, outer whitespace trimmed).
+fn parse_field(i: &[u8]) -> PResult<'_, (&[u8], &[u8])> {
+    let (rest, name) = parse_token(i)?;
+    let (rest, _) = tag(&b":"[..]).parse(rest)?;
+    let (rest, _) = take_while(|b| b == b' ' || b == b'\t').parse(rest)?;
+    // The value runs to the first CRLF that is not followed by SP or HTAB.
+    let mut at = 0;
+    loop {
+        let cr = memchr::memchr(b'\r', &rest[at..]).ok_or(nom::Err::Error(()))? + at;
+        if rest.get(cr + 1) != Some(&b'\n') {
+            return Err(nom::Err::Error(()));
+        }
+        if let Some(b' ' | b'\t') = rest.get(cr + 2) {
+            at = cr + 2;
+            continue;
+        }
+        let value = &rest[..cr];
+        if memchr::memchr(0, value).is_some() {
+            return Err(nom::Err::Error(()));
+        }
+        return Ok((&rest[cr + 2..], (name, crate::header::trim_ows(value))));
+    }
+}
+
+/// Parses the header fields of `fields` (a slice of `head`, ending with the empty line)
+/// into `Headers` whose names and values are slices of `head`, not copies. Also returns how
+/// many bytes are left from the empty line on (2 when the head ends there).
+pub(crate) fn parse_fields(
+    head: &Bytes,
+    fields: &[u8],
+    limits: &Limits,
+) -> Result<(Headers, usize), DecodeError> {
+    let mut headers = Headers::with_capacity(16);
+    let mut i = fields;
+    loop {
+        if i.starts_with(b"\r\n") {
+            return Ok((headers, i.len()));
+        }
+        if headers.len() >= limits.max_headers {
+            return Err(DecodeError::limit(Limit::HeaderCount, limits.max_headers));
+        }
+        let before = i.len();
+        let (rest, (name, value)) = parse_field(i).map_err(|_| field_error(i))?;
+        if before - rest.len() > limits.max_header_line {
+            return Err(DecodeError::limit(
+                Limit::HeaderLine,
+                limits.max_header_line,
+            ));
+        }
+        headers.push(
+            HeaderName::from_trusted(head.slice_ref(name)),
+            HeaderValue::from_trusted(if value.is_empty() {
+                Bytes::new()
+            } else {
+                head.slice_ref(value)
+            }),
+        );
+        i = rest;
+    }
+}
+
+/// A more precise error than "invalid header" when the line holds a control character.
+fn field_error(line: &[u8]) -> DecodeError {
+    let end = memchr::memchr(b'\n', line).unwrap_or(line.len());
+    let l = &line[..end.saturating_sub(1)];
+    if memchr::memchr2(b'\r', 0, l).is_some() {
+        DecodeError::InvalidControlCharacter
+    } else {
+        DecodeError::InvalidHeader
+    }
+}
+
+/// Checks a section for bare LF (embedded heads are framed by offsets, not by a scan).
+pub(crate) fn check_line_endings(s: &[u8]) -> Result<(), DecodeError> {
+    for i in memchr::memchr_iter(b'\n', s) {
+        if i == 0 || s[i - 1] != b'\r' {
+            return Err(DecodeError::BareLineFeed);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn head_end_found_across_calls() {
+        let mut scanned = 0;
+        let msg = b"OPTIONS icap://h/s ICAP/1.0\r\nHost: h\r\n\r\nrest";
+        assert_eq!(find_head_end(&msg[..20], &mut scanned), Ok(None));
+        assert_eq!(scanned, 20);
+        assert_eq!(find_head_end(&msg[..39], &mut scanned), Ok(None));
+        assert_eq!(find_head_end(msg, &mut scanned), Ok(Some(msg.len() - 4)));
+    }
+
+    #[test]
+    fn bare_lf_is_rejected() {
+        let mut scanned = 0;
+        assert_eq!(
+            find_head_end(b"OPTIONS icap://h/s ICAP/1.0\nHost: h\n\n", &mut scanned),
+            Err(DecodeError::BareLineFeed)
+        );
+    }
+
+    #[test]
+    fn status_line_shapes() {
+        type Row = (&'static [u8], Option<(u16, &'static [u8])>);
+        let rows: &[Row] = &[
+            (b"ICAP/1.0 200 OK\r\n", Some((200, b"OK"))),
+            (b"ICAP/1.0 204 Unmodified\r\n", Some((204, b"Unmodified"))),
+            (b"ICAP/1.0 539 \r\n", Some((539, b""))),
+            (b"ICAP/1.0 418\r\n", Some((418, b""))),
+            (
+                b"ICAP/1.0 200 Tout va bien \xc3\xa9\r\n",
+                Some((200, b"Tout va bien \xc3\xa9")),
+            ),
+            (b"ICAP/1.0 20 OK\r\n", None),
+            (b"ICAP/1.0 2000 OK\r\n", None),
+            (b"ICAP/1.0  200 OK\r\n", None),
+        ];
+        for (line, want) in rows {
+            let got = parse_status_line(line).ok().map(|(_, (_, c, r))| (c, r));
+            assert_eq!(got, *want, "{}", String::from_utf8_lossy(line));
+        }
+    }
+
+    #[test]
+    fn folded_field_keeps_colons() {
+        let head =
+            Bytes::from_static(b"X-Violations-Found: 1\r\n\tpath/a:b\r\n\tHEUR:Trojan\r\n\r\n");
+        let (h, rest) = parse_fields(&head, &head, &Limits::default()).unwrap();
+        assert_eq!(rest, 2);
+        let v = h.get("x-violations-found").unwrap();
+        assert_eq!(
+            v.lines().collect::<Vec<_>>(),
+            vec![&b"1"[..], b"path/a:b", b"HEUR:Trojan"]
+        );
+    }
+}
