@@ -50,8 +50,16 @@ pub struct Threat {
 
 impl Threat {
     fn new(name: impl Into<String>, source: ThreatSource) -> Self {
+        let name = name.into();
+        // A name of only whitespace (a form feed passes `trim_ows`) would print as nothing;
+        // the infection still counts.
+        let name = if name.trim().is_empty() {
+            UNNAMED_THREAT.to_owned()
+        } else {
+            name
+        };
         Threat {
-            name: name.into(),
+            name,
             source,
             kind: None,
             resolution: None,
@@ -321,10 +329,13 @@ fn http_block_name(status: u16, reason: &[u8]) -> String {
 
 /// Adds `t` unless a threat of that name is known; then fills in what the known one lacks.
 fn add(out: &mut Vec<Threat>, t: Threat) {
-    if let Some(known) = out
-        .iter_mut()
-        .find(|k| k.name == t.name || (k.name == UNNAMED_THREAT && t.source != k.source))
-    {
+    // The same name first: taking an unnamed threat when the name is already listed would
+    // list it twice.
+    let known = out.iter().position(|k| k.name == t.name).or_else(|| {
+        out.iter()
+            .position(|k| k.name == UNNAMED_THREAT && t.source != k.source)
+    });
+    if let Some(known) = known.map(|i| &mut out[i]) {
         if known.name == UNNAMED_THREAT {
             known.name = t.name;
         }
@@ -334,5 +345,49 @@ fn add(out: &mut Vec<Threat>, t: Threat) {
         known.problem_id = known.problem_id.take().or(t.problem_id);
     } else {
         out.push(t);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{HttpResponseHead, StatusCode};
+
+    fn head(fields: &[(&str, &[u8])]) -> ResponseHead {
+        let mut h = ResponseHead::new(StatusCode::OK);
+        for (n, v) in fields {
+            h.headers.push(
+                crate::HeaderName::new(n.as_bytes().to_vec()).unwrap(),
+                HeaderValue::new(v.to_vec()).unwrap(),
+            );
+        }
+        h
+    }
+
+    // Found by the `verdict` fuzz target: an unnamed X-Infection-Found, then a named one,
+    // then the same name from X-Violations-Found gave that name twice.
+    #[test]
+    fn a_known_name_wins_over_an_unnamed_threat() {
+        let h = head(&[
+            ("X-Infection-Found", b"Type=0; Resolution=2"),
+            ("X-Infection-Found", b"Type=0; Resolution=2; Threat=Eicar;"),
+            ("X-Virus-ID", b"Eicar"),
+        ]);
+        let t = threats(&h);
+        let names: Vec<&str> = t.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, [UNNAMED_THREAT, "Eicar"]);
+    }
+
+    // Found by the `verdict` fuzz target: a name of only a form feed is not clean for
+    // `trim_ows` but trims to nothing.
+    #[test]
+    fn blank_names_become_unnamed() {
+        let mut h = ResponseHead::new(StatusCode::OK);
+        let mut res = HttpResponseHead::new(200, "OK").unwrap();
+        res.headers.append("X-Virus-Name", "\x0c").unwrap();
+        h.http_response = Some(res);
+        assert_eq!(threats(&h)[0].name, UNNAMED_THREAT);
+        let h = head(&[("X-Virus-ID", b"\x0b")]);
+        assert_eq!(threats(&h)[0].name, UNNAMED_THREAT);
     }
 }
