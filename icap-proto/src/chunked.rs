@@ -173,7 +173,7 @@ impl ChunkedDecoder {
                         }
                         let mut scanned = self.scanned;
                         let found = parse::find_head_end(
-                            &buf[..buf.len().min(self.limits.max_trailers + 1)],
+                            &buf[..buf.len().min(self.limits.max_trailers.saturating_add(1))],
                             &mut scanned,
                         )
                         .map_err(|_| DecodeError::InvalidTrailer)?;
@@ -509,6 +509,18 @@ mod tests {
                 max: 4
             })
         );
+    }
+
+    // Found by the `chunked` fuzz target: `usize::MAX`, the way to ask for no limit,
+    // overflowed when the trailer window was computed.
+    #[test]
+    fn trailers_without_limit() {
+        let mut dec = ChunkedDecoder::new(Limits::default().with_max_trailers(usize::MAX));
+        let mut buf = BytesMut::from(&b"0\r\nX-T: 1\r\n\r\n"[..]);
+        match dec.decode(&mut buf) {
+            Ok(Some(ChunkEvent::End(end))) => assert_eq!(end.trailers.len(), 1),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
