@@ -155,7 +155,11 @@ impl ChunkedDecoder {
                         _ => {}
                     }
                     if !buf.starts_with(b"\r\n") {
-                        return Err(DecodeError::InvalidChunkTerminator);
+                        return Err(if buf[0] == b'\n' {
+                            DecodeError::BareLineFeed
+                        } else {
+                            DecodeError::InvalidChunkTerminator
+                        });
                     }
                     buf.advance(2);
                     self.state = State::Size;
@@ -172,11 +176,11 @@ impl ChunkedDecoder {
                             return Ok(None);
                         }
                         let mut scanned = self.scanned;
+                        // Its only error is a bare LF, reported as such like in heads.
                         let found = parse::find_head_end(
                             &buf[..buf.len().min(self.limits.max_trailers.saturating_add(1))],
                             &mut scanned,
-                        )
-                        .map_err(|_| DecodeError::InvalidTrailer)?;
+                        )?;
                         self.scanned = scanned;
                         let Some(end) = found else {
                             if buf.len() > self.limits.max_trailers {

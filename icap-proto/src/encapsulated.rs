@@ -111,7 +111,8 @@ impl Encapsulated {
     pub fn parse(value: &[u8]) -> Result<Self, EncapsulatedError> {
         let mut entries: Vec<(Section, u64)> = Vec::with_capacity(3);
         for item in value.split(|&b| b == b',') {
-            let item = crate::header::trim_ows(item);
+            // A folded Encapsulated value (obs-fold after a comma) is still one list.
+            let item = crate::header::trim_folded(item);
             let eq = memchr::memchr(b'=', item).ok_or(EncapsulatedError::Syntax)?;
             let name = crate::header::trim_ows(&item[..eq]);
             let num = crate::header::trim_ows(&item[eq + 1..]);

@@ -116,8 +116,10 @@ impl HeaderValue {
     }
 
     /// A value written as several lines joined by obs-folds (`CRLF TAB`), the shape of
-    /// `X-Violations-Found`. Each line is validated and trimmed like [`HeaderValue::new`]; an
-    /// empty line is not allowed after the first (it would end the head).
+    /// `X-Violations-Found`. Each line is validated and trimmed like [`HeaderValue::new`].
+    /// Empty lines are not allowed, except a single empty line for an empty value: a fold
+    /// at either end of a value is whitespace that a decoder trims, so the value would not
+    /// read back the same.
     ///
     /// ```
     /// use icap_proto::HeaderValue;
@@ -131,11 +133,13 @@ impl HeaderValue {
         L: AsRef<[u8]>,
     {
         let mut out = BytesMut::new();
+        let mut first_empty = false;
         for (i, line) in lines.into_iter().enumerate() {
             let line = trim_ows(line.as_ref());
-            if !is_field_text(line) || (i > 0 && line.is_empty()) {
+            if !is_field_text(line) || (i > 0 && (line.is_empty() || first_empty)) {
                 return Err(EncodeError::InvalidHeaderValue);
             }
+            first_empty = i == 0 && line.is_empty();
             if i > 0 {
                 out.put_slice(b"\r\n\t");
             }
@@ -228,6 +232,22 @@ pub(crate) fn trim_ows(mut s: &[u8]) -> &[u8] {
         s = rest;
     }
     s
+}
+
+/// Trims spaces, tabs and whole obs-folds from both ends of a raw field value.
+///
+/// Inside a value every CR is followed by LF and then SP or HTAB (that is how
+/// the field parser found its end), so removing CR and LF at the ends removes only folds.
+/// Trimming just spaces would leave a value such as `1\r\n` from `X: 1\r\n \r\n`, which
+/// the encoder would write back as `X: 1\r\n\r\n` and so end the head early.
+pub(crate) fn trim_folded(mut v: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t' | b'\r' | b'\n', rest @ ..] = v {
+        v = rest;
+    }
+    while let [rest @ .., b' ' | b'\t' | b'\r' | b'\n'] = v {
+        v = rest;
+    }
+    v
 }
 
 /// Decimal digits only, checked, at most 20 digits.

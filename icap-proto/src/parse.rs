@@ -101,7 +101,7 @@ fn parse_field(i: &[u8]) -> PResult<'_, (&[u8], &[u8])> {
         if memchr::memchr(0, value).is_some() {
             return Err(nom::Err::Error(()));
         }
-        return Ok((&rest[cr + 2..], (name, crate::header::trim_ows(value))));
+        return Ok((&rest[cr + 2..], (name, crate::header::trim_folded(value))));
     }
 }
 
@@ -206,6 +206,14 @@ mod tests {
             let got = parse_status_line(line).ok().map(|(_, (_, c, r))| (c, r));
             assert_eq!(got, *want, "{}", String::from_utf8_lossy(line));
         }
+    }
+
+    #[test]
+    fn empty_folds_at_the_ends_are_trimmed() {
+        let head = Bytes::from_static(b"X-A: 1\r\n \r\nX-B:\r\n\t2\r\n\t\r\n\t3\r\n\r\n");
+        let (h, _) = parse_fields(&head, &head, &Limits::default()).unwrap();
+        assert_eq!(h.get("X-A").unwrap().as_bytes(), b"1");
+        assert_eq!(h.get("X-B").unwrap().as_bytes(), b"2\r\n\t\r\n\t3");
     }
 
     #[test]
