@@ -1,0 +1,14 @@
+//! The codec's proof: byte-exact fixtures (RFC 3507 examples and real-server shapes),
+//! re-encoding, splits, property tests, malformed-input tables and a streaming bound.
+//!
+//! One test binary (as rustls does) with a module per concern.
+
+mod common;
+mod encode_errors;
+mod fixtures;
+mod malformed;
+mod regressions;
+mod robustness;
+mod roundtrip;
+mod split;
+mod streaming;
