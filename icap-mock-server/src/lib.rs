@@ -1,1 +1,68 @@
-//! Placeholder; filled by its issue.
+//! A configurable mock ICAP antivirus server, for testing products that send files to an
+//! antivirus over ICAP (RFC 3507): infections in the shapes real products report them,
+//! clean files, slow scans, dead servers and broken replies, without a real antivirus.
+//!
+//! # Design
+//!
+//! ```text
+//!  TCP / TLS ─► Connection<S> ─► icap_proto::RequestDecoder ─► Head, Data, PreviewEnd, End
+//!                  │                                              │
+//!                  │  rules (Mock::given(..).respond_with(..)),   │ streaming Scanner
+//!                  │  triggers, signatures ◄── Request ◄──────────┘ (EICAR, patterns,
+//!                  │                                                 SHA-256, size)
+//!                  ▼
+//!            Plan { fault, verdict } ─► dialect (c-icap, Symantec, ...) ─► ResponseHead::encode
+//!                                                                          chunked::encode_*
+//!  journal: one Transaction per request (heads, body size and SHA-256, preview, status)
+//! ```
+//!
+//! All ICAP framing goes through [`icap_proto`]. A rule is decided as early as it can be:
+//! rules on heads decide right after the head (so a fault can strike before the body),
+//! body rules when their pattern shows up (in the preview, a verdict is sent straight
+//! away) or when the body ends. Bodies are never held whole for detection; a clean `200`
+//! echo is kept in memory up to [`ServiceConfig::echo_threshold`] and streamed beyond it.
+//!
+//! # Example
+//!
+//! ```
+//! use icap_mock_server::{matchers::filename, Fault, Mock, MockServer, Verdict};
+//! use std::time::Duration;
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let server = MockServer::start().await;
+//! assert!(server.url().starts_with("icap://127.0.0.1:"));
+//! Mock::given(filename("*.zip"))
+//!     .respond_with(Verdict::error(500, "password_protected"))
+//!     .expect(0)
+//!     .mount(&server)
+//!     .await;
+//! Mock::given(filename("*.iso"))
+//!     .respond_with(Fault::delay(Duration::from_secs(2)))
+//!     .mount(&server)
+//!     .await;
+//! assert!(server.journal().await.is_empty());
+//! # }
+//! ```
+
+mod admin;
+pub mod config;
+mod connection;
+mod dialect;
+mod journal;
+pub mod matchers;
+mod mock;
+mod request;
+mod scan;
+mod server;
+mod service;
+pub mod tls;
+
+pub use journal::Transaction;
+pub use mock::{Action, Fault, FaultKind, Mock, MockBuilder, Respond, Times, Verdict, VerdictKind};
+pub use request::Request;
+pub use scan::EICAR;
+pub use server::{MockServer, MockServerBuilder, Outage, StartError};
+pub use service::{DEFAULT_ECHO_THRESHOLD, Dialect, ServiceConfig, Signature, glob_match};
+
+/// Re-exported so users need not depend on icap-proto for `Method` and `Limits`.
+pub use icap_proto::{Limits, Method};

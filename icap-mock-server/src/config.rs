@@ -1,0 +1,489 @@
+//! The configuration file (TOML) and the admin API share this schema.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use icap_proto::{Limits, Method};
+use serde::{Deserialize, Serialize};
+
+use crate::matchers::{self, Match};
+use crate::mock::{Fault, FaultKind, Mock, MockBuilder, Verdict};
+use crate::server::MockServerBuilder;
+use crate::service::{Dialect, ServiceConfig, Signature};
+
+/// A whole configuration file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// `ADDR:PORT` to listen on (the `--listen` flag wins).
+    pub listen: Option<String>,
+    /// `ADDR:PORT` of the admin API (the `--admin` flag wins).
+    pub admin: Option<String>,
+    /// Milliseconds from a request's first byte to the end of its head.
+    pub header_read_timeout_ms: Option<u64>,
+    /// Milliseconds a connection may stay silent.
+    pub idle_timeout_ms: Option<u64>,
+    /// Body bytes kept for rules that look at the body.
+    pub body_capture: Option<usize>,
+    /// Per-request triggers on or off.
+    pub triggers: Option<bool>,
+    /// Delay of the `.slow` trigger, in milliseconds.
+    pub trigger_delay_ms: Option<u64>,
+    /// Transactions kept in the journal.
+    pub journal_limit: Option<usize>,
+    /// Decoder limits.
+    #[serde(default)]
+    pub limits: LimitsSpec,
+    /// TLS.
+    pub tls: Option<TlsSpec>,
+    /// Services (default: one `avscan`).
+    #[serde(default, rename = "service")]
+    pub services: Vec<ServiceSpec>,
+    /// Rules, in the order they are mounted (later ones take precedence).
+    #[serde(default, rename = "rule")]
+    pub rules: Vec<RuleSpec>,
+}
+
+/// `[limits]`: each field overrides icap-proto's default.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct LimitsSpec {
+    pub max_head: Option<usize>,
+    pub max_headers: Option<usize>,
+    pub max_header_line: Option<usize>,
+    pub max_http_head: Option<usize>,
+    pub max_chunk_line: Option<usize>,
+    pub max_chunk_extensions: Option<usize>,
+    pub max_trailers: Option<usize>,
+    pub max_preview: Option<u64>,
+    pub max_body: Option<u64>,
+}
+
+impl LimitsSpec {
+    /// The limits with these overrides.
+    pub fn to_limits(&self) -> Limits {
+        let mut l = Limits::default();
+        macro_rules! set {
+            ($($f:ident),*) => {$( if let Some(v) = self.$f { l.$f = v; } )*};
+        }
+        set!(
+            max_head,
+            max_headers,
+            max_header_line,
+            max_http_head,
+            max_chunk_line,
+            max_chunk_extensions,
+            max_trailers,
+            max_preview,
+            max_body
+        );
+        l
+    }
+}
+
+/// `[tls]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSpec {
+    /// Generate a CA and certificate at start.
+    #[serde(default)]
+    pub generated: bool,
+    /// PEM certificate chain file.
+    pub cert: Option<PathBuf>,
+    /// PEM private key file.
+    pub key: Option<PathBuf>,
+    /// Where to write the generated CA (PEM).
+    pub ca_out: Option<PathBuf>,
+    /// Require client certificates signed by this CA (PEM file).
+    pub client_ca: Option<PathBuf>,
+}
+
+/// `[[service]]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSpec {
+    /// Path of the service (`avscan` for `icap://host/avscan`).
+    pub name: String,
+    /// `c-icap`, `symantec`, `kaspersky`, `sophos`, `mcafee` or `plain`.
+    #[serde(default)]
+    pub dialect: Dialect,
+    /// `["RESPMOD", "REQMOD"]` by default.
+    pub methods: Option<Vec<String>>,
+    /// `Preview` in OPTIONS; `-1` or absent for the default 1024, `0` allowed.
+    pub preview: Option<i64>,
+    /// `Allow: 204` in OPTIONS (default true).
+    pub allow_204: Option<bool>,
+    /// `Max-Connections` (0: unlimited).
+    pub max_connections: Option<u32>,
+    /// `Options-TTL` in seconds (0: not sent).
+    pub options_ttl_secs: Option<u64>,
+    /// `Transfer-Preview` extensions.
+    pub transfer_preview: Option<Vec<String>>,
+    /// `Transfer-Ignore` extensions.
+    pub transfer_ignore: Option<Vec<String>>,
+    /// `Transfer-Complete` extensions.
+    pub transfer_complete: Option<Vec<String>>,
+    /// `Service` text.
+    pub description: Option<String>,
+    /// Built-in EICAR detection (default true).
+    pub eicar: Option<bool>,
+    /// Bytes above which a clean echo streams.
+    pub echo_threshold: Option<usize>,
+    /// Signatures: `{ pattern, name }`, `{ sha256, name }` or `{ filename, name }`.
+    #[serde(default)]
+    pub signatures: Vec<Signature>,
+}
+
+fn parse_method(s: &str) -> Result<Method, String> {
+    Method::from_bytes(s.trim().to_ascii_uppercase().as_bytes())
+        .ok_or_else(|| format!("unknown ICAP method {s:?}"))
+}
+
+impl ServiceSpec {
+    /// The service configuration.
+    pub fn to_service(&self) -> Result<ServiceConfig, String> {
+        let mut s = ServiceConfig::new(&self.name).dialect(self.dialect);
+        if let Some(m) = &self.methods {
+            let methods = m
+                .iter()
+                .map(|x| parse_method(x))
+                .collect::<Result<Vec<_>, _>>()?;
+            s = s.methods(&methods);
+        }
+        if let Some(p) = self.preview {
+            s = s.preview(u64::try_from(p).ok());
+        }
+        if let Some(a) = self.allow_204 {
+            s = s.allow_204(a);
+        }
+        if let Some(m) = self.max_connections {
+            s = s.max_connections((m > 0).then_some(m));
+        }
+        if let Some(t) = self.options_ttl_secs {
+            s = s.options_ttl((t > 0).then(|| Duration::from_secs(t)));
+        }
+        let own = |l: &Option<Vec<String>>, d: &[String]| l.clone().unwrap_or_else(|| d.to_vec());
+        s.transfer_preview = own(&self.transfer_preview, &s.transfer_preview);
+        s.transfer_ignore = own(&self.transfer_ignore, &s.transfer_ignore);
+        s.transfer_complete = own(&self.transfer_complete, &s.transfer_complete);
+        if let Some(d) = &self.description {
+            s = s.description(d);
+        }
+        if let Some(e) = self.eicar {
+            s = s.eicar(e);
+        }
+        if let Some(t) = self.echo_threshold {
+            s = s.echo_threshold(t);
+        }
+        for sig in &self.signatures {
+            if let Signature::Sha256 { sha256, .. } = sig
+                && (sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()))
+            {
+                return Err(format!("signature sha256 {sha256:?} is not 64 hex digits"));
+            }
+            s = s.signature(sig.clone());
+        }
+        Ok(s)
+    }
+}
+
+/// A header condition: `{ name = "X-Client-IP", value = "10.0.0.1" }` (no `value`: present).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderSpec {
+    /// Header name.
+    pub name: String,
+    /// Exact value; absent means "present with any value".
+    pub value: Option<String>,
+}
+
+/// `when`: every given condition must hold (none given: every request).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct WhenSpec {
+    /// `RESPMOD`, `REQMOD` or `OPTIONS`.
+    pub method: Option<String>,
+    /// Service name.
+    pub service: Option<String>,
+    /// An ICAP header.
+    pub icap_header: Option<HeaderSpec>,
+    /// A header of the embedded HTTP request or response.
+    pub http_header: Option<HeaderSpec>,
+    /// A substring of the embedded URL's path.
+    pub url_path_contains: Option<String>,
+    /// A file-name glob.
+    pub filename: Option<String>,
+    /// A byte string (UTF-8) the body contains.
+    pub body_contains: Option<String>,
+    /// Smallest body size.
+    pub body_size_min: Option<u64>,
+    /// Largest body size.
+    pub body_size_max: Option<u64>,
+}
+
+/// `then`: a verdict, a fault, or a fault followed by a verdict.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ThenSpec {
+    /// `scan` (default), `clean`, `infected`, `error` or `status`.
+    pub verdict: Option<String>,
+    /// Threat name for `infected` (default `Mock.Rule`).
+    pub threat: Option<String>,
+    /// Status for `error` (default 500) and `status`, or the code of `unknown_status`.
+    pub status: Option<u16>,
+    /// `X-Error-Code` for `error` (default `internal_error`).
+    pub error_code: Option<String>,
+    /// A fault name (see the README), applied before or instead of the verdict.
+    pub fault: Option<String>,
+    /// Milliseconds for `delay`, `delay_continue` and `slow_body` (default 5000).
+    pub delay_ms: Option<u64>,
+    /// Answer in this dialect instead of the service's.
+    pub dialect: Option<Dialect>,
+    /// Extra ICAP headers on the answer.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// One rule, as in the `[[rule]]` tables of the config file and `POST /rules`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSpec {
+    /// A name for logs and expectation messages.
+    pub name: Option<String>,
+    /// Conditions.
+    #[serde(default)]
+    pub when: WhenSpec,
+    /// The answer.
+    #[serde(default)]
+    pub then: ThenSpec,
+    /// Apply to the first N matching requests only.
+    pub times: Option<u64>,
+    /// Apply to every k-th matching request.
+    pub every: Option<u64>,
+    /// Apply with this probability (0 to 1), drawn from a generator seeded with `seed`.
+    pub probability: Option<f64>,
+    /// Seed for `probability` (default 0).
+    pub seed: Option<u64>,
+    /// Expected number of applications (checked by `GET /verify`).
+    pub expect: Option<u64>,
+}
+
+impl ThenSpec {
+    fn verdict(&self) -> Result<Verdict, String> {
+        let mut v = match self.verdict.as_deref().unwrap_or("scan") {
+            "scan" => Verdict::scan(),
+            "clean" => Verdict::clean(),
+            "infected" => Verdict::infected(self.threat.as_deref().unwrap_or("Mock.Rule")),
+            "error" => Verdict::error(
+                self.status.unwrap_or(500),
+                self.error_code.as_deref().unwrap_or("internal_error"),
+            ),
+            "status" => Verdict::status(
+                self.status
+                    .ok_or("verdict \"status\" needs a \"status\" code")?,
+            ),
+            other => return Err(format!("unknown verdict {other:?}")),
+        };
+        if let Some(d) = self.dialect {
+            v = v.with_dialect(d);
+        }
+        for (n, val) in &self.headers {
+            v = v.with_header(n, val);
+        }
+        Ok(v)
+    }
+
+    fn fault(&self) -> Result<Option<FaultKind>, String> {
+        self.fault
+            .as_deref()
+            .map(|name| {
+                FaultKind::parse(name, self.delay_ms, self.status)
+                    .ok_or_else(|| format!("unknown fault {name:?}"))
+            })
+            .transpose()
+    }
+}
+
+impl RuleSpec {
+    /// Builds the mock this rule describes.
+    pub fn to_mock(&self) -> Result<Mock, String> {
+        fn add(b: MockBuilder, m: impl Match) -> MockBuilder {
+            b.and(m)
+        }
+        let w = &self.when;
+        let mut b: MockBuilder = Mock::given(matchers::any());
+        if let Some(m) = &w.method {
+            b = add(b, matchers::method(parse_method(m)?));
+        }
+        if let Some(s) = &w.service {
+            b = add(b, matchers::service(s));
+        }
+        if let Some(h) = &w.icap_header {
+            b = match &h.value {
+                Some(v) => add(b, matchers::icap_header(&h.name, v)),
+                None => add(b, matchers::icap_header_exists(&h.name)),
+            };
+        }
+        if let Some(h) = &w.http_header {
+            let v = h.value.clone().unwrap_or_default();
+            b = add(b, matchers::http_header(&h.name, &v));
+        }
+        if let Some(p) = &w.url_path_contains {
+            b = add(b, matchers::url_path_contains(p));
+        }
+        if let Some(f) = &w.filename {
+            b = add(b, matchers::filename(f));
+        }
+        if let Some(c) = &w.body_contains {
+            b = add(b, matchers::body_contains(c.as_bytes()));
+        }
+        if w.body_size_min.is_some() || w.body_size_max.is_some() {
+            let lo = w.body_size_min.unwrap_or(0);
+            let hi = w.body_size_max.unwrap_or(u64::MAX);
+            b = add(b, matchers::body_size(lo..=hi));
+        }
+        let verdict = self.then.verdict()?;
+        let mut mock = match self.then.fault()? {
+            Some(kind) => b.respond_with(Fault {
+                kind,
+                then: verdict,
+            }),
+            None => b.respond_with(verdict),
+        };
+        let schedules = [
+            self.times.is_some(),
+            self.every.is_some(),
+            self.probability.is_some(),
+        ];
+        if schedules.iter().filter(|x| **x).count() > 1 {
+            return Err("use only one of times, every, probability".into());
+        }
+        if let Some(n) = self.times {
+            mock = mock.times(n);
+        }
+        if let Some(k) = self.every {
+            mock = mock.every(k);
+        }
+        if let Some(p) = self.probability {
+            if !(0.0..=1.0).contains(&p) {
+                return Err(format!("probability {p} is not between 0 and 1"));
+            }
+            mock = mock.probability(p, self.seed.unwrap_or(0));
+        }
+        if let Some(e) = self.expect {
+            mock = mock.expect(e);
+        }
+        if let Some(n) = &self.name {
+            mock = mock.named(n);
+        }
+        Ok(mock)
+    }
+}
+
+/// A fault switched on through `POST /faults`: `{"fault": "never_answer", "times": 3}`.
+/// `outage` (or `refuse`), `accept_and_close` and `none` switch the outage mode instead.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FaultSpec {
+    /// The fault name.
+    pub fault: String,
+    /// Only for this service.
+    pub service: Option<String>,
+    /// Milliseconds for the delay faults.
+    pub delay_ms: Option<u64>,
+    /// Code for `unknown_status`.
+    pub status: Option<u16>,
+    /// The next N requests only.
+    pub times: Option<u64>,
+    /// Every k-th request.
+    pub every: Option<u64>,
+    /// With this probability.
+    pub probability: Option<f64>,
+    /// Seed for `probability`.
+    pub seed: Option<u64>,
+}
+
+impl FaultSpec {
+    /// The rule this fault amounts to.
+    pub fn to_rule(&self) -> RuleSpec {
+        RuleSpec {
+            name: Some(format!("fault:{}", self.fault)),
+            when: WhenSpec {
+                service: self.service.clone(),
+                ..WhenSpec::default()
+            },
+            then: ThenSpec {
+                fault: Some(self.fault.clone()),
+                delay_ms: self.delay_ms,
+                status: self.status,
+                ..ThenSpec::default()
+            },
+            times: self.times,
+            every: self.every,
+            probability: self.probability,
+            seed: self.seed,
+            expect: None,
+        }
+    }
+}
+
+/// Reads a file for the configuration, naming it in the error.
+fn read(path: &std::path::Path) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))
+}
+
+impl ConfigFile {
+    /// Parses TOML text.
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Applies the file to a builder (services, rules, timeouts, limits, TLS files).
+    /// Returns the builder and the path to write a generated CA to, if any.
+    pub fn apply(
+        &self,
+        mut b: MockServerBuilder,
+    ) -> Result<(MockServerBuilder, Option<PathBuf>), String> {
+        for s in &self.services {
+            b = b.service(s.to_service()?);
+        }
+        for r in &self.rules {
+            b = b.mock(r.to_mock()?);
+        }
+        if let Some(ms) = self.header_read_timeout_ms {
+            b = b.header_read_timeout(Duration::from_millis(ms));
+        }
+        if let Some(ms) = self.idle_timeout_ms {
+            b = b.idle_timeout(Duration::from_millis(ms));
+        }
+        if let Some(n) = self.body_capture {
+            b = b.body_capture(n);
+        }
+        if let Some(t) = self.triggers {
+            b = b.triggers(t);
+        }
+        if let Some(ms) = self.trigger_delay_ms {
+            b = b.trigger_delay(Duration::from_millis(ms));
+        }
+        if let Some(n) = self.journal_limit {
+            b = b.journal_limit(n);
+        }
+        b = b.limits(self.limits.to_limits());
+        let mut ca_out = None;
+        if let Some(t) = &self.tls {
+            match (&t.cert, &t.key) {
+                (Some(c), Some(k)) => b = b.tls_pem(&read(c)?, &read(k)?),
+                (None, None) if t.generated => b = b.tls_generated(),
+                (None, None) => {}
+                _ => return Err("tls: give both cert and key".into()),
+            }
+            if let Some(ca) = &t.client_ca {
+                b = b.client_auth_ca_pem(&read(ca)?);
+            }
+            ca_out.clone_from(&t.ca_out);
+        }
+        Ok((b, ca_out))
+    }
+}

@@ -1,0 +1,1210 @@
+//! One client connection: read a request with icap-proto's decoder, decide, answer.
+//!
+//! Generic over the stream (mini-redis style), so TCP, TLS and in-memory streams share
+//! the code.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use icap_proto::{
+    BodyKind, DecodeError, Event, Method, OptionsResponse, RequestDecoder, RequestHead,
+    ResponseHead, StatusCode, chunked,
+};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::dialect;
+use crate::journal::Transaction;
+use crate::mock::{Action, FaultKind, Selection, Selector, Verdict, VerdictKind, splitmix64};
+use crate::request::Request;
+use crate::scan::Scanner;
+use crate::server::{Compiled, Shared};
+use crate::service::{Dialect, ServiceConfig, Signature, glob_match};
+
+/// A stream the server can serve: TCP, TLS over TCP, or an in-memory duplex.
+pub(crate) trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// Makes the next close send a TCP RST (where there is TCP).
+    fn reset_on_close(&self) {}
+}
+
+impl Stream for TcpStream {
+    fn reset_on_close(&self) {
+        let _ = self.set_zero_linger();
+    }
+}
+
+impl Stream for tokio_rustls::server::TlsStream<TcpStream> {
+    fn reset_on_close(&self) {
+        let _ = self.get_ref().0.set_zero_linger();
+    }
+}
+
+impl Stream for tokio::io::DuplexStream {}
+
+/// What happens to the connection after a transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    KeepAlive,
+    Close,
+    Reset,
+}
+
+#[derive(Debug)]
+enum ConnError {
+    Eof,
+    Timeout,
+    Io,
+    Decode(DecodeError),
+}
+
+/// How a transaction will be answered, once known.
+#[derive(Debug, Clone)]
+struct Plan {
+    fault: Option<FaultKind>,
+    verdict: Verdict,
+    rule: Option<u64>,
+}
+
+impl Plan {
+    fn scan() -> Self {
+        Plan {
+            fault: None,
+            verdict: Verdict::scan(),
+            rule: None,
+        }
+    }
+}
+
+enum Decision {
+    Decided(Plan),
+    /// A rule of higher precedence waits for more of the body.
+    WaitRules,
+    /// No rule applies, but a trigger marker may still come in the body.
+    WaitTriggers,
+}
+
+/// The outcome of looking for per-request triggers.
+enum Trigger {
+    Found(Plan),
+    /// None, and none can come any more.
+    Absent,
+    /// The body may still carry a marker.
+    Wait,
+}
+
+impl From<Option<Plan>> for Trigger {
+    /// A marker with an unknown token counts as no trigger.
+    fn from(p: Option<Plan>) -> Self {
+        p.map_or(Trigger::Absent, Trigger::Found)
+    }
+}
+
+/// A verdict with the scan resolved.
+enum Resolved {
+    Clean,
+    Infected(String),
+    Error(u16, String),
+    Status(u16),
+}
+
+/// The state of one transaction.
+#[allow(clippy::struct_excessive_bools)] // independent facts of one message
+struct Tx {
+    record: Transaction,
+    req: Request,
+    svc: ServiceConfig,
+    snap: Arc<Compiled>,
+    scanner: Scanner,
+    hasher: Sha256,
+    capture: BytesMut,
+    /// The message body kept for a `200` echo (until the echo starts streaming).
+    echo: BytesMut,
+    echo_wanted: bool,
+    echo_started: bool,
+    in_preview: bool,
+    plan: Option<Plan>,
+    selector: Selector,
+    request_head: RequestHead,
+    seen_data: bool,
+}
+
+impl Tx {
+    fn feed(&mut self, d: &Bytes, capture_max: usize) {
+        self.scanner.feed(&self.snap.patterns, d);
+        self.hasher.update(d);
+        self.record.body_len += d.len() as u64;
+        if self.in_preview {
+            self.record.preview_bytes += d.len() as u64;
+        }
+        if self.capture.len() < capture_max {
+            let n = (capture_max - self.capture.len()).min(d.len());
+            self.capture.extend_from_slice(&d[..n]);
+        }
+    }
+
+    fn refresh(&mut self) {
+        self.req.body_len = self.record.body_len;
+        self.req.body = Bytes::copy_from_slice(&self.capture);
+        self.req.body_truncated = (self.capture.len() as u64) < self.record.body_len;
+        let found: Vec<Vec<u8>> = self
+            .snap
+            .plain
+            .iter()
+            .filter(|p| {
+                self.snap
+                    .patterns
+                    .index_of(p)
+                    .is_some_and(|i| self.scanner.found(i).is_some())
+            })
+            .cloned()
+            .collect();
+        self.req.found = Arc::new(found);
+    }
+
+    fn complete(&mut self) {
+        self.scanner.finish(&self.snap.patterns);
+        self.req.body_complete = true;
+        self.record.complete = true;
+        let digest = std::mem::take(&mut self.hasher).finalize();
+        self.record.body_sha256 = hex(&digest);
+    }
+
+    fn dialect(&self, plan: &Plan) -> Dialect {
+        plan.verdict.dialect.unwrap_or(self.svc.dialect)
+    }
+
+    /// What the service's signatures found so far (SHA-256 only once complete).
+    fn scan_threat(&self, dialect: Dialect) -> Option<String> {
+        if self.svc.eicar && self.scanner.found(self.snap.eicar).is_some() {
+            return Some(dialect.eicar_name().to_owned());
+        }
+        for sig in &self.svc.signatures {
+            let hit = match sig {
+                Signature::Bytes { pattern, .. } => self
+                    .snap
+                    .patterns
+                    .index_of(pattern.as_bytes())
+                    .is_some_and(|i| self.scanner.found(i).is_some()),
+                Signature::Sha256 { sha256, .. } => {
+                    self.record.complete && self.record.body_sha256.eq_ignore_ascii_case(sha256)
+                }
+                Signature::FileName { filename, .. } => self
+                    .req
+                    .filename()
+                    .is_some_and(|n| glob_match(filename, &n)),
+            };
+            if hit {
+                return Some(sig.name().to_owned());
+            }
+        }
+        None
+    }
+
+    fn resolve(&self, plan: &Plan) -> Resolved {
+        match &plan.verdict.kind {
+            VerdictKind::Scan => {
+                if plan.fault == Some(FaultKind::EarlyResponse) && !self.record.complete {
+                    return Resolved::Infected("Mock.EarlyResponse".into());
+                }
+                match self.scan_threat(self.dialect(plan)) {
+                    Some(t) => Resolved::Infected(t),
+                    None => Resolved::Clean,
+                }
+            }
+            VerdictKind::Clean => Resolved::Clean,
+            VerdictKind::Infected(t) => Resolved::Infected(t.clone()),
+            VerdictKind::Error { status, code } => Resolved::Error(*status, code.clone()),
+            VerdictKind::Status(s) => Resolved::Status(*s),
+        }
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(b.len() * 2);
+    for x in b {
+        let _ = write!(s, "{x:02x}");
+    }
+    s
+}
+
+/// Faults that need a response body to break.
+fn breaks_body(f: Option<FaultKind>) -> bool {
+    matches!(
+        f,
+        Some(
+            FaultKind::BadChunkSize
+                | FaultKind::MissingTerminalChunk
+                | FaultKind::WrongEncapsulated
+                | FaultKind::CloseMidResponse
+        )
+    )
+}
+
+/// Parses a trigger token: `name[:arg]` for faults.
+fn fault_trigger(token: &str, settings_delay: Duration) -> Option<Plan> {
+    let (name, arg) = token.split_once(':').unwrap_or((token, ""));
+    let num = arg.parse::<u64>().ok();
+    let kind = match name {
+        "slow" => FaultKind::Delay(num.map_or(settings_delay, Duration::from_millis)),
+        _ => FaultKind::parse(name, num, num.and_then(|n| u16::try_from(n).ok()))?,
+    };
+    Some(Plan {
+        fault: Some(kind),
+        verdict: Verdict::scan(),
+        rule: None,
+    })
+}
+
+/// Parses a verdict trigger: `clean`, `infected[:Name]`, `error[:code[:status]]`,
+/// `status:NNN`.
+fn verdict_trigger(token: &str) -> Option<Plan> {
+    let mut parts = token.splitn(2, ':');
+    let kind = parts.next()?;
+    let rest = parts.next().filter(|s| !s.is_empty());
+    let verdict = match kind {
+        "clean" => Verdict::clean(),
+        "infected" => Verdict::infected(rest.unwrap_or("Mock.Trigger")),
+        "error" => {
+            let (code, status) = match rest {
+                Some(r) => match r.split_once(':') {
+                    Some((c, s)) => (c, s.parse().unwrap_or(500)),
+                    None => (r, 500),
+                },
+                None => ("internal_error", 500),
+            };
+            Verdict::error(status, code)
+        }
+        "status" => Verdict::status(rest?.parse().ok()?),
+        _ => return None,
+    };
+    Some(Plan {
+        fault: None,
+        verdict,
+        rule: None,
+    })
+}
+
+/// File-name suffix triggers.
+fn filename_trigger(name: &str, delay: Duration) -> Option<Plan> {
+    let lower = name.to_ascii_lowercase();
+    let ext = lower.rsplit_once('.')?.1;
+    let (fault, verdict) = match ext {
+        "timeout" => (Some(FaultKind::NeverAnswer), Verdict::scan()),
+        "slow" => (Some(FaultKind::Delay(delay)), Verdict::scan()),
+        "reset" => (Some(FaultKind::Reset), Verdict::scan()),
+        "garbage" => (Some(FaultKind::Garbage), Verdict::scan()),
+        "infected" => (None, Verdict::infected("Mock.Trigger.FileName")),
+        "encrypted" => (None, Verdict::error(500, "password_protected")),
+        "unavailable" => (None, Verdict::status(503)),
+        _ => return None,
+    };
+    Some(Plan {
+        fault,
+        verdict,
+        rule: None,
+    })
+}
+
+fn percent_decode_lossy(s: &str) -> String {
+    let b = s.as_bytes();
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
+        {
+            out.push(h << 4 | l);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+pub(crate) struct Connection<S> {
+    stream: S,
+    buf: BytesMut,
+    peer: Option<SocketAddr>,
+    shared: Arc<Shared>,
+    attached: Vec<String>,
+    decoder: RequestDecoder,
+}
+
+const READ_RESERVE: usize = 64 * 1024;
+
+impl<S: Stream> Connection<S> {
+    pub(crate) fn new(stream: S, peer: Option<SocketAddr>, shared: Arc<Shared>) -> Self {
+        let limits = shared.settings.limits;
+        Connection {
+            stream,
+            buf: BytesMut::with_capacity(READ_RESERVE),
+            peer,
+            shared,
+            attached: Vec::new(),
+            decoder: RequestDecoder::new(limits),
+        }
+    }
+
+    pub(crate) async fn run(mut self) {
+        let next = loop {
+            let head = match self.read_head().await {
+                Ok(Some(h)) => h,
+                Ok(None) => break Next::Close,
+                Err(ConnError::Decode(e)) => {
+                    tracing::info!(peer = ?self.peer, error = %e, "malformed request");
+                    self.send_status(e.status_code(), Method::Options).await;
+                    break Next::Close;
+                }
+                Err(e) => {
+                    tracing::debug!(peer = ?self.peer, error = ?e, "connection ended while reading a head");
+                    break Next::Close;
+                }
+            };
+            match self.transaction(head).await {
+                Next::KeepAlive => {}
+                other => break other,
+            }
+        };
+        if next == Next::Reset {
+            self.stream.reset_on_close();
+        } else {
+            let _ = tokio::time::timeout(Duration::from_secs(1), self.stream.shutdown()).await;
+        }
+        for s in &self.attached {
+            self.shared.detach(s);
+        }
+    }
+
+    async fn read_more(&mut self, deadline: Instant) -> Result<usize, ConnError> {
+        if self.buf.capacity() - self.buf.len() < READ_RESERVE / 4 {
+            self.buf.reserve(READ_RESERVE);
+        }
+        match tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buf)).await {
+            Err(_) => Err(ConnError::Timeout),
+            Ok(Err(_)) => Err(ConnError::Io),
+            Ok(Ok(n)) => Ok(n),
+        }
+    }
+
+    /// Waits until shutdown begins.
+    async fn shutdown_signal(shared: &Shared) {
+        let notified = shared.shutdown_notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if shared.is_shutting_down() {
+            return;
+        }
+        notified.await;
+    }
+
+    async fn read_head(&mut self) -> Result<Option<RequestHead>, ConnError> {
+        if self.buf.is_empty() {
+            let shared = self.shared.clone();
+            let idle = Instant::now() + shared.settings.idle_timeout;
+            tokio::select! {
+                r = self.read_more(idle) => match r {
+                    Ok(0) | Err(ConnError::Timeout) => return Ok(None),
+                    Ok(_) => {}
+                    Err(e) => return Err(e),
+                },
+                () = Self::shutdown_signal(&shared) => return Ok(None),
+            }
+        }
+        let deadline = Instant::now() + self.shared.settings.header_read_timeout;
+        loop {
+            match self.decoder.decode(&mut self.buf) {
+                Err(e) => return Err(ConnError::Decode(e)),
+                Ok(Some(Event::Head(h))) => return Ok(Some(h)),
+                Ok(Some(_)) => unreachable!("a fresh decoder starts with a head"),
+                Ok(None) => {}
+            }
+            match self.read_more(deadline).await? {
+                0 if self.decoder.is_idle() && self.buf.is_empty() => return Ok(None),
+                0 => return Err(ConnError::Eof),
+                _ => {}
+            }
+        }
+    }
+
+    async fn next_event(&mut self) -> Result<Event<RequestHead>, ConnError> {
+        loop {
+            if let Some(ev) = self
+                .decoder
+                .decode(&mut self.buf)
+                .map_err(ConnError::Decode)?
+            {
+                return Ok(ev);
+            }
+            let deadline = Instant::now() + self.shared.settings.idle_timeout;
+            if self.read_more(deadline).await? == 0 {
+                return Err(ConnError::Eof);
+            }
+        }
+    }
+
+    async fn write(&mut self, bytes: &[u8]) -> bool {
+        self.stream.write_all(bytes).await.is_ok() && self.stream.flush().await.is_ok()
+    }
+
+    /// Answers a decode error with a bare status.
+    async fn send_status(&mut self, status: u16, method: Method) {
+        let istag = self.shared.istag();
+        let head = dialect::base(status, &istag, &[]);
+        let mut out = BytesMut::new();
+        if head.encode(method, &mut out).is_ok() {
+            let _ = self.write(&out).await;
+        }
+    }
+
+    fn finish_record(&self, tx: &mut Tx) {
+        let r = &tx.record;
+        tracing::info!(
+            id = r.id,
+            peer = ?r.peer,
+            method = r.method.as_str(),
+            service = %r.service,
+            body_len = r.body_len,
+            preview = ?r.preview,
+            ieof = r.ieof,
+            status = ?r.status,
+            threat = ?r.threat,
+            fault = ?r.fault,
+            rule = ?r.rule,
+            "transaction"
+        );
+        self.shared.record(tx.record.clone());
+    }
+
+    async fn transaction(&mut self, head: RequestHead) -> Next {
+        let shared = self.shared.clone();
+        let settings = &shared.settings;
+        let service = head.uri.service().to_owned();
+        let has_body = head.body.is_some();
+        let preview = head.preview().ok().flatten().filter(|_| has_body);
+        let close_requested = head
+            .headers
+            .get("Connection")
+            .is_some_and(|v| v.to_str_lossy().trim().eq_ignore_ascii_case("close"));
+        let snap = shared.snapshot();
+        let svc = shared
+            .service(&service)
+            .cloned()
+            .unwrap_or_else(|| ServiceConfig::new(&service));
+        let record = Transaction {
+            id: shared.next_tx_id(),
+            peer: self.peer,
+            method: head.method,
+            service: service.clone(),
+            uri: String::from_utf8_lossy(head.uri.as_bytes()).into_owned(),
+            icap_headers: head.headers.clone(),
+            http_request: head.http_request.clone(),
+            http_response: head.http_response.clone(),
+            body_len: 0,
+            body_sha256: String::new(),
+            preview,
+            preview_bytes: 0,
+            ieof: false,
+            allow_204: head.allows_204(),
+            status: None,
+            continued: false,
+            threat: None,
+            fault: None,
+            rule: None,
+            complete: false,
+        };
+        let req = Request {
+            method: head.method,
+            service: service.clone(),
+            uri: record.uri.clone(),
+            icap_headers: head.headers.clone(),
+            http_request: head.http_request.clone(),
+            http_response: head.http_response.clone(),
+            preview,
+            body_len: 0,
+            body: Bytes::new(),
+            body_truncated: false,
+            body_complete: !has_body,
+            peer: self.peer,
+            found: Arc::new(Vec::new()),
+        };
+        let mut tx = Tx {
+            record,
+            req,
+            echo_wanted: has_body && !head.allows_204(),
+            svc: svc.clone(),
+            scanner: Scanner::new(&snap.patterns),
+            selector: Selector::new(snap.rules.clone()),
+            snap,
+            hasher: Sha256::new(),
+            capture: BytesMut::new(),
+            echo: BytesMut::new(),
+            echo_started: false,
+            in_preview: preview.is_some(),
+            plan: None,
+            request_head: head,
+            seen_data: false,
+        };
+        let keep = |n: Next| {
+            if n == Next::KeepAlive && close_requested {
+                Next::Close
+            } else {
+                n
+            }
+        };
+
+        let known = shared.service(&service).is_some();
+        let method = tx.request_head.method;
+        let error_status = if !known {
+            Some(404)
+        } else if method != Method::Options && !svc.methods.contains(&method) {
+            Some(405)
+        } else if !self.attached.contains(&service) {
+            if shared.attach(&svc) {
+                self.attached.push(service.clone());
+                None
+            } else {
+                Some(503)
+            }
+        } else {
+            None
+        };
+        if let Some(status) = error_status {
+            let mut head = dialect::base(status, &shared.istag(), &[]);
+            if status == 405 {
+                let allowed: Vec<&str> = svc.methods.iter().map(|m| m.as_str()).collect();
+                let _ = head
+                    .headers
+                    .append("Allow", format!("OPTIONS, {}", allowed.join(", ")).as_str());
+            }
+            let mut out = BytesMut::new();
+            head.encode(method, &mut out)
+                .expect("a bare status head always encodes");
+            tx.record.status = Some(status);
+            let next = self.answer_then_drain(&mut tx, &out).await;
+            self.finish_record(&mut tx);
+            return if status == 503 {
+                Next::Close
+            } else {
+                keep(next)
+            };
+        }
+
+        if method == Method::Options {
+            return keep(self.options(&mut tx).await);
+        }
+
+        // Head phase.
+        let decision = self.decide(&mut tx);
+        if let Decision::Decided(plan) = &decision {
+            match plan.fault {
+                Some(FaultKind::CloseImmediately) => {
+                    Self::note_fault(&mut tx, plan);
+                    self.finish_record(&mut tx);
+                    return Next::Close;
+                }
+                Some(FaultKind::Reset) => {
+                    Self::note_fault(&mut tx, plan);
+                    self.finish_record(&mut tx);
+                    return Next::Reset;
+                }
+                Some(FaultKind::NeverAnswer) => {
+                    let plan = plan.clone();
+                    return self.never_answer(&mut tx, &plan).await;
+                }
+                Some(FaultKind::EarlyResponse) if has_body => {
+                    let plan = plan.clone();
+                    let (out, _) = self.build_response(&mut tx, &plan, true);
+                    let next = self.answer_then_drain(&mut tx, &out).await;
+                    self.finish_record(&mut tx);
+                    return keep(next);
+                }
+                _ => {}
+            }
+        }
+
+        loop {
+            let ev = match self.next_event().await {
+                Ok(ev) => ev,
+                Err(e) => {
+                    if let ConnError::Decode(d) = e {
+                        tracing::info!(error = %d, "malformed request body");
+                        self.send_status(d.status_code(), method).await;
+                        tx.record.status = Some(d.status_code());
+                    }
+                    self.finish_record(&mut tx);
+                    return Next::Close;
+                }
+            };
+            match ev {
+                Event::Head(_) => unreachable!("one head per message"),
+                Event::Data(d) => {
+                    if !tx.seen_data {
+                        tx.seen_data = true;
+                        if let Some(Plan {
+                            fault: Some(f @ (FaultKind::ResetMidBody | FaultKind::CloseMidBody)),
+                            ..
+                        }) = &tx.plan
+                        {
+                            let f = *f;
+                            tx.record.fault = Some(f.name().to_owned());
+                            tx.record.rule = tx.plan.as_ref().and_then(|p| p.rule);
+                            tx.feed(&d, settings.body_capture);
+                            self.finish_record(&mut tx);
+                            return if f == FaultKind::ResetMidBody {
+                                Next::Reset
+                            } else {
+                                Next::Close
+                            };
+                        }
+                    }
+                    tx.feed(&d, settings.body_capture);
+                    if !self.echo_data(&mut tx, d).await {
+                        self.finish_record(&mut tx);
+                        return Next::Close;
+                    }
+                }
+                Event::PreviewEnd { ieof: true } => {
+                    tx.record.ieof = true;
+                    tx.in_preview = false;
+                }
+                Event::PreviewEnd { ieof: false } => {
+                    tx.in_preview = false;
+                    let decision = self.decide(&mut tx);
+                    let answer_now = match &decision {
+                        Decision::Decided(p) => match p.fault {
+                            Some(FaultKind::CloseAfterPreview) => {
+                                Self::note_fault(&mut tx, p);
+                                self.finish_record(&mut tx);
+                                return Next::Close;
+                            }
+                            Some(FaultKind::NeverAnswer) => {
+                                let p = p.clone();
+                                return self.never_answer(&mut tx, &p).await;
+                            }
+                            _ => {
+                                !matches!(p.verdict.kind, VerdictKind::Scan)
+                                    || tx.scan_threat(tx.dialect(p)).is_some()
+                            }
+                        },
+                        Decision::WaitTriggers => tx.scan_threat(svc.dialect).is_some(),
+                        Decision::WaitRules => false,
+                    };
+                    if answer_now {
+                        let plan = match decision {
+                            Decision::Decided(p) => p,
+                            _ => Plan::scan(),
+                        };
+                        self.decoder.reset();
+                        let next = self.respond(&mut tx, &plan, true).await;
+                        self.finish_record(&mut tx);
+                        return keep(next);
+                    }
+                    if let Some(FaultKind::DelayContinue(d)) =
+                        tx.plan.as_ref().and_then(|p| p.fault)
+                    {
+                        tokio::time::sleep(d).await;
+                    }
+                    let mut out = BytesMut::new();
+                    let mut cont = ResponseHead::new(StatusCode::CONTINUE);
+                    cont.headers
+                        .append("ISTag", format!("\"{}\"", shared.istag()).as_str())
+                        .expect("ISTag is a valid header value");
+                    cont.encode(method, &mut out)
+                        .expect("100 Continue always encodes");
+                    if !self.write(&out).await {
+                        self.finish_record(&mut tx);
+                        return Next::Close;
+                    }
+                    tx.record.continued = true;
+                }
+                Event::End(_) => {
+                    tx.complete();
+                    let plan = match self.decide(&mut tx) {
+                        Decision::Decided(p) => p,
+                        _ => Plan::scan(),
+                    };
+                    let inside_preview = tx.record.ieof;
+                    let next = self.respond(&mut tx, &plan, inside_preview).await;
+                    self.finish_record(&mut tx);
+                    return keep(next);
+                }
+            }
+        }
+    }
+
+    fn note_fault(tx: &mut Tx, plan: &Plan) {
+        tx.record.fault = plan.fault.map(|f| f.name().to_owned());
+        tx.record.rule = plan.rule;
+    }
+
+    /// Decides how to answer, if it can be known yet.
+    fn decide(&self, tx: &mut Tx) -> Decision {
+        if let Some(p) = &tx.plan {
+            return Decision::Decided(p.clone());
+        }
+        tx.refresh();
+        let plan = match tx.selector.select(&tx.req) {
+            Selection::Undecided => return Decision::WaitRules,
+            Selection::Rule(rule) => {
+                let action = rule.mock.responder.respond(&tx.req);
+                let (fault, verdict) = match action {
+                    Action::Verdict(v) => (None, v),
+                    Action::Fault(f) => (Some(f.kind), f.then),
+                };
+                Plan {
+                    fault,
+                    verdict,
+                    rule: Some(rule.id),
+                }
+            }
+            Selection::None => {
+                if self.shared.settings.triggers {
+                    match self.trigger(tx) {
+                        Trigger::Found(p) => p,
+                        Trigger::Absent => Plan::scan(),
+                        Trigger::Wait => return Decision::WaitTriggers,
+                    }
+                } else {
+                    Plan::scan()
+                }
+            }
+        };
+        tx.plan = Some(plan.clone());
+        Decision::Decided(plan)
+    }
+
+    /// Which trigger applies, if it can be known yet.
+    fn trigger(&self, tx: &Tx) -> Trigger {
+        let delay = self.shared.settings.trigger_delay;
+        let scanner = &tx.scanner;
+        if let Some(f) = scanner.found(tx.snap.fault_marker) {
+            return Trigger::from(fault_trigger(&String::from_utf8_lossy(&f.captured), delay));
+        }
+        if let Some(f) = scanner.found(tx.snap.verdict_marker) {
+            return Trigger::from(verdict_trigger(&String::from_utf8_lossy(&f.captured)));
+        }
+        let url = tx.req.url().map(|u| percent_decode_lossy(&u));
+        for text in url.iter().chain(tx.req.filename().iter()) {
+            for (marker, fault) in [
+                (crate::server::FAULT_MARKER, true),
+                (crate::server::VERDICT_MARKER, false),
+            ] {
+                let marker = std::str::from_utf8(marker).expect("markers are ASCII");
+                if let Some(i) = text.find(marker) {
+                    let token: String = text[i + marker.len()..]
+                        .chars()
+                        .take_while(|c| {
+                            c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':' | '=' | '-')
+                        })
+                        .collect();
+                    return Trigger::from(if fault {
+                        fault_trigger(&token, delay)
+                    } else {
+                        verdict_trigger(&token)
+                    });
+                }
+            }
+        }
+        if let Some(p) = tx.req.filename().and_then(|n| filename_trigger(&n, delay)) {
+            return Trigger::Found(p);
+        }
+        if tx.req.body_complete {
+            Trigger::Absent
+        } else {
+            Trigger::Wait
+        }
+    }
+
+    async fn options(&mut self, tx: &mut Tx) -> Next {
+        // Drain the (rare) opt-body and the end of the message.
+        loop {
+            match self.next_event().await {
+                Ok(Event::End(_)) => break,
+                Ok(Event::Data(d)) => tx.feed(&d, 0),
+                Ok(_) => {}
+                Err(_) => {
+                    self.finish_record(tx);
+                    return Next::Close;
+                }
+            }
+        }
+        tx.complete();
+        let svc = &tx.svc;
+        let mut o = OptionsResponse::new(svc.methods.clone(), &self.shared.istag());
+        o.service = Some(svc.description.clone());
+        o.max_connections = svc.max_connections;
+        o.options_ttl = svc.options_ttl;
+        o.preview = svc.preview;
+        o.transfer_preview.clone_from(&svc.transfer_preview);
+        o.transfer_ignore.clone_from(&svc.transfer_ignore);
+        o.transfer_complete.clone_from(&svc.transfer_complete);
+        o.allow_204 = svc.allow_204;
+        o.service_id = Some("icap-mock-server".to_owned());
+        let _ = o.headers.append(
+            "X-Include",
+            "X-Client-IP, X-Client-Username, X-Authenticated-User",
+        );
+        let mut out = BytesMut::new();
+        let head = o
+            .to_head()
+            .unwrap_or_else(|_| dialect::base(500, &self.shared.istag(), &[]));
+        head.encode(Method::Options, &mut out)
+            .expect("an OPTIONS head always encodes");
+        tx.record.status = Some(200);
+        let ok = self.write(&out).await;
+        self.finish_record(tx);
+        if ok { Next::KeepAlive } else { Next::Close }
+    }
+
+    /// Sends `out` now, then reads the rest of the request: to its end, or to the end of
+    /// its preview (a client does not send the rest after a final answer to a preview).
+    async fn answer_then_drain(&mut self, tx: &mut Tx, out: &[u8]) -> Next {
+        if !self.write(out).await {
+            return Next::Close;
+        }
+        loop {
+            match self.next_event().await {
+                Ok(Event::Data(d)) => tx.feed(&d, 0),
+                Ok(Event::PreviewEnd { ieof: false }) => {
+                    self.decoder.reset();
+                    return Next::KeepAlive;
+                }
+                Ok(Event::PreviewEnd { ieof: true }) => tx.record.ieof = true,
+                Ok(Event::End(_)) => {
+                    tx.complete();
+                    return Next::KeepAlive;
+                }
+                Ok(Event::Head(_)) => unreachable!("one head per message"),
+                Err(_) => return Next::Close,
+            }
+        }
+    }
+
+    /// Reads the request (up to its preview) and never answers.
+    async fn never_answer(&mut self, tx: &mut Tx, plan: &Plan) -> Next {
+        Self::note_fault(tx, plan);
+        let mut recorded = false;
+        loop {
+            match self.next_event().await {
+                Ok(Event::Data(d)) => {
+                    let cap = self.shared.settings.body_capture;
+                    tx.feed(&d, cap);
+                }
+                Ok(Event::PreviewEnd { ieof: true }) => tx.record.ieof = true,
+                Ok(Event::PreviewEnd { ieof: false }) => break,
+                Ok(Event::End(_)) => {
+                    tx.complete();
+                    break;
+                }
+                Ok(Event::Head(_)) => unreachable!("one head per message"),
+                Err(_) => {
+                    self.finish_record(tx);
+                    recorded = true;
+                    break;
+                }
+            }
+        }
+        if !recorded {
+            self.finish_record(tx);
+        }
+        // Silence until the client gives up, the idle timeout passes, or shutdown.
+        let shared = self.shared.clone();
+        let idle = Instant::now() + shared.settings.idle_timeout;
+        let mut sink = [0u8; 4096];
+        loop {
+            tokio::select! {
+                r = tokio::time::timeout_at(idle, self.stream.read(&mut sink)) => match r {
+                    Ok(Ok(n)) if n > 0 => {}
+                    _ => break,
+                },
+                () = Self::shutdown_signal(&shared) => break,
+            }
+        }
+        Next::Close
+    }
+
+    /// Handles body data for a possible `200` echo: keeps it, or streams it once past the
+    /// service's echo threshold. False when the client went away.
+    async fn echo_data(&mut self, tx: &mut Tx, d: Bytes) -> bool {
+        if tx.echo_started {
+            let mut out = BytesMut::with_capacity(d.len() + 24);
+            chunked::encode_chunk(&d, &mut out);
+            if let Some(FaultKind::SlowBody(delay)) = tx.plan.as_ref().and_then(|p| p.fault) {
+                tokio::time::sleep(delay).await;
+            }
+            return self.write(&out).await;
+        }
+        if !tx.echo_wanted {
+            return true;
+        }
+        tx.echo.extend_from_slice(&d);
+        if tx.echo.len() <= tx.svc.echo_threshold || tx.in_preview {
+            return true;
+        }
+        let can_stream = match &tx.plan {
+            None => true,
+            Some(p) => {
+                matches!(p.verdict.kind, VerdictKind::Scan | VerdictKind::Clean)
+                    && matches!(
+                        p.fault,
+                        None | Some(
+                            FaultKind::Delay(_)
+                                | FaultKind::SlowBody(_)
+                                | FaultKind::DelayContinue(_)
+                        )
+                    )
+            }
+        } && tx.scan_threat(tx.svc.dialect).is_none();
+        if !can_stream {
+            // The answer will not be an echo (or will be broken anyway): stop keeping it.
+            tx.echo_wanted = false;
+            tx.echo = BytesMut::new();
+            return true;
+        }
+        if let Some(FaultKind::Delay(delay)) = tx.plan.as_ref().and_then(|p| p.fault) {
+            tokio::time::sleep(delay).await;
+        }
+        let mut out = BytesMut::new();
+        let head = self.echo_head(tx);
+        head.encode(tx.request_head.method, &mut out)
+            .expect("an echo of a decoded head always encodes");
+        chunked::encode_chunk(&tx.echo, &mut out);
+        tx.echo = BytesMut::new();
+        tx.echo_started = true;
+        tx.record.status = Some(200);
+        self.write(&out).await
+    }
+
+    fn echo_head(&self, tx: &Tx) -> ResponseHead {
+        let istag = self.shared.istag();
+        let extra = tx
+            .plan
+            .as_ref()
+            .map(|p| p.verdict.headers.clone())
+            .unwrap_or_default();
+        let mut head = dialect::base(200, &istag, &extra);
+        let dialect = tx.plan.as_ref().map_or(tx.svc.dialect, |p| tx.dialect(p));
+        dialect::clean_headers(dialect, &mut head);
+        let rh = &tx.request_head;
+        if rh.method == Method::Reqmod {
+            head.http_request.clone_from(&rh.http_request);
+            head.body = rh.body.filter(|b| *b == BodyKind::Request);
+        } else {
+            head.http_response.clone_from(&rh.http_response);
+            head.body = rh.body.filter(|b| *b == BodyKind::Response);
+        }
+        head
+    }
+
+    /// Builds the final answer: head bytes and body bytes (chunked, last chunk included).
+    fn build_response(
+        &self,
+        tx: &mut Tx,
+        plan: &Plan,
+        inside_preview: bool,
+    ) -> (BytesMut, BytesMut) {
+        let istag = self.shared.istag();
+        let dialect = tx.dialect(plan);
+        let extra = &plan.verdict.headers;
+        let method = tx.request_head.method;
+        let mut resolved = tx.resolve(plan);
+        let filename = tx.req.filename();
+        if let Some(FaultKind::UnknownStatus(code)) = plan.fault {
+            resolved = Resolved::Status(code);
+        }
+        // Faults that break a body need one: a clean answer without one becomes a block page.
+        if breaks_body(plan.fault)
+            && matches!(resolved, Resolved::Clean)
+            && (tx.record.allow_204 || inside_preview || tx.request_head.body.is_none())
+        {
+            resolved = Resolved::Infected("Mock.Fault".into());
+        }
+        let (head, body): (ResponseHead, Option<Bytes>) = match &resolved {
+            Resolved::Clean if tx.record.allow_204 || inside_preview => {
+                let mut h = dialect::base(204, &istag, extra);
+                dialect::clean_headers(dialect, &mut h);
+                (h, None)
+            }
+            Resolved::Clean => {
+                let h = self.echo_head(tx);
+                let body = h.body.map(|_| std::mem::take(&mut tx.echo).freeze());
+                (h, body)
+            }
+            Resolved::Infected(t) => {
+                tx.record.threat = Some(t.clone());
+                dialect::infected(dialect, t, filename.as_deref(), &istag, extra)
+            }
+            Resolved::Error(status, code) => (dialect::error(*status, code, &istag, extra), None),
+            Resolved::Status(code) => (dialect::base(*code, &istag, extra), None),
+        };
+        let mut head_bytes = BytesMut::new();
+        if head.encode(method, &mut head_bytes).is_err() {
+            head_bytes.clear();
+            dialect::base(500, &istag, &[])
+                .encode(method, &mut head_bytes)
+                .expect("a bare status head always encodes");
+        }
+        tx.record.status = Some(head.status.as_u16());
+        let mut body_bytes = BytesMut::new();
+        if let Some(b) = body {
+            chunked::encode_body(&b, &mut body_bytes);
+        }
+        (head_bytes, body_bytes)
+    }
+
+    /// Sends the final answer, applying the planned fault.
+    async fn respond(&mut self, tx: &mut Tx, plan: &Plan, inside_preview: bool) -> Next {
+        tx.record.rule = plan.rule;
+        tx.record.fault = plan.fault.map(|f| f.name().to_owned());
+        match plan.fault {
+            Some(FaultKind::Delay(d)) if !tx.echo_started => tokio::time::sleep(d).await,
+            Some(FaultKind::CloseAfterPreview | FaultKind::CloseMidBody) => return Next::Close,
+            Some(FaultKind::ResetMidBody) => return Next::Reset,
+            _ => {}
+        }
+        if tx.echo_started {
+            // The 200 echo is streaming: finish it if the answer is still "clean".
+            let clean = matches!(tx.resolve(plan), Resolved::Clean)
+                && matches!(
+                    plan.fault,
+                    None | Some(
+                        FaultKind::Delay(_) | FaultKind::SlowBody(_) | FaultKind::DelayContinue(_)
+                    )
+                );
+            if clean {
+                let mut out = BytesMut::new();
+                chunked::encode_last_chunk(false, &icap_proto::Headers::new(), &mut out);
+                return if self.write(&out).await {
+                    Next::KeepAlive
+                } else {
+                    Next::Close
+                };
+            }
+            if let Resolved::Infected(t) = tx.resolve(plan) {
+                tx.record.threat = Some(t);
+            }
+            tx.record.fault = Some("echo_aborted".to_owned());
+            return Next::Reset;
+        }
+        if plan.fault == Some(FaultKind::Garbage) {
+            let mut state = tx.record.id ^ 0x1CA9_0000_0000_0000;
+            let mut junk = Vec::with_capacity(64);
+            junk.extend_from_slice(b"\x00\xffNOT-ICAP ");
+            while junk.len() < 64 {
+                junk.extend_from_slice(&splitmix64(&mut state).to_le_bytes());
+            }
+            junk.truncate(64);
+            let _ = self.write(&junk).await;
+            return Next::Close;
+        }
+        let (mut head, body) = self.build_response(tx, plan, inside_preview);
+        match plan.fault {
+            Some(FaultKind::TruncatedResponse) => {
+                let half = head.len() / 2;
+                let _ = self.write(&head[..half]).await;
+                Next::Close
+            }
+            Some(FaultKind::CloseMidResponse) => {
+                head.extend_from_slice(&body[..body.len() / 2]);
+                let _ = self.write(&head).await;
+                Next::Close
+            }
+            Some(FaultKind::BadChunkSize) => {
+                // Replace the hex size of the first chunk with something that is not hex.
+                let line_end = memchr::memmem::find(&body, b"\r\n").unwrap_or(0);
+                head.extend_from_slice(b"zz");
+                head.extend_from_slice(&body[line_end..]);
+                let _ = self.write(&head).await;
+                Next::Close
+            }
+            Some(FaultKind::MissingTerminalChunk) => {
+                let cut = memchr::memmem::rfind(&body, b"0\r\n\r\n").unwrap_or(body.len());
+                head.extend_from_slice(&body[..cut]);
+                if !self.write(&head).await {
+                    return Next::Close;
+                }
+                let shared = self.shared.clone();
+                let idle = Instant::now() + shared.settings.idle_timeout;
+                let mut sink = [0u8; 1024];
+                loop {
+                    tokio::select! {
+                        r = tokio::time::timeout_at(idle, self.stream.read(&mut sink)) => match r {
+                            Ok(Ok(n)) if n > 0 => {}
+                            _ => break,
+                        },
+                        () = Self::shutdown_signal(&shared) => break,
+                    }
+                }
+                Next::Close
+            }
+            Some(FaultKind::WrongEncapsulated) => {
+                let head = shift_encapsulated(&head);
+                let mut out = BytesMut::from(&head[..]);
+                out.extend_from_slice(&body);
+                if self.write(&out).await {
+                    Next::KeepAlive
+                } else {
+                    Next::Close
+                }
+            }
+            Some(FaultKind::SlowBody(d)) => {
+                if !self.write(&head).await {
+                    return Next::Close;
+                }
+                for piece in body.chunks(256) {
+                    tokio::time::sleep(d).await;
+                    if !self.write(piece).await {
+                        return Next::Close;
+                    }
+                }
+                Next::KeepAlive
+            }
+            _ => {
+                head.extend_from_slice(&body);
+                if self.write(&head).await {
+                    Next::KeepAlive
+                } else {
+                    Next::Close
+                }
+            }
+        }
+    }
+}
+
+/// Rewrites the last `Encapsulated` offset 7 bytes too far (or adds a bogus
+/// `Encapsulated` when the head has none).
+fn shift_encapsulated(head: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(head);
+    if let Some(start) = text.find("\r\nEncapsulated: ") {
+        let vstart = start + "\r\nEncapsulated: ".len();
+        let vend = vstart + text[vstart..].find("\r\n").unwrap_or(0);
+        let value = &text[vstart..vend];
+        let mut entries: Vec<(String, u64)> = value
+            .split(',')
+            .filter_map(|e| {
+                let (n, o) = e.trim().split_once('=')?;
+                Some((n.to_owned(), o.parse().ok()?))
+            })
+            .collect();
+        if let Some(last) = entries.last_mut() {
+            last.1 += 7;
+        }
+        let new: Vec<String> = entries.iter().map(|(n, o)| format!("{n}={o}")).collect();
+        let mut out = text[..vstart].to_owned();
+        out.push_str(&new.join(", "));
+        out.push_str(&text[vend..]);
+        return out.into_bytes();
+    }
+    let mut out = text.trim_end_matches("\r\n").to_owned();
+    out.push_str("\r\nEncapsulated: res-hdr=0, res-body=64\r\n\r\n");
+    out.into_bytes()
+}

@@ -1,0 +1,185 @@
+//! What rules see of a request.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use icap_proto::{Headers, HttpRequestHead, HttpResponseHead, Method};
+
+/// A request as matchers and responders see it.
+///
+/// Rules are evaluated as soon as they can decide: right after the head (for rules that
+/// only look at heads), after a preview, and when the whole body is in. `body` holds the
+/// first bytes of the body (up to the server's capture size, 64 KiB by default);
+/// [`Request::body_contains`] works for bodies of any size, because the patterns of
+/// [`body_contains`](crate::matchers::body_contains) rules are searched while the body
+/// streams through.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The ICAP method.
+    pub method: Method,
+    /// The service name (the URI path without `/` and query).
+    pub service: String,
+    /// The full ICAP request URI.
+    pub uri: String,
+    /// The ICAP header fields.
+    pub icap_headers: Headers,
+    /// The embedded HTTP request head.
+    pub http_request: Option<HttpRequestHead>,
+    /// The embedded HTTP response head.
+    pub http_response: Option<HttpResponseHead>,
+    /// The announced `Preview` size.
+    pub preview: Option<u64>,
+    /// Body bytes received so far (all of them once `body_complete`).
+    pub body_len: u64,
+    /// The first body bytes (up to the capture size).
+    pub body: Bytes,
+    /// Whether `body` holds the whole body.
+    pub body_truncated: bool,
+    /// Whether the whole body has been received.
+    pub body_complete: bool,
+    /// The client's address.
+    pub peer: Option<SocketAddr>,
+    /// Patterns found so far by the streaming scanner.
+    pub(crate) found: Arc<Vec<Vec<u8>>>,
+}
+
+impl Request {
+    /// The URL of the embedded HTTP request: its target, made absolute with `Host` when it
+    /// is a path.
+    pub fn url(&self) -> Option<String> {
+        let req = self.http_request.as_ref()?;
+        let target = String::from_utf8_lossy(req.target()).into_owned();
+        if target.starts_with('/') {
+            let host = req
+                .headers
+                .get("Host")
+                .map(|h| h.to_str_lossy().into_owned());
+            Some(match host {
+                Some(h) => format!("http://{h}{target}"),
+                None => target,
+            })
+        } else {
+            Some(target)
+        }
+    }
+
+    /// The path of the embedded URL (without scheme, host and query).
+    pub fn url_path(&self) -> Option<String> {
+        let req = self.http_request.as_ref()?;
+        let target = String::from_utf8_lossy(req.target()).into_owned();
+        let path = match target.find("://") {
+            Some(i) => {
+                let rest = &target[i + 3..];
+                rest.find('/').map_or("/", |j| &rest[j..]).to_owned()
+            }
+            None => target,
+        };
+        Some(path.split(['?', '#']).next().unwrap_or("").to_owned())
+    }
+
+    /// The file name: `Content-Disposition: ...; filename=` of the embedded response (then
+    /// request) head, else the last segment of the URL path.
+    pub fn filename(&self) -> Option<String> {
+        let disposition = self
+            .http_response
+            .as_ref()
+            .and_then(|r| r.headers.get("Content-Disposition"))
+            .or_else(|| {
+                self.http_request
+                    .as_ref()
+                    .and_then(|r| r.headers.get("Content-Disposition"))
+            });
+        if let Some(name) = disposition.and_then(|v| disposition_filename(&v.to_str_lossy())) {
+            return Some(name);
+        }
+        let path = self.url_path()?;
+        let last = path.rsplit('/').next().unwrap_or("");
+        (!last.is_empty()).then(|| last.to_owned())
+    }
+
+    /// Whether the body contains `pattern`: exact for patterns of mounted `body_contains`
+    /// rules and for bodies within the capture size; otherwise only the captured start.
+    pub fn body_contains(&self, pattern: &[u8]) -> bool {
+        self.found.iter().any(|p| p == pattern)
+            || memchr::memmem::find(&self.body, pattern).is_some()
+    }
+
+    /// The first value of an ICAP header, as text.
+    pub fn icap_header(&self, name: &str) -> Option<String> {
+        self.icap_headers
+            .get(name)
+            .map(|v| v.to_str_lossy().into_owned())
+    }
+
+    /// The first value of a header of the embedded response head, else the request head.
+    pub fn http_header(&self, name: &str) -> Option<String> {
+        self.http_response
+            .as_ref()
+            .and_then(|r| r.headers.get(name))
+            .or_else(|| self.http_request.as_ref().and_then(|r| r.headers.get(name)))
+            .map(|v| v.to_str_lossy().into_owned())
+    }
+}
+
+/// `filename*=UTF-8''x` or `filename="x"` or `filename=x` from a `Content-Disposition` value.
+fn disposition_filename(v: &str) -> Option<String> {
+    let mut plain = None;
+    for part in v.split(';') {
+        let part = part.trim();
+        let Some((k, val)) = part.split_once('=') else {
+            continue;
+        };
+        let k = k.trim().to_ascii_lowercase();
+        let val = val.trim();
+        if k == "filename*" {
+            let enc = val.rsplit("''").next().unwrap_or(val);
+            return Some(percent_decode(enc));
+        }
+        if k == "filename" {
+            plain = Some(val.trim_matches('"').to_owned());
+        }
+    }
+    plain.filter(|s| !s.is_empty())
+}
+
+fn percent_decode(s: &str) -> String {
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
+        {
+            out.push(h << 4 | l);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disposition() {
+        let rows = [
+            ("attachment; filename=\"a b.exe\"", Some("a b.exe")),
+            ("attachment; filename=x.zip", Some("x.zip")),
+            (
+                "attachment; filename*=UTF-8''r%C3%A9sum%C3%A9.pdf",
+                Some("résumé.pdf"),
+            ),
+            ("inline", None),
+        ];
+        for (v, want) in rows {
+            assert_eq!(disposition_filename(v).as_deref(), want, "{v}");
+        }
+    }
+}
