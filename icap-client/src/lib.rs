@@ -1,1 +1,79 @@
-//! Placeholder; filled by its issue.
+//! A streaming ICAP (RFC 3507) antivirus scan client, the policy an upload product applies
+//! to infected and unscanned files, and the `icap-client` command line tool.
+//!
+//! # Design
+//!
+//! ```text
+//!  Guard::check_upload(path, uploader)          Policy: delete / quarantine / keep,
+//!    │                                          audit JSON lines, alerts, notices
+//!    ▼
+//!  Client::scan_file / scan_bytes / scan_reader ──► Verdict + ScanReport
+//!    │  size limit ─► NotScanned{TooLarge}
+//!    │  servers: failover / round-robin, health (N failures in a window → down,
+//!    │           OPTIONS probe after the revival delay brings it back)
+//!    │  OPTIONS cache (Options-TTL, ISTag change) ─► Preview, Max-Connections, Transfer-*
+//!    ▼
+//!  pool per server (keep-alive, ≤ Max-Connections, stale connection retried once)
+//!    ▼
+//!  Connection<S: AsyncRead + AsyncWrite>   TCP │ TLS (rustls) │ any stream
+//!    full duplex: body chunks out (64 KiB at a time) while the response is read,
+//!    so an early answer stops the upload; every frame via icap-proto
+//! ```
+//!
+//! Every outcome is a [`Verdict`]: `Clean`, `Infected { threats }`, `Modified`,
+//! `NotScanned { reason }` or `Failed { error }`. An error never turns into `Clean`, and
+//! an infection signalled anywhere in a response wins over an error status.
+//!
+//! # Example
+//!
+//! ```no_run
+//! # async fn upload_hook() -> Result<(), icap_client::Error> {
+//! use icap_client::{Client, Guard, Policy, Uploader, UserType, Verdict};
+//!
+//! let client = Client::builder()
+//!     .server("icap://127.0.0.1:1344/avscan")
+//!     .max_size(Some(25 * 1024 * 1024))
+//!     .build()?;
+//! let guard = Guard::new(client, Policy::default().with_audit_log("audit.jsonl"))?;
+//! guard.admit_upload().await?;
+//! let who = Uploader::new("alice").with_user_type(UserType::Full);
+//! let outcome = guard.check_upload("/srv/uploads/report.pdf", Some(&who)).await;
+//! if let Verdict::Infected { threats } = &outcome.report.verdict {
+//!     eprintln!("removed: {}", threats[0].name);
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! # Logging
+//!
+//! Each transaction logs at DEBUG under the target `icap_client` ("basic debug logging").
+//! The bytes on the wire are logged at DEBUG under `icap_client::wire` only when
+//! [`ClientBuilder::wire_log`] is set ("network payload debug logging"): every head in
+//! full and at most the configured number of body bytes per message.
+
+mod client;
+mod config;
+mod connection;
+mod diagnosis;
+mod error;
+mod events;
+mod identity;
+mod policy;
+mod server;
+pub mod settings;
+mod tls;
+mod transport;
+mod verdict;
+
+pub use client::{Client, ClientBuilder, ScanMeta};
+pub use config::{
+    DEFAULT_MAX_SIZE, HealthConfig, PreviewMode, Roots, Strategy, Timeouts, TlsOptions,
+};
+pub use diagnosis::{Diagnosis, OptionsReport, OptionsSummary, diagnose};
+pub use error::{Error, ErrorKind, Phase, TlsProblem};
+pub use events::{Alert, AlertKind, Event, Notice};
+pub use icap_proto::Method;
+pub use identity::{IdentityHeaders, Uploader, UserType};
+pub use policy::{Action, AuditEntry, FileAction, Guard, Outcome, Policy};
+pub use transport::Transport;
+pub use verdict::{NotScannedReason, ScanReport, Threat, Verdict};

@@ -1,0 +1,589 @@
+//! One ICAP connection: the thin tokio layer over the icap-proto codec, generic over the
+//! stream so that TCP, TLS and in-memory pipes run the same code (as in mini-redis).
+//!
+//! A transaction is full duplex: while the body is being sent, the response is read, so a
+//! server that decides early (or streams its answer while reading) never deadlocks us.
+
+use std::collections::VecDeque;
+use std::io::IoSlice;
+
+use bytes::{Buf, Bytes, BytesMut};
+use icap_proto::{Event, Headers, Limits, Method, ResponseDecoder, ResponseHead, chunked};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
+
+use crate::config::Timeouts;
+use crate::error::{Error, Phase};
+
+/// Target of the network payload log.
+pub(crate) const WIRE_TARGET: &str = "icap_client::wire";
+
+/// Where the body of a request comes from and how to send it.
+pub(crate) struct BodyPlan<'a> {
+    pub(crate) source: &'a mut (dyn AsyncRead + Unpin + Send),
+    /// Bytes to send as a preview, or `None` to send the whole body at once.
+    pub(crate) preview: Option<u64>,
+    pub(crate) chunk_size: usize,
+    /// Abort when the body turns out longer than this (for sources of unknown size).
+    pub(crate) max_size: Option<u64>,
+    /// Compute the SHA-256 of the body sent and of the body received.
+    pub(crate) digest: bool,
+}
+
+/// One request to send: the encoded head and, except for `OPTIONS`, a body.
+pub(crate) struct Outgoing<'a> {
+    pub(crate) method: Method,
+    pub(crate) head: Bytes,
+    pub(crate) body: Option<BodyPlan<'a>>,
+}
+
+/// What came back, and what happened on the way.
+#[derive(Debug)]
+#[allow(clippy::struct_excessive_bools)] // independent facts of one exchange, not a state
+pub(crate) struct Exchange {
+    pub(crate) head: ResponseHead,
+    /// Body bytes received (they are hashed and dropped, never kept).
+    pub(crate) body_len: u64,
+    pub(crate) body_sha256: Option<[u8; 32]>,
+    /// Body bytes sent.
+    pub(crate) sent: u64,
+    pub(crate) sent_sha256: Option<[u8; 32]>,
+    /// The whole body was sent (in the preview, or after `100 Continue`).
+    pub(crate) body_complete: bool,
+    /// The final response came while the body was still being sent.
+    pub(crate) early: bool,
+    /// The preview was answered with `100 Continue`.
+    pub(crate) continued: bool,
+    /// The preview held the whole body (`0; ieof`).
+    pub(crate) ieof: bool,
+    /// The connection is in a clean state for the next request.
+    pub(crate) reusable: bool,
+}
+
+/// Why an exchange did not produce a response.
+#[derive(Debug)]
+pub(crate) struct ExchangeError {
+    pub(crate) error: Error,
+    /// A byte of the response had arrived (so the connection was not merely stale).
+    pub(crate) response_started: bool,
+    /// Body bytes read from the source so far (a retry needs a fresh source if > 0).
+    pub(crate) source_read: u64,
+    /// The body exceeded `max_size`.
+    pub(crate) too_large: bool,
+}
+
+impl ExchangeError {
+    fn new(error: Error) -> Self {
+        ExchangeError {
+            error,
+            response_started: false,
+            source_read: 0,
+            too_large: false,
+        }
+    }
+}
+
+/// Outgoing bytes as a queue of pieces, written with vectored I/O, so a body chunk goes
+/// out without being copied next to its size line.
+#[derive(Default)]
+struct OutQueue {
+    parts: VecDeque<Bytes>,
+    len: usize,
+}
+
+impl OutQueue {
+    fn push(&mut self, b: Bytes) {
+        if !b.is_empty() {
+            self.len += b.len();
+            self.parts.push_back(b);
+        }
+    }
+}
+
+impl Buf for OutQueue {
+    fn remaining(&self) -> usize {
+        self.len
+    }
+    fn chunk(&self) -> &[u8] {
+        self.parts.front().map_or(&[], |b| &b[..])
+    }
+    fn chunks_vectored<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
+        let mut n = 0;
+        for (slot, part) in dst.iter_mut().zip(&self.parts) {
+            *slot = IoSlice::new(part);
+            n += 1;
+        }
+        n
+    }
+    fn advance(&mut self, mut cnt: usize) {
+        self.len -= cnt;
+        while cnt > 0 {
+            let front = self.parts.front_mut().expect("advance within remaining");
+            if cnt >= front.len() {
+                cnt -= front.len();
+                self.parts.pop_front();
+            } else {
+                front.advance(cnt);
+                cnt = 0;
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    AwaitContinue,
+    Body,
+    Done,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SendState {
+    /// Write the queue, flush, then go to `Next`.
+    Flushing(Next),
+    /// Preview sent; waiting for `100 Continue` or a final answer.
+    AwaitContinue,
+    /// Sending the rest of the body.
+    Body,
+    /// The whole request is out.
+    Done,
+    /// Writing failed; only reading goes on.
+    Broken,
+}
+
+/// A connection to an ICAP server.
+pub(crate) struct Connection<S> {
+    stream: S,
+    buf: BytesMut,
+    decoder: ResponseDecoder,
+    wire_cap: Option<usize>,
+    id: u64,
+    /// Transactions completed on this connection.
+    pub(crate) transactions: u64,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
+    /// Wraps a connected stream. `wire_cap`: log the bytes on the wire (all heads, at most
+    /// this many body bytes per message) at target `icap_client::wire`.
+    pub(crate) fn new(stream: S, limits: Limits, wire_cap: Option<usize>, id: u64) -> Self {
+        Connection {
+            stream,
+            buf: BytesMut::with_capacity(16 * 1024),
+            decoder: ResponseDecoder::new(Method::Options, limits),
+            wire_cap,
+            id,
+            transactions: 0,
+        }
+    }
+
+    /// The stream.
+    pub(crate) fn get_ref(&self) -> &S {
+        &self.stream
+    }
+
+    /// Whether the server has closed (or written to) the idle connection: checked before
+    /// a pooled connection is reused. Never blocks.
+    pub(crate) fn is_closed_by_peer(&mut self) -> bool {
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        let mut probe = [0u8; 1];
+        let mut rb = tokio::io::ReadBuf::new(&mut probe);
+        // EOF, an error, or unsolicited bytes: none leaves a usable connection.
+        std::pin::Pin::new(&mut self.stream)
+            .poll_read(&mut cx, &mut rb)
+            .is_ready()
+    }
+
+    /// Sends one request and reads its response.
+    pub(crate) async fn exchange(
+        &mut self,
+        out: Outgoing<'_>,
+        t: &Timeouts,
+    ) -> Result<Exchange, ExchangeError> {
+        let Connection {
+            stream,
+            buf,
+            decoder,
+            wire_cap,
+            id,
+            transactions,
+        } = self;
+        let id = *id;
+        let wire_cap = *wire_cap;
+        decoder.set_method(out.method);
+        if !decoder.is_idle() || !buf.is_empty() {
+            // Leftover bytes between transactions mean the previous answer was longer
+            // than it said: the connection is out of sync.
+            return Err(ExchangeError::new(Error::protocol(
+                "unexpected bytes on an idle connection",
+            )));
+        }
+        wire_log(wire_cap, id, ">>", &out.head, usize::MAX);
+
+        let mut q = OutQueue::default();
+        let mut sender = Sender {
+            state: SendState::Flushing(Next::Done),
+            chunk: BytesMut::new(),
+            carry: Bytes::new(),
+            read: 0,
+            hasher: None,
+            eof: false,
+            body_logged: 0,
+        };
+        let mut ieof = false;
+        let mut plan = out.body;
+        match &mut plan {
+            None => q.push(out.head),
+            Some(plan) => {
+                sender.hasher = plan.digest.then(Sha256::new);
+                let mut first = BytesMut::from(&out.head[..]);
+                if let Some(p) = plan.preview {
+                    // One byte past the preview tells whether the preview is the whole body.
+                    let want = usize::try_from(p).unwrap_or(usize::MAX - 1) + 1;
+                    let pv = sender.read_source(plan, want).await?;
+                    let preview_len = pv.len().min(want - 1);
+                    let data = pv.slice(..preview_len);
+                    sender.log_body(wire_cap, id, &data);
+                    chunked::encode_chunk(&data, &mut first);
+                    if pv.len() < want {
+                        ieof = true;
+                        chunked::encode_last_chunk(true, &Headers::new(), &mut first);
+                        sender.state = SendState::Flushing(Next::Done);
+                    } else {
+                        sender.carry = pv.slice(preview_len..);
+                        chunked::encode_last_chunk(false, &Headers::new(), &mut first);
+                        sender.state = SendState::Flushing(Next::AwaitContinue);
+                    }
+                } else {
+                    sender.state = SendState::Flushing(Next::Body);
+                }
+                q.push(first.freeze());
+            }
+        }
+
+        let mut resp = Response::default();
+        let mut idle_at = Instant::now() + t.idle;
+        let mut continue_at = idle_at;
+        let mut write_error: Option<std::io::Error> = None;
+        let fail = |error: Error, resp: &Response, sender: &Sender| ExchangeError {
+            error,
+            response_started: resp.got_byte,
+            source_read: sender.read,
+            too_large: false,
+        };
+        let (mut rd, mut wr) = tokio::io::split(&mut *stream);
+        loop {
+            while !resp.done {
+                match decoder.decode(buf) {
+                    Ok(Some(ev)) => {
+                        if let Err(e) = resp.handle(ev, &mut sender.state) {
+                            return Err(fail(e, &resp, &sender));
+                        }
+                        if sender.state == SendState::Body && resp.continued_now {
+                            resp.continued_now = false;
+                            idle_at = Instant::now() + t.idle;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        return Err(fail(
+                            Error::protocol(format!("invalid response: {e}")).with_source(e),
+                            &resp,
+                            &sender,
+                        ));
+                    }
+                }
+            }
+            if resp.done {
+                break;
+            }
+            if sender.state == SendState::Body && q.remaining() == 0 {
+                let plan = plan.as_mut().expect("a body state implies a body plan");
+                sender.refill(plan, &mut q, wire_cap, id).await?;
+            }
+            let writing = matches!(sender.state, SendState::Flushing(_) | SendState::Body);
+            let (timer_at, phase) = match sender.state {
+                SendState::AwaitContinue => (continue_at, Phase::Continue),
+                SendState::Flushing(_) | SendState::Body => (idle_at, Phase::Send),
+                SendState::Done | SendState::Broken => (idle_at, Phase::Response),
+            };
+            tokio::select! {
+                biased;
+                r = rd.read_buf(buf) => match r {
+                    Ok(0) => {
+                        let what = if resp.got_byte {
+                            "server closed the connection in the middle of the response"
+                        } else {
+                            "server closed the connection without answering"
+                        };
+                        let mut e = Error::closed(what);
+                        if let Some(w) = write_error.take() {
+                            e = e.with_source(w);
+                        }
+                        return Err(fail(e, &resp, &sender));
+                    }
+                    Ok(n) => {
+                        resp.got_byte = true;
+                        idle_at = Instant::now() + t.idle;
+                        let cap = if resp.head_seen { resp.log_budget(wire_cap, n) } else { usize::MAX };
+                        wire_log(wire_cap, id, "<<", &buf[buf.len() - n..], cap);
+                    }
+                    Err(e) => {
+                        return Err(fail(Error::socket(e, "reading the response"), &resp, &sender));
+                    }
+                },
+                w = async {
+                    if q.remaining() > 0 {
+                        wr.write_buf(&mut q).await.map(Some)
+                    } else {
+                        wr.flush().await.map(|()| None)
+                    }
+                }, if writing => match w {
+                    Ok(Some(_)) => idle_at = Instant::now() + t.idle,
+                    Ok(None) => {
+                        if let SendState::Flushing(next) = sender.state {
+                            sender.state = match next {
+                                Next::AwaitContinue => {
+                                    continue_at = Instant::now() + t.continue_wait;
+                                    SendState::AwaitContinue
+                                }
+                                Next::Body => SendState::Body,
+                                Next::Done => SendState::Done,
+                            };
+                        }
+                    }
+                    Err(e) => {
+                        // The server may have answered and closed; read what it sent.
+                        tracing::debug!(conn = id, error = %e, "write failed; reading any response");
+                        write_error = Some(e);
+                        sender.state = SendState::Broken;
+                    }
+                },
+                () = tokio::time::sleep_until(timer_at) => {
+                    return Err(fail(Error::timeout(phase), &resp, &sender));
+                }
+            }
+        }
+
+        let head = resp.head.take().expect("a finished response has a head");
+        let request_complete = match sender.state {
+            SendState::Done | SendState::AwaitContinue => true,
+            SendState::Flushing(Next::Done | Next::AwaitContinue) => q.remaining() == 0,
+            _ => false,
+        };
+        let closes = head
+            .headers
+            .get_all("Connection")
+            .any(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
+        let body_complete = sender.eof || ieof;
+        *transactions += 1;
+        Ok(Exchange {
+            head,
+            body_len: resp.body_len,
+            body_sha256: resp.hasher.map(|h| h.finalize().into()),
+            sent: sender.read - sender.carry.len() as u64,
+            sent_sha256: if body_complete {
+                sender.hasher.map(|h| h.finalize().into())
+            } else {
+                None
+            },
+            body_complete,
+            early: !request_complete,
+            continued: resp.continued,
+            ieof,
+            reusable: request_complete && !closes,
+        })
+    }
+}
+
+struct Sender {
+    state: SendState,
+    /// Reused read buffer for body chunks.
+    chunk: BytesMut,
+    /// Bytes read past the preview, sent first after `100 Continue`.
+    carry: Bytes,
+    /// Body bytes read from the source.
+    read: u64,
+    hasher: Option<Sha256>,
+    /// The source is exhausted and the last chunk queued.
+    eof: bool,
+    body_logged: usize,
+}
+
+impl Sender {
+    /// Reads up to `want` bytes (fewer only at the end of the source).
+    async fn read_source(
+        &mut self,
+        plan: &mut BodyPlan<'_>,
+        want: usize,
+    ) -> Result<Bytes, ExchangeError> {
+        self.chunk.clear();
+        self.chunk.reserve(want.min(1 << 20));
+        while self.chunk.len() < want {
+            let room = (want - self.chunk.len()).min(plan.chunk_size.max(1));
+            let start = self.chunk.len();
+            self.chunk.resize(start + room, 0);
+            let n = match plan.source.read(&mut self.chunk[start..]).await {
+                Ok(n) => n,
+                Err(e) => {
+                    let mut err = ExchangeError::new(
+                        Error::new(
+                            crate::error::ErrorKind::Io,
+                            format!("reading the file: {e}"),
+                        )
+                        .with_source(e),
+                    );
+                    err.source_read = self.read;
+                    return Err(err);
+                }
+            };
+            self.chunk.truncate(start + n);
+            if n == 0 {
+                break;
+            }
+            self.read += n as u64;
+            if let Some(max) = plan.max_size
+                && self.read > max
+            {
+                let mut err = ExchangeError::new(Error::config("file larger than the size limit"));
+                err.source_read = self.read;
+                err.too_large = true;
+                return Err(err);
+            }
+        }
+        let data = self.chunk.split().freeze();
+        if let Some(h) = &mut self.hasher {
+            h.update(&data);
+        }
+        Ok(data)
+    }
+
+    /// Queues the next body chunk, or the last chunk at the end of the source.
+    async fn refill(
+        &mut self,
+        plan: &mut BodyPlan<'_>,
+        q: &mut OutQueue,
+        wire_cap: Option<usize>,
+        id: u64,
+    ) -> Result<(), ExchangeError> {
+        let data = if self.carry.is_empty() {
+            self.read_source(plan, plan.chunk_size.max(1)).await?
+        } else {
+            std::mem::take(&mut self.carry)
+        };
+        if data.is_empty() {
+            let mut last = BytesMut::with_capacity(8);
+            chunked::encode_last_chunk(false, &Headers::new(), &mut last);
+            wire_log(wire_cap, id, ">>", &last, usize::MAX);
+            q.push(last.freeze());
+            self.eof = true;
+            self.state = SendState::Flushing(Next::Done);
+        } else {
+            let mut size = BytesMut::with_capacity(20);
+            chunked::encode_chunk_header(data.len() as u64, &mut size);
+            wire_log(wire_cap, id, ">>", &size, usize::MAX);
+            self.log_body(wire_cap, id, &data);
+            q.push(size.freeze());
+            q.push(data);
+            q.push(Bytes::from_static(b"\r\n"));
+        }
+        Ok(())
+    }
+
+    fn log_body(&mut self, wire_cap: Option<usize>, id: u64, data: &[u8]) {
+        if let Some(cap) = wire_cap {
+            let budget = cap.saturating_sub(self.body_logged);
+            self.body_logged += data.len().min(budget);
+            wire_log(Some(cap), id, ">> body", data, budget);
+        }
+    }
+}
+
+#[derive(Default)]
+#[allow(clippy::struct_excessive_bools)] // independent facts of one response
+struct Response {
+    head: Option<ResponseHead>,
+    head_seen: bool,
+    in_continue: bool,
+    continued: bool,
+    continued_now: bool,
+    body_len: u64,
+    hasher: Option<Sha256>,
+    done: bool,
+    got_byte: bool,
+    logged: usize,
+}
+
+impl Response {
+    fn handle(&mut self, ev: Event<ResponseHead>, state: &mut SendState) -> Result<(), Error> {
+        match ev {
+            Event::Head(h) if h.status.as_u16() == 100 => {
+                match *state {
+                    SendState::AwaitContinue | SendState::Flushing(Next::AwaitContinue) => {
+                        *state = SendState::Body;
+                        self.continued = true;
+                        self.continued_now = true;
+                    }
+                    _ => return Err(Error::protocol("unexpected 100 Continue")),
+                }
+                self.in_continue = true;
+            }
+            Event::Head(h) if h.status.is_informational() => {
+                return Err(Error::protocol(format!(
+                    "unexpected informational status {}",
+                    h.status
+                )));
+            }
+            Event::Head(h) => {
+                self.head_seen = true;
+                if h.body.is_some() {
+                    self.hasher = Some(Sha256::new());
+                }
+                self.head = Some(h);
+            }
+            Event::Data(d) => {
+                self.body_len += d.len() as u64;
+                if let Some(hs) = &mut self.hasher {
+                    hs.update(&d);
+                }
+            }
+            Event::PreviewEnd { .. } => return Err(Error::protocol("preview in a response")),
+            Event::End(_) => {
+                if self.in_continue {
+                    self.in_continue = false;
+                } else {
+                    self.done = true;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// How many of `n` received body bytes may still be logged.
+    fn log_budget(&mut self, wire_cap: Option<usize>, n: usize) -> usize {
+        let b = wire_cap.unwrap_or(0).saturating_sub(self.logged);
+        self.logged += b.min(n);
+        b
+    }
+}
+
+fn wire_log(cap: Option<usize>, conn: u64, dir: &str, bytes: &[u8], max: usize) {
+    if cap.is_none() || bytes.is_empty() {
+        return;
+    }
+    let shown = bytes.len().min(max);
+    if shown == 0 && max == 0 {
+        tracing::debug!(target: WIRE_TARGET, conn, dir, len = bytes.len(), "(body bytes beyond the log cap)");
+        return;
+    }
+    tracing::debug!(
+        target: WIRE_TARGET,
+        conn,
+        dir,
+        len = bytes.len(),
+        "{}{}",
+        bytes[..shown].escape_ascii(),
+        if shown < bytes.len() { " [...]" } else { "" }
+    );
+}

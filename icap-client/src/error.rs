@@ -1,0 +1,281 @@
+//! The one error type of the client, with kinds a caller can act on.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// Which part of a transaction ran out of time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Phase {
+    /// Opening the TCP connection.
+    Connect,
+    /// The TLS handshake.
+    TlsHandshake,
+    /// Waiting for `100 Continue` after a preview.
+    Continue,
+    /// Sending the request: the server stopped reading.
+    Send,
+    /// Waiting for (more of) the response: the server went quiet.
+    Response,
+    /// The whole-scan deadline.
+    Deadline,
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Phase::Connect => "connect",
+            Phase::TlsHandshake => "TLS handshake",
+            Phase::Continue => "waiting for 100 Continue",
+            Phase::Send => "sending the request",
+            Phase::Response => "waiting for the response",
+            Phase::Deadline => "scan deadline",
+        })
+    }
+}
+
+/// What went wrong with a certificate, for a diagnosis a person can act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum TlsProblem {
+    /// The server's certificate chain does not lead to a trusted CA.
+    UnknownIssuer,
+    /// The certificate is not valid for the host name (or SNI override) used.
+    NameMismatch,
+    /// The certificate has expired.
+    Expired,
+    /// The certificate is not valid yet.
+    NotValidYet,
+    /// The server asked for a client certificate and rejected ours (or we sent none).
+    ClientCertRejected,
+    /// Anything else (protocol versions, ciphers, a plain-TCP server on a TLS port...).
+    Other,
+}
+
+/// The kind of an [`Error`]: what a caller can act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The TCP connection could not be opened (refused, unreachable, bind failed).
+    Connect,
+    /// The TLS handshake failed.
+    Tls(TlsProblem),
+    /// A timeout fired.
+    Timeout(Phase),
+    /// The server broke ICAP framing or sent something the request does not allow.
+    Protocol,
+    /// The server answered with a status the client cannot use (404, 405, 500, 503, ...).
+    Status(u16),
+    /// The server closed the connection (or reset it) before the response was complete.
+    Closed,
+    /// Every configured server is marked down; nothing was sent.
+    Unavailable,
+    /// Reading the local file or reader failed.
+    Io,
+    /// The configuration or a value given by the caller is invalid.
+    Config,
+}
+
+/// An error of the client. Cheap to clone (the source is shared), so a verdict carrying it
+/// can be broadcast to several subscribers.
+#[derive(Clone)]
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+    source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+impl Error {
+    pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error {
+            kind,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    pub(crate) fn with_source(
+        mut self,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        self.source = Some(Arc::new(source));
+        self
+    }
+
+    pub(crate) fn config(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Config, message)
+    }
+
+    pub(crate) fn protocol(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Protocol, message)
+    }
+
+    pub(crate) fn timeout(phase: Phase) -> Self {
+        Error::new(ErrorKind::Timeout(phase), format!("timeout: {phase}"))
+    }
+
+    pub(crate) fn closed(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Closed, message)
+    }
+
+    /// Maps an I/O error on the ICAP socket: resets and EOFs are `Closed`, the rest too
+    /// (the socket is gone either way), keeping the source.
+    pub(crate) fn socket(e: std::io::Error, what: &str) -> Self {
+        Error::closed(format!("{what}: {e}")).with_source(e)
+    }
+
+    /// The kind.
+    pub fn kind(&self) -> &ErrorKind {
+        &self.kind
+    }
+
+    /// The connection could not be opened.
+    pub fn is_connect(&self) -> bool {
+        self.kind == ErrorKind::Connect
+    }
+    /// The TLS handshake failed.
+    pub fn is_tls(&self) -> bool {
+        matches!(self.kind, ErrorKind::Tls(_))
+    }
+    /// What was wrong with TLS, if this is a TLS error.
+    pub fn tls_problem(&self) -> Option<TlsProblem> {
+        match self.kind {
+            ErrorKind::Tls(p) => Some(p),
+            _ => None,
+        }
+    }
+    /// A timeout fired.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self.kind, ErrorKind::Timeout(_))
+    }
+    /// Which phase timed out, if this is a timeout.
+    pub fn timeout_phase(&self) -> Option<Phase> {
+        match self.kind {
+            ErrorKind::Timeout(p) => Some(p),
+            _ => None,
+        }
+    }
+    /// The server broke the protocol.
+    pub fn is_protocol(&self) -> bool {
+        self.kind == ErrorKind::Protocol
+    }
+    /// The ICAP status the server answered with, if that is the error.
+    pub fn status(&self) -> Option<u16> {
+        match self.kind {
+            ErrorKind::Status(s) => Some(s),
+            _ => None,
+        }
+    }
+    /// The server closed or reset the connection.
+    pub fn is_closed(&self) -> bool {
+        self.kind == ErrorKind::Closed
+    }
+    /// Every server is marked down.
+    pub fn is_unavailable(&self) -> bool {
+        self.kind == ErrorKind::Unavailable
+    }
+    /// The local file or reader could not be read.
+    pub fn is_io(&self) -> bool {
+        self.kind == ErrorKind::Io
+    }
+    /// Invalid configuration or caller input.
+    pub fn is_config(&self) -> bool {
+        self.kind == ErrorKind::Config
+    }
+
+    /// Whether this error says something about the server's health (and so counts towards
+    /// marking it down): everything but local I/O and configuration errors.
+    pub fn is_server_failure(&self) -> bool {
+        !matches!(
+            self.kind,
+            ErrorKind::Io | ErrorKind::Config | ErrorKind::Unavailable
+        )
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Error");
+        d.field("kind", &self.kind).field("message", &self.message);
+        if let Some(s) = &self.source {
+            d.field("source", s);
+        }
+        d.finish()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|s| s as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl serde::Serialize for Error {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("Error", 2)?;
+        let kind = match &self.kind {
+            ErrorKind::Connect => "connect".to_owned(),
+            ErrorKind::Tls(_) => "tls".to_owned(),
+            ErrorKind::Timeout(_) => "timeout".to_owned(),
+            ErrorKind::Protocol => "protocol".to_owned(),
+            ErrorKind::Status(c) => format!("status_{c}"),
+            ErrorKind::Closed => "closed".to_owned(),
+            ErrorKind::Unavailable => "unavailable".to_owned(),
+            ErrorKind::Io => "io".to_owned(),
+            ErrorKind::Config => "config".to_owned(),
+        };
+        st.serialize_field("kind", &kind)?;
+        st.serialize_field("message", &self.to_string())?;
+        st.end()
+    }
+}
+
+/// Classifies a TLS handshake failure from the rustls error inside an I/O error.
+pub(crate) fn tls_error(e: std::io::Error) -> Error {
+    use rustls::{AlertDescription, CertificateError};
+    let problem = match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        Some(rustls::Error::InvalidCertificate(c)) => match c {
+            CertificateError::UnknownIssuer | CertificateError::BadSignature => {
+                TlsProblem::UnknownIssuer
+            }
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+                TlsProblem::NameMismatch
+            }
+            CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+                TlsProblem::Expired
+            }
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                TlsProblem::NotValidYet
+            }
+            _ => TlsProblem::Other,
+        },
+        Some(rustls::Error::AlertReceived(
+            AlertDescription::CertificateRequired
+            | AlertDescription::BadCertificate
+            | AlertDescription::UnknownCA
+            | AlertDescription::CertificateUnknown
+            | AlertDescription::HandshakeFailure,
+        )) => TlsProblem::ClientCertRejected,
+        _ => TlsProblem::Other,
+    };
+    let what = match problem {
+        TlsProblem::UnknownIssuer => "certificate not trusted (unknown issuer)",
+        TlsProblem::NameMismatch => "certificate not valid for this host name",
+        TlsProblem::Expired => "certificate expired",
+        TlsProblem::NotValidYet => "certificate not valid yet",
+        TlsProblem::ClientCertRejected => "server rejected the client certificate",
+        TlsProblem::Other => "TLS handshake failed",
+    };
+    Error::new(ErrorKind::Tls(problem), format!("{what}: {e}")).with_source(e)
+}

@@ -1,0 +1,260 @@
+//! Per-server state: the keep-alive pool, the cached `OPTIONS` answer and health.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use icap_proto::{Limits, OptionsResponse, Uri};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+use crate::config::{HealthConfig, Timeouts};
+use crate::connection::Connection;
+use crate::error::Error;
+use crate::transport::{Endpoint, Transport, connect};
+
+static CONN_IDS: AtomicU64 = AtomicU64::new(1);
+
+/// A pooled connection checked out for one transaction, holding a slot of the server's
+/// connection limit until it is returned or dropped.
+pub(crate) struct Checkout {
+    pub(crate) conn: Connection<Transport>,
+    pub(crate) reused: bool,
+    _permit: OwnedSemaphorePermit,
+}
+
+struct Idle {
+    conn: Connection<Transport>,
+    since: Instant,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct CachedOptions {
+    pub(crate) options: Arc<OptionsResponse>,
+    pub(crate) expires: Instant,
+}
+
+#[derive(Debug, Default)]
+struct Health {
+    failures: VecDeque<Instant>,
+    down_until: Option<Instant>,
+    ever_ok: bool,
+}
+
+/// What the health state says about using a server now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Usable {
+    /// Up.
+    Yes,
+    /// Down, and its revival delay has passed: probe it first.
+    Probe,
+    /// Down.
+    No,
+}
+
+pub(crate) struct ServerState {
+    pub(crate) uri: Uri,
+    pub(crate) url: String,
+    pub(crate) endpoint: Endpoint,
+    idle: Mutex<Vec<Idle>>,
+    permits: Arc<Semaphore>,
+    /// Current connection limit: min(configured, server's Max-Connections).
+    limit: Mutex<u32>,
+    configured_limit: u32,
+    options: Mutex<Option<CachedOptions>>,
+    pub(crate) options_refresh: tokio::sync::Mutex<()>,
+    health: Mutex<Health>,
+}
+
+impl ServerState {
+    pub(crate) fn new(uri: Uri, endpoint: Endpoint, max_connections: u32) -> Self {
+        let max = max_connections.max(1);
+        ServerState {
+            url: uri.to_string(),
+            uri,
+            endpoint,
+            idle: Mutex::new(Vec::new()),
+            permits: Arc::new(Semaphore::new(max as usize)),
+            limit: Mutex::new(max),
+            configured_limit: max,
+            options: Mutex::new(None),
+            options_refresh: tokio::sync::Mutex::new(()),
+            health: Mutex::new(Health::default()),
+        }
+    }
+
+    /// A connection: an idle pooled one if any is alive, else a new one. Waits while the
+    /// server's connection limit is reached.
+    pub(crate) async fn checkout(
+        &self,
+        t: &Timeouts,
+        limits: Limits,
+        wire_cap: Option<usize>,
+        idle_timeout: Duration,
+        fresh: bool,
+    ) -> Result<Checkout, Error> {
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        if fresh {
+            // A fresh connection replaces idle ones (they are probably stale too), which
+            // also keeps open connections within the limit.
+            self.idle.lock().expect("pool lock").clear();
+        } else {
+            while let Some(mut idle) = self.pop_idle() {
+                if idle.since.elapsed() < idle_timeout && !idle.conn.is_closed_by_peer() {
+                    return Ok(Checkout {
+                        conn: idle.conn,
+                        reused: true,
+                        _permit: permit,
+                    });
+                }
+                tracing::debug!(server = %self.url, "dropping a pooled connection the server closed or that idled too long");
+            }
+        }
+        let stream = connect(&self.endpoint, t).await?;
+        let id = CONN_IDS.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(server = %self.url, conn = id, "connected");
+        Ok(Checkout {
+            conn: Connection::new(stream, limits, wire_cap, id),
+            reused: false,
+            _permit: permit,
+        })
+    }
+
+    fn pop_idle(&self) -> Option<Idle> {
+        self.idle.lock().expect("pool lock").pop()
+    }
+
+    /// Returns a connection after a clean transaction.
+    pub(crate) fn checkin(&self, c: Checkout) {
+        let limit = *self.limit.lock().expect("limit lock") as usize;
+        let mut idle = self.idle.lock().expect("pool lock");
+        if idle.len() < limit {
+            idle.push(Idle {
+                conn: c.conn,
+                since: Instant::now(),
+            });
+        }
+    }
+
+    /// Idle connections in the pool (for tests and stats).
+    pub(crate) fn idle_count(&self) -> usize {
+        self.idle.lock().expect("pool lock").len()
+    }
+
+    pub(crate) fn cached_options(&self) -> Option<Arc<OptionsResponse>> {
+        let g = self.options.lock().expect("options lock");
+        g.as_ref()
+            .filter(|c| Instant::now() < c.expires)
+            .map(|c| c.options.clone())
+    }
+
+    pub(crate) fn store_options(&self, o: OptionsResponse, default_ttl: Duration) {
+        let ttl = o.options_ttl.unwrap_or(default_ttl);
+        if let Some(m) = o.max_connections {
+            self.set_limit(m);
+        }
+        *self.options.lock().expect("options lock") = Some(CachedOptions {
+            options: Arc::new(o),
+            expires: Instant::now() + ttl,
+        });
+    }
+
+    /// Forgets the cached `OPTIONS` if a response carried a different `ISTag`.
+    pub(crate) fn note_istag(&self, istag: Option<&[u8]>) {
+        let Some(tag) = istag else { return };
+        let mut g = self.options.lock().expect("options lock");
+        if let Some(c) = g.as_ref()
+            && let Some(known) = &c.options.istag
+            && known.as_bytes() != tag
+        {
+            tracing::debug!(server = %self.url, old = %known, new = %String::from_utf8_lossy(tag), "ISTag changed; OPTIONS will be refreshed");
+            *g = None;
+        }
+    }
+
+    /// Applies the server's `Max-Connections` (never above the configured limit).
+    fn set_limit(&self, server_max: u32) {
+        let target = server_max.clamp(1, self.configured_limit);
+        let mut cur = self.limit.lock().expect("limit lock");
+        if target > *cur {
+            self.permits.add_permits((target - *cur) as usize);
+        } else if target < *cur {
+            // Permits in use cannot be taken back now; take them as they come back.
+            let k = *cur - target;
+            let sem = self.permits.clone();
+            tokio::spawn(async move {
+                if let Ok(p) = sem.acquire_many_owned(k).await {
+                    p.forget();
+                }
+            });
+        }
+        *cur = target;
+    }
+
+    /// The connection limit in force.
+    pub(crate) fn limit(&self) -> u32 {
+        *self.limit.lock().expect("limit lock")
+    }
+
+    pub(crate) fn usable(&self) -> Usable {
+        let h = self.health.lock().expect("health lock");
+        match h.down_until {
+            None => Usable::Yes,
+            Some(t) if Instant::now() >= t => Usable::Probe,
+            Some(_) => Usable::No,
+        }
+    }
+
+    /// Whether the server answered recently (options cached, not down).
+    pub(crate) fn known_good(&self) -> bool {
+        self.usable() == Usable::Yes
+            && self.health.lock().expect("health lock").ever_ok
+            && self.cached_options().is_some()
+    }
+
+    pub(crate) fn record_success(&self) -> bool {
+        let mut h = self.health.lock().expect("health lock");
+        h.failures.clear();
+        h.ever_ok = true;
+        h.down_until.take().is_some()
+    }
+
+    /// Counts a failure; returns true if the server just went down.
+    pub(crate) fn record_failure(&self, cfg: &HealthConfig) -> bool {
+        let now = Instant::now();
+        let mut h = self.health.lock().expect("health lock");
+        while h
+            .failures
+            .front()
+            .is_some_and(|&t| now.duration_since(t) > cfg.window)
+        {
+            h.failures.pop_front();
+        }
+        h.failures.push_back(now);
+        if h.down_until.is_some() {
+            // A failed probe: stay down for another revival delay.
+            h.down_until = Some(now + cfg.revival);
+            return false;
+        }
+        if h.failures.len() >= cfg.threshold.max(1) as usize {
+            h.down_until = Some(now + cfg.revival);
+            self.idle.lock().expect("pool lock").clear();
+            return true;
+        }
+        false
+    }
+
+    /// Marks the server down now (a failed probe is decisive).
+    pub(crate) fn mark_down(&self, cfg: &HealthConfig) -> bool {
+        let mut h = self.health.lock().expect("health lock");
+        let was_up = h.down_until.is_none();
+        h.down_until = Some(Instant::now() + cfg.revival);
+        was_up
+    }
+}

@@ -1,0 +1,452 @@
+//! The configuration file (TOML): every setting of the client and the policy, in one
+//! place. The CLI reads it with `--config` and lets flags override it; a product can load
+//! it the same way.
+//!
+//! ```
+//! use icap_client::settings::Settings;
+//! let s: Settings = toml::from_str(r#"
+//!     servers = ["icap://av.example.net/avscan"]
+//!     max_size = 26214400
+//!     bind = "10.0.0.5"
+//!     [timeouts]
+//!     connect = "3s"
+//!     [identity]
+//!     preset = "filecloud"
+//!     [policy]
+//!     on_infected = "quarantine"
+//!     quarantine_dir = "/var/quarantine"
+//!     delete_on_scan_fail = true
+//! "#).unwrap();
+//! let client = s.client_builder().unwrap().build().unwrap();
+//! assert_eq!(client.max_size(), Some(26214400));
+//! assert!(s.policy().unwrap().delete_on_scan_fail);
+//! ```
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::Method;
+use crate::client::ClientBuilder;
+use crate::config::{HealthConfig, PreviewMode, Strategy, Timeouts};
+use crate::error::Error;
+use crate::identity::IdentityHeaders;
+use crate::policy::{FileAction, Policy};
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Server URLs (`icap://host:port/service`, `icaps://` for Secure ICAP).
+    #[serde(default)]
+    pub servers: Vec<String>,
+    /// One server by parts, the way product settings pages ask for it.
+    pub server: Option<ServerParts>,
+    /// `failover` (default) or `round-robin`.
+    pub strategy: Option<Strategy>,
+    /// Local address to connect from ("Server Local IP"); `0.0.0.0` means any.
+    pub bind: Option<IpAddr>,
+    /// File size limit in bytes (default 25 MiB); `0` means no limit.
+    pub max_size: Option<u64>,
+    /// `respmod` (default) or `reqmod`.
+    pub method: Option<String>,
+    /// `auto` (default: what OPTIONS says), `off`, or a number of bytes.
+    pub preview: Option<PreviewSetting>,
+    /// Extra attempts after a failure (default 0).
+    pub retries: Option<u32>,
+    /// Most connections per server (default 32; the server's Max-Connections lowers it).
+    pub max_connections: Option<u32>,
+    /// TLS.
+    #[serde(default)]
+    pub tls: TlsSettings,
+    /// Timeouts.
+    #[serde(default)]
+    pub timeouts: TimeoutSettings,
+    /// Failure counting and revival.
+    #[serde(default)]
+    pub health: HealthSettings,
+    /// Identity headers.
+    #[serde(default)]
+    pub identity: IdentitySettings,
+    /// Extra ICAP headers sent with every scan (subject to `identity.enabled`).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Logging.
+    #[serde(default)]
+    pub logging: LoggingSettings,
+    /// What to do with files.
+    #[serde(default)]
+    pub policy: PolicySettings,
+}
+
+/// `[server]`: host, port, service, secure.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerParts {
+    /// Host name or IP ("ICAP Remote Hostname").
+    pub host: String,
+    /// Port (default 1344).
+    pub port: Option<u16>,
+    /// Service name ("ICAP Service Name").
+    pub service: String,
+    /// TLS ("Secure ICAP").
+    #[serde(default)]
+    pub secure: bool,
+}
+
+/// `preview = "auto" | "off" | N`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum PreviewSetting {
+    /// Bytes.
+    Bytes(u64),
+    /// `auto` or `off`.
+    Word(String),
+}
+
+/// `[tls]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// PEM file of the CAs to trust (instead of the system roots).
+    pub ca_file: Option<PathBuf>,
+    /// Server name for SNI and verification.
+    pub sni: Option<String>,
+    /// Client certificate (PEM) for mutual TLS.
+    pub client_cert: Option<PathBuf>,
+    /// Client key (PEM).
+    pub client_key: Option<PathBuf>,
+    /// Accept any certificate (loudly logged).
+    #[serde(default)]
+    pub insecure: bool,
+}
+
+/// `[timeouts]`: `"250ms"`, `"5s"`, `"2m"` or a number of seconds.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimeoutSettings {
+    /// TCP connect.
+    pub connect: Option<DurationSetting>,
+    /// TLS handshake.
+    pub tls_handshake: Option<DurationSetting>,
+    /// Waiting for `100 Continue`.
+    #[serde(rename = "continue")]
+    pub continue_wait: Option<DurationSetting>,
+    /// No progress while sending or receiving.
+    pub idle: Option<DurationSetting>,
+    /// Whole-scan deadline base.
+    pub deadline: Option<DurationSetting>,
+    /// Added to the deadline per MiB.
+    pub deadline_per_mib: Option<DurationSetting>,
+}
+
+/// `[health]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthSettings {
+    /// Failures within `window` that mark a server down.
+    pub threshold: Option<u32>,
+    /// Window.
+    pub window: Option<DurationSetting>,
+    /// Revival delay.
+    pub revival: Option<DurationSetting>,
+}
+
+/// `[identity]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentitySettings {
+    /// `false` turns every identity and extra header off.
+    pub enabled: Option<bool>,
+    /// `filecloud` (default) or `common`.
+    pub preset: Option<String>,
+    /// Header name overrides; `""` removes one.
+    pub user_name: Option<String>,
+    /// See `user_name`.
+    pub user_email: Option<String>,
+    /// See `user_name`.
+    pub user_type: Option<String>,
+    /// See `user_name`.
+    pub group_names: Option<String>,
+    /// See `user_name`.
+    pub client_ip: Option<String>,
+    /// See `user_name`.
+    pub authenticated_user: Option<String>,
+}
+
+/// `[logging]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoggingSettings {
+    /// Basic debug logging (target `icap_client` at DEBUG).
+    #[serde(default)]
+    pub debug: bool,
+    /// Network payload logging (target `icap_client::wire`).
+    #[serde(default)]
+    pub payload: bool,
+    /// Body bytes per message in the payload log (default 256).
+    pub payload_body_cap: Option<usize>,
+}
+
+/// `[policy]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySettings {
+    /// `delete` (default), `quarantine` (needs `quarantine_dir`) or `report`.
+    pub on_infected: Option<String>,
+    /// Folder for quarantined files.
+    pub quarantine_dir: Option<PathBuf>,
+    /// `keep` (default), `delete` or `quarantine`.
+    pub on_modified: Option<String>,
+    /// Delete files whose scan failed and refuse uploads while no server is available.
+    #[serde(default)]
+    pub delete_on_scan_fail: bool,
+    /// JSON lines audit log.
+    pub audit_log: Option<PathBuf>,
+}
+
+/// A duration: a number of seconds or text such as `"250ms"`, `"5s"`, `"2m"`, `"1h"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum DurationSetting {
+    /// Seconds.
+    Seconds(f64),
+    /// Text.
+    Text(String),
+}
+
+impl DurationSetting {
+    /// The duration.
+    pub fn get(&self) -> Result<Duration, Error> {
+        match self {
+            DurationSetting::Seconds(s) if s.is_finite() && *s >= 0.0 => {
+                Ok(Duration::from_secs_f64(*s))
+            }
+            DurationSetting::Seconds(s) => Err(Error::config(format!("invalid duration {s}"))),
+            DurationSetting::Text(t) => parse_duration(t),
+        }
+    }
+}
+
+/// Parses `"250ms"`, `"5s"`, `"2m"`, `"1h"` or a bare number of seconds.
+pub fn parse_duration(t: &str) -> Result<Duration, Error> {
+    let t = t.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| Error::config(format!("invalid duration {t:?}")))?;
+    let secs = match unit.trim() {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(Error::config(format!("invalid duration unit in {t:?}"))),
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Parses a policy word: `delete`, `report`/`keep`, `quarantine` or `quarantine=DIR`.
+pub fn parse_action(word: &str, dir: Option<&Path>) -> Result<FileAction, Error> {
+    match word {
+        "delete" => Ok(FileAction::Delete),
+        "report" | "keep" => Ok(FileAction::Keep),
+        "quarantine" => dir
+            .map(|d| FileAction::Quarantine(d.to_path_buf()))
+            .ok_or_else(|| {
+                Error::config("quarantine needs a folder (quarantine_dir, or quarantine=DIR)")
+            }),
+        w => match w.strip_prefix("quarantine=") {
+            Some(d) if !d.is_empty() => Ok(FileAction::Quarantine(PathBuf::from(d))),
+            _ => Err(Error::config(format!(
+                "unknown action {word:?} (delete, report, quarantine=DIR)"
+            ))),
+        },
+    }
+}
+
+impl Settings {
+    /// Reads a TOML file.
+    pub fn load(path: &Path) -> Result<Self, Error> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::config(format!("config {}: {e}", path.display())).with_source(e))?;
+        toml::from_str(&text)
+            .map_err(|e| Error::config(format!("config {}: {e}", path.display())).with_source(e))
+    }
+
+    /// A client builder with every setting of the file applied.
+    pub fn client_builder(&self) -> Result<ClientBuilder, Error> {
+        let mut b = ClientBuilder::default();
+        for s in &self.servers {
+            b = b.server(s);
+        }
+        if let Some(p) = &self.server {
+            b = b.server_parts(&p.host, p.port, &p.service, p.secure);
+        }
+        if let Some(s) = self.strategy {
+            b = b.strategy(s);
+        }
+        if let Some(ip) = self.bind {
+            b = b.bind(ip);
+        }
+        if let Some(n) = self.max_size {
+            b = b.max_size((n > 0).then_some(n));
+        }
+        if let Some(m) = &self.method {
+            b = b.method(match m.to_ascii_lowercase().as_str() {
+                "respmod" => Method::Respmod,
+                "reqmod" => Method::Reqmod,
+                _ => return Err(Error::config(format!("method {m:?}: respmod or reqmod"))),
+            });
+        }
+        if let Some(p) = &self.preview {
+            b = b.preview(match p {
+                PreviewSetting::Bytes(n) => PreviewMode::Fixed(*n),
+                PreviewSetting::Word(w) if w == "auto" => PreviewMode::Auto,
+                PreviewSetting::Word(w) if w == "off" => PreviewMode::Off,
+                PreviewSetting::Word(w) => {
+                    return Err(Error::config(format!(
+                        "preview {w:?}: auto, off or a number"
+                    )));
+                }
+            });
+        }
+        if let Some(n) = self.retries {
+            b = b.retries(n);
+        }
+        if let Some(n) = self.max_connections {
+            b = b.max_connections(n);
+        }
+        let tls = &self.tls;
+        if let Some(ca) = &tls.ca_file {
+            b = b.tls_ca_file(ca);
+        }
+        if let Some(sni) = &tls.sni {
+            b = b.tls_sni(sni);
+        }
+        match (&tls.client_cert, &tls.client_key) {
+            (Some(c), Some(k)) => b = b.tls_client_cert(c, k),
+            (None, None) => {}
+            _ => {
+                return Err(Error::config(
+                    "tls.client_cert and tls.client_key go together",
+                ));
+            }
+        }
+        b = b.danger_accept_invalid_certs(tls.insecure);
+        let mut t = Timeouts::default();
+        let to = &self.timeouts;
+        for (slot, v) in [
+            (&mut t.connect, &to.connect),
+            (&mut t.tls_handshake, &to.tls_handshake),
+            (&mut t.continue_wait, &to.continue_wait),
+            (&mut t.idle, &to.idle),
+            (&mut t.deadline, &to.deadline),
+            (&mut t.deadline_per_mib, &to.deadline_per_mib),
+        ] {
+            if let Some(v) = v {
+                *slot = v.get()?;
+            }
+        }
+        b = b.timeouts(t);
+        let mut h = HealthConfig::default();
+        if let Some(n) = self.health.threshold {
+            h.threshold = n;
+        }
+        if let Some(w) = &self.health.window {
+            h.window = w.get()?;
+        }
+        if let Some(r) = &self.health.revival {
+            h.revival = r.get()?;
+        }
+        b = b.health(h);
+        let id = &self.identity;
+        let mut ih = match id.preset.as_deref() {
+            None | Some("filecloud") => IdentityHeaders::filecloud(),
+            Some("common") => IdentityHeaders::common(),
+            Some(p) => {
+                return Err(Error::config(format!(
+                    "identity.preset {p:?}: filecloud or common"
+                )));
+            }
+        };
+        let set = |slot: &mut Option<String>, v: &Option<String>| {
+            if let Some(v) = v {
+                *slot = (!v.is_empty()).then(|| v.clone());
+            }
+        };
+        set(&mut ih.user_name, &id.user_name);
+        set(&mut ih.user_email, &id.user_email);
+        set(&mut ih.user_type, &id.user_type);
+        set(&mut ih.group_names, &id.group_names);
+        set(&mut ih.client_ip, &id.client_ip);
+        set(&mut ih.authenticated_user, &id.authenticated_user);
+        if let Some(e) = id.enabled {
+            ih.enabled = e;
+        }
+        b = b.identity_headers(ih);
+        for (n, v) in &self.headers {
+            b = b.header(n, v);
+        }
+        if self.logging.payload {
+            b = b.wire_log(Some(self.logging.payload_body_cap.unwrap_or(256)));
+        }
+        Ok(b)
+    }
+
+    /// The policy of the file.
+    pub fn policy(&self) -> Result<Policy, Error> {
+        let p = &self.policy;
+        let dir = p.quarantine_dir.as_deref();
+        let mut policy = Policy::default();
+        if let Some(w) = &p.on_infected {
+            policy.on_infected = parse_action(w, dir)?;
+        }
+        if let Some(w) = &p.on_modified {
+            policy.on_modified = parse_action(w, dir)?;
+        }
+        policy.delete_on_scan_fail = p.delete_on_scan_fail;
+        policy.audit_log.clone_from(&p.audit_log);
+        Ok(policy)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        for (t, ms) in [
+            ("250ms", 250),
+            ("5s", 5000),
+            ("2m", 120_000),
+            ("1.5", 1500),
+            ("1h", 3_600_000),
+        ] {
+            assert_eq!(parse_duration(t).unwrap(), Duration::from_millis(ms), "{t}");
+        }
+        for bad in ["", "5x", "s", "-1s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        assert!(toml::from_str::<Settings>("sever = 1").is_err());
+    }
+
+    #[test]
+    fn server_parts_default_port() {
+        let s: Settings =
+            toml::from_str("[server]\nhost = \"10.1.2.3\"\nservice = \"avscan\"\nsecure = true\n")
+                .unwrap();
+        let c = s.client_builder().unwrap().build().unwrap();
+        assert_eq!(c.servers(), vec!["icaps://10.1.2.3:1344/avscan".to_owned()]);
+    }
+}
