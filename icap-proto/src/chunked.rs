@@ -345,7 +345,8 @@ pub fn encode_chunk(data: &[u8], out: &mut BytesMut) {
 }
 
 /// Writes just the size line of a chunk of `len` bytes, for callers that send the data
-/// from their own buffer (then they must send CRLF after it).
+/// from their own buffer (then they must send CRLF after it). `len` must not be 0: a
+/// zero-size chunk is the last chunk and would end the body.
 pub fn encode_chunk_header(len: u64, out: &mut BytesMut) {
     let mut digits = [0u8; 16];
     let mut n = len;

@@ -107,11 +107,16 @@ impl RequestHead {
     /// and the embedded HTTP heads. The body is written with [`crate::chunked`].
     ///
     /// `Encapsulated` is always written except for an `OPTIONS` request with nothing
-    /// encapsulated, where it is written only if `headers` carries one.
+    /// encapsulated, where it is written only if `headers` carries one. A `Preview` header
+    /// that is not a decimal number is refused ([`EncodeError::InvalidHeaderValue`]): a
+    /// decoder could not read the request back.
     pub fn encode(&self, out: &mut BytesMut) -> Result<(), EncodeError> {
         let enc = self.encapsulated();
         enc.validate(self.method, Direction::Request)
             .map_err(|_| EncodeError::InvalidEncapsulation)?;
+        if self.preview().is_err() {
+            return Err(EncodeError::InvalidHeaderValue);
+        }
         let write_enc = self.method != Method::Options
             || self.body.is_some()
             || self.headers.contains(ENCAPSULATED);

@@ -212,6 +212,15 @@ fn encapsulation_not_allowed() {
         h.encode(Method::Reqmod, &mut out),
         Err(EncodeError::InvalidEncapsulation)
     );
+    // A Preview the decoder could not read back.
+    let mut h = RequestHead::new(Method::Respmod, uri.clone());
+    h.body = Some(BodyKind::Response);
+    h.headers.append("Preview", "1k").unwrap();
+    assert_eq!(h.encode(&mut out), Err(EncodeError::InvalidHeaderValue));
+    h.headers.remove("Preview");
+    h.headers.append("Preview", "1024").unwrap();
+    assert_eq!(h.encode(&mut BytesMut::new()), Ok(()));
+
     assert!(out.is_empty(), "nothing is written for a refused head");
 }
 

@@ -369,9 +369,11 @@ proptest! {
         let want: Vec<Vec<u8>> = lines
             .iter()
             .map(|l| {
-                let s = l.iter().position(|&b| b != b' ' && b != b'\t').unwrap();
-                let e = l.iter().rposition(|&b| b != b' ' && b != b'\t').unwrap();
-                l[s..=e].to_vec()
+                let ws = |b: &u8| *b == b' ' || *b == b'\t';
+                match (l.iter().position(|b| !ws(b)), l.iter().rposition(|b| !ws(b))) {
+                    (Some(s), Some(e)) => l[s..=e].to_vec(),
+                    _ => Vec::new(),
+                }
             })
             .collect();
         prop_assert_eq!(back.lines().map(<[u8]>::to_vec).collect::<Vec<_>>(), want);
