@@ -64,3 +64,8 @@ pub use limits::Limits;
 pub use message::{RequestHead, ResponseHead};
 pub use options::OptionsResponse;
 pub use types::{Method, Scheme, StatusCode, Uri, VERSION};
+
+// The README's examples run as doctests, so they cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
