@@ -118,6 +118,7 @@ head -c 40000 /dev/urandom >"$www/clean-40k.bin"
   printf '\n'
   for i in $(seq 40); do printf 'clean line %03d after the test string: ABCDEFGHIJKLMNOPQRSTUVWXYZ\n' "$i"; done
 } >"$www/eicar-inside.txt"
+size_of() { if [ -f "$1" ]; then wc -c <"$1"; else echo 0; fi; }
 has_eicar() { [ -f "$1" ] && od -An -v -tx1 "$1" | tr -d ' \n' | grep -q "$eicar_hex"; }
 
 # ---------------------------------------------------------------- c-icap-client
@@ -185,7 +186,7 @@ cic no204-clean-40k.bin -no204 -f "$www/clean-40k.bin" -resp http://origin.test/
 if [ $rc -eq 0 ] && grep -q 'ICAP/1.0 200' "$err" && cmp -s "$out" "$www/clean-40k.bin"; then
   pass "c-icap-client RESPMOD clean-40k.bin (-no204): 200 echo, body byte-identical"
 else
-  report_fail "RESPMOD clean-40k.bin (-no204)" "expected ICAP 200 echoing the body unchanged ($(wc -c <"$out" 2>/dev/null || echo no) bytes written)"
+  report_fail "RESPMOD clean-40k.bin (-no204)" "expected ICAP 200 echoing the body unchanged ($(size_of "$out") bytes written)"
 fi
 
 # ---------------------------------------------------------------- squid as the ICAP client
@@ -217,15 +218,15 @@ for round in 1 2; do # the second round reuses squid's persistent ICAP connectio
   for f in clean.txt clean-40k.bin; do
     fetch "$f"
     if [ "$code" = 200 ] && cmp -s "$got" "$www/$f"; then
-      pass "squid round $round: $f passes, 200, byte-identical ($(wc -c <"$got") bytes)"
+      pass "squid round $round: $f passes, 200, byte-identical ($(size_of "$got") bytes)"
     else
-      squid_fail "squid round $round: $f: expected 200 byte-identical, got HTTP ${code:-none}, $(wc -c <"$got" 2>/dev/null || echo 0) bytes"
+      squid_fail "squid round $round: $f: expected 200 byte-identical, got HTTP ${code:-none}, $(size_of "$got") bytes"
     fi
   done
   for f in eicar.com eicar-inside.txt; do
     fetch "$f"
     if [ "$code" = 403 ] && ! has_eicar "$got"; then
-      pass "squid round $round: $f blocked, 403 ($(wc -c <"$got") bytes of block page)"
+      pass "squid round $round: $f blocked, 403 ($(size_of "$got") bytes of block page)"
     else
       squid_fail "squid round $round: $f: expected 403 without the EICAR bytes, got HTTP ${code:-none}$(has_eicar "$got" && echo ', EICAR delivered')"
     fi

@@ -57,7 +57,8 @@ client() { # NAME ARGS...: one c-icap-client run through a fresh tap
   shift
   tap "$name"
   timeout 30 c-icap-client -i 127.0.0.1 -p "$tap_port" "$@" >/dev/null 2>"$work/$name.client"
-  sleep 0.3 # the tap flushes each chunk as it copies it; give it the connection's last bytes
+  # No wait needed: the tap writes each chunk to its file before passing it on, so whatever the
+  # client received is on disk by the time it exits.
   cp "$work/tap-$name/$name-1.request.icap" "$out/cicap-$name.request.icap"
   cp "$work/tap-$name/$name-1.response.icap" "$out/cicap-$name.response.icap"
 }
@@ -94,7 +95,6 @@ for f in clean.txt eicar.com; do
   timeout 30 curl -s -x "http://127.0.0.1:$http_port" -o /dev/null -w "squid $f %{http_code}\n" \
     "http://127.0.0.1:$origin_port/$f"
 done
-sleep 0.3
 for f in "$work/tap-squid"/*.icap; do
   cp "$f" "$out/$(basename "$f")"
 done
