@@ -622,7 +622,9 @@ impl<S: Stream> Connection<S> {
                 }
                 Some(FaultKind::EarlyResponse) if has_body => {
                     let plan = plan.clone();
-                    let (out, _) = self.build_response(&mut tx, &plan, true);
+                    Self::note_fault(&mut tx, &plan);
+                    let (mut out, body) = self.build_response(&mut tx, &plan, true);
+                    out.extend_from_slice(&body);
                     let next = self.answer_then_drain(&mut tx, &out).await;
                     self.finish_record(&mut tx);
                     return keep(next);
