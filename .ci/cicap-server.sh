@@ -67,8 +67,13 @@ if unshare -m --propagation private true 2>/dev/null; then
     bash -c 'mount --bind "$1" /var/lib/clamav && shift && exec "$@"' _ "$work/db" "${run[@]}" >&2 &
   pid=$!
 else
+  fallback_name=icap-interop-eicar.ndb
+  others=()
   shopt -s nullglob
-  others=(/var/lib/clamav/*.c?d /var/lib/clamav/*.ndb /var/lib/clamav/*.hdb /var/lib/clamav/*.hsb)
+  for f in /var/lib/clamav/*.c?d /var/lib/clamav/*.[hn]db /var/lib/clamav/*.hsb; do
+    # A database left by a run of this script that was killed hard does not count.
+    [ "$(basename "$f")" = "$fallback_name" ] || others+=("$f")
+  done
   shopt -u nullglob
   if [ ${#others[@]} -gt 0 ]; then
     echo "cicap-server: cannot unshare a mount namespace and /var/lib/clamav already holds" \
@@ -76,7 +81,7 @@ else
     exit 1
   fi
   mkdir -p /var/lib/clamav
-  fallback_db=/var/lib/clamav/icap-interop-eicar.ndb
+  fallback_db=/var/lib/clamav/$fallback_name
   cp "$work/db/eicar.ndb" "$fallback_db"
   "${run[@]}" >&2 &
   pid=$!
