@@ -11,7 +11,7 @@ use icap_proto::{
     BodyKind, HeaderName, HeaderValue, Headers, HttpRequestHead, HttpResponseHead, Limits, Method,
     OptionsResponse, RequestHead, Scheme, Uri,
 };
-use tokio::io::AsyncRead;
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
@@ -575,6 +575,7 @@ impl Client {
             istag: None,
             status: None,
             size: 0,
+            sent: 0,
             sha256: None,
             preview: None,
             early_response: false,
@@ -937,7 +938,11 @@ impl Client {
                     fresh,
                 )
                 .await?;
-            let mut reader = src.open().await?;
+            // A declared size is the body: never send more than announced.
+            let mut reader: Box<dyn AsyncRead + Unpin + Send + '_> = match size {
+                Some(n) => Box::new(src.open().await?.take(n)),
+                None => src.open().await?,
+            };
             let max_size = if size.is_none() { cfg.max_size } else { None };
             let out = Outgoing {
                 method,
@@ -990,6 +995,7 @@ impl Client {
             .istag()
             .map(|t| String::from_utf8_lossy(t).into_owned());
         report.early_response = ex.early;
+        report.sent = ex.sent;
         if ex.body_complete {
             report.size = ex.sent;
         } else {

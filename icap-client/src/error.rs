@@ -122,7 +122,14 @@ impl Error {
 
     /// Maps an I/O error on the ICAP socket: resets and EOFs are `Closed`, the rest too
     /// (the socket is gone either way), keeping the source.
+    /// A TLS alert after the handshake (a rejected client certificate in TLS 1.3) is a
+    /// TLS error.
     pub(crate) fn socket(e: std::io::Error, what: &str) -> Self {
+        if e.get_ref()
+            .is_some_and(<dyn std::error::Error + Send + Sync>::is::<rustls::Error>)
+        {
+            return tls_error(e);
+        }
         Error::closed(format!("{what}: {e}")).with_source(e)
     }
 

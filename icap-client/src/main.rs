@@ -37,6 +37,9 @@ struct Cli {
     /// Body bytes per message in the payload log.
     #[arg(long, global = true, default_value_t = 256)]
     debug_wire_cap: usize,
+    /// Print the peak resident memory of this process (`VmHWM`) on stderr at exit.
+    #[arg(long, global = true)]
+    print_peak_memory: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -184,7 +187,17 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match rt.block_on(run(cli)) {
+    let peak = cli.print_peak_memory;
+    let result = rt.block_on(run(cli));
+    if peak {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let hwm = status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .unwrap_or("VmHWM: unknown");
+        eprintln!("peak memory {}", hwm.trim_start_matches("VmHWM:").trim());
+    }
+    match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("icap-client: {e:#}");

@@ -150,6 +150,8 @@ pub struct ScanReport {
     pub status: Option<u16>,
     /// Size of the body (bytes read from the source).
     pub size: u64,
+    /// Body bytes sent to the server (less than `size` after an early answer).
+    pub sent: u64,
     /// SHA-256 of the body, hex, when computed.
     pub sha256: Option<String>,
     /// The preview size announced, if a preview was sent.
@@ -270,11 +272,13 @@ mod tests {
         }
     }
 
+    type Row<'a> = (&'a str, &'a [u8], Option<&'a [u8]>, &'a str);
+
     #[test]
     fn table() {
         let r200 = "ICAP/1.0 200 OK\r\nEncapsulated: res-hdr=0, res-body=19\r\n\r\nHTTP/1.1 200 OK\r\n\r\n";
         let r403 = "ICAP/1.0 200 OK\r\nEncapsulated: res-hdr=0, res-body=26\r\n\r\nHTTP/1.1 403 Forbidden\r\n\r\n";
-        let rows: Vec<(&str, &[u8], Option<&[u8]>, &str)> = vec![
+        let rows: Vec<Row> = vec![
             ("ICAP/1.0 204 No Content\r\n\r\n", b"abc", None, "clean"),
             (r200, b"abc", Some(b"abc"), "clean"),
             (r200, b"abc", Some(b"abd"), "modified"),

@@ -1,0 +1,316 @@
+//! The `icap-client` binary: exit codes, output, policy flags, config file.
+
+use std::path::Path;
+use std::process::Output;
+
+use icap_mock_server::MockServer;
+
+use crate::common::{eicar, refused_port, respmods, write};
+
+async fn run(args: &[&str]) -> Output {
+    let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_icap-client"))
+        .args(&args)
+        .env_remove("RUST_LOG")
+        .output()
+        .await
+        .expect("run icap-client")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn json_lines(o: &Output) -> Vec<serde_json::Value> {
+    stdout(o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+#[tokio::test]
+async fn options_ok_and_json() {
+    let server = MockServer::start().await;
+    let o = run(&["options", &server.url()]).await;
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert!(stdout(&o).contains(": OK"));
+    assert!(stdout(&o).contains("preview: 1024"));
+    let o = run(&["options", &server.url(), "--json"]).await;
+    assert_eq!(o.status.code(), Some(0));
+    let v = &json_lines(&o)[0];
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["diagnosis"]["kind"], "ok");
+    assert_eq!(v["options"]["preview"], 1024);
+    assert!(v["rtt_ms"].as_f64().is_some());
+}
+
+#[tokio::test]
+async fn options_diagnoses_refused_and_wrong_service() {
+    let port = refused_port().await;
+    let o = run(&[
+        "options",
+        &format!("icap://127.0.0.1:{port}/avscan"),
+        "--json",
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(json_lines(&o)[0]["diagnosis"]["kind"], "refused");
+    let server = MockServer::start().await;
+    let o = run(&["options", &server.url_for("nope"), "--json"]).await;
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(json_lines(&o)[0]["diagnosis"]["kind"], "service_not_found");
+    let tls = MockServer::builder().tls_generated().start().await;
+    let o = run(&["options", &tls.url()]).await;
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stdout(&o).contains("tls_untrusted"), "{}", stdout(&o));
+}
+
+#[tokio::test]
+async fn scan_folder_exit_codes_and_policy() {
+    let server = MockServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let sub = dir.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let clean = write(dir.path(), "clean.txt", b"fine");
+    let bad = write(&sub, "eicar.com", eicar());
+    // All clean: 0.
+    let o = run(&["scan", "--server", &server.url(), p(&clean)]).await;
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert!(stdout(&o).contains("clean.txt: OK"));
+    // Report only: 1, file kept.
+    let o = run(&[
+        "scan",
+        "-s",
+        &server.url(),
+        "--on-infected",
+        "report",
+        p(dir.path()),
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(stdout(&o).contains("Eicar-Test-Signature FOUND"));
+    assert!(bad.exists());
+    // Default policy deletes; JSON lines; audit log (outside the scanned folder).
+    let logs = tempfile::tempdir().unwrap();
+    let audit = logs.path().join("audit.jsonl");
+    let o = run(&[
+        "scan",
+        "-s",
+        &server.url(),
+        "--json",
+        "--jobs",
+        "2",
+        "--audit-log",
+        p(&audit),
+        p(dir.path()),
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let lines = json_lines(&o);
+    assert_eq!(lines.len(), 2);
+    let infected = lines
+        .iter()
+        .find(|l| l["report"]["verdict"] == "infected")
+        .unwrap();
+    assert_eq!(infected["action"]["action"], "deleted");
+    assert!(!bad.exists());
+    assert!(clean.exists());
+    assert_eq!(std::fs::read_to_string(&audit).unwrap().lines().count(), 2);
+    // Quarantine.
+    let bad = write(&sub, "eicar2.com", eicar());
+    let q = dir.path().join("q");
+    let o = run(&[
+        "scan",
+        "-s",
+        &server.url(),
+        "--on-infected",
+        &format!("quarantine={}", q.display()),
+        p(&bad),
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(!bad.exists());
+    assert_eq!(std::fs::read_dir(&q).unwrap().count(), 1);
+}
+
+#[tokio::test]
+async fn scan_errors_exit_2_and_delete_on_scan_fail() {
+    let port = refused_port().await;
+    let url = format!("icap://127.0.0.1:{port}/avscan");
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(dir.path(), "a.txt", b"a");
+    let o = run(&["scan", "-s", &url, p(&f)]).await;
+    assert_eq!(o.status.code(), Some(2));
+    assert!(f.exists());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("ALERT"),
+        "{o:?}"
+    );
+    let audit = dir.path().join("audit.jsonl");
+    let o = run(&[
+        "scan",
+        "-s",
+        &url,
+        "--delete-on-scan-fail",
+        "--audit-log",
+        p(&audit),
+        p(&f),
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(2));
+    assert!(!f.exists());
+    let text = std::fs::read_to_string(&audit).unwrap();
+    assert!(
+        text.contains(&format!("ICAP removed {} due to scan fail", f.display())),
+        "{text}"
+    );
+    // A missing file is an error too.
+    let o = run(&["scan", "-s", &url, "/nonexistent/file"]).await;
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[tokio::test]
+async fn scan_headers_size_limit_reqmod_and_config_file() {
+    let server = MockServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(dir.path(), "a.txt", b"0123456789");
+    let o = run(&[
+        "scan",
+        "-s",
+        &server.url(),
+        "--header",
+        "X-FILECLOUD-USER-NAME:alice",
+        "-H",
+        "X-FILECLOUD-USER-TYPE: guest",
+        "--reqmod",
+        p(&f),
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let j = server.journal().await;
+    let t = j
+        .iter()
+        .find(|t| t.method == icap_mock_server::Method::Reqmod)
+        .unwrap();
+    assert_eq!(
+        t.icap_header("X-FILECLOUD-USER-NAME").as_deref(),
+        Some("alice")
+    );
+    assert_eq!(
+        t.icap_header("X-FILECLOUD-USER-TYPE").as_deref(),
+        Some("guest")
+    );
+
+    server.clear_journal().await;
+    let o = run(&[
+        "scan",
+        "-s",
+        &server.url(),
+        "--max-size",
+        "5",
+        "--json",
+        p(&f),
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(json_lines(&o)[0]["report"]["reason"]["kind"], "too_large");
+    assert!(respmods(&server.journal().await).is_empty());
+
+    let cfg = dir.path().join("icap.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "servers = [\"{}\"]\nmax_size = 100\n[identity]\nenabled = false\n[headers]\n\"X-Tenant\" = \"acme\"\n[policy]\non_infected = \"report\"\n",
+            server.url()
+        ),
+    )
+    .unwrap();
+    let bad = write(dir.path(), "e.com", eicar());
+    server.clear_journal().await;
+    let o = run(&["scan", "--config", p(&cfg), p(&bad)]).await;
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(bad.exists(), "config says report");
+    let j = server.journal().await;
+    assert!(
+        respmods(&j)[0].icap_header("X-Tenant").is_none(),
+        "identity disabled"
+    );
+    // Flags override the file.
+    let o = run(&[
+        "scan",
+        "--config",
+        p(&cfg),
+        "--on-infected",
+        "delete",
+        p(&bad),
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(1));
+    assert!(!bad.exists());
+}
+
+#[tokio::test]
+async fn doctor_passes_and_fails() {
+    let server = MockServer::start().await;
+    let o = run(&["doctor", &server.url(), "--json"]).await;
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let v = &json_lines(&o)[0];
+    assert_eq!(v["pass"], true);
+    let steps: Vec<&str> = v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "options",
+            "tls",
+            "clean sample",
+            "eicar sample",
+            "large sample",
+            "oversize sample"
+        ]
+    );
+    let o = run(&["doctor", &server.url()]).await;
+    assert_eq!(o.status.code(), Some(0));
+    assert!(stdout(&o).contains("[PASS] eicar sample"));
+
+    // A server that finds nothing fails the EICAR check with a hint.
+    let blind = MockServer::builder()
+        .service(icap_mock_server::ServiceConfig::new("avscan").eicar(false))
+        .start()
+        .await;
+    let o = run(&["doctor", &blind.url()]).await;
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stdout(&o).contains("[FAIL] eicar sample"), "{}", stdout(&o));
+    let port = refused_port().await;
+    let o = run(&["doctor", &format!("icap://127.0.0.1:{port}/avscan")]).await;
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stdout(&o).contains("refused"));
+}
+
+#[tokio::test]
+async fn doctor_over_tls_and_debug_logging() {
+    let server = MockServer::builder().tls_generated().start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = write(dir.path(), "ca.pem", server.ca_pem().unwrap().as_bytes());
+    let o = run(&["doctor", &server.url(), "--tls-ca", p(&ca)]).await;
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(stdout(&o).contains("[PASS] tls"));
+    // Payload logging shows the wire bytes on stderr; basic debug shows transactions.
+    let plain = MockServer::start().await;
+    let f = write(dir.path(), "a.txt", b"payload-marker");
+    let o = run(&["--debug", "--debug-wire", "scan", "-s", &plain.url(), p(&f)]).await;
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("RESPMOD icap://"), "{err}");
+    assert!(err.contains("payload-marker"));
+    assert!(err.contains("scan finished"));
+    let o = run(&["scan", "-s", &plain.url(), p(&f)]).await;
+    assert!(!String::from_utf8_lossy(&o.stderr).contains("RESPMOD icap://"));
+}
