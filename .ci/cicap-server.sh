@@ -28,7 +28,7 @@ pid=
 fallback_db=
 
 cleanup() {
-  trap - EXIT INT TERM
+  trap '' INT TERM # finish cleaning up even when signalled again
   if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
     local kids
     kids=$(pgrep -P "$pid" || true)

@@ -33,7 +33,7 @@ fails=0
 passes=0
 
 cleanup() {
-  trap - EXIT INT TERM
+  trap '' INT TERM # finish cleaning up even when signalled again
   local p
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do

@@ -11,6 +11,7 @@ work=$(mktemp -d /tmp/capture-cicap.XXXXXX)
 chmod 755 "$work" # squid drops to the proxy user
 pids=()
 cleanup() {
+  trap '' INT TERM # finish cleaning up even when signalled again
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do timeout 10 tail --pid="$p" -f /dev/null || kill -KILL "$p" 2>/dev/null || true; done
   [ "${CAPTURE_KEEP:-0}" = 1 ] || rm -rf "$work"
