@@ -1,4 +1,4 @@
-//! Interoperability with a real server: Debian's c-icap with the `virus_scan` (ClamAV) and
+//! Interoperability with a real server: Debian's c-icap with the `virus_scan` (`ClamAV`) and
 //! `echo` services, started by `.ci/cicap-server.sh PORT` (which generates a one-signature
 //! EICAR database). Fails, never skips, when c-icap is not installed.
 
