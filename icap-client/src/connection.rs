@@ -587,3 +587,200 @@ fn wire_log(cap: Option<usize>, conn: u64, dir: &str, bytes: &[u8], max: usize) 
         if shown < bytes.len() { " [...]" } else { "" }
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+    use super::*;
+
+    const HEAD: &[u8] = b"RESPMOD icap://t/avscan ICAP/1.0\r\nHost: t\r\nEncapsulated: res-hdr=0, res-body=19\r\n\r\nHTTP/1.1 200 OK\r\n\r\n";
+
+    fn pair() -> (Connection<DuplexStream>, DuplexStream) {
+        let (a, b) = tokio::io::duplex(8 * 1024);
+        (Connection::new(a, Limits::default(), None, 1), b)
+    }
+
+    fn timeouts() -> Timeouts {
+        Timeouts::default()
+            .with_idle(Duration::from_secs(30))
+            .with_continue_wait(Duration::from_secs(15))
+    }
+
+    async fn read_until(s: &mut DuplexStream, end: &[u8]) -> Vec<u8> {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !got.windows(end.len()).any(|w| w == end) {
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed early");
+            got.extend_from_slice(&buf[..n]);
+        }
+        got
+    }
+
+    /// Reads and drops everything until the client closes.
+    async fn drain(mut peer: DuplexStream) {
+        let mut buf = [0u8; 4096];
+        while peer.read(&mut buf).await.unwrap_or(0) > 0 {}
+    }
+
+    fn outgoing(src: &mut (dyn AsyncRead + Unpin + Send), preview: Option<u64>) -> Outgoing<'_> {
+        Outgoing {
+            method: Method::Respmod,
+            head: Bytes::from_static(HEAD),
+            body: Some(BodyPlan {
+                source: src,
+                preview,
+                chunk_size: 1000,
+                max_size: None,
+                digest: true,
+            }),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn preview_continue_then_body() {
+        let (mut conn, mut peer) = pair();
+        let server = tokio::spawn(async move {
+            let first = read_until(&mut peer, b"\r\n0\r\n\r\n").await;
+            assert!(first.ends_with(b"4\r\nabcd\r\n0\r\n\r\n"), "{first:?}");
+            peer.write_all(b"ICAP/1.0 100 Continue\r\n\r\n")
+                .await
+                .unwrap();
+            let rest = read_until(&mut peer, b"\r\n0\r\n\r\n").await;
+            assert_eq!(rest, b"1\r\ne\r\n2\r\nfg\r\n0\r\n\r\n");
+            peer.write_all(b"ICAP/1.0 204 No Content\r\n\r\n")
+                .await
+                .unwrap();
+            peer
+        });
+        let mut src: &[u8] = b"abcdefg";
+        let ex = conn
+            .exchange(outgoing(&mut src, Some(4)), &timeouts())
+            .await
+            .unwrap();
+        assert_eq!(ex.head.status.as_u16(), 204);
+        assert!(ex.continued && ex.body_complete && ex.reusable && !ex.early && !ex.ieof);
+        assert_eq!(ex.sent, 7);
+        let _peer = server.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn final_answer_to_a_preview_keeps_the_connection() {
+        let (mut conn, mut peer) = pair();
+        tokio::spawn(async move {
+            read_until(&mut peer, b"\r\n0\r\n\r\n").await;
+            peer.write_all(
+                b"ICAP/1.0 200 OK\r\nX-Virus-ID: Bad\r\nEncapsulated: null-body=0\r\n\r\n",
+            )
+            .await
+            .unwrap();
+            drain(peer).await;
+        });
+        let mut src: &[u8] = &[b'z'; 100];
+        let ex = conn
+            .exchange(outgoing(&mut src, Some(10)), &timeouts())
+            .await
+            .unwrap();
+        assert_eq!(ex.head.status.as_u16(), 200);
+        assert!(ex.reusable && !ex.early && !ex.continued && !ex.body_complete);
+        assert_eq!(ex.sent, 10);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn continue_timeout_fires() {
+        let (mut conn, peer) = pair();
+        tokio::spawn(drain(peer));
+        let mut src: &[u8] = &[b'z'; 100];
+        let start = Instant::now();
+        let err = conn
+            .exchange(outgoing(&mut src, Some(10)), &timeouts())
+            .await
+            .unwrap_err();
+        assert_eq!(err.error.timeout_phase(), Some(Phase::Continue));
+        assert_eq!(start.elapsed(), Duration::from_secs(15));
+        assert!(!err.response_started);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_timeout_while_waiting_for_the_answer() {
+        let (mut conn, peer) = pair();
+        tokio::spawn(drain(peer));
+        let mut src: &[u8] = b"abc";
+        let err = conn
+            .exchange(outgoing(&mut src, Some(10)), &timeouts())
+            .await
+            .unwrap_err();
+        assert_eq!(err.error.timeout_phase(), Some(Phase::Response));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn send_timeout_when_the_server_stops_reading() {
+        let (mut conn, peer) = pair();
+        let mut src = tokio::io::repeat(1).take(1 << 20);
+        let err = conn
+            .exchange(outgoing(&mut src, None), &timeouts())
+            .await
+            .unwrap_err();
+        assert_eq!(err.error.timeout_phase(), Some(Phase::Send));
+        drop(peer);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn early_answer_while_the_server_does_not_read() {
+        let (mut conn, mut peer) = pair();
+        // The server answers at once and never reads the body: the client must see the
+        // answer although its writes are blocked.
+        peer.write_all(b"ICAP/1.0 200 OK\r\nX-Infection-Found: Type=0; Resolution=2; Threat=X;\r\nEncapsulated: null-body=0\r\n\r\n")
+            .await
+            .unwrap();
+        let mut src = tokio::io::repeat(1).take(1 << 20);
+        let ex = conn
+            .exchange(outgoing(&mut src, None), &timeouts())
+            .await
+            .unwrap();
+        assert!(ex.early && !ex.reusable && !ex.body_complete);
+        assert!(ex.sent < 1 << 20);
+        drop(peer);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unexpected_continue_and_close_are_errors() {
+        let (mut conn, mut peer) = pair();
+        peer.write_all(b"ICAP/1.0 100 Continue\r\n\r\n")
+            .await
+            .unwrap();
+        let mut src: &[u8] = b"abc";
+        let err = conn
+            .exchange(outgoing(&mut src, None), &timeouts())
+            .await
+            .unwrap_err();
+        assert!(err.error.is_protocol(), "{err:?}");
+
+        let (mut conn, peer) = pair();
+        drop(peer);
+        let mut src: &[u8] = b"abc";
+        let err = conn
+            .exchange(outgoing(&mut src, Some(5)), &timeouts())
+            .await
+            .unwrap_err();
+        assert!(err.error.is_closed(), "{err:?}");
+        assert!(!err.response_started);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn body_larger_than_max_size_is_cut_off() {
+        let (mut conn, peer) = pair();
+        tokio::spawn(drain(peer));
+        let mut src = tokio::io::repeat(1).take(10_000);
+        let mut out = outgoing(&mut src, None);
+        if let Some(b) = &mut out.body {
+            b.max_size = Some(4000);
+        }
+        let err = conn.exchange(out, &timeouts()).await.unwrap_err();
+        assert!(err.too_large);
+        assert!(err.source_read > 4000 && err.source_read <= 5000);
+    }
+}

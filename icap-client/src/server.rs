@@ -258,3 +258,56 @@ impl ServerState {
         was_up
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> ServerState {
+        let uri: Uri = "icap://127.0.0.1/avscan".parse().unwrap();
+        let ep = Endpoint {
+            host: "127.0.0.1".into(),
+            port: 1344,
+            tls: None,
+            bind: None,
+        };
+        ServerState::new(uri, ep, 8)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn options_cache_follows_ttl_and_istag() {
+        let s = state();
+        let mut o = OptionsResponse::new(vec![icap_proto::Method::Respmod], "tag-1");
+        o.options_ttl = Some(Duration::from_secs(10));
+        o.max_connections = Some(3);
+        s.store_options(o.clone(), Duration::from_secs(300));
+        assert_eq!(s.limit(), 3);
+        assert!(s.cached_options().is_some());
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert!(s.cached_options().is_none(), "expired after Options-TTL");
+        s.store_options(o, Duration::from_secs(300));
+        s.note_istag(Some(b"tag-1"));
+        assert!(s.cached_options().is_some());
+        s.note_istag(Some(b"tag-2"));
+        assert!(s.cached_options().is_none(), "ISTag changed");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn health_window_threshold_and_revival() {
+        let s = state();
+        let cfg = HealthConfig {
+            threshold: 2,
+            window: Duration::from_secs(10),
+            revival: Duration::from_secs(5),
+        };
+        assert!(!s.record_failure(&cfg));
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert!(!s.record_failure(&cfg), "the first failure left the window");
+        assert!(s.record_failure(&cfg), "two within the window");
+        assert_eq!(s.usable(), Usable::No);
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert_eq!(s.usable(), Usable::Probe);
+        assert!(s.record_success());
+        assert_eq!(s.usable(), Usable::Yes);
+    }
+}
