@@ -192,7 +192,7 @@ pub fn diagnose(e: &Error) -> (Diagnosis, String) {
         ),
         ErrorKind::Status(404) => (
             Diagnosis::ServiceNotFound,
-            "service not found: the service name (the URL path) is wrong; see the server's documentation (c-icap: avscan or srv_clamav, ...)".into(),
+            "service not found: the service name (the URL path) is wrong; see the server's documentation (c-icap: virus_scan or srv_clamav, ...)".into(),
         ),
         ErrorKind::Status(405) => (
             Diagnosis::MethodNotOffered {

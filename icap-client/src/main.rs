@@ -721,7 +721,7 @@ async fn doctor(s: &Settings, json: bool) -> Result<u8> {
         steps.push(Step {
             name: "large sample",
             pass: r.verdict.is_clean(),
-            detail: format!("{big} bytes beyond the preview: {}", r.verdict.label()),
+            detail: format!("{big} bytes (past the preview): {}", r.verdict.label()),
             hint: match &r.verdict {
                 Verdict::Clean => String::new(),
                 Verdict::Failed { error } => icap_client::diagnose(error).1,
