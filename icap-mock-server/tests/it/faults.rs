@@ -418,3 +418,24 @@ async fn triggers_can_be_switched_off() {
     .await;
     assert_eq!(c.answer(Method::Respmod).await.status(), 204);
 }
+
+#[tokio::test(start_paused = true)]
+async fn graceful_shutdown_finishes_the_running_transaction() {
+    let server = MockServer::start().await;
+    let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
+    Mock::given(any())
+        .respond_with(move |_: &icap_mock_server::Request| {
+            let _ = seen_tx.send(());
+            Fault::delay(Duration::from_secs(2))
+        })
+        .mount(&server)
+        .await;
+    let addr = server.addr();
+    let mut c = Conn::open(&server).await;
+    c.send(&clean_req()).await;
+    seen.recv().await.expect("the request reached the rule");
+    let shutdown = tokio::spawn(server.shutdown());
+    assert_eq!(c.answer(Method::Respmod).await.status(), 204);
+    shutdown.await.unwrap();
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
