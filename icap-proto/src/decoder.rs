@@ -458,10 +458,6 @@ fn parse_response_head(
         e.validate(method, Direction::Response)
             .map_err(DecodeError::InvalidEncapsulated)?;
     }
-    let reason = if reason.is_empty() {
-        Bytes::new()
-    } else {
-        bytes.slice_ref(reason)
-    };
+    let reason = parse::share(bytes, reason);
     Ok((ResponseHead::from_parts(status, reason, headers), enc))
 }

@@ -125,9 +125,9 @@ impl HttpRequestHead {
             return Err(DecodeError::EncapsulatedMismatch);
         }
         Ok(HttpRequestHead {
-            method: section.slice_ref(method),
+            method: parse::share(section, method),
             target: section.slice_ref(target),
-            version: section.slice_ref(version),
+            version: parse::share(section, version),
             headers,
         })
     }
@@ -207,13 +207,9 @@ impl HttpResponseHead {
             return Err(DecodeError::EncapsulatedMismatch);
         }
         Ok(HttpResponseHead {
-            version: section.slice_ref(version),
+            version: parse::share(section, version),
             status,
-            reason: if reason.is_empty() {
-                Bytes::new()
-            } else {
-                section.slice_ref(reason)
-            },
+            reason: parse::share(section, reason),
             headers,
         })
     }

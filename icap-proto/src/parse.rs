@@ -82,28 +82,51 @@ pub(crate) fn parse_status_line(i: &[u8]) -> PResult<'_, (&[u8], u16, &[u8])> {
 /// One header field with its obs-fold continuation lines:
 /// `field-name ":" OWS field-value OWS CRLF *( (SP / HTAB) field-text CRLF )`.
 /// Returns the name and the raw value (folds included, outer whitespace trimmed).
+///
+/// Hand-written rather than composed from nom combinators: it runs once per field, and
+/// the combinator calls cost more than the bytes of a typical field.
 fn parse_field(i: &[u8]) -> PResult<'_, (&[u8], &[u8])> {
-    let (rest, name) = parse_token(i)?;
-    let (rest, _) = tag(&b":"[..]).parse(rest)?;
-    let (rest, _) = take_while(|b| b == b' ' || b == b'\t').parse(rest)?;
-    // The value runs to the first CRLF that is not followed by SP or HTAB.
+    let n = i
+        .iter()
+        .position(|&b| !TCHAR[usize::from(b)])
+        .unwrap_or(i.len());
+    if n == 0 || i.get(n) != Some(&b':') {
+        return Err(nom::Err::Error(()));
+    }
+    let name = &i[..n];
+    let mut rest = &i[n + 1..];
+    while let [b' ' | b'\t', r @ ..] = rest {
+        rest = r;
+    }
+    // The value runs to the first CRLF that is not followed by SP or HTAB; a NUL on the
+    // way is an error.
     let mut at = 0;
     loop {
-        let cr = memchr::memchr(b'\r', &rest[at..]).ok_or(nom::Err::Error(()))? + at;
-        if rest.get(cr + 1) != Some(&b'\n') {
+        let cr = memchr::memchr2(b'\r', 0, &rest[at..]).ok_or(nom::Err::Error(()))? + at;
+        if rest[cr] == 0 || rest.get(cr + 1) != Some(&b'\n') {
             return Err(nom::Err::Error(()));
         }
         if let Some(b' ' | b'\t') = rest.get(cr + 2) {
             at = cr + 2;
             continue;
         }
-        let value = &rest[..cr];
-        if memchr::memchr(0, value).is_some() {
-            return Err(nom::Err::Error(()));
-        }
-        return Ok((&rest[cr + 2..], (name, crate::header::trim_folded(value))));
+        return Ok((
+            &rest[cr + 2..],
+            (name, crate::header::trim_folded(&rest[..cr])),
+        ));
     }
 }
+
+/// [`is_tchar`] as a table: one load per byte in the field-name loop.
+static TCHAR: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = is_tchar(b as u8);
+        b += 1;
+    }
+    t
+};
 
 /// Parses the header fields of `fields` (a slice of `head`, ending with the empty line)
 /// into `Headers` whose names and values are slices of `head`, not copies. Also returns how
@@ -131,14 +154,57 @@ pub(crate) fn parse_fields(
             ));
         }
         headers.push(
-            HeaderName::from_trusted(head.slice_ref(name)),
-            HeaderValue::from_trusted(if value.is_empty() {
-                Bytes::new()
-            } else {
-                head.slice_ref(value)
-            }),
+            HeaderName::from_trusted(share(head, name)),
+            HeaderValue::from_trusted(share(head, value)),
         );
         i = rest;
+    }
+}
+
+/// `part` (a slice of `head`) as `Bytes`: a static copy when it is one of the common
+/// strings below, otherwise a slice of `head`. Every slice touches `head`'s atomic
+/// reference count when made and when dropped, which costs more than parsing a short field
+/// (most of the time of decoding a head went there); common names, versions and methods
+/// need none.
+pub(crate) fn share(head: &Bytes, part: &[u8]) -> Bytes {
+    match interned(part) {
+        Some(s) => Bytes::from_static(s),
+        None if part.is_empty() => Bytes::new(),
+        None => head.slice_ref(part),
+    }
+}
+
+/// Exact (case-sensitive) matches only: a decoded field keeps the bytes as sent.
+fn interned(b: &[u8]) -> Option<&'static [u8]> {
+    macro_rules! by_len {
+        ($($len:literal => [$($s:literal),*]),* $(,)?) => {
+            match b.len() {
+                $($len => match b { $($s => Some($s),)* _ => None },)*
+                _ => None,
+            }
+        };
+    }
+    by_len! {
+        2 => [b"OK"],
+        3 => [b"GET", b"PUT", b"204", b"Age", b"Via"],
+        4 => [b"Host", b"Date", b"ETag", b"Vary", b"POST", b"HEAD", b"gzip"],
+        5 => [b"Allow", b"ISTag", b"Range", b"close"],
+        6 => [b"Accept", b"Cookie", b"Server", b"Origin", b"Pragma", b"Expect"],
+        7 => [b"Preview", b"Referer", b"Expires", b"Methods", b"Service", b"chunked"],
+        8 => [b"HTTP/1.1", b"HTTP/1.0", b"Location"],
+        9 => [b"Forbidden", b"X-Blocked"],
+        10 => [b"User-Agent", b"Connection", b"Set-Cookie", b"Keep-Alive", b"keep-alive", b"X-Virus-ID", b"Service-ID"],
+        11 => [b"X-Client-IP", b"Options-TTL"],
+        12 => [b"Content-Type", b"Encapsulated", b"X-Virus-Name"],
+        13 => [b"Last-Modified", b"Authorization", b"Accept-Ranges", b"Cache-Control"],
+        14 => [b"Content-Length", b"Accept-Charset", b"X-Block-Reason"],
+        15 => [b"Accept-Encoding", b"Accept-Language", b"Max-Connections", b"Transfer-Ignore"],
+        16 => [b"Content-Encoding", b"Content-Language", b"Content-Location", b"Transfer-Preview"],
+        17 => [b"Transfer-Encoding", b"If-Modified-Since", b"X-Infection-Found", b"Transfer-Complete"],
+        18 => [b"X-Violations-Found"],
+        19 => [b"Content-Disposition"],
+        20 => [b"X-Authenticated-User"],
+        25 => [b"Strict-Transport-Security", b"Upgrade-Insecure-Requests"],
     }
 }
 
@@ -214,6 +280,20 @@ mod tests {
         let (h, _) = parse_fields(&head, &head, &Limits::default()).unwrap();
         assert_eq!(h.get("X-A").unwrap().as_bytes(), b"1");
         assert_eq!(h.get("X-B").unwrap().as_bytes(), b"2\r\n\t\r\n\t3");
+    }
+
+    #[test]
+    fn shared_parts_keep_the_bytes_as_sent() {
+        let head = Bytes::from_static(b"Host: a\r\nhost: HTTP/1.1\r\nX-Odd: \r\n\r\n");
+        let (h, _) = parse_fields(&head, &head, &Limits::default()).unwrap();
+        let got: Vec<(&str, &[u8])> = h.iter().map(|(n, v)| (n.as_str(), v.as_bytes())).collect();
+        assert_eq!(
+            got,
+            [("Host", &b"a"[..]), ("host", b"HTTP/1.1"), ("X-Odd", b""),]
+        );
+        for (a, b) in [(0, 4), (9, 13), (15, 23), (25, 30), (30, 30)] {
+            assert_eq!(share(&head, &head[a..b]), &head[a..b]);
+        }
     }
 
     #[test]
