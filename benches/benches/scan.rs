@@ -1,6 +1,314 @@
-//! Placeholder until this benchmark is written (its owner replaces this file).
+//! Scan throughput against the mock server on loopback, compared in the same run with
+//! (a) a raw TCP baseline that sends the same request bytes and reads a reply of the same
+//! size with no ICAP logic, and (b) `icap-rs`, the other Rust ICAP client.
+//!
+//! The server side (mock or raw) runs on its own one-worker runtime on another thread, the
+//! clients on a one-worker runtime, so each side gets one of the machine's two cores.
 #![allow(missing_docs)]
-use criterion::{Criterion, criterion_group, criterion_main};
-fn placeholder(_c: &mut Criterion) {}
-criterion_group!(benches, placeholder);
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use icap_client::{Client, ScanMeta, Verdict};
+use icap_mock_server::MockServer;
+use icap_proto::{
+    BodyKind, Event, HttpRequestHead, HttpResponseHead, Limits, Method, RequestHead,
+    ResponseDecoder, chunked,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::runtime::Runtime;
+
+const SMALL: usize = 1024;
+const LARGE: usize = 64 * 1024 * 1024;
+const CONCURRENCY: usize = 16;
+
+fn runtime(name: &str) -> Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name(name)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+fn body(len: usize) -> Bytes {
+    // Clean content: never contains the EICAR string.
+    Bytes::from(
+        (0..len)
+            .map(|i| b"abcdefghijklmnop"[i % 16])
+            .collect::<Vec<u8>>(),
+    )
+}
+
+/// The request a scanning client sends for `body`: a RESPMOD with embedded heads, the first
+/// `preview` bytes as a preview, then the rest, in 64 KiB chunks.
+fn request_bytes(url: &str, body: &Bytes, preview: usize) -> (Bytes, Bytes) {
+    let mut head = RequestHead::new(Method::Respmod, url.parse().expect("mock URL"));
+    head.headers.append("Host", "127.0.0.1").expect("valid");
+    head.headers.append("Allow", "204").expect("valid");
+    head.headers
+        .append("Preview", preview.to_string().as_str())
+        .expect("valid");
+    let mut req = HttpRequestHead::new("GET", "/file.bin").expect("valid");
+    req.headers.append("Host", "upload.local").expect("valid");
+    head.http_request = Some(req);
+    let mut res = HttpResponseHead::new(200, "OK").expect("valid");
+    res.headers
+        .append("Content-Length", body.len().to_string().as_str())
+        .expect("valid");
+    head.http_response = Some(res);
+    head.body = Some(BodyKind::Response);
+    let mut first = BytesMut::new();
+    head.encode(&mut first).expect("encodable");
+    let rest = chunked::encode_preview(body, preview, &mut first);
+    let mut second = BytesMut::new();
+    if !rest.is_empty() {
+        for piece in rest.chunks(64 * 1024) {
+            chunked::encode_chunk(piece, &mut second);
+        }
+        chunked::encode_last_chunk(false, &icap_proto::Headers::new(), &mut second);
+    }
+    (first.freeze(), second.freeze())
+}
+
+/// Sends a request to the mock over raw TCP and returns the bytes of its final reply (and
+/// of the `100 Continue` if any), to size the raw baseline's replies.
+async fn reply_sizes(addr: SocketAddr, first: &Bytes, second: &Bytes) -> (usize, usize) {
+    let mut s = TcpStream::connect(addr).await.expect("mock accepts");
+    s.write_all(first).await.expect("write");
+    let mut dec = ResponseDecoder::new(Method::Respmod, Limits::default());
+    let mut buf = BytesMut::with_capacity(4096);
+    let mut continue_len = 0;
+    let mut consumed = 0;
+    loop {
+        let before = buf.len();
+        match dec.decode(&mut buf).expect("mock reply decodes") {
+            Some(Event::Head(h)) if h.status.as_u16() == 100 => {
+                continue_len = consumed + before - buf.len();
+            }
+            Some(Event::End(_))
+                if continue_len > 0 && consumed + before - buf.len() == continue_len =>
+            {
+                s.write_all(second).await.expect("write rest");
+            }
+            Some(Event::End(_)) => {
+                return (continue_len, consumed + before - buf.len() - continue_len);
+            }
+            Some(_) => {}
+            None => {
+                if s.read_buf(&mut buf).await.expect("read") == 0 {
+                    panic!("mock closed early");
+                }
+                continue;
+            }
+        }
+        consumed += before - buf.len();
+    }
+}
+
+/// Raw baseline server: per connection, forever: read `req_len` bytes, write `reply_len` bytes.
+async fn raw_server(req_len: usize, reply_len: usize) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            s.set_nodelay(true).ok();
+            tokio::spawn(async move {
+                let reply = vec![b'x'; reply_len];
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    let mut left = req_len;
+                    while left > 0 {
+                        let want = left.min(buf.len());
+                        match s.read(&mut buf[..want]).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => left -= n,
+                        }
+                    }
+                    if s.write_all(&reply).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+struct RawConn {
+    s: TcpStream,
+    reply: Vec<u8>,
+}
+
+impl RawConn {
+    async fn new(addr: SocketAddr, reply_len: usize) -> Self {
+        let s = TcpStream::connect(addr).await.expect("connect");
+        s.set_nodelay(true).ok();
+        RawConn {
+            s,
+            reply: vec![0; reply_len],
+        }
+    }
+    async fn exchange(&mut self, req: &[Bytes]) {
+        for part in req {
+            self.s.write_all(part).await.expect("write");
+        }
+        self.s.read_exact(&mut self.reply).await.expect("read");
+    }
+}
+
+fn icap_rs_client(addr: SocketAddr) -> icap_rs::Client {
+    icap_rs::Client::builder()
+        .host(&addr.ip().to_string())
+        .port(addr.port())
+        .keep_alive(true)
+        .build()
+}
+
+fn icap_rs_request(body: &Bytes) -> icap_rs::Request {
+    let res = http::Response::builder()
+        .status(200)
+        .header("Content-Length", body.len().to_string())
+        .body(body.to_vec())
+        .expect("valid");
+    icap_rs::Request::respmod("avscan")
+        .allow_204()
+        .preview(1024)
+        .with_http_response(res)
+        .expect("icap-rs request")
+}
+
+fn ours(url: &str, conns: u32) -> Client {
+    Client::builder()
+        .server(url)
+        .max_connections(conns)
+        .max_size(None)
+        .body_digest(false)
+        .build()
+        .expect("client")
+}
+
+fn assert_clean(v: &Verdict) {
+    assert!(matches!(v, Verdict::Clean), "expected clean, got {v:?}");
+}
+
+fn bench_scan(c: &mut Criterion) {
+    let server_rt = runtime("server");
+    let client_rt = runtime("client");
+    let mock = server_rt.block_on(MockServer::start());
+    let url = mock.url();
+    let addr = mock.addr();
+    let meta = ScanMeta::new("file.bin");
+
+    for (label, size, conns) in [
+        ("1KiB", SMALL, 1usize),
+        ("1KiB", SMALL, CONCURRENCY),
+        ("64MiB", LARGE, 1),
+    ] {
+        let data = body(size);
+        let (first, second) = request_bytes(&url, &data, 1024);
+        let (cont_len, reply_len) = client_rt.block_on(reply_sizes(addr, &first, &second));
+        // The raw baseline replies once per request, with as many bytes as the mock's
+        // replies (100 Continue included) and no ICAP logic.
+        let raw_addr =
+            server_rt.block_on(raw_server(first.len() + second.len(), cont_len + reply_len));
+        let raw_reply = cont_len + reply_len;
+
+        let mut group = c.benchmark_group(format!("scan_{label}_x{conns}"));
+        if size == LARGE {
+            group
+                .sample_size(10)
+                .measurement_time(Duration::from_secs(10));
+            group.throughput(Throughput::Bytes(size as u64));
+        } else {
+            group.throughput(Throughput::Elements(conns as u64));
+        }
+
+        // Raw TCP baseline.
+        let raw_conns: Vec<_> = (0..conns)
+            .map(|_| {
+                Arc::new(tokio::sync::Mutex::new(
+                    client_rt.block_on(RawConn::new(raw_addr, raw_reply)),
+                ))
+            })
+            .collect();
+        let parts = [first.clone(), second.clone()];
+        group.bench_function(BenchmarkId::new("raw_tcp", conns), |b| {
+            b.to_async(&client_rt).iter(|| {
+                let raw_conns = raw_conns.clone();
+                let parts = parts.clone();
+                async move {
+                    let tasks: Vec<_> = raw_conns
+                        .into_iter()
+                        .map(|c| {
+                            let parts = parts.clone();
+                            tokio::spawn(async move { c.lock().await.exchange(&parts).await })
+                        })
+                        .collect();
+                    for t in tasks {
+                        t.await.expect("raw task");
+                    }
+                }
+            });
+        });
+
+        // icap-client (this workspace).
+        let client = ours(&url, conns as u32);
+        client_rt.block_on(async {
+            assert_clean(&client.scan_bytes(data.clone(), &meta).await.verdict)
+        });
+        group.bench_function(BenchmarkId::new("icap_client", conns), |b| {
+            b.to_async(&client_rt).iter(|| {
+                let client = client.clone();
+                let data = data.clone();
+                let meta = meta.clone();
+                async move {
+                    let tasks: Vec<_> = (0..conns)
+                        .map(|_| {
+                            let (client, data, meta) = (client.clone(), data.clone(), meta.clone());
+                            tokio::spawn(async move { client.scan_bytes(data, &meta).await })
+                        })
+                        .collect();
+                    for t in tasks {
+                        assert_clean(&t.await.expect("scan task").verdict);
+                    }
+                }
+            });
+        });
+
+        // icap-rs: one client per connection (it keeps one idle connection per client).
+        let rs_clients: Vec<_> = (0..conns).map(|_| icap_rs_client(addr)).collect();
+        let rs_req = Arc::new(icap_rs_request(&data));
+        client_rt.block_on(async {
+            let r = rs_clients[0].send(&rs_req).await.expect("icap-rs scan");
+            assert_eq!(r.status_code().as_u16(), 204, "icap-rs clean scan");
+        });
+        group.bench_function(BenchmarkId::new("icap_rs", conns), |b| {
+            b.to_async(&client_rt).iter(|| {
+                let rs_clients = rs_clients.clone();
+                let rs_req = rs_req.clone();
+                async move {
+                    let tasks: Vec<_> = rs_clients
+                        .into_iter()
+                        .map(|c| {
+                            let req = rs_req.clone();
+                            tokio::spawn(async move { c.send(&req).await.expect("icap-rs scan") })
+                        })
+                        .collect();
+                    for t in tasks {
+                        assert_eq!(t.await.expect("icap-rs task").status_code().as_u16(), 204);
+                    }
+                }
+            });
+        });
+        group.finish();
+    }
+    drop(mock);
+}
+
+criterion_group!(benches, bench_scan);
 criterion_main!(benches);
