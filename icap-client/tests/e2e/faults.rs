@@ -16,8 +16,8 @@ fn quick(url: &str) -> Client {
         .timeouts(
             Timeouts::default()
                 .with_connect(Duration::from_secs(2))
-                .with_idle(Duration::from_millis(400))
-                .with_continue_wait(Duration::from_millis(400))
+                .with_idle(Duration::from_secs(1))
+                .with_continue_wait(Duration::from_secs(1))
                 .with_deadline(Duration::from_secs(10), Duration::ZERO),
         )
         .build()
@@ -49,7 +49,7 @@ async fn slow_server_within_timeouts_is_fine() {
 async fn slow_server_beyond_idle_timeout_fails_and_keeps_the_file() {
     let server = MockServer::start().await;
     Mock::given(respmod())
-        .respond_with(Fault::delay(Duration::from_secs(3)))
+        .respond_with(Fault::delay(Duration::from_secs(4)))
         .mount(&server)
         .await;
     let dir = tempfile::tempdir().unwrap();
@@ -97,7 +97,7 @@ async fn never_answering_server_times_out() {
 async fn continue_timeout() {
     let server = MockServer::start().await;
     Mock::given(respmod())
-        .respond_with(Fault::delay_continue(Duration::from_secs(3)))
+        .respond_with(Fault::delay_continue(Duration::from_secs(4)))
         .mount(&server)
         .await;
     let r = quick(&server.url())
