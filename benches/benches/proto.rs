@@ -1,6 +1,327 @@
-//! Placeholder until this benchmark is written (its owner replaces this file).
+//! Codec benchmarks: head decoding (small and large heads), chunked body decoding (64 KiB
+//! and 4 KiB chunks, fed whole and in 1460-byte pieces) and encoding, with the same bytes
+//! parsed by `icaparse` and `httparse` and copied by `memcpy` in the same groups, so that
+//! the ratios come from one run. Results and the command are in `BENCHMARKS.md`.
+//!
+//! Run: `cargo bench -p icap-benches --bench proto -- --warm-up-time 1 --measurement-time 3`
+// criterion_group! and criterion_main! generate undocumented public items.
 #![allow(missing_docs)]
-use criterion::{Criterion, criterion_group, criterion_main};
-fn placeholder(_c: &mut Criterion) {}
-criterion_group!(benches, placeholder);
+
+use std::hint::black_box;
+
+use bytes::{Bytes, BytesMut};
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use icap_proto::chunked::{self, ChunkEvent};
+use icap_proto::{
+    BodyKind, ChunkedDecoder, Event, Headers, HttpRequestHead, HttpResponseHead, Limits, Method,
+    RequestDecoder, RequestHead,
+};
+
+/// A body of 1 MiB, cut into chunks for the chunked benchmarks.
+const BODY_LEN: usize = 1 << 20;
+/// A TCP segment's worth of payload on Ethernet: how bytes arrive from a socket.
+const PIECE: usize = 1460;
+
+/// A typical RESPMOD request from a proxy: a few ICAP headers and both embedded heads.
+fn small_head() -> RequestHead {
+    let mut head = RequestHead::new(
+        Method::Respmod,
+        "icap://icap.example.net:1344/avscan"
+            .parse()
+            .expect("valid URI"),
+    );
+    for (n, v) in [
+        ("Host", "icap.example.net"),
+        ("Allow", "204"),
+        ("Preview", "1024"),
+        ("X-Client-IP", "192.0.2.17"),
+        (
+            "X-Authenticated-User",
+            "Q049YWxpY2UsREM9ZXhhbXBsZSxEQz1jb20=",
+        ),
+    ] {
+        head.headers.append(n, v).expect("valid field");
+    }
+    let mut req = HttpRequestHead::new("GET", "http://www.example.com/downloads/report.pdf")
+        .expect("valid request line");
+    for (n, v) in [
+        ("Host", "www.example.com"),
+        (
+            "User-Agent",
+            "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
+        ),
+        (
+            "Accept",
+            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+        ),
+        ("Accept-Encoding", "gzip, deflate, br"),
+        ("Cookie", "session=8f3a2c1d9e7b4a6f; theme=dark"),
+    ] {
+        req.headers.append(n, v).expect("valid field");
+    }
+    let mut res = HttpResponseHead::new(200, "OK").expect("valid status line");
+    for (n, v) in [
+        ("Date", "Mon, 24 Nov 2025 16:00:00 GMT"),
+        ("Server", "nginx/1.26.2"),
+        ("Content-Type", "application/pdf"),
+        ("Content-Length", "1048576"),
+        ("Last-Modified", "Fri, 21 Nov 2025 09:12:44 GMT"),
+        ("ETag", "\"5f3e-1a2b3c4d\""),
+    ] {
+        res.headers.append(n, v).expect("valid field");
+    }
+    head.http_request = Some(req);
+    head.http_response = Some(res);
+    head.body = Some(BodyKind::Response);
+    head
+}
+
+/// The same shape with many long fields: about 12 KiB, under the default field count limit.
+fn large_head() -> RequestHead {
+    let mut head = small_head();
+    let long = |i: usize| {
+        format!(
+            "{i:04}-{}",
+            "abcdefghijklmnopqrstuvwxyz0123456789".repeat(2)
+        )
+    };
+    let add = |h: &mut Headers, prefix: &str, n: usize| {
+        for i in 0..n {
+            h.append(format!("X-{prefix}-Field-{i}").as_str(), long(i).as_str())
+                .expect("valid field");
+        }
+    };
+    add(&mut head.headers, "Icap", 40);
+    add(
+        &mut head.http_request.as_mut().expect("set").headers,
+        "Req",
+        40,
+    );
+    add(
+        &mut head.http_response.as_mut().expect("set").headers,
+        "Res",
+        40,
+    );
+    head
+}
+
+fn encode(head: &RequestHead) -> Bytes {
+    let mut out = BytesMut::new();
+    head.encode(&mut out).expect("valid head");
+    out.freeze()
+}
+
+/// Where the ICAP head ends and each embedded head starts, for the peers.
+struct Layout {
+    icap_end: usize,
+    req_end: usize,
+}
+
+fn layout(bytes: &[u8]) -> Layout {
+    let find = |from: usize| {
+        from + find_crlfcrlf(&bytes[from..]).expect("a head ends with an empty line") + 4
+    };
+    let icap_end = find(0);
+    let req_end = find(icap_end);
+    Layout { icap_end, req_end }
+}
+
+fn find_crlfcrlf(b: &[u8]) -> Option<usize> {
+    b.windows(4).position(|w| w == b"\r\n\r\n")
+}
+
+fn decode_head(dec: &mut RequestDecoder, buf: &mut BytesMut) -> RequestHead {
+    match dec.decode(buf) {
+        Ok(Some(Event::Head(h))) => h,
+        other => panic!("head expected: {other:?}"),
+    }
+}
+
+fn bench_heads(c: &mut Criterion) {
+    for (name, head) in [("small", small_head()), ("large", large_head())] {
+        let bytes = encode(&head);
+        let at = layout(&bytes);
+        let mut g = c.benchmark_group(format!("head_decode/{name}"));
+
+        // Sanity: every parser reads the whole head.
+        let mut dec = RequestDecoder::new(Limits::default());
+        let decoded = decode_head(&mut dec, &mut BytesMut::from(&bytes[..]));
+        assert_eq!(encode(&decoded), bytes);
+
+        g.throughput(Throughput::Bytes(bytes.len() as u64));
+        g.bench_function("icap-proto, copying into a fresh buffer first", |b| {
+            b.iter(|| {
+                let mut buf = BytesMut::from(black_box(&bytes[..]));
+                let mut dec = RequestDecoder::new(Limits::default());
+                decode_head(&mut dec, &mut buf)
+            });
+        });
+        g.bench_function("icap-proto (ICAP + HTTP heads)", |b| {
+            b.iter_batched_ref(
+                || BytesMut::from(&bytes[..]),
+                |buf| {
+                    let mut dec = RequestDecoder::new(Limits::default());
+                    decode_head(&mut dec, buf)
+                },
+                BatchSize::SmallInput,
+            );
+        });
+        g.bench_function("icaparse (ICAP head, sections copied)", |b| {
+            b.iter(|| {
+                let mut fields = [icaparse::EMPTY_HEADER; 128];
+                let mut req = icaparse::Request::new(&mut fields);
+                let status = req.parse(black_box(&bytes)).expect("icaparse reads it");
+                assert!(status.is_complete());
+                black_box(
+                    req.encapsulated_sections
+                        .as_ref()
+                        .map(std::collections::HashMap::len),
+                );
+            });
+        });
+        g.bench_function("icaparse + httparse (ICAP + HTTP heads)", |b| {
+            b.iter(|| {
+                let bytes = black_box(&bytes[..]);
+                let mut fields = [icaparse::EMPTY_HEADER; 128];
+                let mut req = icaparse::Request::new(&mut fields);
+                assert!(req.parse(bytes).expect("icaparse reads it").is_complete());
+                let n = http_heads(&bytes[at.icap_end..], at.req_end - at.icap_end);
+                black_box((req.headers.len(), n));
+            });
+        });
+        let http = &bytes[at.icap_end..];
+        g.throughput(Throughput::Bytes(http.len() as u64));
+        g.bench_function("httparse (HTTP heads only)", |b| {
+            b.iter(|| black_box(http_heads(black_box(http), at.req_end - at.icap_end)));
+        });
+        g.finish();
+    }
+}
+
+/// Parses the embedded request head (the first `req_len` bytes) and the response head.
+fn http_heads(http: &[u8], req_len: usize) -> usize {
+    let mut h1 = [httparse::EMPTY_HEADER; 128];
+    let mut req = httparse::Request::new(&mut h1);
+    let a = req.parse(&http[..req_len]).expect("httparse reads it");
+    let mut h2 = [httparse::EMPTY_HEADER; 128];
+    let mut res = httparse::Response::new(&mut h2);
+    let b = res.parse(&http[req_len..]).expect("httparse reads it");
+    a.unwrap() + b.unwrap() + req.headers.len() + res.headers.len()
+}
+
+/// A 1 MiB body in chunks of `chunk` bytes, with the last chunk.
+fn chunked_body(chunk: usize) -> (Vec<u8>, Bytes) {
+    let data: Vec<u8> = (0..BODY_LEN).map(|i| (i * 31 % 251) as u8).collect();
+    let mut out = BytesMut::new();
+    for part in data.chunks(chunk) {
+        chunked::encode_chunk(part, &mut out);
+    }
+    chunked::encode_last_chunk(false, &Headers::new(), &mut out);
+    (data, out.freeze())
+}
+
+/// Decodes a whole body from `buf`; returns the data length.
+fn drain(dec: &mut ChunkedDecoder, buf: &mut BytesMut) -> Option<usize> {
+    let mut n = 0;
+    loop {
+        match dec.decode(buf).expect("valid body") {
+            Some(ChunkEvent::Data(d)) => n += d.len(),
+            Some(ChunkEvent::End(_)) => return Some(n),
+            None => return None,
+        }
+    }
+}
+
+fn bench_chunked(c: &mut Criterion) {
+    for (name, chunk) in [("64KiB", 64 * 1024), ("4KiB", 4 * 1024)] {
+        let (data, encoded) = chunked_body(chunk);
+        let mut g = c.benchmark_group(format!("chunked_decode/{name}_chunks"));
+        g.throughput(Throughput::Bytes(encoded.len() as u64));
+        g.bench_function("icap-proto, fed whole", |b| {
+            b.iter_batched_ref(
+                || BytesMut::from(&encoded[..]),
+                |buf| {
+                    let mut dec = ChunkedDecoder::new(Limits::default());
+                    assert_eq!(drain(&mut dec, buf), Some(BODY_LEN));
+                },
+                BatchSize::LargeInput,
+            );
+        });
+        g.bench_function(format!("icap-proto, fed in {PIECE}-byte pieces"), |b| {
+            b.iter(|| {
+                let mut dec = ChunkedDecoder::new(Limits::default());
+                let mut buf = BytesMut::with_capacity(8 * 1024);
+                let mut total = 0;
+                for piece in black_box(&encoded[..]).chunks(PIECE) {
+                    buf.extend_from_slice(piece);
+                    let mut n = 0;
+                    let done = loop {
+                        match dec.decode(&mut buf).expect("valid body") {
+                            Some(ChunkEvent::Data(d)) => n += d.len(),
+                            Some(ChunkEvent::End(_)) => break true,
+                            None => break false,
+                        }
+                    };
+                    total += n;
+                    if done {
+                        break;
+                    }
+                }
+                assert_eq!(total, BODY_LEN);
+            });
+        });
+        g.bench_function("memcpy of the same bytes", |b| {
+            let mut dst = vec![0u8; encoded.len()];
+            b.iter(|| {
+                dst.copy_from_slice(black_box(&encoded[..]));
+                black_box(&dst);
+            });
+        });
+        g.finish();
+        black_box(data);
+    }
+}
+
+fn bench_encode(c: &mut Criterion) {
+    let mut g = c.benchmark_group("encode");
+    for (name, head) in [("small", small_head()), ("large", large_head())] {
+        let len = encode(&head).len();
+        g.throughput(Throughput::Bytes(len as u64));
+        g.bench_function(format!("request head, {name}"), |b| {
+            let mut out = BytesMut::with_capacity(2 * len);
+            b.iter(|| {
+                out.clear();
+                black_box(&head).encode(&mut out).expect("valid head");
+                black_box(&out);
+            });
+        });
+    }
+    for (name, chunk) in [("64KiB", 64 * 1024), ("4KiB", 4 * 1024)] {
+        let (data, encoded) = chunked_body(chunk);
+        g.throughput(Throughput::Bytes(encoded.len() as u64));
+        g.bench_function(format!("chunked body, {name} chunks"), |b| {
+            let mut out = BytesMut::with_capacity(encoded.len());
+            b.iter(|| {
+                out.clear();
+                for part in black_box(&data[..]).chunks(chunk) {
+                    chunked::encode_chunk(part, &mut out);
+                }
+                chunked::encode_last_chunk(false, &Headers::new(), &mut out);
+                assert_eq!(out.len(), encoded.len());
+            });
+        });
+    }
+    let (_, encoded) = chunked_body(64 * 1024);
+    g.throughput(Throughput::Bytes(encoded.len() as u64));
+    g.bench_function("memcpy of a 1 MiB body", |b| {
+        let mut dst = vec![0u8; encoded.len()];
+        b.iter(|| {
+            dst.copy_from_slice(black_box(&encoded[..]));
+            black_box(&dst);
+        });
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_heads, bench_chunked, bench_encode);
 criterion_main!(benches);
