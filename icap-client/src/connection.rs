@@ -244,17 +244,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     let pv = sender.read_source(plan, want).await?;
                     let preview_len = pv.len().min(want - 1);
                     let data = pv.slice(..preview_len);
-                    sender.log_body(wire_cap, id, &data);
-                    chunked::encode_chunk(&data, &mut first);
-                    if pv.len() < want {
-                        ieof = true;
-                        chunked::encode_last_chunk(true, &Headers::new(), &mut first);
-                        sender.state = SendState::Flushing(Next::Done);
+                    if !data.is_empty() {
+                        let at = first.len();
+                        chunked::encode_chunk_header(data.len() as u64, &mut first);
+                        wire_log(wire_cap, id, ">>", &first[at..], usize::MAX);
+                        sender.log_body(wire_cap, id, &data);
+                        first.extend_from_slice(&data);
+                        first.extend_from_slice(b"\r\n");
+                    }
+                    ieof = pv.len() < want;
+                    let at = first.len();
+                    chunked::encode_last_chunk(ieof, &Headers::new(), &mut first);
+                    wire_log(wire_cap, id, ">>", &first[at..], usize::MAX);
+                    sender.state = if ieof {
+                        SendState::Flushing(Next::Done)
                     } else {
                         sender.carry = pv.slice(preview_len..);
-                        chunked::encode_last_chunk(false, &Headers::new(), &mut first);
-                        sender.state = SendState::Flushing(Next::AwaitContinue);
-                    }
+                        SendState::Flushing(Next::AwaitContinue)
+                    };
                 } else {
                     sender.state = SendState::Flushing(Next::Body);
                 }
