@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use crate::config::{
     DEFAULT_MAX_SIZE, HealthConfig, PreviewMode, Roots, Strategy, Timeouts, TlsOptions,
 };
-use crate::connection::{BodyPlan, Exchange, ExchangeError, Outgoing};
+use crate::connection::{BodyPlan, BodySource, Exchange, ExchangeError, Outgoing};
 use crate::error::{Error, ErrorKind, Phase};
 use crate::events::{Alert, AlertKind, Event};
 use crate::identity::{IdentityHeaders, Uploader};
@@ -939,16 +939,22 @@ impl Client {
                 )
                 .await?;
             // A declared size is the body: never send more than announced.
-            let mut reader: Box<dyn AsyncRead + Unpin + Send + '_> = match size {
-                Some(n) => Box::new(src.open().await?.take(n)),
-                None => src.open().await?,
+            let mut reader: Box<dyn AsyncRead + Unpin + Send + '_>;
+            let source = if let Source::Bytes(b) = &*src {
+                BodySource::Memory(b.clone())
+            } else {
+                reader = match size {
+                    Some(n) => Box::new(src.open().await?.take(n)),
+                    None => src.open().await?,
+                };
+                BodySource::Reader(&mut reader)
             };
             let max_size = if size.is_none() { cfg.max_size } else { None };
             let out = Outgoing {
                 method,
                 head: head.clone(),
                 body: Some(BodyPlan {
-                    source: &mut reader,
+                    source,
                     preview,
                     chunk_size: cfg.chunk_size,
                     max_size,

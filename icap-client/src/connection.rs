@@ -19,9 +19,17 @@ use crate::error::{Error, Phase};
 /// Target of the network payload log.
 pub(crate) const WIRE_TARGET: &str = "icap_client::wire";
 
+/// Where body bytes come from.
+pub(crate) enum BodySource<'a> {
+    /// Read from a file or any reader.
+    Reader(&'a mut (dyn AsyncRead + Unpin + Send)),
+    /// Sliced from memory without copying.
+    Memory(Bytes),
+}
+
 /// Where the body of a request comes from and how to send it.
 pub(crate) struct BodyPlan<'a> {
-    pub(crate) source: &'a mut (dyn AsyncRead + Unpin + Send),
+    pub(crate) source: BodySource<'a>,
     /// Bytes to send as a preview, or `None` to send the whole body at once.
     pub(crate) preview: Option<u64>,
     pub(crate) chunk_size: usize,
@@ -425,13 +433,24 @@ impl Sender {
         plan: &mut BodyPlan<'_>,
         want: usize,
     ) -> Result<Bytes, ExchangeError> {
+        if let BodySource::Memory(b) = &mut plan.source {
+            let data = b.split_to(want.min(b.len()));
+            self.read += data.len() as u64;
+            if let Some(h) = &mut self.hasher {
+                h.update(&data);
+            }
+            return Ok(data);
+        }
+        let BodySource::Reader(source) = &mut plan.source else {
+            unreachable!("memory sources returned above")
+        };
         self.chunk.clear();
         self.chunk.reserve(want.min(1 << 20));
         while self.chunk.len() < want {
             let room = (want - self.chunk.len()).min(plan.chunk_size.max(1));
             let start = self.chunk.len();
             self.chunk.resize(start + room, 0);
-            let n = match plan.source.read(&mut self.chunk[start..]).await {
+            let n = match source.read(&mut self.chunk[start..]).await {
                 Ok(n) => n,
                 Err(e) => {
                     let mut err = ExchangeError::new(
@@ -638,7 +657,7 @@ mod tests {
             method: Method::Respmod,
             head: Bytes::from_static(HEAD),
             body: Some(BodyPlan {
-                source: src,
+                source: BodySource::Reader(src),
                 preview,
                 chunk_size: 1000,
                 max_size: None,
@@ -672,6 +691,38 @@ mod tests {
         assert!(ex.continued && ex.body_complete && ex.reusable && !ex.early && !ex.ieof);
         assert_eq!(ex.sent, 7);
         let _peer = server.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn memory_source_with_preview_and_continue() {
+        let (mut conn, mut peer) = pair();
+        let server = tokio::spawn(async move {
+            read_until(&mut peer, b"\r\n0\r\n\r\n").await;
+            peer.write_all(b"ICAP/1.0 100 Continue\r\n\r\n")
+                .await
+                .unwrap();
+            let rest = read_until(&mut peer, b"\r\n0\r\n\r\n").await;
+            peer.write_all(b"ICAP/1.0 204 No Content\r\n\r\n")
+                .await
+                .unwrap();
+            (rest, peer)
+        });
+        let out = Outgoing {
+            method: Method::Respmod,
+            head: Bytes::from_static(HEAD),
+            body: Some(BodyPlan {
+                source: BodySource::Memory(Bytes::from_static(b"abcdefghij")),
+                preview: Some(3),
+                chunk_size: 4,
+                max_size: None,
+                digest: true,
+            }),
+        };
+        let ex = conn.exchange(out, &timeouts()).await.unwrap();
+        assert!(ex.continued && ex.body_complete && ex.reusable);
+        assert_eq!(ex.sent, 10);
+        let (rest, _peer) = server.await.unwrap();
+        assert_eq!(rest, b"1\r\nd\r\n4\r\nefgh\r\n2\r\nij\r\n0\r\n\r\n");
     }
 
     #[tokio::test(start_paused = true)]
