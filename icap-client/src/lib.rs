@@ -75,5 +75,4 @@ pub use events::{Alert, AlertKind, Event, Notice};
 pub use icap_proto::Method;
 pub use identity::{IdentityHeaders, Uploader, UserType};
 pub use policy::{Action, AuditEntry, FileAction, Guard, Outcome, Policy};
-pub use transport::Transport;
 pub use verdict::{NotScannedReason, ScanReport, Threat, Verdict};

@@ -185,14 +185,18 @@ impl ServerState {
         if target > *cur {
             self.permits.add_permits((target - *cur) as usize);
         } else if target < *cur {
-            // Permits in use cannot be taken back now; take them as they come back.
             let k = *cur - target;
-            let sem = self.permits.clone();
-            tokio::spawn(async move {
-                if let Ok(p) = sem.acquire_many_owned(k).await {
-                    p.forget();
-                }
-            });
+            if let Ok(p) = self.permits.try_acquire_many(k) {
+                p.forget();
+            } else {
+                // Permits in use cannot be taken back now; take them as they come back.
+                let sem = self.permits.clone();
+                tokio::spawn(async move {
+                    if let Ok(p) = sem.acquire_many_owned(k).await {
+                        p.forget();
+                    }
+                });
+            }
         }
         *cur = target;
     }

@@ -17,7 +17,7 @@ use crate::error::{Error, ErrorKind, Phase, tls_error};
 
 /// A connected byte stream to an ICAP server: plain TCP or TLS over TCP.
 #[derive(Debug)]
-pub enum Transport {
+pub(crate) enum Transport {
     /// `icap://`.
     Tcp(TcpStream),
     /// `icaps://`.
@@ -26,7 +26,7 @@ pub enum Transport {
 
 impl Transport {
     /// The negotiated TLS version and cipher suite, for diagnosis.
-    pub fn tls_info(&self) -> Option<(String, String)> {
+    pub(crate) fn tls_info(&self) -> Option<(String, String)> {
         match self {
             Transport::Tcp(_) => None,
             Transport::Tls(s) => {
