@@ -111,7 +111,8 @@ pub(crate) struct Shared {
     pub(crate) settings: Settings,
     compiled: Mutex<Arc<Compiled>>,
     next_rule: AtomicU64,
-    journal: Mutex<Vec<Transaction>>,
+    // A ring: the oldest entry goes in O(1) once the limit is reached.
+    journal: Mutex<std::collections::VecDeque<Transaction>>,
     next_tx: AtomicU64,
     per_service: Mutex<HashMap<String, u32>>,
     listener: Mutex<Option<TcpListener>>,
@@ -184,13 +185,13 @@ impl Shared {
     pub(crate) fn record(&self, tx: Transaction) {
         let mut j = lock(&self.journal);
         if j.len() >= self.settings.journal_limit.max(1) {
-            j.remove(0);
+            j.pop_front();
         }
-        j.push(tx);
+        j.push_back(tx);
     }
 
     pub(crate) fn journal(&self) -> Vec<Transaction> {
-        lock(&self.journal).clone()
+        lock(&self.journal).iter().cloned().collect()
     }
 
     pub(crate) fn clear_journal(&self) {
@@ -487,7 +488,7 @@ impl MockServerBuilder {
             compiled: Mutex::new(Arc::new(Compiled::build(&self.settings, Vec::new(), 0))),
             settings: self.settings,
             next_rule: AtomicU64::new(1),
-            journal: Mutex::new(Vec::new()),
+            journal: Mutex::new(std::collections::VecDeque::new()),
             next_tx: AtomicU64::new(1),
             per_service: Mutex::new(HashMap::new()),
             listener: Mutex::new(Some(listener)),
