@@ -610,22 +610,21 @@ impl Client {
             self.scan_servers(&mut src, size, meta, &mut report),
             span,
         );
-        report.verdict = match tokio::time::timeout(deadline, fut).await {
-            Ok(v) => v,
-            Err(_) => {
-                let error = Error::timeout(Phase::Deadline);
-                // The attempt was cut off from outside: count it against its server here.
-                if let Some(s) = self
-                    .inner
-                    .servers
-                    .iter()
-                    .find(|s| Some(&s.url) == report.server.as_ref())
-                    && s.record_failure(&cfg.health)
-                {
-                    self.announce_down(s, &error);
-                }
-                Verdict::Failed { error }
+        report.verdict = if let Ok(v) = tokio::time::timeout(deadline, fut).await {
+            v
+        } else {
+            let error = Error::timeout(Phase::Deadline);
+            // The attempt was cut off from outside: count it against its server here.
+            if let Some(s) = self
+                .inner
+                .servers
+                .iter()
+                .find(|s| Some(&s.url) == report.server.as_ref())
+                && s.record_failure(&cfg.health)
+            {
+                self.announce_down(s, &error);
             }
+            Verdict::Failed { error }
         };
         report.duration = start.elapsed();
         tracing::debug!(
