@@ -126,3 +126,63 @@ async fn pooled_connection_closed_as_it_is_reused_is_retried() {
     let second = server.await.unwrap();
     assert!(String::from_utf8_lossy(&second).contains("/b HTTP/1.1"));
 }
+
+#[tokio::test]
+async fn tls_handshake_timeout() {
+    // Accepts and never speaks: the TLS handshake cannot finish.
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("icaps://{}/avscan", l.local_addr().unwrap());
+    let hold = tokio::spawn(async move {
+        let (s, _) = l.accept().await.unwrap();
+        let mut s = s;
+        let mut sink = [0u8; 1024];
+        while s.read(&mut sink).await.unwrap_or(0) > 0 {}
+    });
+    let c = builder(&url)
+        .timeouts(
+            icap_client::Timeouts::default()
+                .with_tls_handshake(std::time::Duration::from_millis(300)),
+        )
+        .build()
+        .unwrap();
+    let r = c.scan_bytes(&b"x"[..], &ScanMeta::new("a")).await;
+    assert_eq!(
+        r.verdict.error().unwrap().timeout_phase(),
+        Some(icap_client::Phase::TlsHandshake),
+        "{r:?}"
+    );
+    drop(c);
+    hold.abort();
+}
+
+#[tokio::test]
+async fn connect_timeout_when_syns_are_dropped() {
+    // A listener whose accept queue is full drops new SYNs (Linux), so connect hangs.
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let l = sock.listen(0).unwrap();
+    let addr = l.local_addr().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        if let Ok(Ok(s)) = tokio::time::timeout(
+            std::time::Duration::from_millis(200),
+            TcpStream::connect(addr),
+        )
+        .await
+        {
+            fillers.push(s);
+        }
+    }
+    let c = builder(&format!("icap://{addr}/avscan"))
+        .connect_timeout(std::time::Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let r = c.scan_bytes(&b"x"[..], &ScanMeta::new("a")).await;
+    let e = r.verdict.error().unwrap();
+    assert_eq!(
+        e.timeout_phase(),
+        Some(icap_client::Phase::Connect),
+        "{e:?}"
+    );
+    drop(l);
+}
