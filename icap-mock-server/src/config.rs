@@ -32,6 +32,8 @@ pub struct ConfigFile {
     pub trigger_delay_ms: Option<u64>,
     /// Transactions kept in the journal.
     pub journal_limit: Option<usize>,
+    /// Whether the journal records each body's SHA-256 (default true).
+    pub body_digest: Option<bool>,
     /// Decoder limits.
     #[serde(default)]
     pub limits: LimitsSpec,
@@ -469,6 +471,9 @@ impl ConfigFile {
         }
         if let Some(n) = self.journal_limit {
             b = b.journal_limit(n);
+        }
+        if let Some(on) = self.body_digest {
+            b = b.body_digest(on);
         }
         b = b.limits(self.limits.to_limits());
         let mut ca_out = None;

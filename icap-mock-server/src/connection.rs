@@ -119,7 +119,8 @@ struct Tx {
     svc: ServiceConfig,
     snap: Arc<Compiled>,
     scanner: Scanner,
-    hasher: Sha256,
+    /// `None` when neither the journal nor a signature needs the body's SHA-256.
+    hasher: Option<Sha256>,
     capture: BytesMut,
     /// The message body kept for a `200` echo (until the echo starts streaming).
     echo: BytesMut,
@@ -135,7 +136,9 @@ struct Tx {
 impl Tx {
     fn feed(&mut self, d: &Bytes, capture_max: usize) {
         self.scanner.feed(&self.snap.patterns, d);
-        self.hasher.update(d);
+        if let Some(h) = &mut self.hasher {
+            h.update(d);
+        }
         self.record.body_len += d.len() as u64;
         if self.in_preview {
             self.record.preview_bytes += d.len() as u64;
@@ -169,8 +172,9 @@ impl Tx {
         self.scanner.finish(&self.snap.patterns);
         self.req.body_complete = true;
         self.record.complete = true;
-        let digest = std::mem::take(&mut self.hasher).finalize();
-        self.record.body_sha256 = hex(&digest);
+        if let Some(h) = self.hasher.take() {
+            self.record.body_sha256 = hex(&h.finalize());
+        }
     }
 
     fn dialect(&self, plan: &Plan) -> Dialect {
@@ -544,7 +548,12 @@ impl<S: Stream> Connection<S> {
             scanner: Scanner::new(&snap.patterns),
             selector: Selector::new(snap.rules.clone()),
             snap,
-            hasher: Sha256::new(),
+            hasher: (shared.settings.body_digest
+                || svc
+                    .signatures
+                    .iter()
+                    .any(|s| matches!(s, Signature::Sha256 { .. })))
+            .then(Sha256::new),
             capture: BytesMut::new(),
             echo: BytesMut::new(),
             echo_started: false,

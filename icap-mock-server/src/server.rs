@@ -48,6 +48,7 @@ pub(crate) struct Settings {
     pub(crate) triggers: bool,
     pub(crate) journal_limit: usize,
     pub(crate) trigger_delay: Duration,
+    pub(crate) body_digest: bool,
 }
 
 /// Rules and the patterns they need, replaced as a whole when a rule is added or removed.
@@ -352,6 +353,7 @@ impl Default for MockServerBuilder {
                 triggers: true,
                 journal_limit: 10_000,
                 trigger_delay: Duration::from_secs(5),
+                body_digest: true,
             },
             mocks: Vec::new(),
             admin: None,
@@ -417,6 +419,14 @@ impl MockServerBuilder {
     /// How many body bytes [`Request::body`](crate::Request::body) keeps (default 64 KiB).
     pub fn body_capture(mut self, bytes: usize) -> Self {
         self.settings.body_capture = bytes;
+        self
+    }
+
+    /// Whether the journal records the SHA-256 of each body (on by default). Hashing is
+    /// most of the mock's work on large bodies; turn it off to measure a client's
+    /// throughput rather than the mock's. SHA-256 signatures still hash their bodies.
+    pub fn body_digest(mut self, on: bool) -> Self {
+        self.settings.body_digest = on;
         self
     }
 
