@@ -288,6 +288,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             too_large: false,
         };
         let (mut rd, mut wr) = tokio::io::split(&mut *stream);
+        // One timer for the whole exchange, armed lazily: deadlines move on every read and
+        // write, and re-registering a timer each time costs more than the I/O of a small
+        // scan. The timer is moved earlier when a deadline shrinks, and re-armed when it
+        // fires before the current deadline.
+        let timer = tokio::time::sleep_until(idle_at);
+        tokio::pin!(timer);
         loop {
             while !resp.done {
                 match decoder.decode(buf) {
@@ -323,6 +329,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 SendState::Flushing(_) | SendState::Body => (idle_at, Phase::Send),
                 SendState::Done | SendState::Broken => (idle_at, Phase::Response),
             };
+            if timer_at < timer.deadline() {
+                timer.as_mut().reset(timer_at);
+            }
             tokio::select! {
                 biased;
                 r = rd.read_buf(buf) => match r {
@@ -375,8 +384,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                         sender.state = SendState::Broken;
                     }
                 },
-                () = tokio::time::sleep_until(timer_at) => {
-                    return Err(fail(Error::timeout(phase), &resp, &sender));
+                () = &mut timer => {
+                    if Instant::now() >= timer_at {
+                        return Err(fail(Error::timeout(phase), &resp, &sender));
+                    }
+                    timer.as_mut().reset(timer_at);
                 }
             }
         }
