@@ -314,26 +314,6 @@ fn filename_trigger(name: &str, delay: Duration) -> Option<Plan> {
     })
 }
 
-fn percent_decode_lossy(s: &str) -> String {
-    let b = s.as_bytes();
-    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && i + 2 < b.len()
-            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
-        {
-            out.push(h << 4 | l);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 pub(crate) struct Connection<S> {
     stream: S,
     buf: BytesMut,
@@ -400,6 +380,24 @@ impl<S: Stream> Connection<S> {
     }
 
     /// Waits until shutdown begins.
+    /// Reads and drops whatever comes, answering nothing, until the client gives up, the
+    /// idle timeout passes or the server shuts down; then the connection closes.
+    async fn stay_silent(&mut self) -> Next {
+        let shared = self.shared.clone();
+        let idle = Instant::now() + shared.settings.idle_timeout;
+        let mut sink = [0u8; 4096];
+        loop {
+            tokio::select! {
+                r = tokio::time::timeout_at(idle, self.stream.read(&mut sink)) => match r {
+                    Ok(Ok(n)) if n > 0 => {}
+                    _ => break,
+                },
+                () = Self::shutdown_signal(&shared) => break,
+            }
+        }
+        Next::Close
+    }
+
     async fn shutdown_signal(shared: &Shared) {
         let notified = shared.shutdown_notify.notified();
         tokio::pin!(notified);
@@ -803,7 +801,7 @@ impl<S: Stream> Connection<S> {
         if let Some(f) = scanner.found(tx.snap.verdict_marker) {
             return Trigger::from(verdict_trigger(&String::from_utf8_lossy(&f.captured)));
         }
-        let url = tx.req.url().map(|u| percent_decode_lossy(&u));
+        let url = tx.req.url().map(|u| crate::request::percent_decode(&u));
         for text in url.iter().chain(tx.req.filename().iter()) {
             for (marker, fault) in [
                 (crate::server::FAULT_MARKER, true),
@@ -927,20 +925,7 @@ impl<S: Stream> Connection<S> {
         if !recorded {
             self.finish_record(tx);
         }
-        // Silence until the client gives up, the idle timeout passes, or shutdown.
-        let shared = self.shared.clone();
-        let idle = Instant::now() + shared.settings.idle_timeout;
-        let mut sink = [0u8; 4096];
-        loop {
-            tokio::select! {
-                r = tokio::time::timeout_at(idle, self.stream.read(&mut sink)) => match r {
-                    Ok(Ok(n)) if n > 0 => {}
-                    _ => break,
-                },
-                () = Self::shutdown_signal(&shared) => break,
-            }
-        }
-        Next::Close
+        self.stay_silent().await
     }
 
     /// Handles body data for a possible `200` echo: keeps it, or streams it once past the
@@ -1143,19 +1128,7 @@ impl<S: Stream> Connection<S> {
                 if !self.write(&head).await {
                     return Next::Close;
                 }
-                let shared = self.shared.clone();
-                let idle = Instant::now() + shared.settings.idle_timeout;
-                let mut sink = [0u8; 1024];
-                loop {
-                    tokio::select! {
-                        r = tokio::time::timeout_at(idle, self.stream.read(&mut sink)) => match r {
-                            Ok(Ok(n)) if n > 0 => {}
-                            _ => break,
-                        },
-                        () = Self::shutdown_signal(&shared) => break,
-                    }
-                }
-                Next::Close
+                self.stay_silent().await
             }
             Some(FaultKind::WrongEncapsulated) => {
                 let head = shift_encapsulated(&head);

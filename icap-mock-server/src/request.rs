@@ -143,7 +143,8 @@ fn disposition_filename(v: &str) -> Option<String> {
     plain.filter(|s| !s.is_empty())
 }
 
-fn percent_decode(s: &str) -> String {
+/// Decodes `%XX` escapes; invalid UTF-8 is replaced.
+pub(crate) fn percent_decode(s: &str) -> String {
     let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
