@@ -1165,30 +1165,32 @@ impl<S: Stream> Connection<S> {
 }
 
 /// Rewrites the last `Encapsulated` offset 7 bytes too far (or adds a bogus
-/// `Encapsulated` when the head has none).
+/// `Encapsulated` when the head has none). Works on the bytes, so the rest of the head
+/// (non-ASCII reasons or threat names included) goes out unchanged.
 fn shift_encapsulated(head: &[u8]) -> Vec<u8> {
-    let text = String::from_utf8_lossy(head);
-    if let Some(start) = text.find("\r\nEncapsulated: ") {
-        let vstart = start + "\r\nEncapsulated: ".len();
-        let vend = vstart + text[vstart..].find("\r\n").unwrap_or(0);
-        let value = &text[vstart..vend];
-        let mut entries: Vec<(String, u64)> = value
-            .split(',')
-            .filter_map(|e| {
-                let (n, o) = e.trim().split_once('=')?;
-                Some((n.to_owned(), o.parse().ok()?))
-            })
-            .collect();
-        if let Some(last) = entries.last_mut() {
-            last.1 += 7;
-        }
-        let new: Vec<String> = entries.iter().map(|(n, o)| format!("{n}={o}")).collect();
-        let mut out = text[..vstart].to_owned();
-        out.push_str(&new.join(", "));
-        out.push_str(&text[vend..]);
-        return out.into_bytes();
-    }
-    let mut out = text.trim_end_matches("\r\n").to_owned();
-    out.push_str("\r\nEncapsulated: res-hdr=0, res-body=64\r\n\r\n");
-    out.into_bytes()
+    const FIELD: &[u8] = b"\r\nEncapsulated: ";
+    let Some(start) = memchr::memmem::find(head, FIELD) else {
+        let mut out = head.strip_suffix(b"\r\n\r\n").unwrap_or(head).to_vec();
+        out.extend_from_slice(b"\r\nEncapsulated: res-hdr=0, res-body=64\r\n\r\n");
+        return out;
+    };
+    let vstart = start + FIELD.len();
+    let vend = vstart + memchr::memmem::find(&head[vstart..], b"\r\n").unwrap_or(0);
+    let Ok(enc) = icap_proto::Encapsulated::parse(&head[vstart..vend]) else {
+        return head.to_vec();
+    };
+    let last = enc.entries().len() - 1;
+    let value: Vec<String> = enc
+        .entries()
+        .iter()
+        .enumerate()
+        .map(|(i, (section, at))| {
+            let at = if i == last { at + 7 } else { *at };
+            format!("{}={at}", section.as_str())
+        })
+        .collect();
+    let mut out = head[..vstart].to_vec();
+    out.extend_from_slice(value.join(", ").as_bytes());
+    out.extend_from_slice(&head[vend..]);
+    out
 }
