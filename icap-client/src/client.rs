@@ -338,7 +338,9 @@ impl ClientBuilder {
         self
     }
     /// Compute the SHA-256 of each body (default true; the audit log and the "is this
-    /// `200` an unchanged echo" check use it).
+    /// `200` an unchanged echo" check use it). Turned off, a server that answers a clean
+    /// file with a `200` echo instead of `204` gets `Verdict::Modified`, never `Clean`,
+    /// since the echo can no longer be proven unchanged.
     pub fn body_digest(mut self, yes: bool) -> Self {
         self.digest = yes;
         self
