@@ -144,7 +144,14 @@ pub struct ClientBuilder {
     limits: Limits,
     chunk_size: usize,
     http_host: String,
+    allow_204: bool,
+    allow_206: bool,
+    max_adapted_body: Option<u64>,
+    retry_backoff: (Duration, Duration),
 }
+
+/// Default cap on the adapted (modified) body the client reads back: 64 MiB.
+pub const DEFAULT_MAX_ADAPTED_BODY: u64 = 64 * 1024 * 1024;
 
 impl Default for ClientBuilder {
     fn default() -> Self {
@@ -171,6 +178,10 @@ impl Default for ClientBuilder {
             limits: Limits::default(),
             chunk_size: 64 * 1024,
             http_host: "upload.local".into(),
+            allow_204: true,
+            allow_206: false,
+            max_adapted_body: Some(DEFAULT_MAX_ADAPTED_BODY),
+            retry_backoff: (Duration::from_millis(100), Duration::from_secs(2)),
         }
     }
 }
@@ -361,6 +372,38 @@ impl ClientBuilder {
         self
     }
 
+    /// Whether requests carry `Allow: 204` (default true). Without it, RFC 3507 lets the
+    /// server answer `204` only to a preview; outside a preview a clean file then comes back
+    /// as a `200` echo (checked byte for byte against what was sent, see
+    /// [`body_digest`](Self::body_digest)), and a `204` there is a protocol error.
+    pub fn allow_204(mut self, yes: bool) -> Self {
+        self.allow_204 = yes;
+        self
+    }
+    /// Whether requests carry `Allow: 206` (default false). This client does not implement
+    /// partial answers (`206` with `use-original-body`): `true` makes [`build`](Self::build)
+    /// fail with a configuration error rather than send a promise it cannot keep. A `206`
+    /// received without `Allow: 206` is a protocol error.
+    pub fn allow_206(mut self, yes: bool) -> Self {
+        self.allow_206 = yes;
+        self
+    }
+    /// The most body bytes read back from a `200` answer (the adapted or echoed file),
+    /// default [`DEFAULT_MAX_ADAPTED_BODY`]. Past it the scan fails with
+    /// [`ErrorKind::TooLarge`] and the connection is closed. `None`: no cap (the scan
+    /// deadline still bounds it).
+    pub fn max_adapted_body(mut self, n: Option<u64>) -> Self {
+        self.max_adapted_body = n;
+        self
+    }
+    /// Back-off between retries (see [`retries`](Self::retries)): the first waits about
+    /// `base`, each next one twice as long, capped at `max`, each with random jitter of up
+    /// to half its length (default 100 ms, 2 s).
+    pub fn retry_backoff(mut self, base: Duration, max: Duration) -> Self {
+        self.retry_backoff = (base, max.max(base));
+        self
+    }
+
     /// Builds the client. Needs a tokio runtime only when scanning.
     pub fn build(self) -> Result<Client, Error> {
         if let Some(e) = self.error {
@@ -368,6 +411,12 @@ impl ClientBuilder {
         }
         if self.servers.is_empty() {
             return Err(Error::config("no ICAP server configured"));
+        }
+        if self.allow_206 {
+            return Err(Error::config(
+                "allow_206: this client does not implement 206 partial answers (use-original-body); \
+                 leave it off",
+            ));
         }
         self.identity.validate()?;
         let mut static_headers = Headers::new();
@@ -1049,7 +1098,9 @@ impl Client {
         let h = &mut head.headers;
         push_header(h, "Host", &host_header(&s.uri))?;
         push_header(h, "User-Agent", USER_AGENT)?;
-        push_header(h, "Allow", "204")?;
+        if cfg.allow_204 {
+            push_header(h, "Allow", "204")?;
+        }
         if let Some(p) = preview {
             h.push(HeaderName::from_static("Preview"), HeaderValue::from_u64(p));
         }

@@ -76,6 +76,14 @@ pub enum ErrorKind {
     Io,
     /// The configuration or a value given by the caller is invalid.
     Config,
+    /// Something the server sent back is larger than the configured cap (an adapted body
+    /// past `max_adapted_body`). Not a protocol error: the server may be right, we chose
+    /// not to read that much.
+    TooLarge,
+    /// The file (or reader) did not hold what the scan announced: it ended before its
+    /// declared size, went on past it, or changed size or modification time while it was
+    /// being sent. Nothing was said about these bytes: the terminal chunk was not sent.
+    Source,
 }
 
 /// An error of the client. Cheap to clone (the source is shared), so a verdict carrying it
@@ -191,13 +199,21 @@ impl Error {
     pub fn is_config(&self) -> bool {
         self.kind == ErrorKind::Config
     }
+    /// Something the server sent was larger than a configured cap.
+    pub fn is_too_large(&self) -> bool {
+        self.kind == ErrorKind::TooLarge
+    }
+    /// The file changed, or a reader ended early or went on, while it was being sent.
+    pub fn is_source(&self) -> bool {
+        self.kind == ErrorKind::Source
+    }
 
     /// Whether this error says something about the server's health (and so counts towards
     /// marking it down): everything but local I/O and configuration errors.
     pub fn is_server_failure(&self) -> bool {
         !matches!(
             self.kind,
-            ErrorKind::Io | ErrorKind::Config | ErrorKind::Unavailable
+            ErrorKind::Io | ErrorKind::Config | ErrorKind::Unavailable | ErrorKind::Source
         )
     }
 }
@@ -241,6 +257,8 @@ impl serde::Serialize for Error {
             ErrorKind::Unavailable => "unavailable".to_owned(),
             ErrorKind::Io => "io".to_owned(),
             ErrorKind::Config => "config".to_owned(),
+            ErrorKind::TooLarge => "too_large".to_owned(),
+            ErrorKind::Source => "source".to_owned(),
         };
         st.serialize_field("kind", &kind)?;
         st.serialize_field("message", &self.to_string())?;

@@ -65,7 +65,7 @@ mod tls;
 mod transport;
 mod verdict;
 
-pub use client::{Client, ClientBuilder, ScanMeta};
+pub use client::{Client, ClientBuilder, DEFAULT_MAX_ADAPTED_BODY, ScanMeta};
 pub use config::{
     DEFAULT_MAX_SIZE, HealthConfig, PreviewMode, Roots, Strategy, Timeouts, TlsOptions,
 };
