@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::dialect;
-use crate::journal::Transaction;
+use crate::journal::{Transaction, compact_head};
 use crate::mock::{Action, FaultKind, Selection, Selector, Verdict, VerdictKind, splitmix64};
 use crate::request::Request;
 use crate::scan::Scanner;
@@ -501,15 +501,18 @@ impl<S: Stream> Connection<S> {
             .service(&service)
             .cloned()
             .unwrap_or_else(|| ServiceConfig::new(&service));
+        // The journal outlives the connection: its copy of the head must not keep the
+        // connection's read buffer alive.
+        let kept = compact_head(&head);
         let record = Transaction {
             id: shared.next_tx_id(),
             peer: self.peer,
             method: head.method,
             service: service.clone(),
             uri: String::from_utf8_lossy(head.uri.as_bytes()).into_owned(),
-            icap_headers: head.headers.clone(),
-            http_request: head.http_request.clone(),
-            http_response: head.http_response.clone(),
+            icap_headers: kept.headers,
+            http_request: kept.http_request,
+            http_response: kept.http_response,
             body_len: 0,
             body_sha256: String::new(),
             preview,

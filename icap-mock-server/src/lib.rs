@@ -57,7 +57,7 @@ mod server;
 mod service;
 pub mod tls;
 
-pub use journal::Transaction;
+pub use journal::{DEFAULT_JOURNAL_BYTES, DEFAULT_JOURNAL_LIMIT, Transaction};
 pub use mock::{Action, Fault, FaultKind, Mock, MockBuilder, Respond, Times, Verdict, VerdictKind};
 pub use request::Request;
 pub use scan::EICAR;

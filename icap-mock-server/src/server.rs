@@ -14,7 +14,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::connection::Connection;
-use crate::journal::Transaction;
+use crate::journal::{DEFAULT_JOURNAL_BYTES, DEFAULT_JOURNAL_LIMIT, Journal, Transaction};
 use crate::mock::{Mock, Rule};
 use crate::scan::{EICAR, PatternSet};
 use crate::service::{ServiceConfig, Signature};
@@ -47,6 +47,7 @@ pub(crate) struct Settings {
     pub(crate) body_capture: usize,
     pub(crate) triggers: bool,
     pub(crate) journal_limit: usize,
+    pub(crate) journal_bytes: usize,
     pub(crate) trigger_delay: Duration,
     pub(crate) body_digest: bool,
 }
@@ -112,8 +113,8 @@ pub(crate) struct Shared {
     pub(crate) settings: Settings,
     compiled: Mutex<Arc<Compiled>>,
     next_rule: AtomicU64,
-    // A ring: the oldest entry goes in O(1) once the limit is reached.
-    journal: Mutex<std::collections::VecDeque<Transaction>>,
+    // A ring: the oldest entries go in O(1) once a budget is reached.
+    journal: Mutex<Journal>,
     next_tx: AtomicU64,
     per_service: Mutex<HashMap<String, u32>>,
     listener: Mutex<Option<TcpListener>>,
@@ -184,15 +185,15 @@ impl Shared {
     }
 
     pub(crate) fn record(&self, tx: Transaction) {
-        let mut j = lock(&self.journal);
-        if j.len() >= self.settings.journal_limit.max(1) {
-            j.pop_front();
-        }
-        j.push_back(tx);
+        lock(&self.journal).push(tx);
     }
 
     pub(crate) fn journal(&self) -> Vec<Transaction> {
-        lock(&self.journal).iter().cloned().collect()
+        lock(&self.journal).to_vec()
+    }
+
+    pub(crate) fn journal_bytes(&self) -> usize {
+        lock(&self.journal).bytes()
     }
 
     pub(crate) fn clear_journal(&self) {
@@ -351,7 +352,8 @@ impl Default for MockServerBuilder {
                 idle_timeout: Duration::from_secs(120),
                 body_capture: 64 * 1024,
                 triggers: true,
-                journal_limit: 10_000,
+                journal_limit: DEFAULT_JOURNAL_LIMIT,
+                journal_bytes: DEFAULT_JOURNAL_BYTES,
                 trigger_delay: Duration::from_secs(5),
                 body_digest: true,
             },
@@ -449,6 +451,15 @@ impl MockServerBuilder {
         self
     }
 
+    /// How many bytes the journal's entries may hold together, as counted by
+    /// [`Transaction::held_bytes`] (oldest dropped first; default 8 MiB). The newest entry
+    /// is always kept, so the journal holds at most this or one entry, whichever is larger
+    /// (an entry is bounded by the decoder [`limits`](Self::limits) on heads).
+    pub fn journal_bytes(mut self, bytes: usize) -> Self {
+        self.settings.journal_bytes = bytes;
+        self
+    }
+
     /// Mounts a mock at start.
     pub fn mock(mut self, mock: Mock) -> Self {
         self.mocks.push(mock);
@@ -494,11 +505,12 @@ impl MockServerBuilder {
         let istag_base = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
+        let journal = Journal::new(self.settings.journal_limit, self.settings.journal_bytes);
         let shared = Arc::new(Shared {
             compiled: Mutex::new(Arc::new(Compiled::build(&self.settings, Vec::new(), 0))),
             settings: self.settings,
             next_rule: AtomicU64::new(1),
-            journal: Mutex::new(std::collections::VecDeque::new()),
+            journal: Mutex::new(journal),
             next_tx: AtomicU64::new(1),
             per_service: Mutex::new(HashMap::new()),
             listener: Mutex::new(Some(listener)),
@@ -689,6 +701,13 @@ impl MockServer {
     #[allow(clippy::unused_async)] // async API, as promised to users
     pub async fn journal(&self) -> Vec<Transaction> {
         self.shared.journal()
+    }
+
+    /// The bytes the journal's entries hold now (at most the
+    /// [`journal_bytes`](MockServerBuilder::journal_bytes) budget, or one entry if that
+    /// alone is larger).
+    pub fn journal_bytes(&self) -> usize {
+        self.shared.journal_bytes()
     }
 
     /// Alias of [`MockServer::journal`] in wiremock's words.
