@@ -20,7 +20,8 @@ pub struct ConfigFile {
     pub listen: Option<String>,
     /// `ADDR:PORT` of the admin API (the `--admin` flag wins).
     pub admin: Option<String>,
-    /// Milliseconds from a request's first byte to the end of its head.
+    /// The whole-head deadline: milliseconds from a request's first byte to the end of its
+    /// head (default 10 000; past it, `408` and close).
     pub header_read_timeout_ms: Option<u64>,
     /// Milliseconds a connection may stay silent.
     pub idle_timeout_ms: Option<u64>,

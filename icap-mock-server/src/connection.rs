@@ -55,10 +55,40 @@ enum Next {
 
 #[derive(Debug)]
 enum ConnError {
+    /// The client closed in the middle of a message.
     Eof,
+    /// The whole-head deadline or the idle timeout passed in the middle of a message.
     Timeout,
+    /// Reading failed (a reset, say): nobody is there to answer.
     Io,
+    /// The bytes are not a valid ICAP request.
     Decode(DecodeError),
+}
+
+impl ConnError {
+    /// The status that answers this error before the connection closes: what
+    /// [`DecodeError::status_code`] says for a framing error (400, or 501 for an unknown
+    /// method and 505 for an unsupported ICAP version), `408` when the client was too slow,
+    /// `400` for a message cut short by the client's close. `None` when the connection is
+    /// broken and an answer could not arrive.
+    fn status(&self) -> Option<u16> {
+        match self {
+            ConnError::Decode(e) => Some(e.status_code()),
+            ConnError::Timeout => Some(408),
+            ConnError::Eof => Some(400),
+            ConnError::Io => None,
+        }
+    }
+}
+
+/// `now + d`, or a time so far ahead that it never comes when that overflows (a configured
+/// timeout of `u64::MAX` milliseconds, say).
+fn deadline_after(d: Duration) -> Instant {
+    let now = Instant::now();
+    // About 30 years: the same "never" tokio uses for an unbounded sleep.
+    now.checked_add(d)
+        .or_else(|| now.checked_add(Duration::from_secs(30 * 365 * 86_400)))
+        .unwrap_or(now)
 }
 
 /// How a transaction will be answered, once known.
@@ -139,9 +169,10 @@ impl Tx {
         if let Some(h) = &mut self.hasher {
             h.update(d);
         }
-        self.record.body_len += d.len() as u64;
+        let n = u64::try_from(d.len()).unwrap_or(u64::MAX);
+        self.record.body_len = self.record.body_len.saturating_add(n);
         if self.in_preview {
-            self.record.preview_bytes += d.len() as u64;
+            self.record.preview_bytes = self.record.preview_bytes.saturating_add(n);
         }
         if self.capture.len() < capture_max {
             let n = (capture_max - self.capture.len()).min(d.len());
@@ -343,13 +374,11 @@ impl<S: Stream> Connection<S> {
             let head = match self.read_head().await {
                 Ok(Some(h)) => h,
                 Ok(None) => break Next::Close,
-                Err(ConnError::Decode(e)) => {
-                    tracing::info!(peer = ?self.peer, error = %e, "malformed request");
-                    self.send_status(e.status_code(), Method::Options).await;
-                    break Next::Close;
-                }
                 Err(e) => {
-                    tracing::debug!(peer = ?self.peer, error = ?e, "connection ended while reading a head");
+                    tracing::info!(peer = ?self.peer, error = ?e, "bad or incomplete request head");
+                    if let Some(status) = e.status() {
+                        self.send_status(status, Method::Options).await;
+                    }
                     break Next::Close;
                 }
             };
@@ -384,7 +413,7 @@ impl<S: Stream> Connection<S> {
     /// idle timeout passes or the server shuts down; then the connection closes.
     async fn stay_silent(&mut self) -> Next {
         let shared = self.shared.clone();
-        let idle = Instant::now() + shared.settings.idle_timeout;
+        let idle = deadline_after(shared.settings.idle_timeout);
         let mut sink = [0u8; 4096];
         loop {
             tokio::select! {
@@ -411,7 +440,7 @@ impl<S: Stream> Connection<S> {
     async fn read_head(&mut self) -> Result<Option<RequestHead>, ConnError> {
         if self.buf.is_empty() {
             let shared = self.shared.clone();
-            let idle = Instant::now() + shared.settings.idle_timeout;
+            let idle = deadline_after(shared.settings.idle_timeout);
             tokio::select! {
                 r = self.read_more(idle) => match r {
                     Ok(0) | Err(ConnError::Timeout) => return Ok(None),
@@ -421,7 +450,9 @@ impl<S: Stream> Connection<S> {
                 () = Self::shutdown_signal(&shared) => return Ok(None),
             }
         }
-        let deadline = Instant::now() + self.shared.settings.header_read_timeout;
+        // The whole-head deadline: from the first byte of the request to the end of its
+        // head, embedded HTTP heads included, however the bytes trickle in.
+        let deadline = deadline_after(self.shared.settings.header_read_timeout);
         loop {
             match self.decoder.decode(&mut self.buf) {
                 Err(e) => return Err(ConnError::Decode(e)),
@@ -446,7 +477,7 @@ impl<S: Stream> Connection<S> {
             {
                 return Ok(ev);
             }
-            let deadline = Instant::now() + self.shared.settings.idle_timeout;
+            let deadline = deadline_after(self.shared.settings.idle_timeout);
             if self.read_more(deadline).await? == 0 {
                 return Err(ConnError::Eof);
             }
@@ -457,10 +488,12 @@ impl<S: Stream> Connection<S> {
         self.stream.write_all(bytes).await.is_ok() && self.stream.flush().await.is_ok()
     }
 
-    /// Answers a decode error with a bare status.
+    /// Answers a broken request with a bare status and `Connection: close`; the caller
+    /// closes the connection next.
     async fn send_status(&mut self, status: u16, method: Method) {
         let istag = self.shared.istag();
-        let head = dialect::base(status, &istag, &[]);
+        let mut head = dialect::base(status, &istag, &[]);
+        let _ = head.headers.append("Connection", "close");
         let mut out = BytesMut::new();
         if head.encode(method, &mut out).is_ok() {
             let _ = self.write(&out).await;
@@ -647,10 +680,17 @@ impl<S: Stream> Connection<S> {
             let ev = match self.next_event().await {
                 Ok(ev) => ev,
                 Err(e) => {
-                    if let ConnError::Decode(d) = e {
-                        tracing::info!(error = %d, "malformed request body");
-                        self.send_status(d.status_code(), method).await;
-                        tx.record.status = Some(d.status_code());
+                    tracing::info!(error = ?e, "bad or incomplete request body");
+                    // A streaming 200 echo has sent its head: a status now would land in
+                    // the middle of its body, so the connection is only reset.
+                    if tx.echo_started {
+                        tx.record.fault = Some("echo_aborted".to_owned());
+                        self.finish_record(&mut tx);
+                        return Next::Reset;
+                    }
+                    if let Some(status) = e.status() {
+                        self.send_status(status, method).await;
+                        tx.record.status = Some(status);
                     }
                     self.finish_record(&mut tx);
                     return Next::Close;
@@ -843,7 +883,11 @@ impl<S: Stream> Connection<S> {
                 Ok(Event::End(_)) => break,
                 Ok(Event::Data(d)) => tx.feed(&d, 0),
                 Ok(_) => {}
-                Err(_) => {
+                Err(e) => {
+                    if let Some(status) = e.status() {
+                        self.send_status(status, Method::Options).await;
+                        tx.record.status = Some(status);
+                    }
                     self.finish_record(tx);
                     return Next::Close;
                 }
@@ -935,7 +979,7 @@ impl<S: Stream> Connection<S> {
     /// service's echo threshold. False when the client went away.
     async fn echo_data(&mut self, tx: &mut Tx, d: Bytes) -> bool {
         if tx.echo_started {
-            let mut out = BytesMut::with_capacity(d.len() + 24);
+            let mut out = BytesMut::with_capacity(d.len().saturating_add(24));
             chunked::encode_chunk(&d, &mut out);
             if let Some(FaultKind::SlowBody(delay)) = tx.plan.as_ref().and_then(|p| p.fault) {
                 tokio::time::sleep(delay).await;
@@ -1177,18 +1221,26 @@ fn shift_encapsulated(head: &[u8]) -> Vec<u8> {
         out.extend_from_slice(b"\r\nEncapsulated: res-hdr=0, res-body=64\r\n\r\n");
         return out;
     };
-    let vstart = start + FIELD.len();
-    let vend = vstart + memchr::memmem::find(&head[vstart..], b"\r\n").unwrap_or(0);
+    let vstart = start.saturating_add(FIELD.len());
+    let vend = vstart.saturating_add(memchr::memmem::find(&head[vstart..], b"\r\n").unwrap_or(0));
     let Ok(enc) = icap_proto::Encapsulated::parse(&head[vstart..vend]) else {
         return head.to_vec();
     };
-    let last = enc.entries().len() - 1;
+    let Some(last) = enc.entries().len().checked_sub(1) else {
+        return head.to_vec();
+    };
     let value: Vec<String> = enc
         .entries()
         .iter()
         .enumerate()
         .map(|(i, (section, at))| {
-            let at = if i == last { at + 7 } else { *at };
+            // An offset already at the top cannot go 7 further: it goes 7 back instead,
+            // still wrong, which is the point.
+            let at = if i == last {
+                at.checked_add(7).unwrap_or(at - 7)
+            } else {
+                *at
+            };
             format!("{}={at}", section.as_str())
         })
         .collect();

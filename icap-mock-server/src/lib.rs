@@ -61,7 +61,7 @@ pub use journal::{DEFAULT_JOURNAL_BYTES, DEFAULT_JOURNAL_LIMIT, Transaction};
 pub use mock::{Action, Fault, FaultKind, Mock, MockBuilder, Respond, Times, Verdict, VerdictKind};
 pub use request::Request;
 pub use scan::EICAR;
-pub use server::{MockServer, MockServerBuilder, Outage, StartError};
+pub use server::{DEFAULT_HEAD_DEADLINE, MockServer, MockServerBuilder, Outage, StartError};
 pub use service::{DEFAULT_ECHO_THRESHOLD, Dialect, ServiceConfig, Signature, glob_match};
 
 /// Re-exported so users need not depend on icap-proto for `Method` and `Limits`.

@@ -25,6 +25,9 @@ pub(crate) const FAULT_MARKER: &[u8] = b"ICAP-MOCK-FAULT:";
 /// See [`FAULT_MARKER`].
 pub(crate) const VERDICT_MARKER: &[u8] = b"ICAP-MOCK-VERDICT:";
 
+/// Default whole-head deadline ([`MockServerBuilder::header_read_timeout`]).
+pub const DEFAULT_HEAD_DEADLINE: Duration = Duration::from_secs(10);
+
 /// Whether and how the server is reachable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Outage {
@@ -164,7 +167,11 @@ impl Shared {
         let mut c = lock(&self.compiled);
         let mut rules = vec![rule];
         rules.extend(c.rules.iter().cloned());
-        *c = Arc::new(Compiled::build(&self.settings, rules, c.generation + 1));
+        *c = Arc::new(Compiled::build(
+            &self.settings,
+            rules,
+            c.generation.wrapping_add(1),
+        ));
         id
     }
 
@@ -175,7 +182,11 @@ impl Shared {
         let rules: Vec<Arc<Rule>> = c.rules.iter().filter(|r| keep(r)).cloned().collect();
         let removed = before - rules.len();
         if removed > 0 {
-            *c = Arc::new(Compiled::build(&self.settings, rules, c.generation + 1));
+            *c = Arc::new(Compiled::build(
+                &self.settings,
+                rules,
+                c.generation.wrapping_add(1),
+            ));
         }
         removed
     }
@@ -348,7 +359,7 @@ impl Default for MockServerBuilder {
             settings: Settings {
                 services: Vec::new(),
                 limits: Limits::default(),
-                header_read_timeout: Duration::from_secs(30),
+                header_read_timeout: DEFAULT_HEAD_DEADLINE,
                 idle_timeout: Duration::from_secs(120),
                 body_capture: 64 * 1024,
                 triggers: true,
@@ -400,13 +411,19 @@ impl MockServerBuilder {
         self
     }
 
-    /// Time allowed from the first byte of a request to the end of its head (default 30 s).
+    /// The whole-head deadline: time allowed from the first byte of a request to the end of
+    /// its head, embedded HTTP heads included (default 10 s, [`DEFAULT_HEAD_DEADLINE`]).
+    /// A client that sends its head slower than that, even a byte at a time, gets
+    /// `408 Request Timeout` and the connection closes. Also bounds the TLS handshake.
+    /// Any value is accepted (`Duration::MAX` means no deadline).
     pub fn header_read_timeout(mut self, d: Duration) -> Self {
         self.settings.header_read_timeout = d;
         self
     }
 
     /// Time a connection may stay silent between requests or inside a body (default 120 s).
+    /// Silence inside a body gets `408` and a close; between requests, just a close. Any
+    /// value is accepted (`Duration::MAX` means no timeout).
     pub fn idle_timeout(mut self, d: Duration) -> Self {
         self.settings.idle_timeout = d;
         self
