@@ -250,6 +250,13 @@ pub(crate) fn trim_folded(mut v: &[u8]) -> &[u8] {
     v
 }
 
+/// Bytes of `name: value CRLF`, the one shape [`Headers::encode`] writes a field in (folds
+/// are part of the value). The decoder measures fields with it too (see
+/// `parse::field_size`).
+pub(crate) fn encoded_field_len(name: usize, value: usize) -> usize {
+    name.saturating_add(value).saturating_add(4)
+}
+
 /// Decimal digits only, checked, at most 20 digits.
 pub(crate) fn parse_u64(s: &[u8]) -> Option<u64> {
     if s.is_empty() || s.len() > 20 {
@@ -391,8 +398,8 @@ impl Headers {
     pub fn encoded_len(&self) -> usize {
         self.entries
             .iter()
-            .map(|(n, v)| n.0.len() + v.0.len() + 4)
-            .sum()
+            .map(|(n, v)| encoded_field_len(n.0.len(), v.0.len()))
+            .fold(0, usize::saturating_add)
     }
 }
 

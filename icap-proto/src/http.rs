@@ -114,13 +114,25 @@ impl HttpRequestHead {
     }
 
     /// Parses a complete head (ending with the empty line) from `section`.
-    pub(crate) fn decode(section: &Bytes, limits: &Limits) -> Result<Self, DecodeError> {
+    pub(crate) fn decode(
+        section: &Bytes,
+        limits: &Limits,
+        obs_fold: bool,
+    ) -> Result<Self, DecodeError> {
         let (rest, (method, target, version)) =
             parse::parse_request_line(section).map_err(|_| DecodeError::InvalidHttpHead)?;
         if !check_version(version) {
             return Err(DecodeError::InvalidHttpHead);
         }
-        let (headers, rest) = parse::parse_fields(section, rest, limits)?;
+        let (headers, rest) = parse::parse_fields(
+            section,
+            rest,
+            limits,
+            parse::FieldRules {
+                obs_fold,
+                icap: false,
+            },
+        )?;
         if rest != 2 {
             return Err(DecodeError::EncapsulatedMismatch);
         }
@@ -196,13 +208,25 @@ impl HttpResponseHead {
         out.put_slice(b"\r\n");
     }
 
-    pub(crate) fn decode(section: &Bytes, limits: &Limits) -> Result<Self, DecodeError> {
+    pub(crate) fn decode(
+        section: &Bytes,
+        limits: &Limits,
+        obs_fold: bool,
+    ) -> Result<Self, DecodeError> {
         let (rest, (version, status, reason)) =
             parse::parse_status_line(section).map_err(|_| DecodeError::InvalidHttpHead)?;
         if !check_version(version) {
             return Err(DecodeError::InvalidHttpHead);
         }
-        let (headers, rest) = parse::parse_fields(section, rest, limits)?;
+        let (headers, rest) = parse::parse_fields(
+            section,
+            rest,
+            limits,
+            parse::FieldRules {
+                obs_fold,
+                icap: false,
+            },
+        )?;
         if rest != 2 {
             return Err(DecodeError::EncapsulatedMismatch);
         }
