@@ -1,7 +1,14 @@
-//! One client connection: read a request with icap-proto's decoder, decide, answer.
+//! One client connection: read a request through icap-proto's [`ServerExchange`], decide,
+//! answer.
 //!
 //! Generic over the stream (mini-redis style), so TCP, TLS and in-memory streams share
 //! the code.
+//!
+//! What is legal is the exchange's business, not this module's: on the legal path (no
+//! fault, or a fault that only changes timing) the connection asks it before a `100
+//! Continue` or a final answer, tells it what went out, and reuses the connection only when
+//! [`ServerExchange::reuse`] says so. The fault injectors keep a raw path: breaking the
+//! rules is what they are for.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,8 +16,8 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use icap_proto::{
-    BodyKind, DecodeError, Event, Method, OptionsResponse, RequestDecoder, RequestHead,
-    ResponseHead, StatusCode, chunked,
+    BodyKind, Event, Method, OptionsResponse, ProtocolError, RequestHead, ResponseHead,
+    ServerExchange, StatusCode, chunked,
 };
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -61,19 +68,19 @@ enum ConnError {
     Timeout,
     /// Reading failed (a reset, say): nobody is there to answer.
     Io,
-    /// The bytes are not a valid ICAP request.
-    Decode(DecodeError),
+    /// The bytes are not a valid ICAP request (or the client closed in the middle of one).
+    Protocol(ProtocolError),
 }
 
 impl ConnError {
     /// The status that answers this error before the connection closes: what
-    /// [`DecodeError::status_code`] says for a framing error (400, or 501 for an unknown
+    /// [`ProtocolError::status_code`] says for a framing error (400, or 501 for an unknown
     /// method and 505 for an unsupported ICAP version), `408` when the client was too slow,
     /// `400` for a message cut short by the client's close. `None` when the connection is
     /// broken and an answer could not arrive.
     fn status(&self) -> Option<u16> {
         match self {
-            ConnError::Decode(e) => Some(e.status_code()),
+            ConnError::Protocol(e) => Some(e.status_code()),
             ConnError::Timeout => Some(408),
             ConnError::Eof => Some(400),
             ConnError::Io => None,
@@ -161,6 +168,9 @@ struct Tx {
     selector: Selector,
     request_head: RequestHead,
     seen_data: bool,
+    /// A legal-path answer the exchange refused (a rule's `Verdict::status(299)`, say): it
+    /// was sent as asked, and the connection closes after it.
+    off_rules: bool,
 }
 
 impl Tx {
@@ -351,7 +361,8 @@ pub(crate) struct Connection<S> {
     peer: Option<SocketAddr>,
     shared: Arc<Shared>,
     attached: Vec<String>,
-    decoder: RequestDecoder,
+    /// The current request's exchange; a new one per request, on the same buffer.
+    exchange: ServerExchange,
 }
 
 const READ_RESERVE: usize = 64 * 1024;
@@ -365,7 +376,7 @@ impl<S: Stream> Connection<S> {
             peer,
             shared,
             attached: Vec::new(),
-            decoder: RequestDecoder::new(limits),
+            exchange: ServerExchange::new(limits),
         }
     }
 
@@ -438,6 +449,7 @@ impl<S: Stream> Connection<S> {
     }
 
     async fn read_head(&mut self) -> Result<Option<RequestHead>, ConnError> {
+        self.exchange = ServerExchange::new(self.shared.settings.limits);
         if self.buf.is_empty() {
             let shared = self.shared.clone();
             let idle = deadline_after(shared.settings.idle_timeout);
@@ -454,16 +466,17 @@ impl<S: Stream> Connection<S> {
         // head, embedded HTTP heads included, however the bytes trickle in.
         let deadline = deadline_after(self.shared.settings.header_read_timeout);
         loop {
-            match self.decoder.decode(&mut self.buf) {
-                Err(e) => return Err(ConnError::Decode(e)),
+            match self.exchange.poll_event(&mut self.buf) {
+                Err(e) => return Err(ConnError::Protocol(e)),
                 Ok(Some(Event::Head(h))) => return Ok(Some(h)),
-                Ok(Some(_)) => unreachable!("a fresh decoder starts with a head"),
+                Ok(Some(_)) => unreachable!("a fresh exchange starts with a head"),
                 Ok(None) => {}
             }
-            match self.read_more(deadline).await? {
-                0 if self.decoder.is_idle() && self.buf.is_empty() => return Ok(None),
-                0 => return Err(ConnError::Eof),
-                _ => {}
+            if self.read_more(deadline).await? == 0 {
+                return match self.exchange.handle_eof() {
+                    Ok(()) => Ok(None),
+                    Err(e) => Err(ConnError::Protocol(e)),
+                };
             }
         }
     }
@@ -471,16 +484,42 @@ impl<S: Stream> Connection<S> {
     async fn next_event(&mut self) -> Result<Event<RequestHead>, ConnError> {
         loop {
             if let Some(ev) = self
-                .decoder
-                .decode(&mut self.buf)
-                .map_err(ConnError::Decode)?
+                .exchange
+                .poll_event(&mut self.buf)
+                .map_err(ConnError::Protocol)?
             {
                 return Ok(ev);
             }
             let deadline = deadline_after(self.shared.settings.idle_timeout);
             if self.read_more(deadline).await? == 0 {
-                return Err(ConnError::Eof);
+                return Err(match self.exchange.handle_eof() {
+                    Err(e) => ConnError::Protocol(e),
+                    Ok(()) => ConnError::Eof,
+                });
             }
+        }
+    }
+
+    /// Tells the exchange that `head` went out as the final answer on the legal path. An
+    /// answer it refuses was still sent (the rule asked for it); the connection closes
+    /// after it.
+    fn note_response(&mut self, tx: &mut Tx, head: &ResponseHead) {
+        if let Err(e) = self.exchange.handle_response_sent(head) {
+            tracing::info!(status = head.status.as_u16(), error = %e, "answer outside the exchange rules; closing after it");
+            tx.off_rules = true;
+        }
+    }
+
+    /// Tells the exchange the final answer is completely written; whether the connection
+    /// may read the next request.
+    fn note_response_end(&mut self, tx: &Tx, wrote: bool) -> Next {
+        if !wrote || tx.off_rules || self.exchange.handle_response_end().is_err() {
+            return Next::Close;
+        }
+        if self.exchange.reuse().is_yes() {
+            Next::KeepAlive
+        } else {
+            Next::Close
         }
     }
 
@@ -595,6 +634,7 @@ impl<S: Stream> Connection<S> {
             plan: None,
             request_head: head,
             seen_data: false,
+            off_rules: false,
         };
         let keep = |n: Next| {
             if n == Next::KeepAlive && close_requested {
@@ -632,7 +672,7 @@ impl<S: Stream> Connection<S> {
             head.encode(method, &mut out)
                 .expect("a bare status head always encodes");
             tx.record.status = Some(status);
-            let next = self.answer_then_drain(&mut tx, &out).await;
+            let next = self.answer_then_drain(&mut tx, &out, Some(&head)).await;
             self.finish_record(&mut tx);
             return if status == 503 {
                 Next::Close
@@ -666,9 +706,9 @@ impl<S: Stream> Connection<S> {
                 Some(FaultKind::EarlyResponse) if has_body => {
                     let plan = plan.clone();
                     Self::note_fault(&mut tx, &plan);
-                    let (mut out, body) = self.build_response(&mut tx, &plan, true);
+                    let (_, mut out, body) = self.build_response(&mut tx, &plan, true);
                     out.extend_from_slice(&body);
-                    let next = self.answer_then_drain(&mut tx, &out).await;
+                    let next = self.answer_then_drain(&mut tx, &out, None).await;
                     self.finish_record(&mut tx);
                     return keep(next);
                 }
@@ -755,7 +795,6 @@ impl<S: Stream> Connection<S> {
                             Decision::Decided(p) => p,
                             _ => Plan::scan(),
                         };
-                        self.decoder.reset();
                         let next = self.respond(&mut tx, &plan, true).await;
                         self.finish_record(&mut tx);
                         return keep(next);
@@ -765,6 +804,11 @@ impl<S: Stream> Connection<S> {
                     {
                         tokio::time::sleep(d).await;
                     }
+                    if !self.exchange.may_continue() {
+                        tracing::warn!("the exchange refused a 100 Continue after a preview");
+                        self.finish_record(&mut tx);
+                        return Next::Close;
+                    }
                     let mut out = BytesMut::new();
                     let mut cont = ResponseHead::new(StatusCode::CONTINUE);
                     cont.headers
@@ -772,7 +816,7 @@ impl<S: Stream> Connection<S> {
                         .expect("ISTag is a valid header value");
                     cont.encode(method, &mut out)
                         .expect("100 Continue always encodes");
-                    if !self.write(&out).await {
+                    if !self.write(&out).await || self.exchange.handle_continue_sent().is_err() {
                         self.finish_record(&mut tx);
                         return Next::Close;
                     }
@@ -915,33 +959,50 @@ impl<S: Stream> Connection<S> {
             .unwrap_or_else(|_| dialect::base(500, &self.shared.istag(), &[]));
         head.encode(Method::Options, &mut out)
             .expect("an OPTIONS head always encodes");
-        tx.record.status = Some(200);
+        tx.record.status = Some(head.status.as_u16());
         let ok = self.write(&out).await;
+        self.note_response(tx, &head);
+        let next = self.note_response_end(tx, ok);
         self.finish_record(tx);
-        if ok { Next::KeepAlive } else { Next::Close }
+        next
     }
 
     /// Sends `out` now, then reads the rest of the request: to its end, or to the end of
     /// its preview (a client does not send the rest after a final answer to a preview).
-    async fn answer_then_drain(&mut self, tx: &mut Tx, out: &[u8]) -> Next {
+    /// `legal` is the head `out` carries when it is a legal-path answer (the exchange then
+    /// decides the reuse); `None` for a fault's.
+    async fn answer_then_drain(
+        &mut self,
+        tx: &mut Tx,
+        out: &[u8],
+        legal: Option<&ResponseHead>,
+    ) -> Next {
         if !self.write(out).await {
             return Next::Close;
+        }
+        if let Some(head) = legal {
+            self.note_response(tx, head);
+            if tx.off_rules || self.exchange.handle_response_end().is_err() {
+                return Next::Close;
+            }
         }
         loop {
             match self.next_event().await {
                 Ok(Event::Data(d)) => tx.feed(&d, 0),
-                Ok(Event::PreviewEnd { ieof: false }) => {
-                    self.decoder.reset();
-                    return Next::KeepAlive;
-                }
+                Ok(Event::PreviewEnd { ieof: false }) => break,
                 Ok(Event::PreviewEnd { ieof: true }) => tx.record.ieof = true,
                 Ok(Event::End(_)) => {
                     tx.complete();
-                    return Next::KeepAlive;
+                    break;
                 }
                 Ok(Event::Head(_)) => unreachable!("one head per message"),
                 Err(_) => return Next::Close,
             }
+        }
+        match legal {
+            Some(_) if self.exchange.reuse().is_yes() => Next::KeepAlive,
+            Some(_) => Next::Close,
+            None => Next::KeepAlive,
         }
     }
 
@@ -1024,7 +1085,9 @@ impl<S: Stream> Connection<S> {
         tx.echo = BytesMut::new();
         tx.echo_started = true;
         tx.record.status = Some(200);
-        self.write(&out).await
+        let ok = self.write(&out).await;
+        self.note_response(tx, &head);
+        ok
     }
 
     fn echo_head(&self, tx: &Tx) -> ResponseHead {
@@ -1054,7 +1117,7 @@ impl<S: Stream> Connection<S> {
         tx: &mut Tx,
         plan: &Plan,
         inside_preview: bool,
-    ) -> (BytesMut, BytesMut) {
+    ) -> (ResponseHead, BytesMut, BytesMut) {
         let istag = self.shared.istag();
         let dialect = tx.dialect(plan);
         let extra = &plan.verdict.headers;
@@ -1090,18 +1153,21 @@ impl<S: Stream> Connection<S> {
             Resolved::Status(code) => (dialect::base(*code, &istag, extra), None),
         };
         let mut head_bytes = BytesMut::new();
-        if head.encode(method, &mut head_bytes).is_err() {
+        let (head, body) = if head.encode(method, &mut head_bytes).is_ok() {
+            (head, body)
+        } else {
             head_bytes.clear();
-            dialect::base(500, &istag, &[])
-                .encode(method, &mut head_bytes)
+            let bare = dialect::base(500, &istag, &[]);
+            bare.encode(method, &mut head_bytes)
                 .expect("a bare status head always encodes");
-        }
+            (bare, None)
+        };
         tx.record.status = Some(head.status.as_u16());
         let mut body_bytes = BytesMut::new();
         if let Some(b) = body {
             chunked::encode_body(&b, &mut body_bytes);
         }
-        (head_bytes, body_bytes)
+        (head, head_bytes, body_bytes)
     }
 
     /// Sends the final answer, applying the planned fault.
@@ -1126,11 +1192,8 @@ impl<S: Stream> Connection<S> {
             if clean {
                 let mut out = BytesMut::new();
                 chunked::encode_last_chunk(false, &icap_proto::Headers::new(), &mut out);
-                return if self.write(&out).await {
-                    Next::KeepAlive
-                } else {
-                    Next::Close
-                };
+                let ok = self.write(&out).await;
+                return self.note_response_end(tx, ok);
             }
             if let Resolved::Infected(t) = tx.resolve(plan) {
                 tx.record.threat = Some(t);
@@ -1149,7 +1212,7 @@ impl<S: Stream> Connection<S> {
             let _ = self.write(&junk).await;
             return Next::Close;
         }
-        let (mut head, body) = self.build_response(tx, plan, inside_preview);
+        let (response, mut head, body) = self.build_response(tx, plan, inside_preview);
         match plan.fault {
             Some(FaultKind::TruncatedResponse) => {
                 let half = head.len() / 2;
@@ -1191,21 +1254,29 @@ impl<S: Stream> Connection<S> {
                 if !self.write(&head).await {
                     return Next::Close;
                 }
+                self.note_response(tx, &response);
                 for piece in body.chunks(256) {
                     tokio::time::sleep(d).await;
                     if !self.write(piece).await {
                         return Next::Close;
                     }
                 }
-                Next::KeepAlive
+                self.note_response_end(tx, true)
             }
-            _ => {
+            Some(FaultKind::UnknownStatus(_)) => {
                 head.extend_from_slice(&body);
                 if self.write(&head).await {
                     Next::KeepAlive
                 } else {
                     Next::Close
                 }
+            }
+            // The legal path (no fault, or one that only changed the timing).
+            _ => {
+                head.extend_from_slice(&body);
+                let ok = self.write(&head).await;
+                self.note_response(tx, &response);
+                self.note_response_end(tx, ok)
             }
         }
     }

@@ -487,3 +487,53 @@ then = { fault = "delay_continue", delay_ms = 18446744073709551615 }
         assert!(open, "{name}: the connection died");
     }
 }
+
+#[tokio::test]
+async fn legal_answers_keep_the_connection_and_off_rule_verdicts_close_it() {
+    use icap_mock_server::{Mock, Verdict, matchers::filename};
+    let server = patient_server().await;
+    Mock::given(filename("*.odd"))
+        .respond_with(Verdict::status(299))
+        .mount(&server)
+        .await;
+    let mut c = Conn::open(&server).await;
+    // Legal answers: 204 with Allow: 204, 204 to a preview, a 200 echo, an infection; the
+    // exchange lets the connection be reused after each.
+    c.send(&respmod(
+        "avscan",
+        "Allow: 204\r\n",
+        RES_HDR,
+        &one_chunk(b"x"),
+    ))
+    .await;
+    assert_eq!(c.answer(Method::Respmod).await.status(), 204);
+    c.send(&respmod(
+        "avscan",
+        "Preview: 4\r\n",
+        RES_HDR,
+        b"4\r\nabcd\r\n0; ieof\r\n\r\n",
+    ))
+    .await;
+    assert_eq!(c.answer(Method::Respmod).await.status(), 204);
+    c.send(&respmod("avscan", "", RES_HDR, &one_chunk(b"x")))
+        .await;
+    assert_eq!(c.answer(Method::Respmod).await.status(), 200);
+    c.send(&respmod("avscan", "", RES_HDR, &one_chunk(EICAR)))
+        .await;
+    assert_eq!(c.answer(Method::Respmod).await.status(), 200);
+    // A rule asked for a status ICAP does not define: it goes out as asked, but the
+    // exchange does not let the connection carry another request after it.
+    c.send(&respmod_with_url(
+        "avscan",
+        "Allow: 204\r\n",
+        "/a/b.odd",
+        &one_chunk(b"x"),
+    ))
+    .await;
+    let a = c.answer(Method::Respmod).await;
+    assert_eq!(a.status(), 299);
+    let (rest, _) = tokio::time::timeout(FAST, c.read_to_close())
+        .await
+        .expect("closed after the off-rule answer");
+    assert!(rest.is_empty());
+}
