@@ -225,6 +225,14 @@ impl ChunkedDecoder {
                             }
                         })?;
                         debug_assert_eq!(rest, 2);
+                        // Measured as written again too (`name: value` per field, then the
+                        // empty line), so that what decodes here re-encodes within the limit.
+                        if headers.encoded_len().saturating_add(2) > self.limits.max_trailers {
+                            return Err(DecodeError::limit(
+                                Limit::Trailers,
+                                self.limits.max_trailers,
+                            ));
+                        }
                         headers
                     };
                     self.state = State::Done;

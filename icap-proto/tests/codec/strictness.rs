@@ -239,3 +239,74 @@ fn request_decoder_defaults_are_strict_and_switchable() {
     };
     assert_eq!(h.headers.get("X").unwrap().as_bytes(), b"1\r\n 2");
 }
+
+#[test]
+fn preview_given_twice_in_a_request() {
+    let req = |previews: &str| {
+        format!(
+            "RESPMOD icap://h/s ICAP/1.0\r\nHost: h\r\n{previews}\
+             Encapsulated: res-hdr=0, res-body=19\r\n\r\nHTTP/1.1 200 OK\r\n\r\n0; ieof\r\n\r\n"
+        )
+    };
+    // Copies that differ: client and server would disagree on where the preview ends.
+    let out = feed(
+        REQ,
+        Limits::default(),
+        [req("Preview: 4\r\nPreview: 0\r\n").as_bytes()],
+    );
+    assert_eq!(out.error, Some(DecodeError::InvalidHeaderValue("Preview")));
+    // Equal copies (spaces aside) are one value.
+    let out = feed(
+        REQ,
+        Limits::default(),
+        [req("Preview: 4\r\npreview:  4 \r\n").as_bytes()],
+    );
+    assert_eq!(out.error, None);
+    assert!(out.events.contains(&Event::PreviewEnd { ieof: true }));
+}
+
+#[test]
+fn encapsulated_twice_stays_an_error_even_when_equal() {
+    let input = b"OPTIONS icap://h/s ICAP/1.0\r\nEncapsulated: null-body=0\r\nEncapsulated: null-body=0\r\n\r\n";
+    let out = feed(REQ, Limits::default(), [&input[..]]);
+    assert_eq!(out.error, Some(DecodeError::DuplicateEncapsulated));
+}
+
+#[test]
+fn the_first_encapsulated_is_not_counted_against_max_headers() {
+    let limits = Limits::default().with_max_headers(2);
+    let ok = b"ICAP/1.0 200 OK\r\nA: 1\r\nEncapsulated: null-body=0\r\nB: 2\r\n\r\n";
+    assert_eq!(feed(RES, limits, [&ok[..]]).error, None);
+    let over = b"ICAP/1.0 200 OK\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n";
+    assert_eq!(
+        feed(RES, limits, [&over[..]]).error,
+        Some(DecodeError::LimitExceeded {
+            limit: icap_proto::Limit::HeaderCount,
+            max: 2
+        })
+    );
+    // A second Encapsulated counts (and is refused as a duplicate once the head is read).
+    let two = b"ICAP/1.0 200 OK\r\nA: 1\r\nEncapsulated: null-body=0\r\nEncapsulated: null-body=0\r\n\r\n";
+    assert_eq!(
+        feed(RES, limits, [&two[..]]).error,
+        Some(DecodeError::DuplicateEncapsulated)
+    );
+    // Embedded HTTP heads have no such exemption: Encapsulated means nothing there.
+    let http = b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nEncapsulated: x\r\n\r\n";
+    let input = [
+        format!(
+            "REQMOD icap://h/s ICAP/1.0\r\nEncapsulated: req-hdr=0, null-body={}\r\n\r\n",
+            http.len()
+        )
+        .as_bytes(),
+        &http[..],
+    ]
+    .concat();
+    assert_eq!(
+        feed(REQ, limits, [&input[..]]).error,
+        Some(DecodeError::LimitExceeded {
+            limit: icap_proto::Limit::HeaderCount,
+            max: 2
+        })
+    );
+}
