@@ -537,3 +537,25 @@ async fn legal_answers_keep_the_connection_and_off_rule_verdicts_close_it() {
         .expect("closed after the off-rule answer");
     assert!(rest.is_empty());
 }
+
+#[tokio::test]
+async fn a_rule_istag_replaces_the_servers_instead_of_doubling_it() {
+    use icap_mock_server::{Mock, Verdict, matchers::any};
+    let server = patient_server().await;
+    Mock::given(any())
+        .respond_with(Verdict::clean().with_header("ISTag", "\"changed-1\""))
+        .mount(&server)
+        .await;
+    let mut c = Conn::open(&server).await;
+    c.send(&respmod(
+        "avscan",
+        "Allow: 204\r\n",
+        RES_HDR,
+        &one_chunk(b"x"),
+    ))
+    .await;
+    let a = c.answer(Method::Respmod).await;
+    assert_eq!(a.status(), 204);
+    assert_eq!(a.head.headers.get_all("ISTag").count(), 1, "{}", a.text());
+    assert_eq!(a.head.istag(), Some(&b"changed-1"[..]));
+}
