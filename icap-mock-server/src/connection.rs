@@ -1320,3 +1320,53 @@ fn shift_encapsulated(head: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&head[vend..]);
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{deadline_after, shift_encapsulated};
+    use std::time::Duration;
+
+    fn encapsulated_of(head: &[u8]) -> String {
+        let text = String::from_utf8_lossy(head).into_owned();
+        text.lines()
+            .find_map(|l| l.strip_prefix("Encapsulated: "))
+            .expect("an Encapsulated line")
+            .to_owned()
+    }
+
+    #[test]
+    fn wrong_encapsulated_shifts_the_last_offset_and_never_overflows() {
+        let rows: [(&[u8], &str); 3] = [
+            (
+                b"ICAP/1.0 200 OK\r\nISTag: \"x\"\r\nEncapsulated: res-hdr=0, res-body=60\r\n\r\n",
+                "res-hdr=0, res-body=67",
+            ),
+            // The largest offset a u64 holds cannot go 7 further; it goes 7 back.
+            (
+                b"ICAP/1.0 200 OK\r\nEncapsulated: res-hdr=0, res-body=18446744073709551615\r\n\r\n",
+                "res-hdr=0, res-body=18446744073709551608",
+            ),
+            (
+                b"ICAP/1.0 200 OK\r\nEncapsulated: res-hdr=0, null-body=18446744073709551610\r\n\r\n",
+                "res-hdr=0, null-body=18446744073709551603",
+            ),
+        ];
+        for (head, want) in rows {
+            assert_eq!(encapsulated_of(&shift_encapsulated(head)), want);
+        }
+        // No Encapsulated: one is added. A value that does not parse is left alone.
+        let added = shift_encapsulated(b"ICAP/1.0 204 No Content\r\nISTag: \"x\"\r\n\r\n");
+        assert_eq!(encapsulated_of(&added), "res-hdr=0, res-body=64");
+        let odd: &[u8] = b"ICAP/1.0 200 OK\r\nEncapsulated: \r\n\r\n";
+        assert_eq!(shift_encapsulated(odd), odd);
+    }
+
+    #[tokio::test]
+    async fn deadlines_saturate_instead_of_overflowing() {
+        let now = tokio::time::Instant::now();
+        assert!(deadline_after(Duration::MAX) > now + Duration::from_secs(365 * 86_400));
+        let d = deadline_after(Duration::from_secs(5));
+        assert!(d >= now + Duration::from_secs(5));
+        assert!(d < now + Duration::from_secs(6));
+    }
+}
