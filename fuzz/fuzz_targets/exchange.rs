@@ -24,8 +24,14 @@ fn plan(b: u8) -> (RequestPlan, bool) {
     };
     let preview = match (b >> 4) & 3 {
         0 => None,
-        1 => Some(PreviewPlan { size: 4, ieof: true }),
-        _ => Some(PreviewPlan { size: 4, ieof: false }),
+        1 => Some(PreviewPlan {
+            size: 4,
+            ieof: true,
+        }),
+        _ => Some(PreviewPlan {
+            size: 4,
+            ieof: false,
+        }),
     };
     let plan = RequestPlan::new(method)
         .with_allow_204(b & 4 != 0)
@@ -124,20 +130,34 @@ fn check_client(plan: RequestPlan, sent: bool, bytes: &[u8], step: usize) {
     assert_eq!(out.result, whole.result, "pieces vs whole");
     assert_eq!(out.reuse, whole.reuse, "pieces vs whole");
 
-    let continues = out.events.iter().filter(|e| **e == ClientEvent::Continue).count();
+    let continues = out
+        .events
+        .iter()
+        .filter(|e| **e == ClientEvent::Continue)
+        .count();
     assert!(continues <= 1);
     if continues == 1 {
         assert!(plan.expects_continue());
         assert_eq!(out.events[0], ClientEvent::Continue);
         assert!(out.ex.continued());
     }
-    let heads = out.events.iter().filter(|e| matches!(e, ClientEvent::Head(_))).count();
+    let heads = out
+        .events
+        .iter()
+        .filter(|e| matches!(e, ClientEvent::Head(_)))
+        .count();
     assert!(heads <= 1);
 
     if out.result.is_ok() {
         assert!(out.ex.is_done());
-        let head = out.ex.final_head().expect("a done exchange has a final head");
-        assert!(legal_final(plan, out.ex.continued(), head), "{head:?} accepted for {plan:?}");
+        let head = out
+            .ex
+            .final_head()
+            .expect("a done exchange has a final head");
+        assert!(
+            legal_final(plan, out.ex.continued(), head),
+            "{head:?} accepted for {plan:?}"
+        );
         assert!(matches!(out.events.last(), Some(ClientEvent::End(_))));
     } else {
         assert_eq!(out.reuse, Reuse::No(NotReusable::Failed));
@@ -149,7 +169,11 @@ fn check_client(plan: RequestPlan, sent: bool, bytes: &[u8], step: usize) {
         assert!(out.result.is_ok());
         assert_eq!(out.leftover, 0);
         assert!(sent, "reusable although the request was not sent");
-        assert!(!says_close(out.ex.final_head().expect("reusable only after a final head")));
+        assert!(!says_close(
+            out.ex
+                .final_head()
+                .expect("reusable only after a final head")
+        ));
     }
     if out.leftover > 0 {
         assert_ne!(out.reuse, Reuse::Yes);
