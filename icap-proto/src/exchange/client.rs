@@ -75,6 +75,10 @@ enum Reading {
 /// assert_eq!(ex.poll_event(&mut buf), Err(ProtocolError::Unsolicited204));
 /// assert_eq!(ex.reuse(&buf), Reuse::No(NotReusable::Failed));
 /// ```
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "independent facts of one exchange (what was sent, what came back); one enum of their combinations would hide them"
+)]
 #[derive(Debug)]
 pub struct ClientExchange {
     plan: RequestPlan,

@@ -243,6 +243,10 @@ struct AnswerContext {
 
 /// The sections a response carries, from its `Encapsulated` header when decoded, or from
 /// its embedded heads and body when about to be encoded.
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "which sections a message carries: four independent flags"
+)]
 #[derive(Debug, Clone, Copy)]
 struct Shape {
     present: bool,

@@ -39,6 +39,10 @@ use crate::types::StatusCode;
 /// ex.handle_response_end().unwrap();
 /// assert_eq!(ex.reuse(), Reuse::Yes);
 /// ```
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "independent facts of one exchange (what was sent, what came back); one enum of their combinations would hide them"
+)]
 #[derive(Debug)]
 pub struct ServerExchange {
     decoder: RequestDecoder,

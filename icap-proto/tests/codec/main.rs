@@ -5,6 +5,7 @@
 
 mod common;
 mod encode_errors;
+mod exchange;
 mod fixtures;
 mod malformed;
 mod regressions;
