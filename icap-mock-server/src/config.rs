@@ -20,7 +20,8 @@ pub struct ConfigFile {
     pub listen: Option<String>,
     /// `ADDR:PORT` of the admin API (the `--admin` flag wins).
     pub admin: Option<String>,
-    /// Milliseconds from a request's first byte to the end of its head.
+    /// The whole-head deadline: milliseconds from a request's first byte to the end of its
+    /// head (default 10 000; past it, `408` and close).
     pub header_read_timeout_ms: Option<u64>,
     /// Milliseconds a connection may stay silent.
     pub idle_timeout_ms: Option<u64>,
@@ -30,8 +31,10 @@ pub struct ConfigFile {
     pub triggers: Option<bool>,
     /// Delay of the `.slow` trigger, in milliseconds.
     pub trigger_delay_ms: Option<u64>,
-    /// Transactions kept in the journal.
+    /// Transactions kept in the journal (default 10 000).
     pub journal_limit: Option<usize>,
+    /// Bytes the journal's entries may hold together (default 8 MiB).
+    pub journal_bytes: Option<usize>,
     /// Whether the journal records each body's SHA-256 (default true).
     pub body_digest: Option<bool>,
     /// Decoder limits.
@@ -471,6 +474,9 @@ impl ConfigFile {
         }
         if let Some(n) = self.journal_limit {
             b = b.journal_limit(n);
+        }
+        if let Some(n) = self.journal_bytes {
+            b = b.journal_bytes(n);
         }
         if let Some(on) = self.body_digest {
             b = b.body_digest(on);

@@ -1,7 +1,14 @@
-//! One client connection: read a request with icap-proto's decoder, decide, answer.
+//! One client connection: read a request through icap-proto's [`ServerExchange`], decide,
+//! answer.
 //!
 //! Generic over the stream (mini-redis style), so TCP, TLS and in-memory streams share
 //! the code.
+//!
+//! What is legal is the exchange's business, not this module's: on the legal path (no
+//! fault, or a fault that only changes timing) the connection asks it before a `100
+//! Continue` or a final answer, tells it what went out, and reuses the connection only when
+//! [`ServerExchange::reuse`] says so. The fault injectors keep a raw path: breaking the
+//! rules is what they are for.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,8 +16,8 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use icap_proto::{
-    BodyKind, DecodeError, Event, Method, OptionsResponse, RequestDecoder, RequestHead,
-    ResponseHead, StatusCode, chunked,
+    BodyKind, Event, Method, OptionsResponse, ProtocolError, RequestHead, ResponseHead,
+    ServerExchange, StatusCode, chunked,
 };
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -18,7 +25,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::dialect;
-use crate::journal::Transaction;
+use crate::journal::{Transaction, compact_head};
 use crate::mock::{Action, FaultKind, Selection, Selector, Verdict, VerdictKind, splitmix64};
 use crate::request::Request;
 use crate::scan::Scanner;
@@ -55,10 +62,40 @@ enum Next {
 
 #[derive(Debug)]
 enum ConnError {
+    /// The client closed in the middle of a message.
     Eof,
+    /// The whole-head deadline or the idle timeout passed in the middle of a message.
     Timeout,
+    /// Reading failed (a reset, say): nobody is there to answer.
     Io,
-    Decode(DecodeError),
+    /// The bytes are not a valid ICAP request (or the client closed in the middle of one).
+    Protocol(ProtocolError),
+}
+
+impl ConnError {
+    /// The status that answers this error before the connection closes: what
+    /// [`ProtocolError::status_code`] says for a framing error (400, or 501 for an unknown
+    /// method and 505 for an unsupported ICAP version), `408` when the client was too slow,
+    /// `400` for a message cut short by the client's close. `None` when the connection is
+    /// broken and an answer could not arrive.
+    fn status(&self) -> Option<u16> {
+        match self {
+            ConnError::Protocol(e) => Some(e.status_code()),
+            ConnError::Timeout => Some(408),
+            ConnError::Eof => Some(400),
+            ConnError::Io => None,
+        }
+    }
+}
+
+/// `now + d`, or a time so far ahead that it never comes when that overflows (a configured
+/// timeout of `u64::MAX` milliseconds, say).
+fn deadline_after(d: Duration) -> Instant {
+    let now = Instant::now();
+    // About 30 years: the same "never" tokio uses for an unbounded sleep.
+    now.checked_add(d)
+        .or_else(|| now.checked_add(Duration::from_secs(30 * 365 * 86_400)))
+        .unwrap_or(now)
 }
 
 /// How a transaction will be answered, once known.
@@ -131,6 +168,9 @@ struct Tx {
     selector: Selector,
     request_head: RequestHead,
     seen_data: bool,
+    /// A legal-path answer the exchange refused (a rule's `Verdict::status(299)`, say): it
+    /// was sent as asked, and the connection closes after it.
+    off_rules: bool,
 }
 
 impl Tx {
@@ -139,9 +179,10 @@ impl Tx {
         if let Some(h) = &mut self.hasher {
             h.update(d);
         }
-        self.record.body_len += d.len() as u64;
+        let n = u64::try_from(d.len()).unwrap_or(u64::MAX);
+        self.record.body_len = self.record.body_len.saturating_add(n);
         if self.in_preview {
-            self.record.preview_bytes += d.len() as u64;
+            self.record.preview_bytes = self.record.preview_bytes.saturating_add(n);
         }
         if self.capture.len() < capture_max {
             let n = (capture_max - self.capture.len()).min(d.len());
@@ -320,7 +361,8 @@ pub(crate) struct Connection<S> {
     peer: Option<SocketAddr>,
     shared: Arc<Shared>,
     attached: Vec<String>,
-    decoder: RequestDecoder,
+    /// The current request's exchange; a new one per request, on the same buffer.
+    exchange: ServerExchange,
 }
 
 const READ_RESERVE: usize = 64 * 1024;
@@ -334,7 +376,7 @@ impl<S: Stream> Connection<S> {
             peer,
             shared,
             attached: Vec::new(),
-            decoder: RequestDecoder::new(limits),
+            exchange: ServerExchange::new(limits),
         }
     }
 
@@ -343,13 +385,11 @@ impl<S: Stream> Connection<S> {
             let head = match self.read_head().await {
                 Ok(Some(h)) => h,
                 Ok(None) => break Next::Close,
-                Err(ConnError::Decode(e)) => {
-                    tracing::info!(peer = ?self.peer, error = %e, "malformed request");
-                    self.send_status(e.status_code(), Method::Options).await;
-                    break Next::Close;
-                }
                 Err(e) => {
-                    tracing::debug!(peer = ?self.peer, error = ?e, "connection ended while reading a head");
+                    tracing::info!(peer = ?self.peer, error = ?e, "bad or incomplete request head");
+                    if let Some(status) = e.status() {
+                        self.send_status(status, Method::Options).await;
+                    }
                     break Next::Close;
                 }
             };
@@ -384,7 +424,7 @@ impl<S: Stream> Connection<S> {
     /// idle timeout passes or the server shuts down; then the connection closes.
     async fn stay_silent(&mut self) -> Next {
         let shared = self.shared.clone();
-        let idle = Instant::now() + shared.settings.idle_timeout;
+        let idle = deadline_after(shared.settings.idle_timeout);
         let mut sink = [0u8; 4096];
         loop {
             tokio::select! {
@@ -409,9 +449,10 @@ impl<S: Stream> Connection<S> {
     }
 
     async fn read_head(&mut self) -> Result<Option<RequestHead>, ConnError> {
+        self.exchange = ServerExchange::new(self.shared.settings.limits);
         if self.buf.is_empty() {
             let shared = self.shared.clone();
-            let idle = Instant::now() + shared.settings.idle_timeout;
+            let idle = deadline_after(shared.settings.idle_timeout);
             tokio::select! {
                 r = self.read_more(idle) => match r {
                     Ok(0) | Err(ConnError::Timeout) => return Ok(None),
@@ -421,18 +462,21 @@ impl<S: Stream> Connection<S> {
                 () = Self::shutdown_signal(&shared) => return Ok(None),
             }
         }
-        let deadline = Instant::now() + self.shared.settings.header_read_timeout;
+        // The whole-head deadline: from the first byte of the request to the end of its
+        // head, embedded HTTP heads included, however the bytes trickle in.
+        let deadline = deadline_after(self.shared.settings.header_read_timeout);
         loop {
-            match self.decoder.decode(&mut self.buf) {
-                Err(e) => return Err(ConnError::Decode(e)),
+            match self.exchange.poll_event(&mut self.buf) {
+                Err(e) => return Err(ConnError::Protocol(e)),
                 Ok(Some(Event::Head(h))) => return Ok(Some(h)),
-                Ok(Some(_)) => unreachable!("a fresh decoder starts with a head"),
+                Ok(Some(_)) => unreachable!("a fresh exchange starts with a head"),
                 Ok(None) => {}
             }
-            match self.read_more(deadline).await? {
-                0 if self.decoder.is_idle() && self.buf.is_empty() => return Ok(None),
-                0 => return Err(ConnError::Eof),
-                _ => {}
+            if self.read_more(deadline).await? == 0 {
+                return match self.exchange.handle_eof() {
+                    Ok(()) => Ok(None),
+                    Err(e) => Err(ConnError::Protocol(e)),
+                };
             }
         }
     }
@@ -440,16 +484,42 @@ impl<S: Stream> Connection<S> {
     async fn next_event(&mut self) -> Result<Event<RequestHead>, ConnError> {
         loop {
             if let Some(ev) = self
-                .decoder
-                .decode(&mut self.buf)
-                .map_err(ConnError::Decode)?
+                .exchange
+                .poll_event(&mut self.buf)
+                .map_err(ConnError::Protocol)?
             {
                 return Ok(ev);
             }
-            let deadline = Instant::now() + self.shared.settings.idle_timeout;
+            let deadline = deadline_after(self.shared.settings.idle_timeout);
             if self.read_more(deadline).await? == 0 {
-                return Err(ConnError::Eof);
+                return Err(match self.exchange.handle_eof() {
+                    Err(e) => ConnError::Protocol(e),
+                    Ok(()) => ConnError::Eof,
+                });
             }
+        }
+    }
+
+    /// Tells the exchange that `head` went out as the final answer on the legal path. An
+    /// answer it refuses was still sent (the rule asked for it); the connection closes
+    /// after it.
+    fn note_response(&mut self, tx: &mut Tx, head: &ResponseHead) {
+        if let Err(e) = self.exchange.handle_response_sent(head) {
+            tracing::info!(status = head.status.as_u16(), error = %e, "answer outside the exchange rules; closing after it");
+            tx.off_rules = true;
+        }
+    }
+
+    /// Tells the exchange the final answer is completely written; whether the connection
+    /// may read the next request.
+    fn note_response_end(&mut self, tx: &Tx, wrote: bool) -> Next {
+        if !wrote || tx.off_rules || self.exchange.handle_response_end().is_err() {
+            return Next::Close;
+        }
+        if self.exchange.reuse().is_yes() {
+            Next::KeepAlive
+        } else {
+            Next::Close
         }
     }
 
@@ -457,10 +527,12 @@ impl<S: Stream> Connection<S> {
         self.stream.write_all(bytes).await.is_ok() && self.stream.flush().await.is_ok()
     }
 
-    /// Answers a decode error with a bare status.
+    /// Answers a broken request with a bare status and `Connection: close`; the caller
+    /// closes the connection next.
     async fn send_status(&mut self, status: u16, method: Method) {
         let istag = self.shared.istag();
-        let head = dialect::base(status, &istag, &[]);
+        let mut head = dialect::base(status, &istag, &[]);
+        let _ = head.headers.append("Connection", "close");
         let mut out = BytesMut::new();
         if head.encode(method, &mut out).is_ok() {
             let _ = self.write(&out).await;
@@ -501,15 +573,18 @@ impl<S: Stream> Connection<S> {
             .service(&service)
             .cloned()
             .unwrap_or_else(|| ServiceConfig::new(&service));
+        // The journal outlives the connection: its copy of the head must not keep the
+        // connection's read buffer alive.
+        let kept = compact_head(&head);
         let record = Transaction {
             id: shared.next_tx_id(),
             peer: self.peer,
             method: head.method,
             service: service.clone(),
             uri: String::from_utf8_lossy(head.uri.as_bytes()).into_owned(),
-            icap_headers: head.headers.clone(),
-            http_request: head.http_request.clone(),
-            http_response: head.http_response.clone(),
+            icap_headers: kept.headers,
+            http_request: kept.http_request,
+            http_response: kept.http_response,
             body_len: 0,
             body_sha256: String::new(),
             preview,
@@ -559,6 +634,7 @@ impl<S: Stream> Connection<S> {
             plan: None,
             request_head: head,
             seen_data: false,
+            off_rules: false,
         };
         let keep = |n: Next| {
             if n == Next::KeepAlive && close_requested {
@@ -596,7 +672,7 @@ impl<S: Stream> Connection<S> {
             head.encode(method, &mut out)
                 .expect("a bare status head always encodes");
             tx.record.status = Some(status);
-            let next = self.answer_then_drain(&mut tx, &out).await;
+            let next = self.answer_then_drain(&mut tx, &out, Some(&head)).await;
             self.finish_record(&mut tx);
             return if status == 503 {
                 Next::Close
@@ -630,9 +706,9 @@ impl<S: Stream> Connection<S> {
                 Some(FaultKind::EarlyResponse) if has_body => {
                     let plan = plan.clone();
                     Self::note_fault(&mut tx, &plan);
-                    let (mut out, body) = self.build_response(&mut tx, &plan, true);
+                    let (_, mut out, body) = self.build_response(&mut tx, &plan, true);
                     out.extend_from_slice(&body);
-                    let next = self.answer_then_drain(&mut tx, &out).await;
+                    let next = self.answer_then_drain(&mut tx, &out, None).await;
                     self.finish_record(&mut tx);
                     return keep(next);
                 }
@@ -644,10 +720,17 @@ impl<S: Stream> Connection<S> {
             let ev = match self.next_event().await {
                 Ok(ev) => ev,
                 Err(e) => {
-                    if let ConnError::Decode(d) = e {
-                        tracing::info!(error = %d, "malformed request body");
-                        self.send_status(d.status_code(), method).await;
-                        tx.record.status = Some(d.status_code());
+                    tracing::info!(error = ?e, "bad or incomplete request body");
+                    // A streaming 200 echo has sent its head: a status now would land in
+                    // the middle of its body, so the connection is only reset.
+                    if tx.echo_started {
+                        tx.record.fault = Some("echo_aborted".to_owned());
+                        self.finish_record(&mut tx);
+                        return Next::Reset;
+                    }
+                    if let Some(status) = e.status() {
+                        self.send_status(status, method).await;
+                        tx.record.status = Some(status);
                     }
                     self.finish_record(&mut tx);
                     return Next::Close;
@@ -712,7 +795,6 @@ impl<S: Stream> Connection<S> {
                             Decision::Decided(p) => p,
                             _ => Plan::scan(),
                         };
-                        self.decoder.reset();
                         let next = self.respond(&mut tx, &plan, true).await;
                         self.finish_record(&mut tx);
                         return keep(next);
@@ -722,6 +804,11 @@ impl<S: Stream> Connection<S> {
                     {
                         tokio::time::sleep(d).await;
                     }
+                    if !self.exchange.may_continue() {
+                        tracing::warn!("the exchange refused a 100 Continue after a preview");
+                        self.finish_record(&mut tx);
+                        return Next::Close;
+                    }
                     let mut out = BytesMut::new();
                     let mut cont = ResponseHead::new(StatusCode::CONTINUE);
                     cont.headers
@@ -729,7 +816,7 @@ impl<S: Stream> Connection<S> {
                         .expect("ISTag is a valid header value");
                     cont.encode(method, &mut out)
                         .expect("100 Continue always encodes");
-                    if !self.write(&out).await {
+                    if !self.write(&out).await || self.exchange.handle_continue_sent().is_err() {
                         self.finish_record(&mut tx);
                         return Next::Close;
                     }
@@ -840,7 +927,11 @@ impl<S: Stream> Connection<S> {
                 Ok(Event::End(_)) => break,
                 Ok(Event::Data(d)) => tx.feed(&d, 0),
                 Ok(_) => {}
-                Err(_) => {
+                Err(e) => {
+                    if let Some(status) = e.status() {
+                        self.send_status(status, Method::Options).await;
+                        tx.record.status = Some(status);
+                    }
                     self.finish_record(tx);
                     return Next::Close;
                 }
@@ -868,33 +959,50 @@ impl<S: Stream> Connection<S> {
             .unwrap_or_else(|_| dialect::base(500, &self.shared.istag(), &[]));
         head.encode(Method::Options, &mut out)
             .expect("an OPTIONS head always encodes");
-        tx.record.status = Some(200);
+        tx.record.status = Some(head.status.as_u16());
         let ok = self.write(&out).await;
+        self.note_response(tx, &head);
+        let next = self.note_response_end(tx, ok);
         self.finish_record(tx);
-        if ok { Next::KeepAlive } else { Next::Close }
+        next
     }
 
     /// Sends `out` now, then reads the rest of the request: to its end, or to the end of
     /// its preview (a client does not send the rest after a final answer to a preview).
-    async fn answer_then_drain(&mut self, tx: &mut Tx, out: &[u8]) -> Next {
+    /// `legal` is the head `out` carries when it is a legal-path answer (the exchange then
+    /// decides the reuse); `None` for a fault's.
+    async fn answer_then_drain(
+        &mut self,
+        tx: &mut Tx,
+        out: &[u8],
+        legal: Option<&ResponseHead>,
+    ) -> Next {
         if !self.write(out).await {
             return Next::Close;
+        }
+        if let Some(head) = legal {
+            self.note_response(tx, head);
+            if tx.off_rules || self.exchange.handle_response_end().is_err() {
+                return Next::Close;
+            }
         }
         loop {
             match self.next_event().await {
                 Ok(Event::Data(d)) => tx.feed(&d, 0),
-                Ok(Event::PreviewEnd { ieof: false }) => {
-                    self.decoder.reset();
-                    return Next::KeepAlive;
-                }
+                Ok(Event::PreviewEnd { ieof: false }) => break,
                 Ok(Event::PreviewEnd { ieof: true }) => tx.record.ieof = true,
                 Ok(Event::End(_)) => {
                     tx.complete();
-                    return Next::KeepAlive;
+                    break;
                 }
                 Ok(Event::Head(_)) => unreachable!("one head per message"),
                 Err(_) => return Next::Close,
             }
+        }
+        match legal {
+            Some(_) if self.exchange.reuse().is_yes() => Next::KeepAlive,
+            Some(_) => Next::Close,
+            None => Next::KeepAlive,
         }
     }
 
@@ -932,7 +1040,7 @@ impl<S: Stream> Connection<S> {
     /// service's echo threshold. False when the client went away.
     async fn echo_data(&mut self, tx: &mut Tx, d: Bytes) -> bool {
         if tx.echo_started {
-            let mut out = BytesMut::with_capacity(d.len() + 24);
+            let mut out = BytesMut::with_capacity(d.len().saturating_add(24));
             chunked::encode_chunk(&d, &mut out);
             if let Some(FaultKind::SlowBody(delay)) = tx.plan.as_ref().and_then(|p| p.fault) {
                 tokio::time::sleep(delay).await;
@@ -977,7 +1085,9 @@ impl<S: Stream> Connection<S> {
         tx.echo = BytesMut::new();
         tx.echo_started = true;
         tx.record.status = Some(200);
-        self.write(&out).await
+        let ok = self.write(&out).await;
+        self.note_response(tx, &head);
+        ok
     }
 
     fn echo_head(&self, tx: &Tx) -> ResponseHead {
@@ -1007,7 +1117,7 @@ impl<S: Stream> Connection<S> {
         tx: &mut Tx,
         plan: &Plan,
         inside_preview: bool,
-    ) -> (BytesMut, BytesMut) {
+    ) -> (ResponseHead, BytesMut, BytesMut) {
         let istag = self.shared.istag();
         let dialect = tx.dialect(plan);
         let extra = &plan.verdict.headers;
@@ -1043,18 +1153,21 @@ impl<S: Stream> Connection<S> {
             Resolved::Status(code) => (dialect::base(*code, &istag, extra), None),
         };
         let mut head_bytes = BytesMut::new();
-        if head.encode(method, &mut head_bytes).is_err() {
+        let (head, body) = if head.encode(method, &mut head_bytes).is_ok() {
+            (head, body)
+        } else {
             head_bytes.clear();
-            dialect::base(500, &istag, &[])
-                .encode(method, &mut head_bytes)
+            let bare = dialect::base(500, &istag, &[]);
+            bare.encode(method, &mut head_bytes)
                 .expect("a bare status head always encodes");
-        }
+            (bare, None)
+        };
         tx.record.status = Some(head.status.as_u16());
         let mut body_bytes = BytesMut::new();
         if let Some(b) = body {
             chunked::encode_body(&b, &mut body_bytes);
         }
-        (head_bytes, body_bytes)
+        (head, head_bytes, body_bytes)
     }
 
     /// Sends the final answer, applying the planned fault.
@@ -1079,11 +1192,8 @@ impl<S: Stream> Connection<S> {
             if clean {
                 let mut out = BytesMut::new();
                 chunked::encode_last_chunk(false, &icap_proto::Headers::new(), &mut out);
-                return if self.write(&out).await {
-                    Next::KeepAlive
-                } else {
-                    Next::Close
-                };
+                let ok = self.write(&out).await;
+                return self.note_response_end(tx, ok);
             }
             if let Resolved::Infected(t) = tx.resolve(plan) {
                 tx.record.threat = Some(t);
@@ -1102,7 +1212,7 @@ impl<S: Stream> Connection<S> {
             let _ = self.write(&junk).await;
             return Next::Close;
         }
-        let (mut head, body) = self.build_response(tx, plan, inside_preview);
+        let (response, mut head, body) = self.build_response(tx, plan, inside_preview);
         match plan.fault {
             Some(FaultKind::TruncatedResponse) => {
                 let half = head.len() / 2;
@@ -1144,21 +1254,29 @@ impl<S: Stream> Connection<S> {
                 if !self.write(&head).await {
                     return Next::Close;
                 }
+                self.note_response(tx, &response);
                 for piece in body.chunks(256) {
                     tokio::time::sleep(d).await;
                     if !self.write(piece).await {
                         return Next::Close;
                     }
                 }
-                Next::KeepAlive
+                self.note_response_end(tx, true)
             }
-            _ => {
+            Some(FaultKind::UnknownStatus(_)) => {
                 head.extend_from_slice(&body);
                 if self.write(&head).await {
                     Next::KeepAlive
                 } else {
                     Next::Close
                 }
+            }
+            // The legal path (no fault, or one that only changed the timing).
+            _ => {
+                head.extend_from_slice(&body);
+                let ok = self.write(&head).await;
+                self.note_response(tx, &response);
+                self.note_response_end(tx, ok)
             }
         }
     }
@@ -1174,18 +1292,26 @@ fn shift_encapsulated(head: &[u8]) -> Vec<u8> {
         out.extend_from_slice(b"\r\nEncapsulated: res-hdr=0, res-body=64\r\n\r\n");
         return out;
     };
-    let vstart = start + FIELD.len();
-    let vend = vstart + memchr::memmem::find(&head[vstart..], b"\r\n").unwrap_or(0);
+    let vstart = start.saturating_add(FIELD.len());
+    let vend = vstart.saturating_add(memchr::memmem::find(&head[vstart..], b"\r\n").unwrap_or(0));
     let Ok(enc) = icap_proto::Encapsulated::parse(&head[vstart..vend]) else {
         return head.to_vec();
     };
-    let last = enc.entries().len() - 1;
+    let Some(last) = enc.entries().len().checked_sub(1) else {
+        return head.to_vec();
+    };
     let value: Vec<String> = enc
         .entries()
         .iter()
         .enumerate()
         .map(|(i, (section, at))| {
-            let at = if i == last { at + 7 } else { *at };
+            // An offset already at the top cannot go 7 further: it goes 7 back instead,
+            // still wrong, which is the point.
+            let at = if i == last {
+                at.checked_add(7).unwrap_or(at - 7)
+            } else {
+                *at
+            };
             format!("{}={at}", section.as_str())
         })
         .collect();
@@ -1193,4 +1319,54 @@ fn shift_encapsulated(head: &[u8]) -> Vec<u8> {
     out.extend_from_slice(value.join(", ").as_bytes());
     out.extend_from_slice(&head[vend..]);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{deadline_after, shift_encapsulated};
+    use std::time::Duration;
+
+    fn encapsulated_of(head: &[u8]) -> String {
+        let text = String::from_utf8_lossy(head).into_owned();
+        text.lines()
+            .find_map(|l| l.strip_prefix("Encapsulated: "))
+            .expect("an Encapsulated line")
+            .to_owned()
+    }
+
+    #[test]
+    fn wrong_encapsulated_shifts_the_last_offset_and_never_overflows() {
+        let rows: [(&[u8], &str); 3] = [
+            (
+                b"ICAP/1.0 200 OK\r\nISTag: \"x\"\r\nEncapsulated: res-hdr=0, res-body=60\r\n\r\n",
+                "res-hdr=0, res-body=67",
+            ),
+            // The largest offset a u64 holds cannot go 7 further; it goes 7 back.
+            (
+                b"ICAP/1.0 200 OK\r\nEncapsulated: res-hdr=0, res-body=18446744073709551615\r\n\r\n",
+                "res-hdr=0, res-body=18446744073709551608",
+            ),
+            (
+                b"ICAP/1.0 200 OK\r\nEncapsulated: res-hdr=0, null-body=18446744073709551610\r\n\r\n",
+                "res-hdr=0, null-body=18446744073709551603",
+            ),
+        ];
+        for (head, want) in rows {
+            assert_eq!(encapsulated_of(&shift_encapsulated(head)), want);
+        }
+        // No Encapsulated: one is added. A value that does not parse is left alone.
+        let added = shift_encapsulated(b"ICAP/1.0 204 No Content\r\nISTag: \"x\"\r\n\r\n");
+        assert_eq!(encapsulated_of(&added), "res-hdr=0, res-body=64");
+        let odd: &[u8] = b"ICAP/1.0 200 OK\r\nEncapsulated: \r\n\r\n";
+        assert_eq!(shift_encapsulated(odd), odd);
+    }
+
+    #[tokio::test]
+    async fn deadlines_saturate_instead_of_overflowing() {
+        let now = tokio::time::Instant::now();
+        assert!(deadline_after(Duration::MAX) > now + Duration::from_secs(365 * 86_400));
+        let d = deadline_after(Duration::from_secs(5));
+        assert!(d >= now + Duration::from_secs(5));
+        assert!(d < now + Duration::from_secs(6));
+    }
 }

@@ -41,7 +41,13 @@ pub(crate) fn base(status: u16, istag: &str, extra: &[(String, String)]) -> Resp
             HeaderName::new(n.clone().into_bytes()),
             HeaderValue::new(clean_text(v).into_bytes()),
         ) {
-            head.headers.push(n, v);
+            // A rule's ISTag replaces the server's: a head with two would have none for a
+            // client that (rightly) refuses a single-valued header given twice.
+            if n.is("ISTag") {
+                head.headers.set(n, v);
+            } else {
+                head.headers.push(n, v);
+            }
         }
     }
     head

@@ -1,9 +1,31 @@
 //! The journal: what the server received and what it answered.
 
+//!
+//! Bounded twice: in entries and in bytes. Each entry is counted by what it owns (its
+//! strings, header fields and embedded heads, plus the fixed size of the record), and the
+//! oldest entries go first when either budget is exceeded.
+//!
+//! An entry never shares memory with a connection: heads decoded by icap-proto are slices
+//! of the connection's read buffer (zero-copy), so a journal entry holding them would keep
+//! that whole buffer (64 KiB of capacity) alive long after the connection closed. Heads are
+//! copied into one compact allocation of their own before they are recorded
+//! ([`compact_head`]).
+
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 
-use icap_proto::{Headers, HttpRequestHead, HttpResponseHead, Method};
+use bytes::BytesMut;
+use icap_proto::{
+    Event, HeaderName, HeaderValue, Headers, HttpRequestHead, HttpResponseHead, Limits, Method,
+    RequestDecoder, RequestHead,
+};
 use serde_json::{Value, json};
+
+/// Default number of transactions the journal keeps.
+pub const DEFAULT_JOURNAL_LIMIT: usize = 10_000;
+
+/// Default number of bytes the journal's entries may hold together (8 MiB).
+pub const DEFAULT_JOURNAL_BYTES: usize = 8 * 1024 * 1024;
 
 /// One received request and the server's answer.
 #[derive(Debug, Clone)]
@@ -59,6 +81,29 @@ impl Transaction {
             .map(|v| v.to_str_lossy().into_owned())
     }
 
+    /// The bytes this entry holds: the record itself, its strings, its header fields and its
+    /// embedded heads. This is what the journal's byte budget counts.
+    pub fn held_bytes(&self) -> usize {
+        let opt = |s: &Option<String>| s.as_ref().map_or(0, String::capacity);
+        std::mem::size_of::<Self>()
+            .saturating_add(self.service.capacity())
+            .saturating_add(self.uri.capacity())
+            .saturating_add(self.body_sha256.capacity())
+            .saturating_add(opt(&self.threat))
+            .saturating_add(opt(&self.fault))
+            .saturating_add(headers_bytes(&self.icap_headers))
+            .saturating_add(self.http_request.as_ref().map_or(0, |r| {
+                r.encoded_len()
+                    .saturating_add(headers_bytes(&r.headers))
+                    .saturating_add(std::mem::size_of::<HttpRequestHead>())
+            }))
+            .saturating_add(self.http_response.as_ref().map_or(0, |r| {
+                r.encoded_len()
+                    .saturating_add(headers_bytes(&r.headers))
+                    .saturating_add(std::mem::size_of::<HttpResponseHead>())
+            }))
+    }
+
     /// The transaction as JSON (the admin API's journal format).
     pub fn to_json(&self) -> Value {
         fn headers(h: &Headers) -> Value {
@@ -101,5 +146,221 @@ impl Transaction {
             "rule": self.rule,
             "complete": self.complete,
         })
+    }
+}
+
+/// What a header list owns besides the bytes of its fields (counted by the heads'
+/// `encoded_len`, or here for the ICAP headers): one name/value pair per field.
+fn headers_bytes(h: &Headers) -> usize {
+    h.iter().fold(0usize, |acc, (n, v)| {
+        acc.saturating_add(std::mem::size_of::<(HeaderName, HeaderValue)>())
+            .saturating_add(n.as_str().len())
+            .saturating_add(v.as_bytes().len())
+    })
+}
+
+/// A copy of `head` that shares no memory with the buffer it was decoded from: the head is
+/// encoded again and decoded from a buffer of exactly its size, so all its fields live in
+/// one small allocation. Falls back to copying the ICAP header fields one by one (keeping
+/// the embedded heads as they are) if the round trip fails, which it should not for a head
+/// icap-proto decoded.
+pub(crate) fn compact_head(head: &RequestHead) -> RequestHead {
+    round_trip(head).unwrap_or_else(|| {
+        tracing::debug!("journal: head did not round-trip; copying its fields");
+        let mut copy = head.clone();
+        copy.headers = copy_headers(&head.headers);
+        copy
+    })
+}
+
+fn round_trip(head: &RequestHead) -> Option<RequestHead> {
+    let mut out = BytesMut::new();
+    head.encode(&mut out).ok()?;
+    // Exactly the encoded size, so nothing else is kept alive.
+    let mut buf = BytesMut::from(&out[..]);
+    drop(out);
+    // The head was already checked against the server's limits; here they only get in the
+    // way (a folded field counts once per line on the way in, say).
+    let limits = Limits {
+        max_head: usize::MAX,
+        max_headers: usize::MAX,
+        max_header_line: usize::MAX,
+        max_http_head: usize::MAX,
+        max_preview: u64::MAX,
+        ..Limits::default()
+    };
+    match RequestDecoder::new(limits).decode(&mut buf) {
+        Ok(Some(Event::Head(h))) => Some(h),
+        _ => None,
+    }
+}
+
+fn copy_headers(h: &Headers) -> Headers {
+    let mut out = Headers::new();
+    for (n, v) in h {
+        let name = HeaderName::new(bytes::Bytes::copy_from_slice(n.as_str().as_bytes()));
+        let value = HeaderValue::new(bytes::Bytes::copy_from_slice(v.as_bytes()))
+            .or_else(|_| HeaderValue::from_lines(v.lines()));
+        if let (Ok(n), Ok(v)) = (name, value) {
+            out.push(n, v);
+        }
+    }
+    out
+}
+
+/// The journal: a ring of transactions bounded in entries and in bytes.
+#[derive(Debug)]
+pub(crate) struct Journal {
+    entries: VecDeque<(Transaction, usize)>,
+    bytes: usize,
+    max_entries: usize,
+    max_bytes: usize,
+}
+
+impl Journal {
+    /// A journal keeping at most `max_entries` transactions and `max_bytes` bytes (each at
+    /// least one: the newest entry is always kept, even when it alone is over the budget).
+    pub(crate) fn new(max_entries: usize, max_bytes: usize) -> Self {
+        Journal {
+            entries: VecDeque::new(),
+            bytes: 0,
+            max_entries: max_entries.max(1),
+            max_bytes,
+        }
+    }
+
+    /// Adds `tx`, dropping the oldest entries until both budgets hold.
+    pub(crate) fn push(&mut self, tx: Transaction) {
+        let size = tx.held_bytes();
+        self.entries.push_back((tx, size));
+        self.bytes = self.bytes.saturating_add(size);
+        while self.entries.len() > 1
+            && (self.entries.len() > self.max_entries || self.bytes > self.max_bytes)
+        {
+            if let Some((_, n)) = self.entries.pop_front() {
+                self.bytes = self.bytes.saturating_sub(n);
+            }
+        }
+    }
+
+    /// The transactions, oldest first.
+    pub(crate) fn to_vec(&self) -> Vec<Transaction> {
+        self.entries.iter().map(|(t, _)| t.clone()).collect()
+    }
+
+    /// The bytes the entries hold, as counted by [`Transaction::held_bytes`].
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Empties the journal.
+    pub(crate) fn clear(&mut self) {
+        self.entries.clear();
+        self.bytes = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tx(id: u64, uri_len: usize) -> Transaction {
+        Transaction {
+            id,
+            peer: None,
+            method: Method::Options,
+            service: "avscan".into(),
+            uri: "u".repeat(uri_len),
+            icap_headers: Headers::new(),
+            http_request: None,
+            http_response: None,
+            body_len: 0,
+            body_sha256: String::new(),
+            preview: None,
+            preview_bytes: 0,
+            ieof: false,
+            allow_204: false,
+            status: None,
+            continued: false,
+            threat: None,
+            fault: None,
+            rule: None,
+            complete: true,
+        }
+    }
+
+    #[test]
+    fn byte_budget_drops_the_oldest_first() {
+        let one = tx(0, 1000).held_bytes();
+        let mut j = Journal::new(100, one * 3);
+        for id in 1..=10 {
+            j.push(tx(id, 1000));
+            assert!(j.bytes() <= one * 3, "{} > {}", j.bytes(), one * 3);
+        }
+        let ids: Vec<u64> = j.to_vec().iter().map(|t| t.id).collect();
+        assert_eq!(ids, [8, 9, 10]);
+        assert_eq!(j.bytes(), one * 3);
+        j.clear();
+        assert_eq!(j.bytes(), 0);
+        assert!(j.to_vec().is_empty());
+    }
+
+    #[test]
+    fn entry_budget_still_holds_and_the_newest_is_kept() {
+        let mut j = Journal::new(2, usize::MAX);
+        for id in 1..=5 {
+            j.push(tx(id, 10));
+        }
+        assert_eq!(j.to_vec().iter().map(|t| t.id).collect::<Vec<_>>(), [4, 5]);
+        // A budget smaller than one entry keeps just the newest.
+        let mut j = Journal::new(0, 0);
+        j.push(tx(1, 10));
+        j.push(tx(2, 10));
+        assert_eq!(j.to_vec().iter().map(|t| t.id).collect::<Vec<_>>(), [2]);
+    }
+
+    #[test]
+    fn held_bytes_counts_heads_and_strings() {
+        let small = tx(1, 10).held_bytes();
+        let mut big = tx(1, 10);
+        big.icap_headers
+            .append("X-Big", "a".repeat(5000).as_str())
+            .unwrap();
+        big.threat = Some("t".repeat(300));
+        assert!(big.held_bytes() >= small + 5300, "{}", big.held_bytes());
+    }
+
+    #[test]
+    fn compact_head_shares_no_memory_with_the_read_buffer() {
+        let wire: &[u8] =
+            b"RESPMOD icap://127.0.0.1/avscan ICAP/1.0\r\nHost: x\r\nX-Client-IP: 10.0.0.1\r\n\
+            Encapsulated: req-hdr=0, res-hdr=32, res-body=51\r\n\r\n\
+            GET /a HTTP/1.1\r\nHost: files\r\n\r\nHTTP/1.1 200 OK\r\n\r\n";
+        let mut buf = BytesMut::with_capacity(64 * 1024);
+        buf.extend_from_slice(wire);
+        let Ok(Some(Event::Head(head))) = RequestDecoder::new(Limits::default()).decode(&mut buf)
+        else {
+            panic!("the fixture decodes");
+        };
+        let region = buf.as_ptr() as usize - wire.len()..buf.as_ptr() as usize + buf.capacity();
+        let inside = |p: *const u8| region.contains(&(p as usize));
+        // The decoded head points into the read buffer ...
+        let (_, v) = head.headers.iter().nth(1).unwrap();
+        assert!(inside(v.as_bytes().as_ptr()));
+        // ... its compact copy does not, and is equal.
+        let c = compact_head(&head);
+        assert_eq!(
+            c.headers.get("X-Client-IP").unwrap().as_bytes(),
+            b"10.0.0.1"
+        );
+        for (n, v) in &c.headers {
+            assert!(!inside(v.as_bytes().as_ptr()), "{}", n.as_str());
+        }
+        let r = c.http_request.as_ref().unwrap();
+        assert_eq!(r.target(), b"/a");
+        assert!(!inside(r.target().as_ptr()));
+        assert_eq!(c.http_request, head.http_request);
+        assert_eq!(c.http_response, head.http_response);
+        assert_eq!(c.uri, head.uri);
     }
 }

@@ -5,7 +5,7 @@
 //! # Design
 //!
 //! ```text
-//!  TCP / TLS ─► Connection<S> ─► icap_proto::RequestDecoder ─► Head, Data, PreviewEnd, End
+//!  TCP / TLS ─► Connection<S> ─► icap_proto::ServerExchange ─► Head, Data, PreviewEnd, End
 //!                  │                                              │
 //!                  │  rules (Mock::given(..).respond_with(..)),   │ streaming Scanner
 //!                  │  triggers, signatures ◄── Request ◄──────────┘ (EICAR, patterns,
@@ -16,7 +16,15 @@
 //!  journal: one Transaction per request (heads, body size and SHA-256, preview, status)
 //! ```
 //!
-//! All ICAP framing goes through [`icap_proto`]. A rule is decided as early as it can be:
+//! All ICAP framing goes through [`icap_proto`], and so do the exchange rules: on the legal
+//! path the connection asks [`icap_proto::ServerExchange`] before a `100 Continue` or a
+//! final answer and reuses the connection only when it allows; the fault injectors keep a
+//! raw path. A broken request gets its status (`400`, `501`, `505`; `408` past the
+//! whole-head deadline) and the connection closes; see the README's server-side rules. The
+//! journal is bounded in entries and in bytes ([`DEFAULT_JOURNAL_LIMIT`],
+//! [`DEFAULT_JOURNAL_BYTES`]).
+//!
+//! A rule is decided as early as it can be:
 //! rules on heads decide right after the head (so a fault can strike before the body),
 //! body rules when their pattern shows up (in the preview, a verdict is sent straight
 //! away) or when the body ends. Bodies are never held whole for detection; a clean `200`
@@ -57,11 +65,11 @@ mod server;
 mod service;
 pub mod tls;
 
-pub use journal::Transaction;
+pub use journal::{DEFAULT_JOURNAL_BYTES, DEFAULT_JOURNAL_LIMIT, Transaction};
 pub use mock::{Action, Fault, FaultKind, Mock, MockBuilder, Respond, Times, Verdict, VerdictKind};
 pub use request::Request;
 pub use scan::EICAR;
-pub use server::{MockServer, MockServerBuilder, Outage, StartError};
+pub use server::{DEFAULT_HEAD_DEADLINE, MockServer, MockServerBuilder, Outage, StartError};
 pub use service::{DEFAULT_ECHO_THRESHOLD, Dialect, ServiceConfig, Signature, glob_match};
 
 /// Re-exported so users need not depend on icap-proto for `Method` and `Limits`.

@@ -14,7 +14,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::connection::Connection;
-use crate::journal::Transaction;
+use crate::journal::{DEFAULT_JOURNAL_BYTES, DEFAULT_JOURNAL_LIMIT, Journal, Transaction};
 use crate::mock::{Mock, Rule};
 use crate::scan::{EICAR, PatternSet};
 use crate::service::{ServiceConfig, Signature};
@@ -24,6 +24,9 @@ use crate::tls;
 pub(crate) const FAULT_MARKER: &[u8] = b"ICAP-MOCK-FAULT:";
 /// See [`FAULT_MARKER`].
 pub(crate) const VERDICT_MARKER: &[u8] = b"ICAP-MOCK-VERDICT:";
+
+/// Default whole-head deadline ([`MockServerBuilder::header_read_timeout`]).
+pub const DEFAULT_HEAD_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Whether and how the server is reachable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -47,6 +50,7 @@ pub(crate) struct Settings {
     pub(crate) body_capture: usize,
     pub(crate) triggers: bool,
     pub(crate) journal_limit: usize,
+    pub(crate) journal_bytes: usize,
     pub(crate) trigger_delay: Duration,
     pub(crate) body_digest: bool,
 }
@@ -112,8 +116,8 @@ pub(crate) struct Shared {
     pub(crate) settings: Settings,
     compiled: Mutex<Arc<Compiled>>,
     next_rule: AtomicU64,
-    // A ring: the oldest entry goes in O(1) once the limit is reached.
-    journal: Mutex<std::collections::VecDeque<Transaction>>,
+    // A ring: the oldest entries go in O(1) once a budget is reached.
+    journal: Mutex<Journal>,
     next_tx: AtomicU64,
     per_service: Mutex<HashMap<String, u32>>,
     listener: Mutex<Option<TcpListener>>,
@@ -163,7 +167,11 @@ impl Shared {
         let mut c = lock(&self.compiled);
         let mut rules = vec![rule];
         rules.extend(c.rules.iter().cloned());
-        *c = Arc::new(Compiled::build(&self.settings, rules, c.generation + 1));
+        *c = Arc::new(Compiled::build(
+            &self.settings,
+            rules,
+            c.generation.wrapping_add(1),
+        ));
         id
     }
 
@@ -174,7 +182,11 @@ impl Shared {
         let rules: Vec<Arc<Rule>> = c.rules.iter().filter(|r| keep(r)).cloned().collect();
         let removed = before - rules.len();
         if removed > 0 {
-            *c = Arc::new(Compiled::build(&self.settings, rules, c.generation + 1));
+            *c = Arc::new(Compiled::build(
+                &self.settings,
+                rules,
+                c.generation.wrapping_add(1),
+            ));
         }
         removed
     }
@@ -184,15 +196,15 @@ impl Shared {
     }
 
     pub(crate) fn record(&self, tx: Transaction) {
-        let mut j = lock(&self.journal);
-        if j.len() >= self.settings.journal_limit.max(1) {
-            j.pop_front();
-        }
-        j.push_back(tx);
+        lock(&self.journal).push(tx);
     }
 
     pub(crate) fn journal(&self) -> Vec<Transaction> {
-        lock(&self.journal).iter().cloned().collect()
+        lock(&self.journal).to_vec()
+    }
+
+    pub(crate) fn journal_bytes(&self) -> usize {
+        lock(&self.journal).bytes()
     }
 
     pub(crate) fn clear_journal(&self) {
@@ -347,11 +359,12 @@ impl Default for MockServerBuilder {
             settings: Settings {
                 services: Vec::new(),
                 limits: Limits::default(),
-                header_read_timeout: Duration::from_secs(30),
+                header_read_timeout: DEFAULT_HEAD_DEADLINE,
                 idle_timeout: Duration::from_secs(120),
                 body_capture: 64 * 1024,
                 triggers: true,
-                journal_limit: 10_000,
+                journal_limit: DEFAULT_JOURNAL_LIMIT,
+                journal_bytes: DEFAULT_JOURNAL_BYTES,
                 trigger_delay: Duration::from_secs(5),
                 body_digest: true,
             },
@@ -398,13 +411,19 @@ impl MockServerBuilder {
         self
     }
 
-    /// Time allowed from the first byte of a request to the end of its head (default 30 s).
+    /// The whole-head deadline: time allowed from the first byte of a request to the end of
+    /// its head, embedded HTTP heads included (default 10 s, [`DEFAULT_HEAD_DEADLINE`]).
+    /// A client that sends its head slower than that, even a byte at a time, gets
+    /// `408 Request Timeout` and the connection closes. Also bounds the TLS handshake.
+    /// Any value is accepted (`Duration::MAX` means no deadline).
     pub fn header_read_timeout(mut self, d: Duration) -> Self {
         self.settings.header_read_timeout = d;
         self
     }
 
     /// Time a connection may stay silent between requests or inside a body (default 120 s).
+    /// Silence inside a body gets `408` and a close; between requests, just a close. Any
+    /// value is accepted (`Duration::MAX` means no timeout).
     pub fn idle_timeout(mut self, d: Duration) -> Self {
         self.settings.idle_timeout = d;
         self
@@ -446,6 +465,15 @@ impl MockServerBuilder {
     /// How many transactions the journal keeps (oldest dropped first; default 10 000).
     pub fn journal_limit(mut self, n: usize) -> Self {
         self.settings.journal_limit = n;
+        self
+    }
+
+    /// How many bytes the journal's entries may hold together, as counted by
+    /// [`Transaction::held_bytes`] (oldest dropped first; default 8 MiB). The newest entry
+    /// is always kept, so the journal holds at most this or one entry, whichever is larger
+    /// (an entry is bounded by the decoder [`limits`](Self::limits) on heads).
+    pub fn journal_bytes(mut self, bytes: usize) -> Self {
+        self.settings.journal_bytes = bytes;
         self
     }
 
@@ -494,11 +522,12 @@ impl MockServerBuilder {
         let istag_base = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
+        let journal = Journal::new(self.settings.journal_limit, self.settings.journal_bytes);
         let shared = Arc::new(Shared {
             compiled: Mutex::new(Arc::new(Compiled::build(&self.settings, Vec::new(), 0))),
             settings: self.settings,
             next_rule: AtomicU64::new(1),
-            journal: Mutex::new(std::collections::VecDeque::new()),
+            journal: Mutex::new(journal),
             next_tx: AtomicU64::new(1),
             per_service: Mutex::new(HashMap::new()),
             listener: Mutex::new(Some(listener)),
@@ -689,6 +718,13 @@ impl MockServer {
     #[allow(clippy::unused_async)] // async API, as promised to users
     pub async fn journal(&self) -> Vec<Transaction> {
         self.shared.journal()
+    }
+
+    /// The bytes the journal's entries hold now (at most the
+    /// [`journal_bytes`](MockServerBuilder::journal_bytes) budget, or one entry if that
+    /// alone is larger).
+    pub fn journal_bytes(&self) -> usize {
+        self.shared.journal_bytes()
     }
 
     /// Alias of [`MockServer::journal`] in wiremock's words.

@@ -13,7 +13,16 @@
 //!   RequestHead / ResponseHead ──encode──► bytes (Encapsulated computed)
 //!   chunked::encode_* ──────────────────► body chunks, ieof, trailers
 //!   verdict::threats(&ResponseHead) ────► what the antivirus found
+//!
+//!   exchange::ClientExchange ◄─ handle_*_sent (what went out)   poll_event ─► checked events
+//!   exchange::ServerExchange ◄─ handle_*_sent (what went out)   poll_event ─► request events
+//!                              └ RFC rules per request; reuse() decides keep-alive
 //! ```
+//!
+//! The [`exchange`] module holds every rule about which response is legal after which
+//! request (preview, `ieof`, `100 Continue`, `204`/`206`, `Encapsulated` per status) and
+//! when a connection may carry another request, for both sides, so the I/O layers of the
+//! client and the server only move bytes and run timers around it.
 //!
 //! The crate does no I/O and reads no clock: the caller owns the buffer and the socket.
 //! Body data is split off the caller's buffer as [`bytes::Bytes`] without copying, so a body
@@ -45,6 +54,7 @@ pub mod chunked;
 mod decoder;
 mod encapsulated;
 mod error;
+pub mod exchange;
 mod header;
 mod http;
 mod limits;
@@ -58,11 +68,12 @@ pub use chunked::{BodyEnd, ChunkEvent, ChunkedDecoder};
 pub use decoder::{Event, RequestDecoder, ResponseDecoder};
 pub use encapsulated::{BodyKind, Direction, Encapsulated, Section};
 pub use error::{DecodeError, EncapsulatedError, EncodeError, Limit};
-pub use header::{HeaderName, HeaderValue, Headers};
+pub use exchange::{ClientExchange, ProtocolError, RequestPlan, ServerExchange};
+pub use header::{HeaderName, HeaderValue, Headers, Single};
 pub use http::{HttpRequestHead, HttpResponseHead};
 pub use limits::Limits;
 pub use message::{RequestHead, ResponseHead};
-pub use options::OptionsResponse;
+pub use options::{OptionsError, OptionsResponse, OptionsRules, OptionsWarning};
 pub use types::{Method, Scheme, StatusCode, Uri, VERSION};
 
 // The README's examples run as doctests, so they cannot drift from the API.

@@ -9,5 +9,6 @@ mod dialects;
 mod errors;
 mod faults;
 mod rules;
+mod server_rules;
 mod support;
 mod tls;

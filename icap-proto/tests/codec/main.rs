@@ -5,6 +5,7 @@
 
 mod common;
 mod encode_errors;
+mod exchange;
 mod fixtures;
 mod malformed;
 mod regressions;
@@ -12,3 +13,4 @@ mod robustness;
 mod roundtrip;
 mod split;
 mod streaming;
+mod strictness;
