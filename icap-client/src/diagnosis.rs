@@ -182,6 +182,10 @@ pub fn diagnose(e: &Error) -> (Diagnosis, String) {
             Diagnosis::TlsClientCert,
             "the server wants a client certificate it trusts: set --tls-client-cert/--tls-client-key".into(),
         ),
+        ErrorKind::Tls(TlsProblem::Refused) => (
+            Diagnosis::TlsOther,
+            "the server refused the TLS handshake: no TLS version or cipher suite in common, or it does not serve this name (--tls-sni); if it wants a client certificate, set --tls-client-cert/--tls-client-key".into(),
+        ),
         ErrorKind::Tls(TlsProblem::Other) => (
             Diagnosis::TlsOther,
             "TLS failed: is the server really speaking TLS on this port (icaps://), with TLS 1.2 or 1.3?".into(),
