@@ -266,9 +266,11 @@ mod tests {
 
     #[test]
     fn deadline_for_never_overflows() {
-        let mut t = Timeouts::default();
-        t.deadline = Duration::MAX;
-        t.deadline_per_mib = Duration::MAX;
+        let t = Timeouts {
+            deadline: Duration::MAX,
+            deadline_per_mib: Duration::MAX,
+            ..Timeouts::default()
+        };
         assert_eq!(t.deadline_for(u64::MAX), MAX_TIMEOUT);
         assert_eq!(t.deadline_for(0), MAX_TIMEOUT);
         let t = Timeouts::default().with_deadline(Duration::from_secs(1), MAX_TIMEOUT);

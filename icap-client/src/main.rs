@@ -178,9 +178,8 @@ struct ConnArgs {
     /// TCP keepalive idle time (e.g. 30s), or off.
     #[arg(long)]
     tcp_keepalive: Option<String>,
-    /// A limit NAME=VALUE of the [limits] config section (max_head, max_headers,
-    /// max_header_line, max_http_head, max_chunk_line, max_chunk_extensions, max_trailers,
-    /// max_adapted_body); repeat for several.
+    /// A limit NAME=VALUE, any key of the config file's limits section (see the README),
+    /// e.g. max-head as `max_head=65536`; repeat for several.
     #[arg(long = "limit", value_name = "NAME=VALUE")]
     limits: Vec<String>,
 }

@@ -492,28 +492,28 @@ async fn huge_timeouts_are_clamped_and_scans_still_work() {
 async fn limits_section_reaches_the_client() {
     let server = MockServer::start().await;
     // The mock's OPTIONS head is far longer than 40 bytes.
-    let s = toml_settings(&format!(
+    let cfg = toml_settings(&format!(
         "servers = [\"{}\"]\n[limits]\nmax_head = 40\n",
         server.url()
     ));
-    let c = s.client_builder().unwrap().build().unwrap();
-    let r = c.scan_bytes(&b"x"[..], &ScanMeta::new("a")).await;
-    let e = r
+    let client = cfg.client_builder().unwrap().build().unwrap();
+    let report = client.scan_bytes(&b"x"[..], &ScanMeta::new("a")).await;
+    let err = report
         .verdict
         .error()
         .expect("a head over max_head fails the scan");
-    assert!(e.is_protocol(), "{e:?}");
-    assert!(e.to_string().contains("limit"), "{e}");
+    assert!(err.is_protocol(), "{err:?}");
+    assert!(err.to_string().contains("limit"), "{err}");
     // The same with the defaults: fine.
-    let s = toml_settings(&format!(
+    let cfg = toml_settings(&format!(
         "servers = [\"{}\"]\n[limits]\nmax_head = 65536\nmax_headers = 100\nmax_header_line = 16384\nmax_http_head = 65536\nmax_chunk_line = 4096\nmax_chunk_extensions = 16384\nmax_trailers = 16384\nmax_adapted_body = 0\n",
         server.url()
     ));
-    let l = s.limits.proto_limits();
-    assert_eq!(l, icap_proto::Limits::default());
-    let c = s.client_builder().unwrap().build().unwrap();
+    assert_eq!(cfg.limits.proto_limits(), icap_proto::Limits::default());
+    let client = cfg.client_builder().unwrap().build().unwrap();
     assert!(
-        c.scan_bytes(&b"x"[..], &ScanMeta::new("a"))
+        client
+            .scan_bytes(&b"x"[..], &ScanMeta::new("a"))
             .await
             .verdict
             .is_clean()

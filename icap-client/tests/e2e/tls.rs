@@ -207,7 +207,7 @@ async fn mutual_tls() {
     assert!(e.is_tls() || e.is_closed(), "{e:?}");
 }
 
-/// A server that reads the ClientHello and answers with a fatal `handshake_failure` alert,
+/// A server that reads the `ClientHello` and answers with a fatal `handshake_failure` alert,
 /// as a TLS server with nothing in common with the client does.
 async fn handshake_failure_server() -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
