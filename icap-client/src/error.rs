@@ -277,6 +277,11 @@ pub(crate) fn escaped(s: &str) -> String {
     format!("\"{}\"", s.escape_debug())
 }
 
+/// A path for an error message: quoted and escaped as [`escaped`] does.
+pub(crate) fn escaped_path(p: &std::path::Path) -> String {
+    escaped(&p.to_string_lossy())
+}
+
 /// Classifies a TLS handshake failure from the rustls error inside an I/O error.
 /// `client_cert` says whether a client certificate was configured (`None`: not known here);
 /// only then is a `handshake_failure` alert read as a rejection of that certificate.

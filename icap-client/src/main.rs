@@ -784,8 +784,15 @@ async fn doctor(s: &Settings, json: bool) -> Result<u8> {
             },
             time: t.elapsed(),
         });
-        let big = usize::try_from(preview.unwrap_or(1024).saturating_mul(4).max(256 * 1024))
-            .unwrap_or(256 * 1024);
+        // Past the preview, but never more than 8 MiB in memory whatever Preview the
+        // server announced (it is a number from the peer).
+        let big = usize::try_from(
+            preview
+                .unwrap_or(1024)
+                .saturating_mul(4)
+                .clamp(256 * 1024, 8 * 1024 * 1024),
+        )
+        .unwrap_or(256 * 1024);
         let t = Instant::now();
         let r = client
             .scan_bytes(vec![b'a'; big], &ScanMeta::new("large-sample.txt"))

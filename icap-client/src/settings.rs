@@ -33,7 +33,7 @@ use serde::Deserialize;
 use crate::Method;
 use crate::client::ClientBuilder;
 use crate::config::{HealthConfig, Keepalive, MAX_TIMEOUT, PreviewMode, Strategy, Timeouts};
-use crate::error::{Error, escaped};
+use crate::error::{Error, escaped, escaped_path};
 use crate::identity::IdentityHeaders;
 use crate::policy::{FileAction, Policy};
 
@@ -495,10 +495,12 @@ pub fn parse_action(word: &str, dir: Option<&Path>) -> Result<FileAction, Error>
 impl Settings {
     /// Reads a TOML file.
     pub fn load(path: &Path) -> Result<Self, Error> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::config(format!("config {}: {e}", path.display())).with_source(e))?;
-        toml::from_str(&text)
-            .map_err(|e| Error::config(format!("config {}: {e}", path.display())).with_source(e))
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::config(format!("config {}: {e}", escaped_path(path))).with_source(e)
+        })?;
+        toml::from_str(&text).map_err(|e| {
+            Error::config(format!("config {}: {e}", escaped_path(path))).with_source(e)
+        })
     }
 
     /// A client builder with every setting of the file applied.

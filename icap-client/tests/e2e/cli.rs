@@ -449,3 +449,16 @@ async fn crlf_in_a_url_or_service_gives_a_one_line_message() {
         assert!(err.contains(r"\r\n"), "{args:?}: {err:?}");
     }
 }
+
+#[tokio::test]
+async fn doctor_with_an_absurd_preview_keeps_its_sample_bounded() {
+    let url = crate::settings::raw_options_server("Preview: 99999999999\r\n").await;
+    let o = run(&["doctor", &url, "--preview", "off"]).await;
+    // The raw server calls EICAR clean, so doctor fails; what matters is that it ran.
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(
+        stdout(&o).contains("8388608 bytes (past the preview)"),
+        "{}",
+        stdout(&o)
+    );
+}

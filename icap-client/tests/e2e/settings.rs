@@ -618,6 +618,12 @@ fn server_parts_with_crlf_give_a_one_line_message() {
 /// A raw server whose OPTIONS says `Options-TTL: 18446744073709551615` and which answers
 /// every scan `204`, on as many connections as the client opens.
 pub(crate) async fn huge_ttl_server() -> String {
+    raw_options_server("Options-TTL: 18446744073709551615\r\n").await
+}
+
+/// A raw server whose OPTIONS answer carries `extra` header lines and which answers every
+/// scan `204` once its body (or preview) has ended.
+pub(crate) async fn raw_options_server(extra: &'static str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("icap://{}/avscan", l.local_addr().unwrap());
@@ -636,11 +642,15 @@ pub(crate) async fn huge_ttl_server() -> String {
                     got.extend_from_slice(&buf[..n]);
                     if got.starts_with(b"OPTIONS") && got.ends_with(b"\r\n\r\n") {
                         got.clear();
-                        let answer = b"ICAP/1.0 200 OK\r\nMethods: RESPMOD\r\nISTag: \"ttl-1\"\r\nOptions-TTL: 18446744073709551615\r\nEncapsulated: null-body=0\r\n\r\n";
-                        if s.write_all(answer).await.is_err() {
+                        let answer = format!(
+                            "ICAP/1.0 200 OK\r\nMethods: RESPMOD\r\nISTag: \"ttl-1\"\r\n{extra}Encapsulated: null-body=0\r\n\r\n"
+                        );
+                        if s.write_all(answer.as_bytes()).await.is_err() {
                             return;
                         }
-                    } else if got.starts_with(b"RESPMOD") && got.ends_with(b"0\r\n\r\n") {
+                    } else if got.starts_with(b"RESPMOD")
+                        && (got.ends_with(b"\r\n0\r\n\r\n") || got.ends_with(b"0; ieof\r\n\r\n"))
+                    {
                         got.clear();
                         let answer = b"ICAP/1.0 204 No Content\r\nISTag: \"ttl-1\"\r\nEncapsulated: null-body=0\r\n\r\n";
                         if s.write_all(answer).await.is_err() {
