@@ -7,7 +7,7 @@
 use bytes::BytesMut;
 use icap_proto::ChunkedDecoder;
 use icap_proto::chunked;
-use icap_proto_fuzz::{Plan, Seen, assert_same, encode_body, run};
+use icap_proto_fuzz::{Plan, Seen, assert_same, encode_body, no_limits, run};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -61,11 +61,10 @@ fuzz_target!(|data: &[u8]| {
         at += n;
     }
     let want_end = encode_body(None, &[], end, &mut out);
-    let again = run(
-        &mut ChunkedDecoder::new(icap_proto::Limits::default()),
-        &out,
-        &[],
-    );
+    // Without limits: this checks that the values survive. The first decode may have run
+    // with no limits (104 trailers, say), so the defaults would refuse what the codec wrote
+    // correctly; that limits agree with themselves is `icap-proto`'s own tests.
+    let again = run(&mut ChunkedDecoder::new(no_limits()), &out, &[]);
     assert_eq!(again.result, Ok(()), "re-encoded body: {out:?}");
     let mut want = Vec::new();
     if !body.is_empty() {

@@ -64,6 +64,7 @@ pub struct ChunkedDecoder {
     scanned: usize,
     ext_used: usize,
     body_seen: u64,
+    obs_fold: bool,
 }
 
 impl ChunkedDecoder {
@@ -75,7 +76,16 @@ impl ChunkedDecoder {
             scanned: 0,
             ext_used: 0,
             body_seen: 0,
+            obs_fold: true,
         }
+    }
+
+    /// Whether trailer fields may be folded (obs-fold). Default `true`; the
+    /// [`RequestDecoder`](crate::RequestDecoder) turns it off with its own setting.
+    #[must_use]
+    pub fn with_obs_fold(mut self, allow: bool) -> Self {
+        self.obs_fold = allow;
+        self
     }
 
     /// Starts a further chunked stream in the same message (the part after a preview),
@@ -198,15 +208,31 @@ impl ChunkedDecoder {
                             ));
                         }
                         let section = buf.split_to(end).freeze();
-                        let (headers, rest) = parse::parse_fields(&section, &section, &self.limits)
-                            .map_err(|e| {
-                                if e.is_limit() {
-                                    e
-                                } else {
-                                    DecodeError::InvalidTrailer
-                                }
-                            })?;
+                        let (headers, rest) = parse::parse_fields(
+                            &section,
+                            &section,
+                            &self.limits,
+                            parse::FieldRules {
+                                obs_fold: self.obs_fold,
+                                icap: false,
+                            },
+                        )
+                        .map_err(|e| {
+                            if e.is_limit() || e == DecodeError::ObsFold {
+                                e
+                            } else {
+                                DecodeError::InvalidTrailer
+                            }
+                        })?;
                         debug_assert_eq!(rest, 2);
+                        // Measured as written again too (`name: value` per field, then the
+                        // empty line), so that what decodes here re-encodes within the limit.
+                        if headers.encoded_len().saturating_add(2) > self.limits.max_trailers {
+                            return Err(DecodeError::limit(
+                                Limit::Trailers,
+                                self.limits.max_trailers,
+                            ));
+                        }
                         headers
                     };
                     self.state = State::Done;
@@ -296,7 +322,12 @@ fn parse_chunk_line(line: &[u8]) -> Result<ChunkLine, DecodeError> {
         } else {
             (rest, None)
         };
-        if name.eq_ignore_ascii_case(b"ieof") && size == 0 {
+        if name.eq_ignore_ascii_case(b"ieof") {
+            // Only the last chunk of a preview can say the body ends there; on a data
+            // chunk the peer and we would disagree on where the body ends.
+            if size != 0 {
+                return Err(DecodeError::IeofOnDataChunk);
+            }
             out.ieof = true;
         } else if name.eq_ignore_ascii_case(b"use-original-body") && size == 0 {
             let v = value
@@ -451,6 +482,14 @@ mod tests {
             (
                 b"10000000000000000\r\n",
                 Err(DecodeError::ChunkSizeOverflow),
+            ),
+            (
+                b"5; ieof\r\nhello\r\n0\r\n\r\n",
+                Err(DecodeError::IeofOnDataChunk),
+            ),
+            (
+                b"1;x=y;IEOF=1\r\na\r\n0\r\n\r\n",
+                Err(DecodeError::IeofOnDataChunk),
             ),
             (b"g\r\n", Err(DecodeError::InvalidChunkSize)),
             (b"\r\n", Err(DecodeError::InvalidChunkSize)),

@@ -9,7 +9,7 @@ use crate::header::Headers;
 use crate::http::{HttpRequestHead, HttpResponseHead};
 use crate::limits::Limits;
 use crate::message::{RequestHead, ResponseHead};
-use crate::parse;
+use crate::parse::{self, FieldRules};
 use crate::types::{Method, StatusCode, Uri, VERSION};
 
 /// What a decoder found. Every message is one `Head`, then `Data` and (for requests with a
@@ -76,6 +76,8 @@ enum State<H> {
         head: Box<H>,
         enc: Encapsulated,
         needed: usize,
+        /// How far [`check_head_ends`] has looked.
+        scanned: usize,
     },
     Body(ChunkedDecoder),
     End(BodyEnd),
@@ -85,6 +87,8 @@ enum State<H> {
 #[derive(Debug)]
 struct Core<H> {
     limits: Limits,
+    /// Whether obs-fold lines are accepted in the ICAP head, embedded heads and trailers.
+    obs_fold: bool,
     state: State<H>,
 }
 
@@ -94,9 +98,10 @@ enum Step<H> {
 }
 
 impl<H: Head + Clone> Core<H> {
-    fn new(limits: Limits) -> Self {
+    fn new(limits: Limits, obs_fold: bool) -> Self {
         Core {
             limits,
+            obs_fold,
             state: State::Head { scanned: 0 },
         }
     }
@@ -109,7 +114,11 @@ impl<H: Head + Clone> Core<H> {
     fn frame_head(
         &mut self,
         buf: &mut BytesMut,
-        parse: impl FnOnce(&Bytes, &Limits) -> Result<(H, Option<Encapsulated>), DecodeError>,
+        parse: impl FnOnce(
+            &Bytes,
+            &Limits,
+            FieldRules,
+        ) -> Result<(H, Option<Encapsulated>), DecodeError>,
     ) -> Result<Step<H>, DecodeError> {
         let State::Head { scanned } = &mut self.state else {
             unreachable!("frame_head is only called in the Head state")
@@ -132,7 +141,11 @@ impl<H: Head + Clone> Core<H> {
         };
         let bytes = buf.split_to(end).freeze();
         self.state = State::Head { scanned: 0 };
-        let (head, enc) = parse(&bytes, &self.limits)?;
+        let rules = FieldRules {
+            obs_fold: self.obs_fold,
+            icap: true,
+        };
+        let (head, enc) = parse(&bytes, &self.limits, rules)?;
         Ok(Step::Head(Box::new(head), enc))
     }
 
@@ -147,25 +160,38 @@ impl<H: Head + Clone> Core<H> {
             self.state = State::End(BodyEnd::default());
             return Ok(Some(*head));
         };
+        let too_big = || DecodeError::limit(Limit::HttpHead, self.limits.max_http_head);
         let mut needed = 0usize;
         for i in 0..enc.entries().len() - 1 {
-            let len = enc.section_len(i);
-            if len > self.limits.max_http_head as u64 {
-                return Err(DecodeError::limit(
-                    Limit::HttpHead,
-                    self.limits.max_http_head,
-                ));
+            // Offsets are any u64 the peer chose: nothing here may wrap or truncate.
+            let len = usize::try_from(enc.section_len(i)).map_err(|_| too_big())?;
+            if len > self.limits.max_http_head {
+                return Err(too_big());
             }
-            needed += len as usize;
+            needed = needed.checked_add(len).ok_or_else(too_big)?;
         }
-        self.state = State::Sections { head, enc, needed };
+        self.state = State::Sections {
+            head,
+            enc,
+            needed,
+            scanned: 0,
+        };
         self.sections(buf)
     }
 
     fn sections(&mut self, buf: &mut BytesMut) -> Result<Option<H>, DecodeError> {
-        let State::Sections { needed, .. } = &self.state else {
+        let State::Sections {
+            needed,
+            enc,
+            scanned,
+            ..
+        } = &mut self.state
+        else {
             unreachable!("sections is only called in the Sections state")
         };
+        // Before waiting for the bytes the offsets promise, and before parsing them (so that
+        // any split of the input gives the same error), look for a head that ends early.
+        check_head_ends(enc, &buf[..buf.len().min(*needed)], scanned)?;
         if buf.len() < *needed {
             return Ok(None);
         }
@@ -177,26 +203,74 @@ impl<H: Head + Clone> Core<H> {
         };
         let all = buf.split_to(needed).freeze();
         let (mut req, mut res) = (None, None);
-        for (i, &(section, at)) in enc.entries()[..enc.entries().len() - 1].iter().enumerate() {
-            let part = all.slice(at as usize..(at + enc.section_len(i)) as usize);
+        let mut from = 0usize;
+        for (i, &(section, _)) in enc.entries()[..enc.entries().len() - 1].iter().enumerate() {
+            // Section lengths were checked to fit in usize and to add up to `needed`.
+            let len = usize::try_from(enc.section_len(i)).expect("checked in after_head");
+            let to = from + len;
+            let part = all.slice(from..to);
+            from = to;
             if !part.ends_with(b"\r\n\r\n") {
                 return Err(DecodeError::EncapsulatedMismatch);
             }
             parse::check_line_endings(&part)?;
             match section {
-                Section::ReqHdr => req = Some(HttpRequestHead::decode(&part, &self.limits)?),
-                Section::ResHdr => res = Some(HttpResponseHead::decode(&part, &self.limits)?),
+                Section::ReqHdr => {
+                    req = Some(HttpRequestHead::decode(&part, &self.limits, self.obs_fold)?);
+                }
+                Section::ResHdr => {
+                    res = Some(HttpResponseHead::decode(
+                        &part,
+                        &self.limits,
+                        self.obs_fold,
+                    )?);
+                }
                 _ => unreachable!("only header sections precede the body entry"),
             }
         }
         head.set_embedded(req, res, &enc);
         self.state = if enc.body_kind().is_some() {
-            State::Body(ChunkedDecoder::new(self.limits))
+            State::Body(ChunkedDecoder::new(self.limits).with_obs_fold(self.obs_fold))
         } else {
             State::End(BodyEnd::default())
         };
         Ok(Some(*head))
     }
+}
+
+/// Fails with [`DecodeError::EncapsulatedMismatch`] as soon as an embedded head visibly
+/// ends (`CRLF CRLF`) anywhere but at the offset where the next entry starts: an offset
+/// past the real end of a head would otherwise have the decoder wait for bytes that never
+/// come. `arrived` is what has arrived of the sections (at most their total length);
+/// `scanned` is how far an earlier call looked, so a head fed in pieces is scanned once.
+fn check_head_ends(
+    enc: &Encapsulated,
+    arrived: &[u8],
+    scanned: &mut usize,
+) -> Result<(), DecodeError> {
+    let entries = enc.entries();
+    // Three bytes back: a CRLF CRLF may straddle the end of the last call's bytes.
+    let start = scanned.saturating_sub(3).min(arrived.len());
+    for lf in memchr::memchr_iter(b'\n', &arrived[start..]).map(|i| i + start) {
+        let Some(first) = lf.checked_sub(3) else {
+            continue;
+        };
+        if &arrived[first..=lf] != b"\r\n\r\n" {
+            continue;
+        }
+        let (first, end) = (first as u64, lf as u64 + 1);
+        // The section holding the first byte of this CRLF CRLF must end right after it.
+        let holder = entries
+            .windows(2)
+            .find(|w| (w[0].1..w[1].1).contains(&first));
+        if let Some(w) = holder
+            && end != w[1].1
+        {
+            return Err(DecodeError::EncapsulatedMismatch);
+        }
+    }
+    *scanned = arrived.len();
+    Ok(())
 }
 
 fn find_encapsulated(headers: &Headers) -> Result<Option<Encapsulated>, DecodeError> {
@@ -240,10 +314,32 @@ impl RequestDecoder {
     /// A decoder waiting for a request head.
     pub fn new(limits: Limits) -> Self {
         RequestDecoder {
-            core: Core::new(limits),
+            core: Core::new(limits, false),
             preview: None,
             preview_seen: 0,
         }
+    }
+
+    /// Whether obs-fold (a header line starting with a space or tab, continuing the field
+    /// before it) is accepted in the ICAP head, the embedded HTTP heads and the trailers.
+    ///
+    /// Default `false`: a request with a folded line fails with [`DecodeError::ObsFold`]
+    /// (answer 400). RFC 9112 section 5.2 lets a server reject obs-fold, and a security
+    /// server should: two parsers that unfold differently see different requests.
+    ///
+    /// ```
+    /// use bytes::BytesMut;
+    /// use icap_proto::{DecodeError, Limits, RequestDecoder};
+    /// let folded = b"OPTIONS icap://av/scan ICAP/1.0\r\nHost: av\r\nX-A: 1\r\n 2\r\n\r\n";
+    /// let mut strict = RequestDecoder::new(Limits::default());
+    /// assert_eq!(strict.decode(&mut BytesMut::from(&folded[..])), Err(DecodeError::ObsFold));
+    /// let mut lenient = RequestDecoder::new(Limits::default()).with_obs_fold(true);
+    /// assert!(lenient.decode(&mut BytesMut::from(&folded[..])).unwrap().is_some());
+    /// ```
+    #[must_use]
+    pub fn with_obs_fold(mut self, allow: bool) -> Self {
+        self.core.obs_fold = allow;
+        self
     }
 
     /// Forgets the current message: the next bytes start a new request. Call it after
@@ -289,7 +385,7 @@ impl RequestDecoder {
                 None => Ok(None),
                 Some(ChunkEvent::Data(d)) => {
                     if let Some(announced) = self.preview {
-                        self.preview_seen += d.len() as u64;
+                        self.preview_seen = self.preview_seen.saturating_add(d.len() as u64);
                         if self.preview_seen > announced {
                             return Err(DecodeError::PreviewExceeded);
                         }
@@ -327,21 +423,22 @@ impl RequestDecoder {
 fn parse_request_head(
     bytes: &Bytes,
     limits: &Limits,
+    rules: FieldRules,
 ) -> Result<(RequestHead, Option<Encapsulated>), DecodeError> {
     let (rest, (method, target, version)) =
         parse::parse_request_line(bytes).map_err(|_| DecodeError::InvalidRequestLine)?;
     if version != VERSION.as_bytes() {
-        return Err(
-            if version.starts_with(b"ICAP/") || version.starts_with(b"HTTP/") {
-                DecodeError::UnsupportedVersion
-            } else {
-                DecodeError::InvalidRequestLine
-            },
-        );
+        // `HTTP/1.1` is not an ICAP version at all (400); `ICAP/1.1` is one we do not speak
+        // (505).
+        return Err(if is_icap_version(version) {
+            DecodeError::UnsupportedVersion
+        } else {
+            DecodeError::InvalidRequestLine
+        });
     }
     let method = Method::from_bytes(method).ok_or(DecodeError::UnknownMethod)?;
     let uri = Uri::parse(bytes.slice_ref(target)).map_err(|_| DecodeError::InvalidUri)?;
-    let (headers, _) = parse::parse_fields(bytes, rest, limits)?;
+    let (headers, _) = parse::parse_fields(bytes, rest, limits, rules)?;
     let enc = find_encapsulated(&headers)?;
     match &enc {
         Some(e) => e
@@ -378,9 +475,18 @@ impl ResponseDecoder {
     /// A decoder for the answer to a `method` request.
     pub fn new(method: Method, limits: Limits) -> Self {
         ResponseDecoder {
-            core: Core::new(limits),
+            core: Core::new(limits, true),
             method,
         }
+    }
+
+    /// Whether obs-fold lines are accepted (default `true`: antivirus servers send folded
+    /// fields such as `X-Violations-Found`). With `false`, a folded line fails with
+    /// [`DecodeError::ObsFold`].
+    #[must_use]
+    pub fn with_obs_fold(mut self, allow: bool) -> Self {
+        self.core.obs_fold = allow;
+        self
     }
 
     /// Sets the method of the request the next response answers.
@@ -409,7 +515,7 @@ impl ResponseDecoder {
                 let method = self.method;
                 let step = self
                     .core
-                    .frame_head(buf, |b, l| parse_response_head(b, l, method))?;
+                    .frame_head(buf, |b, l, r| parse_response_head(b, l, r, method))?;
                 let Step::Head(head, enc) = step else {
                     return Ok(None);
                 };
@@ -440,19 +546,20 @@ impl ResponseDecoder {
 fn parse_response_head(
     bytes: &Bytes,
     limits: &Limits,
+    rules: FieldRules,
     method: Method,
 ) -> Result<(ResponseHead, Option<Encapsulated>), DecodeError> {
     let (rest, (version, code, reason)) =
         parse::parse_status_line(bytes).map_err(|_| DecodeError::InvalidStatusLine)?;
     if version != VERSION.as_bytes() {
-        return Err(if version.starts_with(b"ICAP/") {
+        return Err(if is_icap_version(version) {
             DecodeError::UnsupportedVersion
         } else {
             DecodeError::InvalidStatusLine
         });
     }
     let status = StatusCode::new(code).map_err(|_| DecodeError::InvalidStatusLine)?;
-    let (headers, _) = parse::parse_fields(bytes, rest, limits)?;
+    let (headers, _) = parse::parse_fields(bytes, rest, limits, rules)?;
     let enc = find_encapsulated(&headers)?;
     if let Some(e) = &enc {
         e.validate(method, Direction::Response)
@@ -460,4 +567,15 @@ fn parse_response_head(
     }
     let reason = parse::share(bytes, reason);
     Ok((ResponseHead::from_parts(status, reason, headers), enc))
+}
+
+/// `"ICAP/" 1*DIGIT "." 1*DIGIT`: an ICAP version, supported or not.
+fn is_icap_version(v: &[u8]) -> bool {
+    let Some(rest) = v.strip_prefix(b"ICAP/") else {
+        return false;
+    };
+    let mut parts = rest.splitn(2, |&b| b == b'.');
+    let digits =
+        |p: Option<&[u8]>| p.is_some_and(|p| !p.is_empty() && p.iter().all(u8::is_ascii_digit));
+    digits(parts.next()) && digits(parts.next())
 }

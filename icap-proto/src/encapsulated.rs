@@ -158,11 +158,11 @@ impl Encapsulated {
         let mut at = 0u64;
         if let Some(n) = req_hdr {
             entries.push((Section::ReqHdr, at));
-            at += n as u64;
+            at = at.saturating_add(n as u64);
         }
         if let Some(n) = res_hdr {
             entries.push((Section::ResHdr, at));
-            at += n as u64;
+            at = at.saturating_add(n as u64);
         }
         entries.push((body.map_or(Section::NullBody, BodyKind::section), at));
         Encapsulated { entries }
@@ -239,7 +239,9 @@ impl Encapsulated {
 
     /// The length of the section starting at entry `i` (to the next entry).
     pub(crate) fn section_len(&self, i: usize) -> u64 {
-        self.entries[i + 1].1 - self.entries[i].1
+        // `parse` makes offsets strictly increasing; saturating all the same, so that no
+        // list, however built, can make this wrap.
+        self.entries[i + 1].1.saturating_sub(self.entries[i].1)
     }
 }
 

@@ -65,7 +65,8 @@ pub enum DecodeError {
     /// A CR not followed by LF, or a NUL byte, inside a head.
     #[error("invalid control character in a head")]
     InvalidControlCharacter,
-    /// The request line is not `METHOD SP URI SP VERSION`.
+    /// The request line is not `METHOD SP URI SP VERSION`, or its version is not an ICAP
+    /// version at all (`HTTP/1.1`, say).
     #[error("malformed ICAP request line")]
     InvalidRequestLine,
     /// The status line is not `VERSION SP 3DIGIT SP reason`.
@@ -74,7 +75,7 @@ pub enum DecodeError {
     /// The method token is valid but not OPTIONS, REQMOD or RESPMOD (a server answers 501).
     #[error("unknown ICAP method")]
     UnknownMethod,
-    /// The version is not `ICAP/1.0` (a server answers 505).
+    /// An ICAP version other than `ICAP/1.0` (`ICAP/1.1`, `ICAP/2.0`; a server answers 505).
     #[error("unsupported ICAP version")]
     UnsupportedVersion,
     /// The request URI is not an `icap://` or `icaps://` URI.
@@ -116,16 +117,45 @@ pub enum DecodeError {
     /// The preview carried more bytes than the `Preview` header announced.
     #[error("preview longer than announced")]
     PreviewExceeded,
+    /// A chunk whose size is not 0 carried the `ieof` extension: only the last chunk of a
+    /// preview may say that the body ends (RFC 3507 section 4.5).
+    #[error("ieof on a chunk whose size is not 0")]
+    IeofOnDataChunk,
+    /// A header line that starts with a space or tab (obs-fold, RFC 9112 section 5.2) where
+    /// the decoder does not accept folding: by default in requests, not in responses. See
+    /// `RequestDecoder::with_obs_fold`.
+    #[error("obs-fold (a header line starting with a space or tab) is not accepted here")]
+    ObsFold,
 }
 
 impl DecodeError {
     /// The ICAP status code a server should answer this error with: 501 for an unknown
     /// method, 505 for an unsupported version, 400 for everything else.
     pub fn status_code(&self) -> u16 {
+        // Every variant is listed, so a new one cannot fall into a status by accident.
         match self {
             DecodeError::UnknownMethod => 501,
             DecodeError::UnsupportedVersion => 505,
-            _ => 400,
+            DecodeError::LimitExceeded { .. }
+            | DecodeError::BareLineFeed
+            | DecodeError::InvalidControlCharacter
+            | DecodeError::InvalidRequestLine
+            | DecodeError::InvalidStatusLine
+            | DecodeError::InvalidUri
+            | DecodeError::InvalidHeader
+            | DecodeError::InvalidHeaderValue(_)
+            | DecodeError::MissingEncapsulated
+            | DecodeError::DuplicateEncapsulated
+            | DecodeError::InvalidEncapsulated(_)
+            | DecodeError::EncapsulatedMismatch
+            | DecodeError::InvalidHttpHead
+            | DecodeError::InvalidChunkSize
+            | DecodeError::ChunkSizeOverflow
+            | DecodeError::InvalidChunkTerminator
+            | DecodeError::InvalidTrailer
+            | DecodeError::PreviewExceeded
+            | DecodeError::IeofOnDataChunk
+            | DecodeError::ObsFold => 400,
         }
     }
 

@@ -250,6 +250,24 @@ pub(crate) fn trim_folded(mut v: &[u8]) -> &[u8] {
     v
 }
 
+/// Bytes of `name: value CRLF`, the one shape [`Headers::encode`] writes a field in (folds
+/// are part of the value). The decoder measures fields with it too (see
+/// `parse::field_size`).
+pub(crate) fn encoded_field_len(name: usize, value: usize) -> usize {
+    name.saturating_add(value).saturating_add(4)
+}
+
+/// Decimal digits only, any number of them; values past `u64::MAX` saturate to it. For
+/// advisory numbers that are clamped anyway (`Options-TTL`, `Preview` in OPTIONS).
+pub(crate) fn parse_u64_saturating(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || !s.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(s.iter().fold(0u64, |n, &b| {
+        n.saturating_mul(10).saturating_add(u64::from(b - b'0'))
+    }))
+}
+
 /// Decimal digits only, checked, at most 20 digits.
 pub(crate) fn parse_u64(s: &[u8]) -> Option<u64> {
     if s.is_empty() || s.len() > 20 {
@@ -263,6 +281,32 @@ pub(crate) fn parse_u64(s: &[u8]) -> Option<u64> {
         n = n.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
     }
     Some(n)
+}
+
+/// What [`Headers::get_single`] found for a single-valued header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Single<'a> {
+    /// Not present.
+    Absent,
+    /// Present once, or several times with the same value.
+    One(&'a HeaderValue),
+    /// Present several times with different values.
+    Conflict,
+}
+
+impl<'a> Single<'a> {
+    /// The value when there is exactly one; `None` when absent or conflicting.
+    pub fn value(self) -> Option<&'a HeaderValue> {
+        match self {
+            Single::One(v) => Some(v),
+            Single::Absent | Single::Conflict => None,
+        }
+    }
+
+    /// Whether the copies disagree.
+    pub fn is_conflict(self) -> bool {
+        self == Single::Conflict
+    }
 }
 
 /// Header fields in the order received; repeated names are all kept.
@@ -316,6 +360,38 @@ impl Headers {
             .iter()
             .filter(move |(n, _)| n.is(name))
             .map(|(_, v)| v)
+    }
+
+    /// A header that may appear only once, read by the one rule the codec uses for every
+    /// single-valued header: copies whose values are equal (after trimming spaces and tabs)
+    /// count as one; copies that differ are a [`Single::Conflict`], which the caller treats
+    /// as an error or as absent, never as "the first one wins".
+    ///
+    /// ```
+    /// use icap_proto::{Headers, Single};
+    /// let mut h = Headers::new();
+    /// h.append("Preview", "1024").unwrap();
+    /// h.append("preview", "1024").unwrap();
+    /// assert!(matches!(h.get_single("Preview"), Single::One(v) if v.as_bytes() == b"1024"));
+    /// h.append("Preview", "0").unwrap();
+    /// assert_eq!(h.get_single("Preview"), Single::Conflict);
+    /// assert_eq!(h.get_single("ISTag"), Single::Absent);
+    /// ```
+    pub fn get_single(&self, name: &str) -> Single<'_> {
+        let mut all = self
+            .entries
+            .iter()
+            .filter(|(n, _)| n.is(name))
+            .map(|(_, v)| v);
+        let Some(first) = all.next() else {
+            return Single::Absent;
+        };
+        let want = trim_ows(first.as_bytes());
+        if all.all(|v| trim_ows(v.as_bytes()) == want) {
+            Single::One(first)
+        } else {
+            Single::Conflict
+        }
     }
 
     /// Whether `name` is present.
@@ -391,8 +467,8 @@ impl Headers {
     pub fn encoded_len(&self) -> usize {
         self.entries
             .iter()
-            .map(|(n, v)| n.0.len() + v.0.len() + 4)
-            .sum()
+            .map(|(n, v)| encoded_field_len(n.0.len(), v.0.len()))
+            .fold(0, usize::saturating_add)
     }
 }
 

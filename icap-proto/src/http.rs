@@ -92,12 +92,17 @@ impl HttpRequestHead {
 
     /// Bytes [`HttpRequestHead::encode`] writes.
     pub fn encoded_len(&self) -> usize {
-        self.method.len()
-            + self.target.len()
-            + self.version.len()
-            + 4
-            + self.headers.encoded_len()
-            + 2
+        // Saturating: sizes of values in memory, but no sum here may wrap.
+        [
+            self.method.len(),
+            self.target.len(),
+            self.version.len(),
+            4,
+            self.headers.encoded_len(),
+            2,
+        ]
+        .into_iter()
+        .fold(0, usize::saturating_add)
     }
 
     /// Writes the head with its terminating empty line.
@@ -114,22 +119,36 @@ impl HttpRequestHead {
     }
 
     /// Parses a complete head (ending with the empty line) from `section`.
-    pub(crate) fn decode(section: &Bytes, limits: &Limits) -> Result<Self, DecodeError> {
+    pub(crate) fn decode(
+        section: &Bytes,
+        limits: &Limits,
+        obs_fold: bool,
+    ) -> Result<Self, DecodeError> {
         let (rest, (method, target, version)) =
             parse::parse_request_line(section).map_err(|_| DecodeError::InvalidHttpHead)?;
         if !check_version(version) {
             return Err(DecodeError::InvalidHttpHead);
         }
-        let (headers, rest) = parse::parse_fields(section, rest, limits)?;
+        let (headers, rest) = parse::parse_fields(
+            section,
+            rest,
+            limits,
+            parse::FieldRules {
+                obs_fold,
+                icap: false,
+            },
+        )?;
         if rest != 2 {
             return Err(DecodeError::EncapsulatedMismatch);
         }
-        Ok(HttpRequestHead {
+        let head = HttpRequestHead {
             method: parse::share(section, method),
             target: section.slice_ref(target),
             version: parse::share(section, version),
             headers,
-        })
+        };
+        check_encoded_len(head.encoded_len(), limits)?;
+        Ok(head)
     }
 }
 
@@ -180,7 +199,16 @@ impl HttpResponseHead {
 
     /// Bytes [`HttpResponseHead::encode`] writes.
     pub fn encoded_len(&self) -> usize {
-        self.version.len() + 5 + self.reason.len() + 2 + self.headers.encoded_len() + 2
+        [
+            self.version.len(),
+            5,
+            self.reason.len(),
+            2,
+            self.headers.encoded_len(),
+            2,
+        ]
+        .into_iter()
+        .fold(0, usize::saturating_add)
     }
 
     /// Writes the head with its terminating empty line.
@@ -196,23 +224,50 @@ impl HttpResponseHead {
         out.put_slice(b"\r\n");
     }
 
-    pub(crate) fn decode(section: &Bytes, limits: &Limits) -> Result<Self, DecodeError> {
+    pub(crate) fn decode(
+        section: &Bytes,
+        limits: &Limits,
+        obs_fold: bool,
+    ) -> Result<Self, DecodeError> {
         let (rest, (version, status, reason)) =
             parse::parse_status_line(section).map_err(|_| DecodeError::InvalidHttpHead)?;
         if !check_version(version) {
             return Err(DecodeError::InvalidHttpHead);
         }
-        let (headers, rest) = parse::parse_fields(section, rest, limits)?;
+        let (headers, rest) = parse::parse_fields(
+            section,
+            rest,
+            limits,
+            parse::FieldRules {
+                obs_fold,
+                icap: false,
+            },
+        )?;
         if rest != 2 {
             return Err(DecodeError::EncapsulatedMismatch);
         }
-        Ok(HttpResponseHead {
+        let head = HttpResponseHead {
             version: parse::share(section, version),
             status,
             reason: parse::share(section, reason),
             headers,
-        })
+        };
+        check_encoded_len(head.encoded_len(), limits)?;
+        Ok(head)
     }
+}
+
+/// A decoded head must also fit [`Limits::max_http_head`] as the encoder writes it (a field
+/// received as `name:value` is written `name: value`), so that what decodes under a limit
+/// decodes again, under the same limit, once encoded.
+fn check_encoded_len(len: usize, limits: &Limits) -> Result<(), DecodeError> {
+    if len > limits.max_http_head {
+        return Err(DecodeError::limit(
+            crate::error::Limit::HttpHead,
+            limits.max_http_head,
+        ));
+    }
+    Ok(())
 }
 
 pub(crate) fn status_digits(code: u16) -> [u8; 3] {

@@ -58,11 +58,11 @@ pub use chunked::{BodyEnd, ChunkEvent, ChunkedDecoder};
 pub use decoder::{Event, RequestDecoder, ResponseDecoder};
 pub use encapsulated::{BodyKind, Direction, Encapsulated, Section};
 pub use error::{DecodeError, EncapsulatedError, EncodeError, Limit};
-pub use header::{HeaderName, HeaderValue, Headers};
+pub use header::{HeaderName, HeaderValue, Headers, Single};
 pub use http::{HttpRequestHead, HttpResponseHead};
 pub use limits::Limits;
 pub use message::{RequestHead, ResponseHead};
-pub use options::OptionsResponse;
+pub use options::{OptionsError, OptionsResponse, OptionsRules, OptionsWarning};
 pub use types::{Method, Scheme, StatusCode, Uri, VERSION};
 
 // The README's examples run as doctests, so they cannot drift from the API.

@@ -4,7 +4,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::encapsulated::{BodyKind, Direction, Encapsulated};
 use crate::error::{DecodeError, EncodeError};
-use crate::header::Headers;
+use crate::header::{Headers, Single};
 use crate::http::{HttpRequestHead, HttpResponseHead, status_digits};
 use crate::types::{Method, StatusCode, Uri, VERSION};
 
@@ -76,11 +76,14 @@ impl RequestHead {
         }
     }
 
-    /// The `Preview` header as a number, if present.
+    /// The `Preview` header as a number, if present. Copies that differ
+    /// ([`Headers::get_single`]) are an error: client and server would disagree on where
+    /// the preview ends.
     pub fn preview(&self) -> Result<Option<u64>, DecodeError> {
-        match self.headers.get("Preview") {
-            None => Ok(None),
-            Some(v) => v
+        match self.headers.get_single("Preview") {
+            Single::Absent => Ok(None),
+            Single::Conflict => Err(DecodeError::InvalidHeaderValue("Preview")),
+            Single::One(v) => v
                 .to_u64()
                 .map(Some)
                 .ok_or(DecodeError::InvalidHeaderValue("Preview")),
@@ -183,9 +186,13 @@ impl ResponseHead {
         &self.reason
     }
 
-    /// The `ISTag` value, quotes removed.
+    /// The `ISTag` value, quotes removed. Copies that differ count as none
+    /// ([`Headers::get_single`]).
     pub fn istag(&self) -> Option<&[u8]> {
-        self.headers.get("ISTag").map(|v| unquote(v.as_bytes()))
+        self.headers
+            .get_single("ISTag")
+            .value()
+            .map(|v| unquote(v.as_bytes()))
     }
 
     /// The `Encapsulated` value this head encodes with.

@@ -128,30 +128,64 @@ static TCHAR: [bool; 256] = {
     t
 };
 
+/// How [`parse_fields`] reads one block of fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FieldRules {
+    /// Whether obs-fold continuation lines are accepted ([`DecodeError::ObsFold`] if not).
+    pub(crate) obs_fold: bool,
+    /// An ICAP head: its first `Encapsulated` field does not count against
+    /// [`Limits::max_headers`] (see [`crate::Limits::max_headers`] for why).
+    pub(crate) icap: bool,
+}
+
+/// The size of one field as the codec counts it against [`Limits::max_header_line`]: the
+/// larger of the bytes received and the bytes [`Headers::encode`] writes for it
+/// (`name: value CRLF`). So whatever decodes under a limit also decodes, under the same
+/// limit, once encoded again: a field received as `name:value` grows by the space the
+/// encoder writes.
+pub(crate) fn field_size(received: usize, name: &[u8], value: &[u8]) -> usize {
+    received.max(crate::header::encoded_field_len(name.len(), value.len()))
+}
+
 /// Parses the header fields of `fields` (a slice of `head`, ending with the empty line)
 /// into `Headers` whose names and values are slices of `head`, not copies. Also returns how
 /// many bytes are left from the empty line on (2 when the head ends there).
+///
+/// A field is `name ":" value` with its obs-fold continuation lines: one field, however
+/// many lines, here and in [`Headers::encode`]; [`Limits::max_headers`] counts fields.
 pub(crate) fn parse_fields(
     head: &Bytes,
     fields: &[u8],
     limits: &Limits,
+    rules: FieldRules,
 ) -> Result<(Headers, usize), DecodeError> {
     let mut headers = Headers::with_capacity(16);
+    let mut counted = 0usize;
+    let mut encapsulated_seen = false;
     let mut i = fields;
     loop {
         if i.starts_with(b"\r\n") {
             return Ok((headers, i.len()));
         }
-        if headers.len() >= limits.max_headers {
-            return Err(DecodeError::limit(Limit::HeaderCount, limits.max_headers));
-        }
         let before = i.len();
         let (rest, (name, value)) = parse_field(i).map_err(|_| field_error(i))?;
-        if before - rest.len() > limits.max_header_line {
+        let received = before - rest.len();
+        // Inside a parsed field every LF but the last one starts a continuation line.
+        if !rules.obs_fold && memchr::memchr(b'\n', &i[..received - 1]).is_some() {
+            return Err(DecodeError::ObsFold);
+        }
+        if field_size(received, name, value) > limits.max_header_line {
             return Err(DecodeError::limit(
                 Limit::HeaderLine,
                 limits.max_header_line,
             ));
+        }
+        if rules.icap && !encapsulated_seen && name.eq_ignore_ascii_case(b"Encapsulated") {
+            encapsulated_seen = true;
+        } else if counted >= limits.max_headers {
+            return Err(DecodeError::limit(Limit::HeaderCount, limits.max_headers));
+        } else {
+            counted += 1;
         }
         headers.push(
             HeaderName::from_trusted(share(head, name)),
@@ -233,6 +267,11 @@ pub(crate) fn check_line_endings(s: &[u8]) -> Result<(), DecodeError> {
 mod tests {
     use super::*;
 
+    const LENIENT: FieldRules = FieldRules {
+        obs_fold: true,
+        icap: false,
+    };
+
     #[test]
     fn head_end_found_across_calls() {
         let mut scanned = 0;
@@ -277,7 +316,7 @@ mod tests {
     #[test]
     fn empty_folds_at_the_ends_are_trimmed() {
         let head = Bytes::from_static(b"X-A: 1\r\n \r\nX-B:\r\n\t2\r\n\t\r\n\t3\r\n\r\n");
-        let (h, _) = parse_fields(&head, &head, &Limits::default()).unwrap();
+        let (h, _) = parse_fields(&head, &head, &Limits::default(), LENIENT).unwrap();
         assert_eq!(h.get("X-A").unwrap().as_bytes(), b"1");
         assert_eq!(h.get("X-B").unwrap().as_bytes(), b"2\r\n\t\r\n\t3");
     }
@@ -285,7 +324,7 @@ mod tests {
     #[test]
     fn shared_parts_keep_the_bytes_as_sent() {
         let head = Bytes::from_static(b"Host: a\r\nhost: HTTP/1.1\r\nX-Odd: \r\n\r\n");
-        let (h, _) = parse_fields(&head, &head, &Limits::default()).unwrap();
+        let (h, _) = parse_fields(&head, &head, &Limits::default(), LENIENT).unwrap();
         let got: Vec<(&str, &[u8])> = h.iter().map(|(n, v)| (n.as_str(), v.as_bytes())).collect();
         assert_eq!(
             got,
@@ -300,7 +339,7 @@ mod tests {
     fn folded_field_keeps_colons() {
         let head =
             Bytes::from_static(b"X-Violations-Found: 1\r\n\tpath/a:b\r\n\tHEUR:Trojan\r\n\r\n");
-        let (h, rest) = parse_fields(&head, &head, &Limits::default()).unwrap();
+        let (h, rest) = parse_fields(&head, &head, &Limits::default(), LENIENT).unwrap();
         assert_eq!(rest, 2);
         let v = h.get("x-violations-found").unwrap();
         assert_eq!(

@@ -12,8 +12,10 @@ use icap_proto::{
 /// Which decoder reads a fixture.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
-    /// A client's request (server side).
+    /// A client's request (server side), with the decoder's defaults (no obs-fold).
     Request,
+    /// A client's request, decoded with obs-fold accepted (`with_obs_fold(true)`).
+    RequestObsFold,
     /// A server's answer to a request of this method (client side).
     Response(Method),
 }
@@ -60,6 +62,9 @@ impl Decoder {
     pub(crate) fn new(kind: Kind, limits: Limits) -> Self {
         match kind {
             Kind::Request => Decoder::Request(RequestDecoder::new(limits)),
+            Kind::RequestObsFold => {
+                Decoder::Request(RequestDecoder::new(limits).with_obs_fold(true))
+            }
             Kind::Response(m) => Decoder::Response(ResponseDecoder::new(m, limits)),
         }
     }
@@ -311,7 +316,7 @@ pub(crate) const FIXTURES: &[(&str, Kind, bool)] = &[
 /// The method used to encode responses of `kind` (requests carry their own).
 pub(crate) fn method_of(kind: Kind) -> Method {
     match kind {
-        Kind::Request => Method::Options,
+        Kind::Request | Kind::RequestObsFold => Method::Options,
         Kind::Response(m) => m,
     }
 }

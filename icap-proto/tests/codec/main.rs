@@ -12,3 +12,4 @@ mod robustness;
 mod roundtrip;
 mod split;
 mod streaming;
+mod strictness;

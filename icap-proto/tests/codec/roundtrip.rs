@@ -324,12 +324,13 @@ proptest! {
     #[test]
     fn request_encode_then_decode(case in request_case(), piece in 1usize..64) {
         let (bytes, expect) = encode_request(&case);
-        let got = feed(Kind::Request, Limits::default(), [&bytes[..]]);
+        // The cases include folded fields, which a request decoder refuses by default.
+        let got = feed(Kind::RequestObsFold, Limits::default(), [&bytes[..]]);
         prop_assert_eq!(got.error, None);
         prop_assert!(got.idle && got.left == 0);
         prop_assert_eq!(strip_encapsulated(&got.events), expect.clone());
         // Fed in small pieces, the same values with data cut elsewhere.
-        let got = feed(Kind::Request, Limits::default(), bytes.chunks(piece));
+        let got = feed(Kind::RequestObsFold, Limits::default(), bytes.chunks(piece));
         prop_assert_eq!(got.error, None);
         prop_assert_eq!(merge_data(&strip_encapsulated(&got.events)), merge_data(&expect));
     }
