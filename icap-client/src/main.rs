@@ -16,7 +16,7 @@ use icap_client::settings::{
     DurationSetting, KeepaliveSetting, PreviewSetting, Settings, parse_action, parse_duration_of,
 };
 use icap_client::{
-    Action, Client, Event, Guard, NotScannedReason, Outcome, ScanMeta, Strategy, Verdict,
+    Action, Client, Diagnosis, Event, Guard, NotScannedReason, Outcome, ScanMeta, Strategy, Verdict,
 };
 use serde_json::json;
 
@@ -451,6 +451,11 @@ async fn options(client: &Client, json: bool) -> Result<u8> {
         if let Some(e) = &r.error {
             println!("  error: {}", shown(&e.to_string()));
         }
+        if r.diagnosis == Diagnosis::MissingIsTag {
+            println!(
+                "  UNUSABLE: the service sent no ISTag (RFC 3507 section 4.10.2); scans will not be sent to it"
+            );
+        }
         println!("  connect: {}  rtt: {}", ms(r.connect), ms(r.rtt));
         if let (Some(v), Some(c)) = (&r.tls_version, &r.tls_cipher) {
             println!("  tls: {v} {c}");
@@ -470,6 +475,9 @@ async fn options(client: &Client, json: bool) -> Result<u8> {
                 o.max_connections.map_or("-".into(), |p| p.to_string()),
                 o.options_ttl.map_or("-".into(), |p| format!("{p} s")),
             );
+            for w in &o.warnings {
+                println!("  warning: {}", shown(w));
+            }
         }
     }
     Ok(code)
@@ -686,12 +694,27 @@ async fn doctor(s: &Settings, json: bool) -> Result<u8> {
         name: "options",
         pass: report.ok,
         detail: match &report.options {
-            Some(o) => format!(
-                "methods {}, preview {}, istag {}, rtt {}",
-                o.methods.join("/"),
-                o.preview.map_or("-".into(), |p| p.to_string()),
-                o.istag.clone().unwrap_or_default(),
-                ms(report.rtt)
+            Some(o) => {
+                let mut d = format!(
+                    "methods {}, preview {}, istag {}, rtt {}",
+                    o.methods.join("/"),
+                    o.preview.map_or("-".into(), |p| p.to_string()),
+                    shown(&o.istag.clone().unwrap_or_default()),
+                    ms(report.rtt)
+                );
+                for w in &o.warnings {
+                    d.push_str("; warning: ");
+                    d.push_str(&shown(w));
+                }
+                d
+            }
+            None if report.diagnosis == Diagnosis::MissingIsTag => format!(
+                "UNUSABLE: no ISTag in the OPTIONS answer (RFC 3507 section 4.10.2): {}",
+                report
+                    .error
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default()
             ),
             None => report
                 .error

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use icap_proto::{Limits, OptionsResponse, Uri};
+use icap_proto::{Limits, OptionsResponse, OptionsWarning, Uri};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
@@ -63,6 +63,8 @@ pub(crate) struct ServerState {
     limit: Mutex<u32>,
     configured_limit: u32,
     options: Mutex<Option<CachedOptions>>,
+    /// The warnings of the last `OPTIONS` answer, already logged.
+    warned: Mutex<Vec<OptionsWarning>>,
     pub(crate) options_refresh: tokio::sync::Mutex<()>,
     health: Mutex<Health>,
 }
@@ -79,6 +81,7 @@ impl ServerState {
             limit: Mutex::new(max),
             configured_limit: max,
             options: Mutex::new(None),
+            warned: Mutex::new(Vec::new()),
             options_refresh: tokio::sync::Mutex::new(()),
             health: Mutex::new(Health::default()),
         }
@@ -158,6 +161,15 @@ impl ServerState {
         let ttl = o.options_ttl.unwrap_or(default_ttl);
         if let Some(m) = o.max_connections {
             self.set_limit(m);
+        }
+        {
+            // Each warning once: an answer refreshed every Options-TTL repeats the same ones.
+            // Only the last answer's are remembered, so memory stays bounded.
+            let mut seen = self.warned.lock().expect("warned lock");
+            for w in o.warnings.iter().filter(|w| !seen.contains(w)) {
+                tracing::warn!(server = %self.url, "OPTIONS: {w}");
+            }
+            seen.clone_from(&o.warnings);
         }
         *self.options.lock().expect("options lock") = Some(CachedOptions {
             options: Arc::new(o),
@@ -295,6 +307,22 @@ mod tests {
         assert!(s.cached_options().is_some());
         s.note_istag(Some(b"tag-2"));
         assert!(s.cached_options().is_none(), "ISTag changed");
+    }
+
+    #[test]
+    fn each_options_warning_is_remembered_once() {
+        let s = state();
+        let mut o = OptionsResponse::new(vec![icap_proto::Method::Respmod], "tag-1");
+        let w = OptionsWarning::Conflicting { header: "Preview" };
+        o.warnings = vec![w.clone()];
+        s.store_options(o.clone(), Duration::from_secs(1));
+        assert_eq!(*s.warned.lock().unwrap(), vec![w]);
+        o.warnings.clear();
+        s.store_options(o, Duration::from_secs(1));
+        assert!(
+            s.warned.lock().unwrap().is_empty(),
+            "bounded by the last answer"
+        );
     }
 
     #[tokio::test(start_paused = true)]

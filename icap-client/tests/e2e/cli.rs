@@ -377,7 +377,12 @@ async fn options_with_options_ttl_u64_max_exits_0() {
     let o = run(&["options", &url]).await;
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     assert!(
-        stdout(&o).contains("options-ttl: 18446744073709551615 s"),
+        stdout(&o).contains("options-ttl: 2592000 s"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(
+        stdout(&o).contains("warning: Options-TTL: 18446744073709551615 clamped to 2592000 s"),
         "{}",
         stdout(&o)
     );
@@ -456,8 +461,32 @@ async fn doctor_with_an_absurd_preview_keeps_its_sample_bounded() {
     let o = run(&["doctor", &url, "--preview", "off"]).await;
     // The raw server calls EICAR clean, so doctor fails; what matters is that it ran.
     assert_eq!(o.status.code(), Some(2), "{o:?}");
+    // The codec clamps Preview to 64 KiB, and doctor bounds its sample in any case.
     assert!(
-        stdout(&o).contains("8388608 bytes (past the preview)"),
+        stdout(&o).contains("262144 bytes (past the preview)"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(
+        stdout(&o).contains("warning: Preview: 99999999999 clamped to 65536"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[tokio::test]
+async fn options_and_doctor_say_when_istag_is_missing() {
+    let url = crate::settings::no_istag_server().await;
+    let o = run(&["options", &url]).await;
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(stdout(&o).contains("UNUSABLE"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("missing_is_tag"), "{}", stdout(&o));
+    let o = run(&["options", &url, "--json"]).await;
+    assert_eq!(json_lines(&o)[0]["diagnosis"]["kind"], "missing_is_tag");
+    let o = run(&["doctor", &url]).await;
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(
+        stdout(&o).contains("[FAIL] options") && stdout(&o).contains("UNUSABLE: no ISTag"),
         "{}",
         stdout(&o)
     );

@@ -396,9 +396,11 @@ async fn options_are_cached_and_refreshed_on_istag_change() {
         );
     }
     assert_eq!(count_options(&server.journal().await), 1);
-    // A response with another ISTag means the service changed: ask OPTIONS again.
+    // A response with another ISTag means the service changed: ask OPTIONS again. Mounting a
+    // rule changes the mock's ISTag (an extra ISTag header would be a second, conflicting
+    // copy, which the codec reads as no ISTag at all).
     Mock::given(any())
-        .respond_with(icap_mock_server::Verdict::clean().with_header("ISTag", "\"changed-1\""))
+        .respond_with(icap_mock_server::Verdict::clean())
         .times(1)
         .mount(&server)
         .await;
@@ -624,11 +626,27 @@ pub(crate) async fn huge_ttl_server() -> String {
 /// A raw server whose OPTIONS answer carries `extra` header lines and which answers every
 /// scan `204` once its body (or preview) has ended.
 pub(crate) async fn raw_options_server(extra: &'static str) -> String {
+    raw_server(format!(
+        "ICAP/1.0 200 OK\r\nMethods: RESPMOD\r\nISTag: \"ttl-1\"\r\n{extra}Encapsulated: null-body=0\r\n\r\n"
+    ))
+    .await
+}
+
+/// A raw server whose OPTIONS answer has no `ISTag` (and which would call any scan clean).
+pub(crate) async fn no_istag_server() -> String {
+    raw_server(
+        "ICAP/1.0 200 OK\r\nMethods: RESPMOD\r\nEncapsulated: null-body=0\r\n\r\n".to_owned(),
+    )
+    .await
+}
+
+async fn raw_server(options_answer: String) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("icap://{}/avscan", l.local_addr().unwrap());
     tokio::spawn(async move {
         while let Ok((mut s, _)) = l.accept().await {
+            let options_answer = options_answer.clone();
             tokio::spawn(async move {
                 let mut got = Vec::new();
                 let mut buf = [0u8; 4096];
@@ -642,10 +660,7 @@ pub(crate) async fn raw_options_server(extra: &'static str) -> String {
                     got.extend_from_slice(&buf[..n]);
                     if got.starts_with(b"OPTIONS") && got.ends_with(b"\r\n\r\n") {
                         got.clear();
-                        let answer = format!(
-                            "ICAP/1.0 200 OK\r\nMethods: RESPMOD\r\nISTag: \"ttl-1\"\r\n{extra}Encapsulated: null-body=0\r\n\r\n"
-                        );
-                        if s.write_all(answer.as_bytes()).await.is_err() {
+                        if s.write_all(options_answer.as_bytes()).await.is_err() {
                             return;
                         }
                     } else if got.starts_with(b"RESPMOD")
@@ -672,9 +687,13 @@ async fn options_ttl_of_u64_max_does_not_panic() {
         .await
         .expect("bounded");
     assert!(reports[0].ok, "{reports:?}");
-    assert_eq!(
-        reports[0].options.as_ref().unwrap().options_ttl,
-        Some(u64::MAX)
+    // Clamped to 30 days by the codec's OptionsRules, with a warning.
+    let o = reports[0].options.as_ref().unwrap();
+    assert_eq!(o.options_ttl, Some(30 * 24 * 3600));
+    assert!(
+        o.warnings.iter().any(|w| w.contains("Options-TTL")),
+        "{:?}",
+        o.warnings
     );
     let r = tokio::time::timeout(
         std::time::Duration::from_secs(10),
@@ -683,4 +702,33 @@ async fn options_ttl_of_u64_max_does_not_panic() {
     .await
     .expect("bounded");
     assert!(r.verdict.is_clean(), "{r:?}");
+}
+
+#[tokio::test]
+async fn options_without_istag_make_the_service_unusable() {
+    let url = no_istag_server().await;
+    let c = builder(&url).preview(PreviewMode::Off).build().unwrap();
+    let t = c.test_server(0).await;
+    assert!(!t.ok, "{t:?}");
+    assert_eq!(t.diagnosis, icap_client::Diagnosis::MissingIsTag, "{t:?}");
+    assert!(t.hint.contains("UNUSABLE"), "{}", t.hint);
+    let r = c.scan_bytes(&b"x"[..], &ScanMeta::new("a")).await;
+    assert!(r.verdict.is_failed(), "never Clean without ISTag: {r:?}");
+}
+
+#[tokio::test]
+async fn options_warnings_are_reported() {
+    let url = raw_options_server("Preview: 99999999999\r\nMax-Connections: 0\r\n").await;
+    let c = builder(&url).build().unwrap();
+    let t = c.test_server(0).await;
+    assert!(t.ok, "{t:?}");
+    let o = t.options.unwrap();
+    assert_eq!(o.preview, Some(64 * 1024));
+    assert_eq!(o.max_connections, None);
+    assert_eq!(o.warnings.len(), 2, "{:?}", o.warnings);
+    assert!(
+        o.warnings[0].contains("Preview: 99999999999 clamped to 65536"),
+        "{:?}",
+        o.warnings
+    );
 }
