@@ -3,8 +3,48 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// The longest any timeout, deadline or delay of the client may be: one year (365 days).
+/// Setters clamp larger values to it, so that `Instant::now() + timeout` can never overflow.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
+/// TCP keepalive on client sockets: after `idle` without traffic the kernel sends probes
+/// every `interval`, so a half-open connection (the server rebooted, a NAT forgot it) is
+/// noticed before the idle timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keepalive {
+    /// Time without traffic before the first probe. Default 30 s.
+    pub idle: Duration,
+    /// Time between probes. Default 10 s.
+    pub interval: Duration,
+}
+
+impl Default for Keepalive {
+    fn default() -> Self {
+        Keepalive {
+            idle: Duration::from_secs(30),
+            interval: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Keepalive {
+    /// Keepalive with these times, each clamped to 1 s ..= 1 day (the kernel counts whole
+    /// seconds, and refuses more than about 9 hours on some systems; a day is already
+    /// past any use).
+    pub fn new(idle: Duration, interval: Duration) -> Self {
+        let clamp = |d: Duration| d.clamp(Duration::from_secs(1), Duration::from_secs(86_400));
+        Keepalive {
+            idle: clamp(idle),
+            interval: clamp(interval),
+        }
+    }
+}
+
 /// The timeouts of a scan. Every phase has its own; the whole scan also has a deadline that
 /// grows with the file size, because large files legitimately take longer to scan.
+///
+/// The setters clamp every value to [`MAX_TIMEOUT`] (one year); [`Timeouts::clamped`] does the
+/// same for values written to the fields directly.
 ///
 /// ```
 /// use std::time::Duration;
@@ -27,6 +67,8 @@ pub struct Timeouts {
     pub deadline: Duration,
     /// Added to the deadline per MiB of body. Default 1 s.
     pub deadline_per_mib: Duration,
+    /// TCP keepalive on every connection; `None` turns it off. Default on (30 s, 10 s).
+    pub keepalive: Option<Keepalive>,
 }
 
 impl Default for Timeouts {
@@ -38,44 +80,83 @@ impl Default for Timeouts {
             idle: Duration::from_secs(30),
             deadline: Duration::from_secs(60),
             deadline_per_mib: Duration::from_secs(1),
+            keepalive: Some(Keepalive::default()),
         }
     }
 }
 
 impl Timeouts {
-    /// Sets [`Timeouts::connect`].
+    /// Sets [`Timeouts::connect`] (at most [`MAX_TIMEOUT`]).
     pub fn with_connect(mut self, d: Duration) -> Self {
-        self.connect = d;
+        self.connect = d.min(MAX_TIMEOUT);
         self
     }
-    /// Sets [`Timeouts::tls_handshake`].
+    /// Sets [`Timeouts::tls_handshake`] (at most [`MAX_TIMEOUT`]).
     pub fn with_tls_handshake(mut self, d: Duration) -> Self {
-        self.tls_handshake = d;
+        self.tls_handshake = d.min(MAX_TIMEOUT);
         self
     }
-    /// Sets [`Timeouts::continue_wait`].
+    /// Sets [`Timeouts::continue_wait`] (at most [`MAX_TIMEOUT`]).
     pub fn with_continue_wait(mut self, d: Duration) -> Self {
-        self.continue_wait = d;
+        self.continue_wait = d.min(MAX_TIMEOUT);
         self
     }
-    /// Sets [`Timeouts::idle`].
+    /// Sets [`Timeouts::idle`] (at most [`MAX_TIMEOUT`]).
     pub fn with_idle(mut self, d: Duration) -> Self {
-        self.idle = d;
+        self.idle = d.min(MAX_TIMEOUT);
         self
     }
-    /// Sets the whole-scan deadline: `base` plus `per_mib` for each MiB of body.
+    /// Sets the whole-scan deadline: `base` plus `per_mib` for each MiB of body (each at
+    /// most [`MAX_TIMEOUT`]).
     pub fn with_deadline(mut self, base: Duration, per_mib: Duration) -> Self {
-        self.deadline = base;
-        self.deadline_per_mib = per_mib;
+        self.deadline = base.min(MAX_TIMEOUT);
+        self.deadline_per_mib = per_mib.min(MAX_TIMEOUT);
         self
     }
-    /// The deadline of a scan of `size` bytes.
+    /// Sets [`Timeouts::keepalive`] (`None`: off).
+    pub fn with_keepalive(mut self, k: Option<Keepalive>) -> Self {
+        self.keepalive = k.map(|k| Keepalive::new(k.idle, k.interval));
+        self
+    }
+    /// Every field clamped as the setters do: for timeouts written to the public fields.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use icap_client::{MAX_TIMEOUT, Timeouts};
+    /// let mut t = Timeouts::default();
+    /// t.idle = Duration::MAX;
+    /// assert_eq!(t.clamped().idle, MAX_TIMEOUT);
+    /// ```
+    pub fn clamped(self) -> Self {
+        Timeouts {
+            connect: self.connect.min(MAX_TIMEOUT),
+            tls_handshake: self.tls_handshake.min(MAX_TIMEOUT),
+            continue_wait: self.continue_wait.min(MAX_TIMEOUT),
+            idle: self.idle.min(MAX_TIMEOUT),
+            deadline: self.deadline.min(MAX_TIMEOUT),
+            deadline_per_mib: self.deadline_per_mib.min(MAX_TIMEOUT),
+            keepalive: self.keepalive.map(|k| Keepalive::new(k.idle, k.interval)),
+        }
+    }
+    /// The deadline of a scan of `size` bytes, at most [`MAX_TIMEOUT`] (whatever the size
+    /// and the fields hold: the arithmetic saturates).
     pub fn deadline_for(&self, size: u64) -> Duration {
         // Precision loss above 2^52 bytes is irrelevant for a deadline.
         #[allow(clippy::cast_precision_loss)]
         let mib = size as f64 / (1024.0 * 1024.0);
-        self.deadline + self.deadline_per_mib.mul_f64(mib)
+        let per_mib = self.deadline_per_mib.min(MAX_TIMEOUT).as_secs_f64();
+        // A product too large (or not finite) for a Duration is past the maximum anyway.
+        let growth = Duration::try_from_secs_f64(per_mib * mib).unwrap_or(MAX_TIMEOUT);
+        self.deadline.saturating_add(growth).min(MAX_TIMEOUT)
     }
+}
+
+/// `now + d`, or a time [`MAX_TIMEOUT`] from now if that overflows (or `now` itself if even
+/// that does): for timers whose length comes from a peer or a setting.
+pub(crate) fn instant_after(now: tokio::time::Instant, d: Duration) -> tokio::time::Instant {
+    now.checked_add(d)
+        .or_else(|| now.checked_add(MAX_TIMEOUT))
+        .unwrap_or(now)
 }
 
 /// Which certificate authorities a TLS connection trusts.
@@ -130,7 +211,8 @@ pub enum Strategy {
     RoundRobin,
 }
 
-/// When a server counts as down and when it is tried again.
+/// When a server counts as down and when it is tried again. The durations are clamped to
+/// [`MAX_TIMEOUT`] where they are used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HealthConfig {
     /// Failures within [`HealthConfig::window`] that mark a server down. Default 3.
@@ -153,3 +235,69 @@ impl Default for HealthConfig {
 
 /// The default file size limit: 25 MB, as in common upload products.
 pub const DEFAULT_MAX_SIZE: u64 = 25 * 1024 * 1024;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn setters_clamp_to_the_maximum() {
+        let t = Timeouts::default()
+            .with_connect(Duration::MAX)
+            .with_tls_handshake(Duration::MAX)
+            .with_continue_wait(Duration::MAX)
+            .with_idle(Duration::MAX)
+            .with_deadline(Duration::MAX, Duration::MAX);
+        for d in [
+            t.connect,
+            t.tls_handshake,
+            t.continue_wait,
+            t.idle,
+            t.deadline,
+            t.deadline_per_mib,
+        ] {
+            assert_eq!(d, MAX_TIMEOUT);
+        }
+        assert_eq!(
+            Timeouts::default().with_idle(Duration::from_secs(7)).idle,
+            Duration::from_secs(7)
+        );
+    }
+
+    #[test]
+    fn deadline_for_never_overflows() {
+        let t = Timeouts {
+            deadline: Duration::MAX,
+            deadline_per_mib: Duration::MAX,
+            ..Timeouts::default()
+        };
+        assert_eq!(t.deadline_for(u64::MAX), MAX_TIMEOUT);
+        assert_eq!(t.deadline_for(0), MAX_TIMEOUT);
+        let t = Timeouts::default().with_deadline(Duration::from_secs(1), MAX_TIMEOUT);
+        assert_eq!(t.deadline_for(u64::MAX), MAX_TIMEOUT);
+        assert_eq!(
+            Timeouts::default().deadline_for(2 * 1024 * 1024),
+            Duration::from_secs(62)
+        );
+    }
+
+    #[test]
+    fn instant_after_saturates() {
+        let now = tokio::time::Instant::now();
+        assert_eq!(
+            instant_after(now, Duration::from_secs(5)),
+            now + Duration::from_secs(5)
+        );
+        assert_eq!(instant_after(now, Duration::MAX), now + MAX_TIMEOUT);
+    }
+
+    #[test]
+    fn keepalive_is_clamped() {
+        let k = Keepalive::new(Duration::ZERO, Duration::MAX);
+        assert_eq!(k.idle, Duration::from_secs(1));
+        assert_eq!(k.interval, Duration::from_secs(86_400));
+        let t = Timeouts::default().with_keepalive(Some(k));
+        assert_eq!(t.keepalive, Some(k));
+        assert_eq!(Timeouts::default().with_keepalive(None).keepalive, None);
+    }
+}

@@ -47,6 +47,9 @@ pub enum Diagnosis {
     },
     /// The server closed the connection without a complete answer.
     Closed,
+    /// The `OPTIONS` answer has no `ISTag` (a MUST of RFC 3507 section 4.10.2): the service
+    /// cannot be used, since no verdict could be tied to a signature version.
+    MissingIsTag,
     /// The answer is not valid ICAP.
     Protocol,
     /// Another status.
@@ -81,6 +84,9 @@ pub struct OptionsSummary {
     pub transfer_complete: Vec<String>,
     /// `Service-ID`.
     pub service_id: Option<String>,
+    /// What was not taken as sent (clamped `Preview` or `Options-TTL`, an ignored
+    /// `Max-Connections`, a header given twice with different values), one sentence each.
+    pub warnings: Vec<String>,
 }
 
 impl From<&OptionsResponse> for OptionsSummary {
@@ -97,6 +103,7 @@ impl From<&OptionsResponse> for OptionsSummary {
             transfer_ignore: o.transfer_ignore.clone(),
             transfer_complete: o.transfer_complete.clone(),
             service_id: o.service_id.clone(),
+            warnings: o.warnings.iter().map(ToString::to_string).collect(),
         }
     }
 }
@@ -139,8 +146,26 @@ fn ser_opt_ms<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok,
     }
 }
 
+/// Whether `e` says the `OPTIONS` answer had no `ISTag`.
+fn is_missing_istag(e: &Error) -> bool {
+    let mut src = e.source();
+    while let Some(s) = src {
+        if let Some(o) = s.downcast_ref::<icap_proto::OptionsError>() {
+            return *o == icap_proto::OptionsError::MissingIsTag;
+        }
+        src = s.source();
+    }
+    false
+}
+
 /// The diagnosis and hint for an error.
 pub fn diagnose(e: &Error) -> (Diagnosis, String) {
+    if is_missing_istag(e) {
+        return (
+            Diagnosis::MissingIsTag,
+            "the service is UNUSABLE: its OPTIONS answer has no ISTag, which RFC 3507 (section 4.10.2) requires; fix the server, or turn on the lenient ISTag switch if you accept verdicts not tied to a signature version".into(),
+        );
+    }
     let io_kind = {
         let mut src = e.source();
         let mut kind = None;
@@ -181,6 +206,10 @@ pub fn diagnose(e: &Error) -> (Diagnosis, String) {
         ErrorKind::Tls(TlsProblem::ClientCertRejected) => (
             Diagnosis::TlsClientCert,
             "the server wants a client certificate it trusts: set --tls-client-cert/--tls-client-key".into(),
+        ),
+        ErrorKind::Tls(TlsProblem::Refused) => (
+            Diagnosis::TlsOther,
+            "the server refused the TLS handshake: no TLS version or cipher suite in common, or it does not serve this name (--tls-sni); if it wants a client certificate, set --tls-client-cert/--tls-client-key".into(),
         ),
         ErrorKind::Tls(TlsProblem::Other) => (
             Diagnosis::TlsOther,

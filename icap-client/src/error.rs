@@ -50,6 +50,10 @@ pub enum TlsProblem {
     NotValidYet,
     /// The server asked for a client certificate and rejected ours (or we sent none).
     ClientCertRejected,
+    /// The server refused the handshake (a `handshake_failure` alert while no client
+    /// certificate was configured): no protocol version or cipher suite in common, or a
+    /// server name it does not serve.
+    Refused,
     /// Anything else (protocol versions, ciphers, a plain-TCP server on a TLS port...).
     Other,
 }
@@ -136,7 +140,7 @@ impl Error {
         if e.get_ref()
             .is_some_and(<dyn std::error::Error + Send + Sync>::is::<rustls::Error>)
         {
-            return tls_error(e);
+            return tls_error(e, None);
         }
         Error::closed(format!("{what}: {e}")).with_source(e)
     }
@@ -266,8 +270,22 @@ impl serde::Serialize for Error {
     }
 }
 
+/// `s` quoted and escaped as Rust escapes a string (`\r`, `\n`, `\u{1b}`, ...), for error
+/// messages that echo user or peer input: whatever it holds, the message stays on one line
+/// and shows what was really given.
+pub(crate) fn escaped(s: &str) -> String {
+    format!("\"{}\"", s.escape_debug())
+}
+
+/// A path for an error message: quoted and escaped as [`escaped`] does.
+pub(crate) fn escaped_path(p: &std::path::Path) -> String {
+    escaped(&p.to_string_lossy())
+}
+
 /// Classifies a TLS handshake failure from the rustls error inside an I/O error.
-pub(crate) fn tls_error(e: std::io::Error) -> Error {
+/// `client_cert` says whether a client certificate was configured (`None`: not known here);
+/// only then is a `handshake_failure` alert read as a rejection of that certificate.
+pub(crate) fn tls_error(e: std::io::Error, client_cert: Option<bool>) -> Error {
     use rustls::{AlertDescription, CertificateError};
     let problem = match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
         Some(rustls::Error::InvalidCertificate(c)) => match c {
@@ -289,9 +307,15 @@ pub(crate) fn tls_error(e: std::io::Error) -> Error {
             AlertDescription::CertificateRequired
             | AlertDescription::BadCertificate
             | AlertDescription::UnknownCA
-            | AlertDescription::CertificateUnknown
-            | AlertDescription::HandshakeFailure,
+            | AlertDescription::CertificateUnknown,
         )) => TlsProblem::ClientCertRejected,
+        Some(rustls::Error::AlertReceived(AlertDescription::HandshakeFailure)) => {
+            if client_cert == Some(true) {
+                TlsProblem::ClientCertRejected
+            } else {
+                TlsProblem::Refused
+            }
+        }
         _ => TlsProblem::Other,
     };
     let what = match problem {
@@ -299,8 +323,53 @@ pub(crate) fn tls_error(e: std::io::Error) -> Error {
         TlsProblem::NameMismatch => "certificate not valid for this host name",
         TlsProblem::Expired => "certificate expired",
         TlsProblem::NotValidYet => "certificate not valid yet",
-        TlsProblem::ClientCertRejected => "server rejected the client certificate",
+        TlsProblem::ClientCertRejected => "the server rejected the client certificate",
+        TlsProblem::Refused if client_cert.is_none() => {
+            "the server refused the TLS handshake (or the client certificate)"
+        }
+        TlsProblem::Refused => "the server refused the TLS handshake",
         TlsProblem::Other => "TLS handshake failed",
     };
     Error::new(ErrorKind::Tls(problem), format!("{what}: {e}")).with_source(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaped_keeps_one_line() {
+        assert_eq!(escaped("avscan"), "\"avscan\"");
+        assert_eq!(escaped("a\r\nb\u{1b}\""), r#""a\r\nb\u{1b}\"""#);
+        assert!(!escaped("x\r\ny").contains(['\r', '\n']));
+    }
+
+    fn alert(a: rustls::AlertDescription) -> std::io::Error {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::AlertReceived(a),
+        )
+    }
+
+    #[test]
+    fn handshake_failure_blames_the_certificate_only_when_one_was_sent() {
+        use rustls::AlertDescription::{CertificateRequired, HandshakeFailure};
+        let e = tls_error(alert(HandshakeFailure), Some(false));
+        assert_eq!(e.tls_problem(), Some(TlsProblem::Refused));
+        assert!(
+            e.to_string()
+                .starts_with("the server refused the TLS handshake:"),
+            "{e}"
+        );
+        let e = tls_error(alert(HandshakeFailure), Some(true));
+        assert_eq!(e.tls_problem(), Some(TlsProblem::ClientCertRejected));
+        assert!(
+            e.to_string().contains("rejected the client certificate"),
+            "{e}"
+        );
+        let e = tls_error(alert(HandshakeFailure), None);
+        assert_eq!(e.tls_problem(), Some(TlsProblem::Refused));
+        let e = tls_error(alert(CertificateRequired), Some(false));
+        assert_eq!(e.tls_problem(), Some(TlsProblem::ClientCertRejected));
+    }
 }

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use icap_proto::{HeaderName, HeaderValue, Headers};
 use serde::{Deserialize, Serialize};
 
-use crate::error::Error;
+use crate::error::{Error, escaped};
 
 /// The kind of account that uploads (the `X-FILECLOUD-USER-TYPE` values).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -210,7 +210,7 @@ impl IdentityHeaders {
         .flatten()
         {
             HeaderName::new(n.clone().into_bytes())
-                .map_err(|e| Error::config(format!("invalid header name {n:?}: {e}")))?;
+                .map_err(|e| Error::config(format!("invalid header name {}: {e}", escaped(n))))?;
         }
         Ok(())
     }
@@ -225,11 +225,14 @@ impl IdentityHeaders {
             if let (Some(n), Some(v)) = (name, value) {
                 let value = HeaderValue::new(v.clone().into_bytes()).map_err(|_| {
                     Error::config(format!(
-                        "refused identity header {n}: value {v:?} contains CR, LF or NUL"
+                        "refused identity header {}: value {} contains CR, LF or NUL",
+                        escaped(n),
+                        escaped(&v)
                     ))
                 })?;
-                let name = HeaderName::new(n.clone().into_bytes())
-                    .map_err(|e| Error::config(format!("invalid header name {n:?}: {e}")))?;
+                let name = HeaderName::new(n.clone().into_bytes()).map_err(|e| {
+                    Error::config(format!("invalid header name {}: {e}", escaped(n)))
+                })?;
                 out.push(name, value);
             }
             Ok(())
@@ -324,5 +327,8 @@ mod tests {
             .apply(&evil, &mut Headers::new())
             .unwrap_err();
         assert!(err.is_config());
+        let msg = err.to_string();
+        assert!(!msg.contains(['\r', '\n']), "{msg}");
+        assert!(msg.contains(r"alice\r\nX-Evil: 1"), "{msg}");
     }
 }

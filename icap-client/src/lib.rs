@@ -67,7 +67,8 @@ mod verdict;
 
 pub use client::{Client, ClientBuilder, DEFAULT_MAX_ADAPTED_BODY, ScanMeta};
 pub use config::{
-    DEFAULT_MAX_SIZE, HealthConfig, PreviewMode, Roots, Strategy, Timeouts, TlsOptions,
+    DEFAULT_MAX_SIZE, HealthConfig, Keepalive, MAX_TIMEOUT, PreviewMode, Roots, Strategy, Timeouts,
+    TlsOptions,
 };
 pub use diagnosis::{Diagnosis, OptionsReport, OptionsSummary, diagnose};
 pub use error::{Error, ErrorKind, Phase, TlsProblem};

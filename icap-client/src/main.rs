@@ -12,9 +12,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
-use icap_client::settings::{PreviewSetting, Settings, parse_action};
+use icap_client::settings::{
+    DurationSetting, KeepaliveSetting, PreviewSetting, Settings, parse_action, parse_duration_of,
+};
 use icap_client::{
-    Action, Client, Event, Guard, NotScannedReason, Outcome, ScanMeta, Strategy, Verdict,
+    Action, Client, Diagnosis, Event, Guard, NotScannedReason, Outcome, ScanMeta, Strategy, Verdict,
 };
 use serde_json::json;
 
@@ -64,7 +66,7 @@ enum Command {
         /// Server URL; repeat for failover (or --strategy round-robin).
         #[arg(long = "server", short = 's')]
         servers: Vec<String>,
-        /// Files scanned at once.
+        /// Files scanned at once (1 to 1024).
         #[arg(long, short = 'j', default_value_t = 4)]
         jobs: usize,
         /// One JSON object per file on stdout (and events as JSON on stderr).
@@ -164,7 +166,46 @@ struct ConnArgs {
     /// Extra attempts after a failed scan.
     #[arg(long)]
     retries: Option<u32>,
+    /// Wait before the first retry (doubling each time, with jitter), e.g. 100ms.
+    #[arg(long)]
+    retry_backoff: Option<String>,
+    /// Longest wait between retries, e.g. 2s.
+    #[arg(long)]
+    retry_backoff_max: Option<String>,
+    /// Send no `Allow: 204` (clean files then come back as a 200 echo).
+    #[arg(long)]
+    no_allow_204: bool,
+    /// TCP keepalive idle time (e.g. 30s), or off.
+    #[arg(long)]
+    tcp_keepalive: Option<String>,
+    /// A limit NAME=VALUE, any key of the config file's limits section (see the README),
+    /// e.g. max-head as `max_head=65536`; repeat for several.
+    #[arg(long = "limit", value_name = "NAME=VALUE")]
+    limits: Vec<String>,
 }
+
+/// Quoted and escaped, for messages that echo what the user typed.
+fn escape(s: &str) -> String {
+    format!("\"{}\"", s.escape_debug())
+}
+
+/// Text from a file name or a server, printed as is unless it holds a control character
+/// (a line break would forge an output line, an escape sequence would drive the terminal):
+/// then quoted and escaped.
+fn shown(s: &str) -> String {
+    if s.chars().any(char::is_control) {
+        escape(s)
+    } else {
+        s.to_owned()
+    }
+}
+
+fn shown_path(p: &std::path::Path) -> String {
+    shown(&p.to_string_lossy())
+}
+
+/// Files scanned at once, at most this many (more would only queue in the pool).
+const MAX_JOBS: usize = 1024;
 
 fn parse_strategy(s: &str) -> Result<Strategy, String> {
     match s {
@@ -269,7 +310,7 @@ fn settings(cli: &Cli, conn: &ConnArgs, urls: &[String]) -> Result<Settings> {
     }
     for h in &conn.headers {
         let Some((n, v)) = h.split_once(':') else {
-            bail!("--header {h:?}: expected NAME:VALUE");
+            bail!("--header {}: expected NAME:VALUE", escape(h));
         };
         s.headers.insert(n.trim().to_owned(), v.trim().to_owned());
     }
@@ -289,18 +330,49 @@ fn settings(cli: &Cli, conn: &ConnArgs, urls: &[String]) -> Result<Settings> {
     if conn.insecure {
         s.tls.insecure = true;
     }
-    for (slot, v) in [
-        (&mut s.timeouts.connect, &conn.connect_timeout),
-        (&mut s.timeouts.idle, &conn.idle_timeout),
-        (&mut s.timeouts.deadline, &conn.deadline),
-        (&mut s.timeouts.deadline_per_mib, &conn.deadline_per_mib),
+    for (slot, v, flag) in [
+        (
+            &mut s.timeouts.connect,
+            &conn.connect_timeout,
+            "--connect-timeout",
+        ),
+        (&mut s.timeouts.idle, &conn.idle_timeout, "--idle-timeout"),
+        (&mut s.timeouts.deadline, &conn.deadline, "--deadline"),
+        (
+            &mut s.timeouts.deadline_per_mib,
+            &conn.deadline_per_mib,
+            "--deadline-per-mib",
+        ),
+        (&mut s.retry_backoff, &conn.retry_backoff, "--retry-backoff"),
+        (
+            &mut s.retry_backoff_max,
+            &conn.retry_backoff_max,
+            "--retry-backoff-max",
+        ),
     ] {
         if let Some(v) = v {
-            *slot = Some(icap_client::settings::DurationSetting::Text(v.clone()));
+            // Checked here so that the error names the flag, not the config key.
+            parse_duration_of(flag, v)?;
+            *slot = Some(DurationSetting::Text(v.clone()));
         }
+    }
+    if let Some(k) = &conn.tcp_keepalive {
+        if !k.trim().eq_ignore_ascii_case("off") {
+            parse_duration_of("--tcp-keepalive", k)?;
+        }
+        s.timeouts.keepalive = Some(KeepaliveSetting::Idle(DurationSetting::Text(k.clone())));
     }
     if conn.retries.is_some() {
         s.retries = conn.retries;
+    }
+    if conn.no_allow_204 {
+        s.allow_204 = Some(false);
+    }
+    for l in &conn.limits {
+        let Some((n, v)) = l.split_once('=') else {
+            bail!("--limit {}: expected NAME=VALUE", escape(l));
+        };
+        s.limits.set(n.trim(), v)?;
     }
     if cli.debug_wire {
         s.logging.payload = true;
@@ -377,7 +449,12 @@ async fn options(client: &Client, json: bool) -> Result<u8> {
         );
         println!("  hint: {}", r.hint);
         if let Some(e) = &r.error {
-            println!("  error: {e}");
+            println!("  error: {}", shown(&e.to_string()));
+        }
+        if r.diagnosis == Diagnosis::MissingIsTag {
+            println!(
+                "  UNUSABLE: the service sent no ISTag (RFC 3507 section 4.10.2); scans will not be sent to it"
+            );
         }
         println!("  connect: {}  rtt: {}", ms(r.connect), ms(r.rtt));
         if let (Some(v), Some(c)) = (&r.tls_version, &r.tls_cipher) {
@@ -386,10 +463,10 @@ async fn options(client: &Client, json: bool) -> Result<u8> {
         if let Some(o) = &r.options {
             println!("  methods: {}", o.methods.join(", "));
             if let Some(s) = &o.service {
-                println!("  service: {s}");
+                println!("  service: {}", shown(s));
             }
             if let Some(t) = &o.istag {
-                println!("  istag: {t}");
+                println!("  istag: {}", shown(t));
             }
             println!(
                 "  preview: {}  allow 204: {}  max-connections: {}  options-ttl: {}",
@@ -398,6 +475,9 @@ async fn options(client: &Client, json: bool) -> Result<u8> {
                 o.max_connections.map_or("-".into(), |p| p.to_string()),
                 o.options_ttl.map_or("-".into(), |p| format!("{p} s")),
             );
+            for w in &o.warnings {
+                println!("  warning: {}", shown(w));
+            }
         }
     }
     Ok(code)
@@ -428,12 +508,12 @@ fn collect(paths: &[PathBuf], out: &mut Vec<PathBuf>, errors: &mut Vec<(PathBuf,
 }
 
 fn line(o: &Outcome) -> String {
-    let path = o.audit.path.display();
+    let path = shown_path(&o.audit.path);
     let action = match &o.action {
         Action::None | Action::Kept => String::new(),
         Action::Deleted => " (deleted)".into(),
-        Action::Quarantined { to } => format!(" (quarantined to {})", to.display()),
-        Action::ActionFailed { error } => format!(" (ACTION FAILED: {error})"),
+        Action::Quarantined { to } => format!(" (quarantined to {})", shown_path(to)),
+        Action::ActionFailed { error } => format!(" (ACTION FAILED: {})", shown(error)),
     };
     let what = match &o.report.verdict {
         Verdict::Clean => "OK".to_owned(),
@@ -441,7 +521,7 @@ fn line(o: &Outcome) -> String {
             "{} FOUND",
             threats
                 .iter()
-                .map(|t| t.name.as_str())
+                .map(|t| shown(&t.name))
                 .collect::<Vec<_>>()
                 .join(", ")
         ),
@@ -485,7 +565,7 @@ async fn scan(
                 json!({"path": p, "verdict": "failed", "error": {"kind": "io", "message": e}})
             );
         } else {
-            println!("{}: ERROR ({e})", p.display());
+            println!("{}: ERROR ({})", shown_path(p), shown(e));
         }
     }
     let bar = if !json && !no_progress && std::io::stderr().is_terminal() {
@@ -524,7 +604,7 @@ async fn scan(
         }
     });
     let start = Instant::now();
-    let sem = Arc::new(tokio::sync::Semaphore::new(jobs.max(1)));
+    let sem = Arc::new(tokio::sync::Semaphore::new(jobs.clamp(1, MAX_JOBS)));
     let mut set = tokio::task::JoinSet::new();
     for (i, f) in files.iter().enumerate() {
         let permit = sem.clone().acquire_owned().await?;
@@ -614,12 +694,27 @@ async fn doctor(s: &Settings, json: bool) -> Result<u8> {
         name: "options",
         pass: report.ok,
         detail: match &report.options {
-            Some(o) => format!(
-                "methods {}, preview {}, istag {}, rtt {}",
-                o.methods.join("/"),
-                o.preview.map_or("-".into(), |p| p.to_string()),
-                o.istag.clone().unwrap_or_default(),
-                ms(report.rtt)
+            Some(o) => {
+                let mut d = format!(
+                    "methods {}, preview {}, istag {}, rtt {}",
+                    o.methods.join("/"),
+                    o.preview.map_or("-".into(), |p| p.to_string()),
+                    shown(&o.istag.clone().unwrap_or_default()),
+                    ms(report.rtt)
+                );
+                for w in &o.warnings {
+                    d.push_str("; warning: ");
+                    d.push_str(&shown(w));
+                }
+                d
+            }
+            None if report.diagnosis == Diagnosis::MissingIsTag => format!(
+                "UNUSABLE: no ISTag in the OPTIONS answer (RFC 3507 section 4.10.2): {}",
+                report
+                    .error
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_default()
             ),
             None => report
                 .error
@@ -712,8 +807,15 @@ async fn doctor(s: &Settings, json: bool) -> Result<u8> {
             },
             time: t.elapsed(),
         });
-        let big = usize::try_from(preview.unwrap_or(1024).saturating_mul(4).max(256 * 1024))
-            .unwrap_or(256 * 1024);
+        // Past the preview, but never more than 8 MiB in memory whatever Preview the
+        // server announced (it is a number from the peer).
+        let big = usize::try_from(
+            preview
+                .unwrap_or(1024)
+                .saturating_mul(4)
+                .clamp(256 * 1024, 8 * 1024 * 1024),
+        )
+        .unwrap_or(256 * 1024);
         let t = Instant::now();
         let r = client
             .scan_bytes(vec![b'a'; big], &ScanMeta::new("large-sample.txt"))
@@ -736,7 +838,7 @@ async fn doctor(s: &Settings, json: bool) -> Result<u8> {
     let r = oversize
         .scan_reader(
             tokio::io::repeat(0),
-            Some(limit + 1),
+            Some(limit.saturating_add(1)),
             &ScanMeta::new("oversize.bin"),
         )
         .await;
@@ -750,7 +852,7 @@ async fn doctor(s: &Settings, json: bool) -> Result<u8> {
         ),
         detail: format!(
             "{} bytes with a {limit} byte limit: {}",
-            limit + 1,
+            limit.saturating_add(1),
             r.verdict.label()
         ),
         hint: String::new(),

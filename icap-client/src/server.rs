@@ -5,11 +5,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use icap_proto::{Limits, OptionsResponse, Uri};
+use icap_proto::{Limits, OptionsResponse, OptionsWarning, Uri};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-use crate::config::{HealthConfig, Timeouts};
+use crate::config::{HealthConfig, Timeouts, instant_after};
 use crate::connection::Connection;
 use crate::error::Error;
 use crate::transport::{Endpoint, Transport, connect};
@@ -63,6 +63,8 @@ pub(crate) struct ServerState {
     limit: Mutex<u32>,
     configured_limit: u32,
     options: Mutex<Option<CachedOptions>>,
+    /// The warnings of the last `OPTIONS` answer, already logged.
+    warned: Mutex<Vec<OptionsWarning>>,
     pub(crate) options_refresh: tokio::sync::Mutex<()>,
     health: Mutex<Health>,
 }
@@ -79,6 +81,7 @@ impl ServerState {
             limit: Mutex::new(max),
             configured_limit: max,
             options: Mutex::new(None),
+            warned: Mutex::new(Vec::new()),
             options_refresh: tokio::sync::Mutex::new(()),
             health: Mutex::new(Health::default()),
         }
@@ -159,9 +162,19 @@ impl ServerState {
         if let Some(m) = o.max_connections {
             self.set_limit(m);
         }
+        {
+            // Each warning once: an answer refreshed every Options-TTL repeats the same ones.
+            // Only the last answer's are remembered, so memory stays bounded.
+            let mut seen = self.warned.lock().expect("warned lock");
+            for w in o.warnings.iter().filter(|w| !seen.contains(w)) {
+                tracing::warn!(server = %self.url, "OPTIONS: {w}");
+            }
+            seen.clone_from(&o.warnings);
+        }
         *self.options.lock().expect("options lock") = Some(CachedOptions {
             options: Arc::new(o),
-            expires: Instant::now() + ttl,
+            // Options-TTL comes from the server: any number, up to u64::MAX seconds.
+            expires: instant_after(Instant::now(), ttl),
         });
     }
 
@@ -243,11 +256,11 @@ impl ServerState {
         h.failures.push_back(now);
         if h.down_until.is_some() {
             // A failed probe: stay down for another revival delay.
-            h.down_until = Some(now + cfg.revival);
+            h.down_until = Some(instant_after(now, cfg.revival));
             return false;
         }
         if h.failures.len() >= cfg.threshold.max(1) as usize {
-            h.down_until = Some(now + cfg.revival);
+            h.down_until = Some(instant_after(now, cfg.revival));
             self.idle.lock().expect("pool lock").clear();
             return true;
         }
@@ -258,7 +271,7 @@ impl ServerState {
     pub(crate) fn mark_down(&self, cfg: &HealthConfig) -> bool {
         let mut h = self.health.lock().expect("health lock");
         let was_up = h.down_until.is_none();
-        h.down_until = Some(Instant::now() + cfg.revival);
+        h.down_until = Some(instant_after(Instant::now(), cfg.revival));
         was_up
     }
 }
@@ -294,6 +307,48 @@ mod tests {
         assert!(s.cached_options().is_some());
         s.note_istag(Some(b"tag-2"));
         assert!(s.cached_options().is_none(), "ISTag changed");
+    }
+
+    #[test]
+    fn each_options_warning_is_remembered_once() {
+        let s = state();
+        let mut o = OptionsResponse::new(vec![icap_proto::Method::Respmod], "tag-1");
+        let w = OptionsWarning::Conflicting { header: "Preview" };
+        o.warnings = vec![w.clone()];
+        s.store_options(o.clone(), Duration::from_secs(1));
+        assert_eq!(*s.warned.lock().unwrap(), vec![w]);
+        o.warnings.clear();
+        s.store_options(o, Duration::from_secs(1));
+        assert!(
+            s.warned.lock().unwrap().is_empty(),
+            "bounded by the last answer"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn huge_options_ttl_and_revival_do_not_overflow() {
+        let s = state();
+        let mut o = OptionsResponse::new(vec![icap_proto::Method::Respmod], "tag-1");
+        o.options_ttl = Some(Duration::from_secs(u64::MAX));
+        s.store_options(o, Duration::MAX);
+        assert!(s.cached_options().is_some());
+        tokio::time::advance(Duration::from_secs(400 * 24 * 3600)).await;
+        assert!(
+            s.cached_options().is_none(),
+            "cut to a year, not kept for ever"
+        );
+        let huge = HealthConfig {
+            threshold: 1,
+            window: Duration::MAX,
+            revival: Duration::MAX,
+        };
+        assert!(s.record_failure(&huge));
+        assert!(
+            !s.record_failure(&huge),
+            "a failed probe extends, saturating"
+        );
+        assert!(!s.mark_down(&huge));
+        assert_eq!(s.usable(), Usable::No);
     }
 
     #[tokio::test(start_paused = true)]

@@ -27,12 +27,13 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use icap_proto::Limits;
 use serde::Deserialize;
 
 use crate::Method;
 use crate::client::ClientBuilder;
-use crate::config::{HealthConfig, PreviewMode, Strategy, Timeouts};
-use crate::error::Error;
+use crate::config::{HealthConfig, Keepalive, MAX_TIMEOUT, PreviewMode, Strategy, Timeouts};
+use crate::error::{Error, escaped, escaped_path};
 use crate::identity::IdentityHeaders;
 use crate::policy::{FileAction, Policy};
 
@@ -59,6 +60,17 @@ pub struct Settings {
     pub retries: Option<u32>,
     /// Most connections per server (default 32; the server's Max-Connections lowers it).
     pub max_connections: Option<u32>,
+    /// Send `Allow: 204` (default true). `false`: clean files come back as a `200` echo.
+    pub allow_204: Option<bool>,
+    /// `Allow: 206`: not implemented; `true` is refused (`false` is the default).
+    pub allow_206: Option<bool>,
+    /// Wait before the first retry (default 100 ms); each next one doubles, with jitter.
+    pub retry_backoff: Option<DurationSetting>,
+    /// The longest wait between retries (default 2 s).
+    pub retry_backoff_max: Option<DurationSetting>,
+    /// Decoder limits and the cap on the adapted body.
+    #[serde(default)]
+    pub limits: LimitsSettings,
     /// TLS.
     #[serde(default)]
     pub tls: TlsSettings,
@@ -141,6 +153,147 @@ pub struct TimeoutSettings {
     pub deadline: Option<DurationSetting>,
     /// Added to the deadline per MiB.
     pub deadline_per_mib: Option<DurationSetting>,
+    /// TCP keepalive: idle time before the first probe (default 30 s); `false` or `"off"`
+    /// turns it off.
+    pub keepalive: Option<KeepaliveSetting>,
+    /// TCP keepalive: time between probes (default 10 s).
+    pub keepalive_interval: Option<DurationSetting>,
+}
+
+/// `keepalive = "30s" | 30 | "off" | false | true`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum KeepaliveSetting {
+    /// `true` (the default times) or `false` (off).
+    Switch(bool),
+    /// The idle time, or `"off"`.
+    Idle(DurationSetting),
+}
+
+/// `[limits]`: what the client accepts from a server. Each is optional; the defaults are
+/// those of [`icap_proto::Limits`] and [`DEFAULT_MAX_ADAPTED_BODY`](crate::DEFAULT_MAX_ADAPTED_BODY).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSettings {
+    /// Bytes of an ICAP response head (default 65536).
+    pub max_head: Option<usize>,
+    /// Header fields in one head (default 100).
+    pub max_headers: Option<usize>,
+    /// Bytes of one header field, folded lines included (default 16384).
+    pub max_header_line: Option<usize>,
+    /// Bytes of each embedded HTTP head (default 65536).
+    pub max_http_head: Option<usize>,
+    /// Bytes of one chunk-size line (default 4096).
+    pub max_chunk_line: Option<usize>,
+    /// Bytes of chunk extensions in one message (default 16384).
+    pub max_chunk_extensions: Option<usize>,
+    /// Bytes of the trailer section (default 16384).
+    pub max_trailers: Option<usize>,
+    /// Bytes of the adapted (modified) body read back (default 64 MiB); `0`: no cap.
+    pub max_adapted_body: Option<u64>,
+}
+
+impl LimitsSettings {
+    /// The decoder limits: the defaults with every value given here applied.
+    pub fn proto_limits(&self) -> Limits {
+        let mut l = Limits::default();
+        for (slot, v) in [
+            (&mut l.max_head, self.max_head),
+            (&mut l.max_headers, self.max_headers),
+            (&mut l.max_header_line, self.max_header_line),
+            (&mut l.max_http_head, self.max_http_head),
+            (&mut l.max_chunk_line, self.max_chunk_line),
+            (&mut l.max_chunk_extensions, self.max_chunk_extensions),
+            (&mut l.max_trailers, self.max_trailers),
+        ] {
+            if let Some(v) = v {
+                *slot = v;
+            }
+        }
+        l
+    }
+
+    /// Sets one limit by its name in `[limits]` (as the CLI's `--limit NAME=VALUE` does).
+    pub fn set(&mut self, name: &str, value: &str) -> Result<(), Error> {
+        let n: u64 = value.trim().parse().map_err(|_| {
+            Error::config(format!(
+                "limit {}: {} is not a whole number",
+                escaped(name),
+                escaped(value)
+            ))
+        })?;
+        let small = || {
+            usize::try_from(n)
+                .map_err(|_| Error::config(format!("limit {}: {n} is too large", escaped(name))))
+        };
+        match name {
+            "max_head" => self.max_head = Some(small()?),
+            "max_headers" => self.max_headers = Some(small()?),
+            "max_header_line" => self.max_header_line = Some(small()?),
+            "max_http_head" => self.max_http_head = Some(small()?),
+            "max_chunk_line" => self.max_chunk_line = Some(small()?),
+            "max_chunk_extensions" => self.max_chunk_extensions = Some(small()?),
+            "max_trailers" => self.max_trailers = Some(small()?),
+            "max_adapted_body" => self.max_adapted_body = Some(n),
+            _ => {
+                return Err(Error::config(format!(
+                    "unknown limit {} (max_head, max_headers, max_header_line, max_http_head, \
+                     max_chunk_line, max_chunk_extensions, max_trailers, max_adapted_body)",
+                    escaped(name)
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl TimeoutSettings {
+    /// The timeouts: the defaults with every value given here applied (each at most
+    /// [`MAX_TIMEOUT`]).
+    pub fn timeouts(&self) -> Result<Timeouts, Error> {
+        let mut t = Timeouts::default();
+        for (slot, v, name) in [
+            (&mut t.connect, &self.connect, "timeouts.connect"),
+            (
+                &mut t.tls_handshake,
+                &self.tls_handshake,
+                "timeouts.tls_handshake",
+            ),
+            (
+                &mut t.continue_wait,
+                &self.continue_wait,
+                "timeouts.continue",
+            ),
+            (&mut t.idle, &self.idle, "timeouts.idle"),
+            (&mut t.deadline, &self.deadline, "timeouts.deadline"),
+            (
+                &mut t.deadline_per_mib,
+                &self.deadline_per_mib,
+                "timeouts.deadline_per_mib",
+            ),
+        ] {
+            if let Some(v) = v {
+                *slot = v.get(name)?;
+            }
+        }
+        let default = Keepalive::default();
+        let idle = match &self.keepalive {
+            None | Some(KeepaliveSetting::Switch(true)) => Some(default.idle),
+            Some(KeepaliveSetting::Switch(false)) => None,
+            Some(KeepaliveSetting::Idle(DurationSetting::Text(w)))
+                if w.trim().eq_ignore_ascii_case("off") =>
+            {
+                None
+            }
+            Some(KeepaliveSetting::Idle(d)) => Some(d.get("timeouts.keepalive")?),
+        };
+        let interval = match &self.keepalive_interval {
+            Some(d) => d.get("timeouts.keepalive_interval")?,
+            None => default.interval,
+        };
+        Ok(t.clamped()
+            .with_keepalive(idle.map(|idle| Keepalive::new(idle, interval))))
+    }
 }
 
 /// `[health]`.
@@ -218,37 +371,106 @@ pub enum DurationSetting {
     Text(String),
 }
 
+/// Why a duration setting was refused. Each names the setting and quotes the value as
+/// given (escaped, so that a control character cannot break the message).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DurationError {
+    /// Not a number with a known unit.
+    #[error("{setting} = {value}: not a duration (250ms, 5s, 2m, 1h or a number of seconds)")]
+    Invalid {
+        /// The setting.
+        setting: String,
+        /// The value, escaped.
+        value: String,
+    },
+    /// Below zero.
+    #[error("{setting} = {value}: a duration cannot be negative")]
+    Negative {
+        /// The setting.
+        setting: String,
+        /// The value, escaped.
+        value: String,
+    },
+    /// NaN or infinite.
+    #[error("{setting} = {value}: not a finite number")]
+    NotFinite {
+        /// The setting.
+        setting: String,
+        /// The value, escaped.
+        value: String,
+    },
+    /// Too large for any clock (longer than about 584 billion years).
+    #[error("{setting} = {value}: too large (timeouts are cut to 365 days anyway)")]
+    TooLarge {
+        /// The setting.
+        setting: String,
+        /// The value, escaped.
+        value: String,
+    },
+}
+
+impl DurationError {
+    fn into_error(self) -> Error {
+        Error::config(self.to_string()).with_source(self)
+    }
+}
+
 impl DurationSetting {
-    /// The duration.
-    pub fn get(&self) -> Result<Duration, Error> {
+    /// The duration of the setting named `setting` (named in the error), at most
+    /// [`MAX_TIMEOUT`]: longer ones are cut to it.
+    pub fn get(&self, setting: &str) -> Result<Duration, Error> {
         match self {
-            DurationSetting::Seconds(s) if s.is_finite() && *s >= 0.0 => {
-                Ok(Duration::from_secs_f64(*s))
+            DurationSetting::Seconds(s) => {
+                seconds(*s, setting, &s.to_string()).map_err(DurationError::into_error)
             }
-            DurationSetting::Seconds(s) => Err(Error::config(format!("invalid duration {s}"))),
-            DurationSetting::Text(t) => parse_duration(t),
+            DurationSetting::Text(t) => parse_duration_of(setting, t),
         }
     }
 }
 
-/// Parses `"250ms"`, `"5s"`, `"2m"`, `"1h"` or a bare number of seconds.
+fn seconds(secs: f64, setting: &str, shown: &str) -> Result<Duration, DurationError> {
+    let (setting, value) = (setting.to_owned(), escaped(shown));
+    if secs.is_nan() || secs.is_infinite() {
+        return Err(DurationError::NotFinite { setting, value });
+    }
+    if secs < 0.0 {
+        return Err(DurationError::Negative { setting, value });
+    }
+    Duration::try_from_secs_f64(secs)
+        .map(|d| d.min(MAX_TIMEOUT))
+        .map_err(|_| DurationError::TooLarge { setting, value })
+}
+
+/// Parses `"250ms"`, `"5s"`, `"2m"`, `"1h"` or a bare number of seconds, at most
+/// [`MAX_TIMEOUT`] (longer ones are cut to it).
 pub fn parse_duration(t: &str) -> Result<Duration, Error> {
-    let t = t.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| Error::config(format!("invalid duration {t:?}")))?;
+    parse_duration_of("duration", t)
+}
+
+/// [`parse_duration`] for the setting named `setting`, which the error names.
+pub fn parse_duration_of(setting: &str, t: &str) -> Result<Duration, Error> {
+    let trimmed = t.trim();
+    let split = trimmed
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == '+'))
+        .unwrap_or(trimmed.len());
+    let (num, unit) = trimmed.split_at(split);
+    let invalid = || {
+        DurationError::Invalid {
+            setting: setting.to_owned(),
+            value: escaped(t),
+        }
+        .into_error()
+    };
+    let n: f64 = num.parse().map_err(|_| invalid())?;
     let secs = match unit.trim() {
         "" | "s" => n,
         "ms" => n / 1000.0,
         "m" | "min" => n * 60.0,
         "h" => n * 3600.0,
-        _ => return Err(Error::config(format!("invalid duration unit in {t:?}"))),
+        _ => return Err(invalid()),
     };
-    Ok(Duration::from_secs_f64(secs))
+    seconds(secs, setting, t).map_err(DurationError::into_error)
 }
 
 /// Parses a policy word: `delete`, `report`/`keep`, `quarantine` or `quarantine=DIR`.
@@ -273,10 +495,12 @@ pub fn parse_action(word: &str, dir: Option<&Path>) -> Result<FileAction, Error>
 impl Settings {
     /// Reads a TOML file.
     pub fn load(path: &Path) -> Result<Self, Error> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::config(format!("config {}: {e}", path.display())).with_source(e))?;
-        toml::from_str(&text)
-            .map_err(|e| Error::config(format!("config {}: {e}", path.display())).with_source(e))
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            Error::config(format!("config {}: {e}", escaped_path(path))).with_source(e)
+        })?;
+        toml::from_str(&text).map_err(|e| {
+            Error::config(format!("config {}: {e}", escaped_path(path))).with_source(e)
+        })
     }
 
     /// A client builder with every setting of the file applied.
@@ -286,6 +510,14 @@ impl Settings {
             b = b.server(s);
         }
         if let Some(p) = &self.server {
+            for (what, v) in [("host", &p.host), ("service", &p.service)] {
+                if v.chars().any(char::is_control) {
+                    return Err(Error::config(format!(
+                        "server {what} {} contains a control character",
+                        escaped(v)
+                    )));
+                }
+            }
             b = b.server_parts(&p.host, p.port, &p.service, p.secure);
         }
         if let Some(s) = self.strategy {
@@ -322,6 +554,30 @@ impl Settings {
         if let Some(n) = self.max_connections {
             b = b.max_connections(n);
         }
+        if let Some(yes) = self.allow_204 {
+            b = b.allow_204(yes);
+        }
+        if self.allow_206 == Some(true) {
+            return Err(Error::config(
+                "allow_206 = true: this client does not implement 206 partial answers \
+                 (use-original-body); remove the setting",
+            ));
+        }
+        if self.retry_backoff.is_some() || self.retry_backoff_max.is_some() {
+            let base = match &self.retry_backoff {
+                Some(d) => d.get("retry_backoff")?,
+                None => Duration::from_millis(100),
+            };
+            let max = match &self.retry_backoff_max {
+                Some(d) => d.get("retry_backoff_max")?,
+                None => Duration::from_secs(2).max(base),
+            };
+            b = b.retry_backoff(base, max);
+        }
+        b = b.limits(self.limits.proto_limits());
+        if let Some(n) = self.limits.max_adapted_body {
+            b = b.max_adapted_body((n > 0).then_some(n));
+        }
         let tls = &self.tls;
         if let Some(ca) = &tls.ca_file {
             b = b.tls_ca_file(ca);
@@ -339,30 +595,16 @@ impl Settings {
             }
         }
         b = b.danger_accept_invalid_certs(tls.insecure);
-        let mut t = Timeouts::default();
-        let to = &self.timeouts;
-        for (slot, v) in [
-            (&mut t.connect, &to.connect),
-            (&mut t.tls_handshake, &to.tls_handshake),
-            (&mut t.continue_wait, &to.continue_wait),
-            (&mut t.idle, &to.idle),
-            (&mut t.deadline, &to.deadline),
-            (&mut t.deadline_per_mib, &to.deadline_per_mib),
-        ] {
-            if let Some(v) = v {
-                *slot = v.get()?;
-            }
-        }
-        b = b.timeouts(t);
+        b = b.timeouts(self.timeouts.timeouts()?);
         let mut h = HealthConfig::default();
         if let Some(n) = self.health.threshold {
             h.threshold = n;
         }
         if let Some(w) = &self.health.window {
-            h.window = w.get()?;
+            h.window = w.get("health.window")?;
         }
         if let Some(r) = &self.health.revival {
-            h.revival = r.get()?;
+            h.revival = r.get("health.revival")?;
         }
         b = b.health(h);
         let id = &self.identity;

@@ -9,7 +9,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 
 use crate::config::{Roots, TlsOptions};
-use crate::error::Error;
+use crate::error::{Error, escaped_path};
 
 const SYSTEM_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
@@ -29,10 +29,11 @@ pub(crate) fn client_config(opts: &TlsOptions) -> Result<Arc<rustls::ClientConfi
     let pem = match (&opts.client_cert, &opts.client_cert_pem) {
         (Some((cert, key)), _) => Some((
             std::fs::read(cert).map_err(|e| {
-                Error::config(format!("client certificate {}: {e}", cert.display())).with_source(e)
+                Error::config(format!("client certificate {}: {e}", escaped_path(cert)))
+                    .with_source(e)
             })?,
             std::fs::read(key).map_err(|e| {
-                Error::config(format!("client key {}: {e}", key.display())).with_source(e)
+                Error::config(format!("client key {}: {e}", escaped_path(key))).with_source(e)
             })?,
         )),
         (None, Some((c, k))) => Some((c.clone().into_bytes(), k.clone().into_bytes())),
@@ -85,9 +86,9 @@ fn roots(roots: &Roots) -> Result<RootCertStore, Error> {
         }
         Roots::CaFile(path) => {
             let pem = std::fs::read(path).map_err(|e| {
-                Error::config(format!("CA file {}: {e}", path.display())).with_source(e)
+                Error::config(format!("CA file {}: {e}", escaped_path(path))).with_source(e)
             })?;
-            add_pem(&mut store, &pem, &format!("CA file {}", path.display()))?;
+            add_pem(&mut store, &pem, &format!("CA file {}", escaped_path(path)))?;
         }
         Roots::CaPem(pem) => add_pem(&mut store, pem.as_bytes(), "CA PEM")?,
     }

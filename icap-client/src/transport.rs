@@ -12,8 +12,9 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
+use crate::config::Keepalive;
 use crate::config::Timeouts;
-use crate::error::{Error, ErrorKind, Phase, tls_error};
+use crate::error::{Error, ErrorKind, Phase, escaped, tls_error};
 
 /// A connected byte stream to an ICAP server: plain TCP or TLS over TCP.
 #[derive(Debug)]
@@ -119,19 +120,25 @@ pub(crate) async fn connect(ep: &Endpoint, t: &Timeouts) -> Result<Transport, Er
     tcp.set_nodelay(true).map_err(|e| {
         Error::new(ErrorKind::Connect, format!("set TCP_NODELAY: {e}")).with_source(e)
     })?;
+    if let Some(k) = t.keepalive {
+        set_keepalive(&tcp, k).map_err(|e| {
+            Error::new(ErrorKind::Connect, format!("set TCP keepalive: {e}")).with_source(e)
+        })?;
+    }
     let Some((config, sni)) = &ep.tls else {
         return Ok(Transport::Tcp(tcp));
     };
     let name = sni.as_deref().unwrap_or(&ep.host);
     let server_name = ServerName::try_from(name.to_owned())
-        .map_err(|e| Error::config(format!("invalid TLS server name {name:?}: {e}")))?;
+        .map_err(|e| Error::config(format!("invalid TLS server name {}: {e}", escaped(name))))?;
+    let client_cert = config.client_auth_cert_resolver.has_certs();
     let tls = tokio::time::timeout(
         t.tls_handshake,
         TlsConnector::from(config.clone()).connect(server_name, tcp),
     )
     .await
     .map_err(|_| Error::timeout(Phase::TlsHandshake))?
-    .map_err(tls_error)?;
+    .map_err(|e| tls_error(e, Some(client_cert)))?;
     Ok(Transport::Tls(Box::new(tls)))
 }
 
@@ -141,7 +148,7 @@ async fn connect_tcp(ep: &Endpoint) -> Result<TcpStream, Error> {
         .map_err(|e| {
             Error::new(
                 ErrorKind::Connect,
-                format!("cannot resolve {}: {e}", ep.host),
+                format!("cannot resolve {}: {e}", escaped(&ep.host)),
             )
             .with_source(e)
         })?
@@ -162,9 +169,18 @@ async fn connect_tcp(ep: &Endpoint) -> Result<TcpStream, Error> {
     Err(last.unwrap_or_else(|| {
         Error::new(
             ErrorKind::Connect,
-            format!("no usable address for {}:{}", ep.host, ep.port),
+            format!("no usable address for {}:{}", escaped(&ep.host), ep.port),
         )
     }))
+}
+
+/// Turns TCP keepalive on, so that a half-open connection is noticed by the kernel's
+/// probes rather than only by the idle timeout.
+fn set_keepalive(tcp: &TcpStream, k: Keepalive) -> io::Result<()> {
+    let params = socket2::TcpKeepalive::new()
+        .with_time(k.idle)
+        .with_interval(k.interval);
+    socket2::SockRef::from(tcp).set_tcp_keepalive(&params)
 }
 
 async fn connect_addr(addr: SocketAddr, bind: Option<IpAddr>) -> Result<TcpStream, Error> {
@@ -183,4 +199,52 @@ async fn connect_addr(addr: SocketAddr, bind: Option<IpAddr>) -> Result<TcpStrea
             .map_err(|e| map(&format!("bind {ip} to reach"), e))?;
     }
     socket.connect(addr).await.map_err(|e| map("connect", e))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    async fn connected(t: &Timeouts) -> TcpStream {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let ep = Endpoint {
+            host: "127.0.0.1".into(),
+            port: l.local_addr().unwrap().port(),
+            tls: None,
+            bind: None,
+        };
+        let (conn, accepted) = tokio::join!(connect(&ep, t), l.accept());
+        accepted.unwrap();
+        match conn.unwrap() {
+            Transport::Tcp(s) => s,
+            Transport::Tls(_) => unreachable!("plain endpoint"),
+        }
+    }
+
+    #[tokio::test]
+    async fn keepalive_is_on_by_default_with_its_times() {
+        let s = connected(&Timeouts::default()).await;
+        let r = socket2::SockRef::from(&s);
+        assert!(r.keepalive().unwrap());
+        assert_eq!(r.tcp_keepalive_time().unwrap(), Duration::from_secs(30));
+        assert_eq!(r.tcp_keepalive_interval().unwrap(), Duration::from_secs(10));
+        assert!(s.nodelay().unwrap());
+    }
+
+    #[tokio::test]
+    async fn keepalive_times_and_off() {
+        let t = Timeouts::default().with_keepalive(Some(Keepalive::new(
+            Duration::from_secs(7),
+            Duration::from_secs(3),
+        )));
+        let s = connected(&t).await;
+        let r = socket2::SockRef::from(&s);
+        assert!(r.keepalive().unwrap());
+        assert_eq!(r.tcp_keepalive_time().unwrap(), Duration::from_secs(7));
+        assert_eq!(r.tcp_keepalive_interval().unwrap(), Duration::from_secs(3));
+        let s = connected(&Timeouts::default().with_keepalive(None)).await;
+        assert!(!socket2::SockRef::from(&s).keepalive().unwrap());
+    }
 }

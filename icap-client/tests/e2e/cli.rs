@@ -314,3 +314,180 @@ async fn doctor_over_tls_and_debug_logging() {
     let o = run(&["scan", "-s", &plain.url(), p(&f)]).await;
     assert!(!String::from_utf8_lossy(&o.stderr).contains("RESPMOD icap://"));
 }
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn absurd_durations_exit_2_with_a_message_not_101() {
+    let server = MockServer::start().await;
+    let o = run(&[
+        "options",
+        &server.url(),
+        "--connect-timeout",
+        "99999999999999999999999h",
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(stderr(&o).contains("--connect-timeout"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("too large"), "{}", stderr(&o));
+    for (flag, v) in [
+        ("--idle-timeout", "-1s"),
+        ("--deadline", "1e300"),
+        ("--retry-backoff", "soon"),
+        ("--tcp-keepalive", "-2m"),
+    ] {
+        let arg = format!("{flag}={v}");
+        let o = run(&["options", &server.url(), &arg]).await;
+        assert_eq!(o.status.code(), Some(2), "{flag} {v}: {o:?}");
+        assert!(stderr(&o).contains(flag), "{flag}: {}", stderr(&o));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(
+        dir.path(),
+        "c.toml",
+        format!(
+            "servers = [\"{}\"]\n[timeouts]\nconnect = 1e300\n",
+            server.url()
+        )
+        .as_bytes(),
+    );
+    let o = run(&["options", "--config", p(&cfg)]).await;
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(stderr(&o).contains("timeouts.connect"), "{}", stderr(&o));
+    // Huge but valid: clamped, and the command works.
+    let o = run(&[
+        "options",
+        &server.url(),
+        "--connect-timeout",
+        "1000000h",
+        "--idle-timeout",
+        "1000000h",
+        "--tcp-keepalive",
+        "off",
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+}
+
+#[tokio::test]
+async fn options_with_options_ttl_u64_max_exits_0() {
+    let url = crate::settings::huge_ttl_server().await;
+    let o = run(&["options", &url]).await;
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert!(
+        stdout(&o).contains("options-ttl: 2592000 s"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(
+        stdout(&o).contains("warning: Options-TTL: 18446744073709551615 clamped to 2592000 s"),
+        "{}",
+        stdout(&o)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(dir.path(), "a.txt", b"fine");
+    let o = run(&["scan", "-s", &url, "--preview", "off", p(&f)]).await;
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+}
+
+#[tokio::test]
+async fn no_allow_204_limits_and_jobs_flags() {
+    let server = MockServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(dir.path(), "a.txt", b"fine");
+    let o = run(&[
+        "scan",
+        "-s",
+        &server.url(),
+        "--no-allow-204",
+        "--preview",
+        "off",
+        "--retry-backoff",
+        "10ms",
+        "--retry-backoff-max",
+        "1s",
+        "--limit",
+        "max_adapted_body=1048576",
+        "-j",
+        "3000000000000000000",
+        p(&f),
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let j = server.journal().await;
+    assert!(!respmods(&j)[0].allow_204, "--no-allow-204");
+    let o = run(&["options", &server.url(), "--limit", "max_head=40"]).await;
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(stdout(&o).contains("limit"), "{}", stdout(&o));
+    let o = run(&["options", &server.url(), "--limit", "max_hed=40"]).await;
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(stderr(&o).contains("unknown limit"), "{}", stderr(&o));
+    let o = run(&["options", &server.url(), "--limit", "max_head=lots"]).await;
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+}
+
+#[tokio::test]
+async fn crlf_in_a_url_or_service_gives_a_one_line_message() {
+    for args in [
+        vec!["options", "icap://127.0.0.1:1/av\r\nX-Evil: 1"],
+        vec![
+            "options",
+            "--host",
+            "127.0.0.1",
+            "--service",
+            "av\r\nX-Evil: 1",
+        ],
+        vec!["options", "icap://127.0.0.1:1/avscan", "-H", "X-A\r\nB"],
+        vec![
+            "options",
+            "icap://127.0.0.1:1/avscan",
+            "--limit",
+            "max\r\nhead=1",
+        ],
+    ] {
+        let o = run(&args).await;
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {o:?}");
+        let err = stderr(&o);
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err:?}");
+        assert!(err.contains(r"\r\n"), "{args:?}: {err:?}");
+    }
+}
+
+#[tokio::test]
+async fn doctor_with_an_absurd_preview_keeps_its_sample_bounded() {
+    let url = crate::settings::raw_options_server("Preview: 99999999999\r\n").await;
+    let o = run(&["doctor", &url, "--preview", "off"]).await;
+    // The raw server calls EICAR clean, so doctor fails; what matters is that it ran.
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    // The codec clamps Preview to 64 KiB, and doctor bounds its sample in any case.
+    assert!(
+        stdout(&o).contains("262144 bytes (past the preview)"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(
+        stdout(&o).contains("warning: Preview: 99999999999 clamped to 65536"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[tokio::test]
+async fn options_and_doctor_say_when_istag_is_missing() {
+    let url = crate::settings::no_istag_server().await;
+    let o = run(&["options", &url]).await;
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(stdout(&o).contains("UNUSABLE"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("missing_is_tag"), "{}", stdout(&o));
+    let o = run(&["options", &url, "--json"]).await;
+    assert_eq!(json_lines(&o)[0]["diagnosis"]["kind"], "missing_is_tag");
+    let o = run(&["doctor", &url]).await;
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(
+        stdout(&o).contains("[FAIL] options") && stdout(&o).contains("UNUSABLE: no ISTag"),
+        "{}",
+        stdout(&o)
+    );
+}

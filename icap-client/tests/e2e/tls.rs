@@ -206,3 +206,64 @@ async fn mutual_tls() {
     let e = r.verdict.error().expect("failed");
     assert!(e.is_tls() || e.is_closed(), "{e:?}");
 }
+
+/// A server that reads the `ClientHello` and answers with a fatal `handshake_failure` alert,
+/// as a TLS server with nothing in common with the client does.
+async fn handshake_failure_server() -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "icaps://localhost:{}/avscan",
+        l.local_addr().unwrap().port()
+    );
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                if s.read(&mut buf).await.unwrap_or(0) > 0 {
+                    // Record: alert (21), TLS 1.2, length 2; fatal (2), handshake_failure (40).
+                    let _ = s.write_all(&[21, 3, 3, 0, 2, 2, 40]).await;
+                    let _ = s.shutdown().await;
+                }
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn handshake_failure_is_a_refusal_unless_a_client_certificate_was_sent() {
+    let url = handshake_failure_server().await;
+    let c = builder(&url).build().unwrap();
+    let r = c.scan_bytes(&b"x"[..], &ScanMeta::new("a")).await;
+    let e = r.verdict.error().expect("failed");
+    assert_eq!(e.tls_problem(), Some(TlsProblem::Refused), "{e:?}");
+    assert!(
+        e.to_string()
+            .starts_with("the server refused the TLS handshake:"),
+        "{e}"
+    );
+    let t = c.test_server(0).await;
+    assert_eq!(t.diagnosis, Diagnosis::TlsOther, "{t:?}");
+    assert!(t.hint.contains("refused the TLS handshake"), "{}", t.hint);
+
+    let (issuer, _) = ca("client ca");
+    let (cert, key) = leaf(&issuer, &["scanner.example"], true, false);
+    let c = builder(&url)
+        .tls_client_cert_pem(cert, key)
+        .build()
+        .unwrap();
+    let r = c.scan_bytes(&b"x"[..], &ScanMeta::new("a")).await;
+    let e = r.verdict.error().expect("failed");
+    assert_eq!(
+        e.tls_problem(),
+        Some(TlsProblem::ClientCertRejected),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string()
+            .starts_with("the server rejected the client certificate:"),
+        "{e}"
+    );
+    assert_eq!(c.test_server(0).await.diagnosis, Diagnosis::TlsClientCert);
+}
