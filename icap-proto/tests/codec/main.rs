@@ -5,6 +5,7 @@
 
 mod common;
 mod encode_errors;
+mod extremes;
 mod fixtures;
 mod malformed;
 mod regressions;
