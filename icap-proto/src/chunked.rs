@@ -117,7 +117,11 @@ impl ChunkedDecoder {
                         return Ok(None);
                     };
                     let line = parse_chunk_line(&buf[..line_len])?;
-                    self.ext_used += line_len - line.digits - 2;
+                    // The line is the digits, extensions and CRLF; saturating all the same,
+                    // as with every count of peer bytes here.
+                    self.ext_used = self
+                        .ext_used
+                        .saturating_add(line_len.saturating_sub(line.digits + 2));
                     if self.ext_used > self.limits.max_chunk_extensions {
                         return Err(DecodeError::limit(
                             Limit::ChunkExtensions,
@@ -149,8 +153,9 @@ impl ChunkedDecoder {
                         .unwrap_or(usize::MAX)
                         .min(buf.len());
                     let data = buf.split_to(n).freeze();
-                    self.body_seen += n as u64;
-                    let left = remaining - n as u64;
+                    self.body_seen = self.body_seen.saturating_add(n as u64);
+                    // `n` is at most `remaining`.
+                    let left = remaining.saturating_sub(n as u64);
                     self.state = if left == 0 {
                         State::DataCrlf
                     } else {

@@ -19,16 +19,23 @@ pub struct Limits {
     /// Bytes of the ICAP head, start line to the empty line. Default 64 KiB.
     pub max_head: usize,
     /// Header fields in one head (ICAP, embedded HTTP or trailers). Default 100.
+    ///
+    /// A field with obs-fold continuation lines is one field, for the decoder and the
+    /// encoder alike. The first `Encapsulated` of an ICAP head is not counted: it is
+    /// framing, and the encoder writes one for a decoded head that lacked it, so a head
+    /// at the limit would otherwise not decode again once encoded.
     pub max_headers: usize,
-    /// Bytes of one header field including its folded continuation lines. Default 16 KiB.
+    /// Bytes of one header field including its folded continuation lines, measured as
+    /// received and as the encoder writes it (`name: value CRLF`), whichever is larger.
+    /// Default 16 KiB.
     pub max_header_line: usize,
-    /// Bytes of each embedded HTTP head. Default 64 KiB.
+    /// Bytes of each embedded HTTP head, as received and as written again. Default 64 KiB.
     pub max_http_head: usize,
     /// Bytes of one chunk-size line with its extensions. Default 4 KiB.
     pub max_chunk_line: usize,
     /// Bytes of all chunk-size lines of one message beyond their hex digits. Default 16 KiB.
     pub max_chunk_extensions: usize,
-    /// Bytes of the trailer section. Default 16 KiB.
+    /// Bytes of the trailer section, as received and as written again. Default 16 KiB.
     pub max_trailers: usize,
     /// Largest `Preview` a request may announce. Default 1 MiB.
     pub max_preview: u64,

@@ -123,7 +123,7 @@ impl RequestHead {
         let write_enc = self.method != Method::Options
             || self.body.is_some()
             || self.headers.contains(ENCAPSULATED);
-        out.reserve(64 + self.headers.encoded_len());
+        out.reserve(self.headers.encoded_len().saturating_add(64));
         out.put_slice(self.method.as_str().as_bytes());
         out.put_u8(b' ');
         out.put_slice(self.uri.as_bytes());
@@ -221,7 +221,7 @@ impl ResponseHead {
         let write_enc = something
             || (self.status.is_success() && self.status != StatusCode::NO_CONTENT)
             || self.headers.contains(ENCAPSULATED);
-        out.reserve(64 + self.headers.encoded_len());
+        out.reserve(self.headers.encoded_len().saturating_add(64));
         out.put_slice(VERSION.as_bytes());
         out.put_u8(b' ');
         out.put_slice(&status_digits(self.status.as_u16()));

@@ -6,6 +6,7 @@
 mod common;
 mod encode_errors;
 mod exchange;
+mod extremes;
 mod fixtures;
 mod malformed;
 mod regressions;
