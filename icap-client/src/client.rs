@@ -9,16 +9,16 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use icap_proto::{
     BodyKind, HeaderName, HeaderValue, Headers, HttpRequestHead, HttpResponseHead, Limits, Method,
-    OptionsResponse, RequestHead, Scheme, Uri,
+    OptionsResponse, OptionsRules, RequestHead, Scheme, Uri,
 };
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::AsyncRead;
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
 use crate::config::{
     DEFAULT_MAX_SIZE, HealthConfig, PreviewMode, Roots, Strategy, Timeouts, TlsOptions,
 };
-use crate::connection::{BodyPlan, BodySource, Exchange, ExchangeError, Outgoing};
+use crate::connection::{BodyPlan, BodySource, Exchange, ExchangeError, FileStamp, Outgoing};
 use crate::error::{Error, ErrorKind, Phase};
 use crate::events::{Alert, AlertKind, Event};
 use crate::identity::{IdentityHeaders, Uploader};
@@ -75,31 +75,47 @@ impl ScanMeta {
 
 /// A body to scan.
 enum Source<'a> {
-    Path(PathBuf),
+    /// A file, with its size and modification time when the scan began.
+    Path(PathBuf, FileStamp),
     Bytes(Bytes),
     Reader(Option<Box<dyn AsyncRead + Unpin + Send + 'a>>),
 }
 
-impl<'a> Source<'a> {
+impl Source<'_> {
     fn rewindable(&self) -> bool {
         !matches!(self, Source::Reader(_))
     }
+}
 
-    async fn open(&mut self) -> Result<Box<dyn AsyncRead + Unpin + Send + 'a>, Error> {
-        match self {
-            Source::Path(p) => {
-                let f = tokio::fs::File::open(&*p).await.map_err(|e| {
-                    Error::new(ErrorKind::Io, format!("cannot open {}: {e}", p.display()))
-                        .with_source(e)
-                })?;
-                Ok(Box::new(f))
-            }
-            Source::Bytes(b) => Ok(Box::new(std::io::Cursor::new(b.clone()))),
-            Source::Reader(r) => r
-                .take()
-                .ok_or_else(|| Error::new(ErrorKind::Io, "the reader was already consumed")),
-        }
+/// Opens a file for one attempt and checks it is still the file whose size the request
+/// announces.
+async fn open_checked(path: &Path, stamp: FileStamp) -> Result<tokio::fs::File, Error> {
+    let f = tokio::fs::File::open(path).await.map_err(|e| {
+        Error::new(
+            ErrorKind::Io,
+            format!("cannot open {}: {e}", path.display()),
+        )
+        .with_source(e)
+    })?;
+    let now = f.metadata().await.map(|m| FileStamp::of(&m)).map_err(|e| {
+        Error::new(
+            ErrorKind::Io,
+            format!("cannot read {}: {e}", path.display()),
+        )
+        .with_source(e)
+    })?;
+    if now != stamp {
+        return Err(Error::new(
+            ErrorKind::Source,
+            format!(
+                "{} changed before it could be sent (size {} -> {})",
+                path.display(),
+                stamp.len,
+                now.len
+            ),
+        ));
     }
+    Ok(f)
 }
 
 /// Builds a [`Client`]. Every setting has a default except the server.
@@ -121,6 +137,7 @@ impl<'a> Source<'a> {
 /// ```
 #[derive(Debug, Clone)]
 #[must_use]
+#[allow(clippy::struct_excessive_bools)] // independent switches of a builder, not a state
 pub struct ClientBuilder {
     servers: Vec<Uri>,
     error: Option<Error>,
@@ -148,6 +165,7 @@ pub struct ClientBuilder {
     allow_206: bool,
     max_adapted_body: Option<u64>,
     retry_backoff: (Duration, Duration),
+    options_rules: OptionsRules,
 }
 
 /// Default cap on the adapted (modified) body the client reads back: 64 MiB.
@@ -182,6 +200,7 @@ impl Default for ClientBuilder {
             allow_206: false,
             max_adapted_body: Some(DEFAULT_MAX_ADAPTED_BODY),
             retry_backoff: (Duration::from_millis(100), Duration::from_secs(2)),
+            options_rules: OptionsRules::default(),
         }
     }
 }
@@ -275,7 +294,8 @@ impl ClientBuilder {
     }
     /// All timeouts at once.
     pub fn timeouts(mut self, t: Timeouts) -> Self {
-        self.timeouts = t;
+        // Fields are public: clamp here too, so no deadline can overflow.
+        self.timeouts = t.clamped();
         self
     }
     /// Timeout for opening a connection.
@@ -404,6 +424,16 @@ impl ClientBuilder {
         self
     }
 
+    /// How `OPTIONS` answers are checked (icap-proto's [`OptionsRules`]): an answer without
+    /// `ISTag` makes the service unusable unless `require_istag` is off (the lenient switch),
+    /// and the server's `Preview`, `Options-TTL` and `Max-Connections` are clamped or ignored
+    /// past their maxima (64 KiB, 30 days, 100 000), with a warning. The `max_preview` also
+    /// bounds a fixed [`preview`](Self::preview) size.
+    pub fn options_rules(mut self, rules: OptionsRules) -> Self {
+        self.options_rules = rules;
+        self
+    }
+
     /// Builds the client. Needs a tokio runtime only when scanning.
     pub fn build(self) -> Result<Client, Error> {
         if let Some(e) = self.error {
@@ -411,6 +441,14 @@ impl ClientBuilder {
         }
         if self.servers.is_empty() {
             return Err(Error::config("no ICAP server configured"));
+        }
+        if let PreviewMode::Fixed(n) = self.preview
+            && n > self.options_rules.max_preview
+        {
+            return Err(Error::config(format!(
+                "preview {n} is larger than max_preview ({}); a preview is held in memory",
+                self.options_rules.max_preview
+            )));
         }
         if self.allow_206 {
             return Err(Error::config(
@@ -575,8 +613,8 @@ impl Client {
     /// Scans a file, streaming it from disk (memory stays bounded whatever its size).
     pub async fn scan_file(&self, path: impl AsRef<Path>, meta: &ScanMeta) -> ScanReport {
         let path = path.as_ref().to_path_buf();
-        let size = match tokio::fs::metadata(&path).await {
-            Ok(m) if m.is_file() => m.len(),
+        let stamp = match tokio::fs::metadata(&path).await {
+            Ok(m) if m.is_file() => FileStamp::of(&m),
             Ok(_) => {
                 return Self::failed_now(Error::new(
                     ErrorKind::Io,
@@ -597,7 +635,7 @@ impl Client {
         if meta.filename.is_none() {
             meta.filename = path.file_name().map(|n| n.to_string_lossy().into_owned());
         }
-        self.scan_source(Source::Path(path), Some(size), &meta)
+        self.scan_source(Source::Path(path, stamp), Some(stamp.len), &meta)
             .await
     }
 
@@ -757,7 +795,10 @@ impl Client {
                         || e.status() == Some(503);
                     last = Some(e);
                     if retries_left > 0 && src.rewindable() {
+                        let pause = backoff(cfg.retry_backoff, cfg.retries - retries_left);
                         retries_left -= 1;
+                        tracing::debug!(ms = pause.as_millis() as u64, "retrying after a pause");
+                        tokio::time::sleep(pause).await;
                         // The retry goes to the next server, or the same one if it is alone.
                         if order.len() > 1 {
                             k += 1;
@@ -892,8 +933,10 @@ impl Client {
             let t1 = Instant::now();
             let out = Outgoing {
                 method: Method::Options,
+                allow_204: false,
                 head: bytes.clone(),
                 body: None,
+                max_answer_body: cfg.max_adapted_body,
             };
             let res =
                 tokio::time::timeout(cfg.timeouts.deadline, co.conn.exchange(out, &cfg.timeouts))
@@ -917,9 +960,9 @@ impl Client {
                     if head.status.as_u16() != 200 {
                         return Err(verdict::status_error(head.status.as_u16(), &head));
                     }
-                    let o = OptionsResponse::from_head(&head).map_err(|e| {
-                        Error::protocol(format!("invalid OPTIONS answer: {e}")).with_source(e)
-                    })?;
+                    let o = OptionsResponse::from_head_with(&head, &cfg.options_rules).map_err(
+                        |e| Error::protocol(format!("invalid OPTIONS answer: {e}")).with_source(e),
+                    )?;
                     return Ok((o, OptionsTiming { connect, rtt, tls }));
                 }
                 Err(e) if co.reused && !fresh && is_stale(&e) => {
@@ -999,28 +1042,36 @@ impl Client {
                     fresh,
                 )
                 .await?;
-            // A declared size is the body: never send more than announced.
-            let mut reader: Box<dyn AsyncRead + Unpin + Send + '_>;
-            let source = if let Source::Bytes(b) = &*src {
-                BodySource::Memory(b.clone())
-            } else {
-                reader = match size {
-                    Some(n) => Box::new(src.open().await?.take(n)),
-                    None => src.open().await?,
-                };
-                BodySource::Reader(&mut reader)
+            // A declared size is the body: exactly that many bytes, checked by the sender.
+            let mut file;
+            let mut reader;
+            let source = match &mut *src {
+                Source::Bytes(b) => BodySource::Memory(b.clone()),
+                Source::Path(p, stamp) => {
+                    file = open_checked(p, *stamp).await?;
+                    BodySource::File(&mut file, *stamp)
+                }
+                Source::Reader(r) => {
+                    reader = r.take().ok_or_else(|| {
+                        Error::new(ErrorKind::Io, "the reader was already consumed")
+                    })?;
+                    BodySource::Reader(&mut reader)
+                }
             };
             let max_size = if size.is_none() { cfg.max_size } else { None };
             let out = Outgoing {
                 method,
+                allow_204: cfg.allow_204,
                 head: head.clone(),
                 body: Some(BodyPlan {
                     source,
                     preview,
                     chunk_size: cfg.chunk_size,
+                    declared: size,
                     max_size,
                     digest: cfg.digest,
                 }),
+                max_answer_body: cfg.max_adapted_body,
             };
             match co.conn.exchange(out, &cfg.timeouts).await {
                 Ok(ex) => {
@@ -1178,6 +1229,33 @@ impl Client {
 }
 
 const USER_AGENT: &str = concat!("icap-client/", env!("CARGO_PKG_VERSION"));
+
+/// The pause before retry number `n` (0-based): `base * 2^n`, capped at `max`, with up
+/// to half of it added at random, so that clients retrying together spread out.
+fn backoff((base, max): (Duration, Duration), n: u32) -> Duration {
+    let exp = base
+        .checked_mul(1u32.checked_shl(n.min(31)).unwrap_or(u32::MAX))
+        .unwrap_or(max)
+        .min(max);
+    let jitter_ns = u64::try_from(exp.as_nanos() / 2).unwrap_or(u64::MAX);
+    let jitter = if jitter_ns == 0 {
+        0
+    } else {
+        random_u64() % jitter_ns
+    };
+    exp.saturating_add(Duration::from_nanos(jitter))
+}
+
+/// A random number for jitter; not for cryptography. `RandomState` is seeded per process
+/// and per instance by the standard library, which is all jitter needs.
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(CONN_COUNTER.fetch_add(1, Ordering::Relaxed) as u64);
+    h.finish()
+}
+
+static CONN_COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 fn is_stale(e: &ExchangeError) -> bool {
     e.error.is_closed() && !e.response_started && !e.too_large

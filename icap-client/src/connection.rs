@@ -1,27 +1,62 @@
-//! One ICAP connection: the thin tokio layer over the icap-proto codec, generic over the
-//! stream so that TCP, TLS and in-memory pipes run the same code (as in mini-redis).
+//! One ICAP connection: the thin tokio layer around icap-proto's sans-IO
+//! [`ClientExchange`], generic over the stream so that TCP, TLS and in-memory pipes run the
+//! same code (as in mini-redis).
+//!
+//! This module moves bytes and runs timers; it decides nothing about what is legal. Which
+//! response may follow which request, and whether the connection may carry another one, is
+//! the exchange's answer. What stays here is the one rule that is about the file rather
+//! than the protocol: the body sent is exactly the file (see [`Sender`]).
 //!
 //! A transaction is full duplex: while the body is being sent, the response is read, so a
 //! server that decides early (or streams its answer while reading) never deadlocks us.
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
+use std::time::{Duration, SystemTime};
 
 use bytes::{Buf, Bytes, BytesMut};
-use icap_proto::{Event, Headers, Limits, Method, ResponseDecoder, ResponseHead, chunked};
+use icap_proto::exchange::{
+    ClientEvent, ClientExchange, PreviewPlan, ProtocolError, RequestPlan, Reuse,
+};
+use icap_proto::{Headers, Limits, Method, ResponseHead, chunked};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 
 use crate::config::Timeouts;
-use crate::error::{Error, Phase};
+use crate::error::{Error, ErrorKind, Phase};
 
 /// Target of the network payload log.
 pub(crate) const WIRE_TARGET: &str = "icap_client::wire";
 
+/// `now + d`, saturating far in the future instead of overflowing on a huge timeout.
+pub(crate) fn after(now: Instant, d: Duration) -> Instant {
+    now.checked_add(d)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
+}
+
+/// Size and modification time of a file, taken before its scan and compared after its last
+/// byte was read: a file that changed under the upload gets no verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FileStamp {
+    pub(crate) len: u64,
+    pub(crate) modified: Option<SystemTime>,
+}
+
+impl FileStamp {
+    pub(crate) fn of(m: &std::fs::Metadata) -> Self {
+        FileStamp {
+            len: m.len(),
+            modified: m.modified().ok(),
+        }
+    }
+}
+
 /// Where body bytes come from.
 pub(crate) enum BodySource<'a> {
-    /// Read from a file or any reader.
+    /// A file opened for this attempt, with the stamp taken before the scan.
+    File(&'a mut tokio::fs::File, FileStamp),
+    /// Any reader.
     Reader(&'a mut (dyn AsyncRead + Unpin + Send)),
     /// Sliced from memory without copying.
     Memory(Bytes),
@@ -33,7 +68,10 @@ pub(crate) struct BodyPlan<'a> {
     /// Bytes to send as a preview, or `None` to send the whole body at once.
     pub(crate) preview: Option<u64>,
     pub(crate) chunk_size: usize,
-    /// Abort when the body turns out longer than this (for sources of unknown size).
+    /// The size the request announced (`Content-Length` of the embedded head): exactly this
+    /// many bytes must come from the source, no fewer, no more. `None`: unknown, read to EOF.
+    pub(crate) declared: Option<u64>,
+    /// Abort when a body of unknown size turns out longer than this.
     pub(crate) max_size: Option<u64>,
     /// Compute the SHA-256 of the body sent and of the body received.
     pub(crate) digest: bool,
@@ -42,8 +80,12 @@ pub(crate) struct BodyPlan<'a> {
 /// One request to send: the encoded head and, except for `OPTIONS`, a body.
 pub(crate) struct Outgoing<'a> {
     pub(crate) method: Method,
+    /// The head carries `Allow: 204`.
+    pub(crate) allow_204: bool,
     pub(crate) head: Bytes,
     pub(crate) body: Option<BodyPlan<'a>>,
+    /// The most body bytes read back from the answer (`None`: no cap).
+    pub(crate) max_answer_body: Option<u64>,
 }
 
 /// What came back, and what happened on the way.
@@ -57,15 +99,18 @@ pub(crate) struct Exchange {
     /// Body bytes sent.
     pub(crate) sent: u64,
     pub(crate) sent_sha256: Option<[u8; 32]>,
-    /// The whole body was sent (in the preview, or after `100 Continue`).
+    /// The whole body was sent and checked against its source (in the preview with
+    /// `ieof`, or up to the terminal chunk).
     pub(crate) body_complete: bool,
-    /// The final response came while the body was still being sent.
+    /// The response ended before the request was completely sent.
     pub(crate) early: bool,
+    /// The final answer came in reply to the preview, before any `100 Continue`.
+    pub(crate) answered_in_preview: bool,
     /// The preview was answered with `100 Continue`.
     pub(crate) continued: bool,
     /// The preview held the whole body (`0; ieof`).
     pub(crate) ieof: bool,
-    /// The connection is in a clean state for the next request.
+    /// The connection may carry the next request.
     pub(crate) reusable: bool,
 }
 
@@ -89,6 +134,20 @@ impl ExchangeError {
             source_read: 0,
             too_large: false,
         }
+    }
+}
+
+/// Maps what the peer did wrong to the client's error kinds: closes are `Closed` (a stale
+/// pooled connection is recognised by that), everything else is `Protocol`.
+fn peer_error(e: ProtocolError) -> Error {
+    match e {
+        ProtocolError::ClosedBeforeResponse => {
+            Error::closed("server closed the connection without answering")
+        }
+        ProtocolError::ClosedMidResponse => {
+            Error::closed("server closed the connection in the middle of the response")
+        }
+        e => Error::protocol(format!("invalid response: {e} ({})", e.rule())).with_source(e),
     }
 }
 
@@ -139,10 +198,14 @@ impl Buf for OutQueue {
     }
 }
 
+/// What comes after the queued bytes are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Next {
+    /// The preview (without `ieof`) is out: tell the exchange, wait for its answer.
     AwaitContinue,
+    /// Go on with the body.
     Body,
+    /// The whole request is out: tell the exchange.
     Done,
 }
 
@@ -156,15 +219,15 @@ enum SendState {
     Body,
     /// The whole request is out.
     Done,
-    /// Writing failed; only reading goes on.
-    Broken,
+    /// Writing failed, or the answer made the rest pointless; only reading goes on.
+    Stopped,
 }
 
 /// A connection to an ICAP server.
 pub(crate) struct Connection<S> {
     stream: S,
     buf: BytesMut,
-    decoder: ResponseDecoder,
+    limits: Limits,
     wire_cap: Option<usize>,
     id: u64,
     /// Transactions completed on this connection.
@@ -178,7 +241,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         Connection {
             stream,
             buf: BytesMut::with_capacity(16 * 1024),
-            decoder: ResponseDecoder::new(Method::Options, limits),
+            limits,
             wire_cap,
             id,
             transactions: 0,
@@ -204,6 +267,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     }
 
     /// Sends one request and reads its response.
+    #[allow(clippy::too_many_lines)] // one select loop over reading, writing and the timer
     pub(crate) async fn exchange(
         &mut self,
         out: Outgoing<'_>,
@@ -212,17 +276,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         let Connection {
             stream,
             buf,
-            decoder,
+            limits,
             wire_cap,
             id,
             transactions,
         } = self;
         let id = *id;
         let wire_cap = *wire_cap;
-        decoder.set_method(out.method);
-        if !decoder.is_idle() || !buf.is_empty() {
-            // Leftover bytes between transactions mean the previous answer was longer
-            // than it said: the connection is out of sync.
+        if !buf.is_empty() {
+            // Never pooled with bytes in its buffer; this would be a bug of ours.
             return Err(ExchangeError::new(Error::protocol(
                 "unexpected bytes on an idle connection",
             )));
@@ -239,7 +301,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             eof: false,
             body_logged: 0,
         };
-        let mut ieof = false;
+        let mut plan_preview = None;
         let mut plan = out.body;
         match &mut plan {
             None => q.push(out.head),
@@ -260,7 +322,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                         first.extend_from_slice(&data);
                         first.extend_from_slice(b"\r\n");
                     }
-                    ieof = pv.len() < want;
+                    let ieof = sender.eof && pv.len() <= preview_len;
                     let at = first.len();
                     chunked::encode_last_chunk(ieof, &Headers::new(), &mut first);
                     wire_log(wire_cap, id, ">>", &first[at..], usize::MAX);
@@ -270,20 +332,35 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                         sender.carry = pv.slice(preview_len..);
                         SendState::Flushing(Next::AwaitContinue)
                     };
+                    plan_preview = Some(PreviewPlan { size: p, ieof });
                 } else {
                     sender.state = SendState::Flushing(Next::Body);
                 }
                 q.push(first.freeze());
             }
         }
+        let ieof = plan_preview.is_some_and(|p| p.ieof);
+        let mut ex = ClientExchange::new(
+            RequestPlan::new(out.method)
+                .with_allow_204(out.allow_204)
+                .with_preview(plan_preview)
+                .with_body(plan.is_some()),
+            *limits,
+        );
 
-        let mut resp = Response::default();
-        let mut idle_at = Instant::now() + t.idle;
+        let mut got_byte = false;
+        let mut resp = Received {
+            logged: 0,
+            body_len: 0,
+            hasher: None,
+            head_seen: false,
+        };
+        let mut idle_at = after(Instant::now(), t.idle);
         let mut continue_at = idle_at;
         let mut write_error: Option<std::io::Error> = None;
-        let fail = |error: Error, resp: &Response, sender: &Sender| ExchangeError {
+        let fail = |error: Error, got_byte: bool, sender: &Sender| ExchangeError {
             error,
-            response_started: resp.got_byte,
+            response_started: got_byte,
             source_read: sender.read,
             too_large: false,
         };
@@ -295,39 +372,61 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         let timer = tokio::time::sleep_until(idle_at);
         tokio::pin!(timer);
         loop {
-            while !resp.done {
-                match decoder.decode(buf) {
-                    Ok(Some(ev)) => {
-                        if let Err(e) = resp.handle(ev, &mut sender.state) {
-                            return Err(fail(e, &resp, &sender));
+            while !ex.is_done() {
+                match ex.poll_event(buf) {
+                    Ok(Some(ClientEvent::Continue)) => {
+                        // Still flushing the preview: the flush's end moves on to the body.
+                        if sender.state == SendState::AwaitContinue {
+                            sender.state = SendState::Body;
                         }
-                        if sender.state == SendState::Body && resp.continued_now {
-                            resp.continued_now = false;
-                            idle_at = Instant::now() + t.idle;
+                        idle_at = after(Instant::now(), t.idle);
+                    }
+                    Ok(Some(ClientEvent::Head(h))) => {
+                        resp.head_seen = true;
+                        if h.body.is_some() {
+                            resp.hasher = Some(Sha256::new());
                         }
                     }
+                    Ok(Some(ClientEvent::Data(d))) => {
+                        resp.body_len += d.len() as u64;
+                        if let Some(max) = out.max_answer_body
+                            && resp.body_len > max
+                        {
+                            return Err(fail(
+                                Error::new(
+                                    ErrorKind::TooLarge,
+                                    format!(
+                                        "the server's answer body is larger than max_adapted_body ({max} bytes)"
+                                    ),
+                                ),
+                                got_byte,
+                                &sender,
+                            ));
+                        }
+                        if let Some(hs) = &mut resp.hasher {
+                            hs.update(&d);
+                        }
+                    }
+                    Ok(Some(ClientEvent::End(_))) => {}
                     Ok(None) => break,
-                    Err(e) => {
-                        return Err(fail(
-                            Error::protocol(format!("invalid response: {e}")).with_source(e),
-                            &resp,
-                            &sender,
-                        ));
-                    }
+                    Err(e) => return Err(fail(peer_error(e), got_byte, &sender)),
                 }
             }
-            if resp.done {
+            if ex.is_done() {
                 break;
             }
             if sender.state == SendState::Body && q.remaining() == 0 {
                 let plan = plan.as_mut().expect("a body state implies a body plan");
-                sender.refill(plan, &mut q, wire_cap, id).await?;
+                if let Err(mut e) = sender.refill(plan, &mut q, wire_cap, id).await {
+                    e.response_started = got_byte;
+                    return Err(e);
+                }
             }
             let writing = matches!(sender.state, SendState::Flushing(_) | SendState::Body);
             let (timer_at, phase) = match sender.state {
                 SendState::AwaitContinue => (continue_at, Phase::Continue),
                 SendState::Flushing(_) | SendState::Body => (idle_at, Phase::Send),
-                SendState::Done | SendState::Broken => (idle_at, Phase::Response),
+                SendState::Done | SendState::Stopped => (idle_at, Phase::Response),
             };
             if timer_at < timer.deadline() {
                 timer.as_mut().reset(timer_at);
@@ -335,26 +434,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             tokio::select! {
                 biased;
                 r = rd.read_buf(buf) => match r {
-                    Ok(0) => {
-                        let what = if resp.got_byte {
-                            "server closed the connection in the middle of the response"
-                        } else {
-                            "server closed the connection without answering"
-                        };
-                        let mut e = Error::closed(what);
-                        if let Some(w) = write_error.take() {
-                            e = e.with_source(w);
+                    Ok(0) => match ex.handle_eof() {
+                        Err(e) => {
+                            let mut e = peer_error(e);
+                            if let Some(w) = write_error.take() {
+                                e = e.with_source(w);
+                            }
+                            return Err(fail(e, got_byte, &sender));
                         }
-                        return Err(fail(e, &resp, &sender));
-                    }
+                        // The close came right after a complete answer.
+                        Ok(()) => break,
+                    },
                     Ok(n) => {
-                        resp.got_byte = true;
-                        idle_at = Instant::now() + t.idle;
+                        got_byte = true;
+                        idle_at = after(Instant::now(), t.idle);
                         let cap = if resp.head_seen { resp.log_budget(wire_cap, n) } else { usize::MAX };
                         wire_log(wire_cap, id, "<<", &buf[buf.len() - n..], cap);
                     }
                     Err(e) => {
-                        return Err(fail(Error::socket(e, "reading the response"), &resp, &sender));
+                        return Err(fail(Error::socket(e, "reading the response"), got_byte, &sender));
                     }
                 },
                 w = async {
@@ -364,16 +462,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                         wr.flush().await.map(|()| None)
                     }
                 }, if writing => match w {
-                    Ok(Some(_)) => idle_at = Instant::now() + t.idle,
+                    Ok(Some(_)) => idle_at = after(Instant::now(), t.idle),
                     Ok(None) => {
                         if let SendState::Flushing(next) = sender.state {
                             sender.state = match next {
                                 Next::AwaitContinue => {
-                                    continue_at = Instant::now() + t.continue_wait;
-                                    SendState::AwaitContinue
+                                    continue_at = after(Instant::now(), t.continue_wait);
+                                    ex.handle_preview_sent().map_err(|e| {
+                                        fail(misuse(&e), got_byte, &sender)
+                                    })?;
+                                    if ex.continued() {
+                                        SendState::Body
+                                    } else {
+                                        SendState::AwaitContinue
+                                    }
                                 }
                                 Next::Body => SendState::Body,
-                                Next::Done => SendState::Done,
+                                Next::Done => {
+                                    ex.handle_request_sent().map_err(|e| {
+                                        fail(misuse(&e), got_byte, &sender)
+                                    })?;
+                                    SendState::Done
+                                }
                             };
                         }
                     }
@@ -381,29 +491,49 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                         // The server may have answered and closed; read what it sent.
                         tracing::debug!(conn = id, error = %e, "write failed; reading any response");
                         write_error = Some(e);
-                        sender.state = SendState::Broken;
+                        sender.state = SendState::Stopped;
                     }
                 },
                 () = &mut timer => {
                     if Instant::now() >= timer_at {
-                        return Err(fail(Error::timeout(phase), &resp, &sender));
+                        return Err(fail(Error::timeout(phase), got_byte, &sender));
                     }
                     timer.as_mut().reset(timer_at);
                 }
             }
         }
 
-        let head = resp.head.take().expect("a finished response has a head");
-        let request_complete = match sender.state {
-            SendState::Done | SendState::AwaitContinue => true,
-            SendState::Flushing(Next::Done | Next::AwaitContinue) => q.remaining() == 0,
-            _ => false,
+        // The preview's last chunk ends the request when the answer came in reply to it.
+        let answered_in_preview = ex.answered_in_preview();
+        if sender.state == SendState::Flushing(Next::AwaitContinue) && q.remaining() == 0 {
+            // Every byte of the preview was written; only the flush had not been seen.
+            ex.handle_preview_sent()
+                .map_err(|e| fail(misuse(&e), got_byte, &sender))?;
+            sender.state = SendState::AwaitContinue;
+        }
+        if sender.state == SendState::Flushing(Next::Done) && q.remaining() == 0 {
+            // Every byte of the request was written (the answer outran the flush's return).
+            ex.handle_request_sent()
+                .map_err(|e| fail(misuse(&e), got_byte, &sender))?;
+            sender.state = SendState::Done;
+        }
+        if sender.state == SendState::AwaitContinue && answered_in_preview {
+            sender.state = SendState::Done;
+        }
+        let request_complete = sender.state == SendState::Done;
+        let reuse = if request_complete {
+            ex.reuse(buf)
+        } else {
+            Reuse::No(icap_proto::exchange::NotReusable::RequestIncomplete)
         };
-        let closes = head
-            .headers
-            .get_all("Connection")
-            .any(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
-        let body_complete = sender.eof || ieof;
+        if let Reuse::No(why) = reuse {
+            tracing::debug!(conn = id, ?why, "connection not reused");
+        }
+        let head = ex
+            .final_head()
+            .cloned()
+            .expect("a finished exchange has a final head");
+        let body_complete = sender.eof && (ieof || request_complete);
         *transactions += 1;
         Ok(Exchange {
             head,
@@ -417,13 +547,44 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             },
             body_complete,
             early: !request_complete,
-            continued: resp.continued,
+            answered_in_preview,
+            continued: ex.continued(),
             ieof,
-            reusable: request_complete && !closes,
+            reusable: reuse == Reuse::Yes,
         })
     }
 }
 
+/// Our own use of the exchange was wrong: a bug here, reported as a protocol failure so
+/// that it never becomes a verdict.
+fn misuse(e: &impl std::fmt::Display) -> Error {
+    Error::protocol(format!("internal: exchange misuse: {e}"))
+}
+
+/// What has been received of the final answer.
+struct Received {
+    body_len: u64,
+    hasher: Option<Sha256>,
+    head_seen: bool,
+    logged: usize,
+}
+
+impl Received {
+    /// How many of `n` received body bytes may still be logged.
+    fn log_budget(&mut self, wire_cap: Option<usize>, n: usize) -> usize {
+        let b = wire_cap.unwrap_or(0).saturating_sub(self.logged);
+        self.logged += b.min(n);
+        b
+    }
+}
+
+/// Reads the body from its source and queues it as chunks.
+///
+/// Source integrity: a body with a declared size must yield exactly that many bytes. A
+/// source that ends early, one that still has bytes past the declared size, and a file
+/// whose size or modification time changed since the scan began are a `Source` error
+/// raised *before* the terminal chunk is queued, so no server ever answers for a part of
+/// a file (the caller drops the connection).
 struct Sender {
     state: SendState,
     /// Reused read buffer for body chunks.
@@ -433,44 +594,54 @@ struct Sender {
     /// Body bytes read from the source.
     read: u64,
     hasher: Option<Sha256>,
-    /// The source is exhausted and the last chunk queued.
+    /// The source is exhausted (and checked); the last chunk may be queued.
     eof: bool,
     body_logged: usize,
 }
 
+fn source_error(msg: String, read: u64) -> ExchangeError {
+    let mut e = ExchangeError::new(Error::new(ErrorKind::Source, msg));
+    e.source_read = read;
+    e
+}
+
 impl Sender {
-    /// Reads up to `want` bytes (fewer only at the end of the source).
+    /// Reads up to `want` bytes (fewer only at the end of the source, never past a declared
+    /// size). Sets `eof` once the source is exhausted and has passed its checks.
     async fn read_source(
         &mut self,
         plan: &mut BodyPlan<'_>,
         want: usize,
     ) -> Result<Bytes, ExchangeError> {
+        if self.eof {
+            return Ok(Bytes::new());
+        }
         if let BodySource::Memory(b) = &mut plan.source {
             let data = b.split_to(want.min(b.len()));
             self.read += data.len() as u64;
             if let Some(h) = &mut self.hasher {
                 h.update(&data);
             }
+            self.eof = b.is_empty();
             return Ok(data);
         }
-        let BodySource::Reader(source) = &mut plan.source else {
-            unreachable!("memory sources returned above")
+        // Never read past a declared size: what lies beyond is probed separately.
+        let want = match plan.declared {
+            Some(d) => want.min(usize::try_from(d.saturating_sub(self.read)).unwrap_or(usize::MAX)),
+            None => want,
         };
         self.chunk.clear();
         self.chunk.reserve(want.min(1 << 20));
+        let mut ended = false;
         while self.chunk.len() < want {
             let room = (want - self.chunk.len()).min(plan.chunk_size.max(1));
             let start = self.chunk.len();
             self.chunk.resize(start + room, 0);
-            let n = match source.read(&mut self.chunk[start..]).await {
+            let n = match read_some(&mut plan.source, &mut self.chunk[start..]).await {
                 Ok(n) => n,
                 Err(e) => {
                     let mut err = ExchangeError::new(
-                        Error::new(
-                            crate::error::ErrorKind::Io,
-                            format!("reading the file: {e}"),
-                        )
-                        .with_source(e),
+                        Error::new(ErrorKind::Io, format!("reading the file: {e}")).with_source(e),
                     );
                     err.source_read = self.read;
                     return Err(err);
@@ -478,10 +649,12 @@ impl Sender {
             };
             self.chunk.truncate(start + n);
             if n == 0 {
+                ended = true;
                 break;
             }
             self.read += n as u64;
             if let Some(max) = plan.max_size
+                && plan.declared.is_none()
                 && self.read > max
             {
                 let mut err = ExchangeError::new(Error::config("file larger than the size limit"));
@@ -494,7 +667,72 @@ impl Sender {
         if let Some(h) = &mut self.hasher {
             h.update(&data);
         }
+        match plan.declared {
+            Some(d) if ended && self.read < d => {
+                return Err(source_error(
+                    format!(
+                        "the file ended after {} of its {d} bytes while it was being sent \
+                         (truncated or still being written); no verdict for a part of a file",
+                        self.read
+                    ),
+                    self.read,
+                ));
+            }
+            Some(d) if self.read == d => self.finish_source(plan).await?,
+            None if ended => self.eof = true,
+            _ => {}
+        }
         Ok(data)
+    }
+
+    /// The declared size has been read: the source must be at its end, and a file must
+    /// still have the size and modification time it had when the scan began.
+    async fn finish_source(&mut self, plan: &mut BodyPlan<'_>) -> Result<(), ExchangeError> {
+        let mut probe = [0u8; 1];
+        let more = read_some(&mut plan.source, &mut probe).await.map_err(|e| {
+            let mut err = ExchangeError::new(
+                Error::new(ErrorKind::Io, format!("reading the file: {e}")).with_source(e),
+            );
+            err.source_read = self.read;
+            err
+        })?;
+        if more > 0 {
+            return Err(source_error(
+                format!(
+                    "the file has more than the {} bytes it had when the scan began \
+                     (it grew while it was being sent); no verdict for a part of a file",
+                    self.read
+                ),
+                self.read,
+            ));
+        }
+        if let BodySource::File(f, stamp) = &plan.source {
+            let now = f.metadata().await.map(|m| FileStamp::of(&m)).map_err(|e| {
+                let mut err = ExchangeError::new(
+                    Error::new(ErrorKind::Io, format!("checking the file: {e}")).with_source(e),
+                );
+                err.source_read = self.read;
+                err
+            })?;
+            if now != *stamp {
+                return Err(source_error(
+                    format!(
+                        "the file changed while it was being sent (size {} -> {}, \
+                         modification time {})",
+                        stamp.len,
+                        now.len,
+                        if now.modified == stamp.modified {
+                            "unchanged"
+                        } else {
+                            "changed"
+                        }
+                    ),
+                    self.read,
+                ));
+            }
+        }
+        self.eof = true;
+        Ok(())
     }
 
     /// Queues the next body chunk, or the last chunk at the end of the source.
@@ -511,11 +749,13 @@ impl Sender {
             std::mem::take(&mut self.carry)
         };
         if data.is_empty() {
+            // An empty read before the end is impossible: read_source returns data or
+            // sets eof (or fails). The last chunk only ever follows a checked source.
+            debug_assert!(self.eof, "empty body read before the end of the source");
             let mut last = BytesMut::with_capacity(8);
             chunked::encode_last_chunk(false, &Headers::new(), &mut last);
             wire_log(wire_cap, id, ">>", &last, usize::MAX);
             q.push(last.freeze());
-            self.eof = true;
             self.state = SendState::Flushing(Next::Done);
         } else {
             let mut size = BytesMut::with_capacity(20);
@@ -538,71 +778,11 @@ impl Sender {
     }
 }
 
-#[derive(Default)]
-#[allow(clippy::struct_excessive_bools)] // independent facts of one response
-struct Response {
-    head: Option<ResponseHead>,
-    head_seen: bool,
-    in_continue: bool,
-    continued: bool,
-    continued_now: bool,
-    body_len: u64,
-    hasher: Option<Sha256>,
-    done: bool,
-    got_byte: bool,
-    logged: usize,
-}
-
-impl Response {
-    fn handle(&mut self, ev: Event<ResponseHead>, state: &mut SendState) -> Result<(), Error> {
-        match ev {
-            Event::Head(h) if h.status.as_u16() == 100 => {
-                match *state {
-                    SendState::AwaitContinue | SendState::Flushing(Next::AwaitContinue) => {
-                        *state = SendState::Body;
-                        self.continued = true;
-                        self.continued_now = true;
-                    }
-                    _ => return Err(Error::protocol("unexpected 100 Continue")),
-                }
-                self.in_continue = true;
-            }
-            Event::Head(h) if h.status.is_informational() => {
-                return Err(Error::protocol(format!(
-                    "unexpected informational status {}",
-                    h.status
-                )));
-            }
-            Event::Head(h) => {
-                self.head_seen = true;
-                if h.body.is_some() {
-                    self.hasher = Some(Sha256::new());
-                }
-                self.head = Some(h);
-            }
-            Event::Data(d) => {
-                self.body_len += d.len() as u64;
-                if let Some(hs) = &mut self.hasher {
-                    hs.update(&d);
-                }
-            }
-            Event::PreviewEnd { .. } => return Err(Error::protocol("preview in a response")),
-            Event::End(_) => {
-                if self.in_continue {
-                    self.in_continue = false;
-                } else {
-                    self.done = true;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// How many of `n` received body bytes may still be logged.
-    fn log_budget(&mut self, wire_cap: Option<usize>, n: usize) -> usize {
-        let b = wire_cap.unwrap_or(0).saturating_sub(self.logged);
-        self.logged += b.min(n);
-        b
+async fn read_some(src: &mut BodySource<'_>, dst: &mut [u8]) -> std::io::Result<usize> {
+    match src {
+        BodySource::File(f, _) => f.read(dst).await,
+        BodySource::Reader(r) => r.read(dst).await,
+        BodySource::Memory(_) => unreachable!("memory sources are sliced, not read"),
     }
 }
 
@@ -667,14 +847,17 @@ mod tests {
     fn outgoing(src: &mut (dyn AsyncRead + Unpin + Send), preview: Option<u64>) -> Outgoing<'_> {
         Outgoing {
             method: Method::Respmod,
+            allow_204: true,
             head: Bytes::from_static(HEAD),
             body: Some(BodyPlan {
                 source: BodySource::Reader(src),
                 preview,
                 chunk_size: 1000,
+                declared: None,
                 max_size: None,
                 digest: true,
             }),
+            max_answer_body: None,
         }
     }
 
@@ -721,14 +904,17 @@ mod tests {
         });
         let out = Outgoing {
             method: Method::Respmod,
+            allow_204: true,
             head: Bytes::from_static(HEAD),
             body: Some(BodyPlan {
                 source: BodySource::Memory(Bytes::from_static(b"abcdefghij")),
                 preview: Some(3),
                 chunk_size: 4,
+                declared: Some(10),
                 max_size: None,
                 digest: true,
             }),
+            max_answer_body: None,
         };
         let ex = conn.exchange(out, &timeouts()).await.unwrap();
         assert!(ex.continued && ex.body_complete && ex.reusable);
@@ -743,7 +929,7 @@ mod tests {
         tokio::spawn(async move {
             read_until(&mut peer, b"\r\n0\r\n\r\n").await;
             peer.write_all(
-                b"ICAP/1.0 200 OK\r\nX-Virus-ID: Bad\r\nEncapsulated: null-body=0\r\n\r\n",
+                b"ICAP/1.0 200 OK\r\nX-Virus-ID: Bad\r\nEncapsulated: res-hdr=0, null-body=26\r\n\r\nHTTP/1.1 403 Forbidden\r\n\r\n",
             )
             .await
             .unwrap();
@@ -755,7 +941,8 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(ex.head.status.as_u16(), 200);
-        assert!(ex.reusable && !ex.early && !ex.continued && !ex.body_complete);
+        assert!(ex.reusable, "{ex:?}");
+        assert!(!ex.early && !ex.continued && !ex.body_complete, "{ex:?}");
         assert_eq!(ex.sent, 10);
     }
 
@@ -803,7 +990,7 @@ mod tests {
         let (mut conn, mut peer) = pair();
         // The server answers at once and never reads the body: the client must see the
         // answer although its writes are blocked.
-        peer.write_all(b"ICAP/1.0 200 OK\r\nX-Infection-Found: Type=0; Resolution=2; Threat=X;\r\nEncapsulated: null-body=0\r\n\r\n")
+        peer.write_all(b"ICAP/1.0 200 OK\r\nX-Infection-Found: Type=0; Resolution=2; Threat=X;\r\nEncapsulated: res-hdr=0, null-body=26\r\n\r\nHTTP/1.1 403 Forbidden\r\n\r\n")
             .await
             .unwrap();
         let mut src = tokio::io::repeat(1).take(1 << 20);

@@ -195,7 +195,17 @@ pub(crate) fn from_exchange(method: Method, ex: &Exchange) -> Verdict {
         };
     }
     match status {
-        204 => Verdict::Clean,
+        // The server vouches for the file only if it saw all of it, or chose to decide on
+        // the preview (RFC 3507 section 4.5). A 204 that ends the exchange while the body
+        // is still going out says nothing about the bytes it never read.
+        204 if ex.body_complete || ex.answered_in_preview => Verdict::Clean,
+        204 => Verdict::Failed {
+            error: Error::protocol(format!(
+                "the server answered 204 after {} bytes, before the whole file was sent: \
+                 not a verdict about the file",
+                ex.sent
+            )),
+        },
         200 => {
             let http_status = head
                 .http_response
@@ -266,6 +276,7 @@ mod tests {
             sent_sha256: Some(sha2::Sha256::digest(sent).into()),
             body_complete: true,
             early: false,
+            answered_in_preview: false,
             continued: false,
             ieof: true,
             reusable: true,
@@ -312,6 +323,17 @@ mod tests {
             let v = from_exchange(Method::Respmod, &ex(head(raw), sent, back));
             assert_eq!(v.label(), want, "{raw}");
         }
+    }
+
+    #[test]
+    fn early_204_is_not_clean_unless_it_answers_the_preview() {
+        let mut e = ex(head("ICAP/1.0 204 No Content\r\n\r\n"), b"abc", None);
+        e.body_complete = false;
+        e.early = true;
+        let v = from_exchange(Method::Respmod, &e);
+        assert!(v.is_failed(), "{v:?}");
+        e.answered_in_preview = true;
+        assert!(from_exchange(Method::Respmod, &e).is_clean());
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod cli;
 mod common;
 mod failover;
 mod faults;
+mod integrity;
 mod memory;
 mod policy;
 mod pool;
