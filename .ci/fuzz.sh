@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Runs every cargo-fuzz target in fuzz/ for FUZZ_SECONDS (default 30) each, with the ICAP
-# dictionary and a seed corpus, and exits non-zero if any target crashes, panics, leaks,
-# times out or runs over its memory limit. Needs the nightly toolchain; installs cargo-fuzz
-# when it is missing. Crash inputs land in fuzz/artifacts/<target>/.
+# Runs every cargo-fuzz target in fuzz/ for FUZZ_SECONDS (default 120) each, with the ICAP
+# dictionary, starting from the committed, minimized corpus in fuzz/corpus/<target>/ (made by
+# `cargo fuzz cmin` after long local runs; see fuzz/README.md) plus a few seeds written here,
+# and exits non-zero if any target crashes, panics, leaks, times out or runs over its memory
+# limit. Needs the nightly toolchain; installs cargo-fuzz when it is missing. Crash inputs
+# land in fuzz/artifacts/<target>/. FUZZ_SEED_ONLY=1 writes the seeds and stops.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-seconds="${FUZZ_SECONDS:-30}"
+seconds="${FUZZ_SECONDS:-120}"
 
 if ! rustup run nightly rustc --version >/dev/null 2>&1; then
     rustup toolchain install nightly --profile minimal
@@ -65,6 +67,20 @@ if [ -d icap-proto/tests/fixtures ]; then
             { printf "\\x0$mode"; cat "$f"; } >"fuzz/corpus/roundtrip/fixture-$name-$mode"
         done
     done
+fi
+
+# The exchange target: byte 0 is a request plan, byte 1 a piece size (0: whole), then the
+# answer. Plans: 0x56 RESPMOD + Allow 204 + preview without ieof + body; 0xc6 the same with
+# the request written and no preview; 0xd6 written, preview with ieof.
+for m in res_infected res_clean res_options; do
+    seed exchange "$m-preview" "\x66\x00${!m}"
+    seed exchange "$m-written" "\xc6\x07${!m}"
+    seed exchange "$m-ieof" "\xd6\x00${!m}"
+done
+seed exchange continue '\x66\x03ICAP/1.0 100 Continue\r\n\r\nICAP/1.0 204 No Content\r\nISTag: "a"\r\n\r\n'
+seed exchange leftover '\xc6\x00ICAP/1.0 204 No Content\r\n\r\nICAP/1.0 204 No Content\r\n\r\n'
+if [ "${FUZZ_SEED_ONLY:-0}" = 1 ]; then
+    exit 0
 fi
 
 # Debug assertions on: integer overflow must panic here, not wrap silently.

@@ -17,12 +17,19 @@
 //!    ▼
 //!  Connection<S: AsyncRead + AsyncWrite>   TCP │ TLS (rustls) │ any stream
 //!    full duplex: body chunks out (64 KiB at a time) while the response is read,
-//!    so an early answer stops the upload; every frame via icap-proto
+//!    so an early answer stops the upload; every frame via icap-proto, and every
+//!    rule (which answer is legal, may the connection be reused) from its sans-IO
+//!    icap_proto::exchange::ClientExchange: the connection only moves bytes
+//!    source integrity: exactly the declared bytes, the file re-checked (size,
+//!    mtime) before the terminal chunk; otherwise Failed{Source}, nothing sent
 //! ```
 //!
 //! Every outcome is a [`Verdict`]: `Clean`, `Infected { threats }`, `Modified`,
-//! `NotScanned { reason }` or `Failed { error }`. An error never turns into `Clean`, and
-//! an infection signalled anywhere in a response wins over an error status.
+//! `NotScanned { reason }` or `Failed { error }`. `Clean` comes only from a complete,
+//! legal answer about exactly the bytes of the file; an error never turns into `Clean`,
+//! an answer that breaks RFC 3507's rules for the request sent is `Failed` whatever it
+//! says, and an infection signalled anywhere in a legal response wins over an error
+//! status.
 //!
 //! # Example
 //!
@@ -73,7 +80,7 @@ pub use config::{
 pub use diagnosis::{Diagnosis, OptionsReport, OptionsSummary, diagnose};
 pub use error::{Error, ErrorKind, Phase, TlsProblem};
 pub use events::{Alert, AlertKind, Event, Notice};
-pub use icap_proto::Method;
+pub use icap_proto::{Method, OptionsRules};
 pub use identity::{IdentityHeaders, Uploader, UserType};
 pub use policy::{Action, AuditEntry, FileAction, Guard, Outcome, Policy};
 pub use verdict::{NotScannedReason, ScanReport, Threat, Verdict};

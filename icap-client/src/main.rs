@@ -175,6 +175,9 @@ struct ConnArgs {
     /// Send no `Allow: 204` (clean files then come back as a 200 echo).
     #[arg(long)]
     no_allow_204: bool,
+    /// Use a service whose OPTIONS answer has no `ISTag` (RFC 3507 requires one).
+    #[arg(long)]
+    lenient_istag: bool,
     /// TCP keepalive idle time (e.g. 30s), or off.
     #[arg(long)]
     tcp_keepalive: Option<String>,
@@ -367,6 +370,9 @@ fn settings(cli: &Cli, conn: &ConnArgs, urls: &[String]) -> Result<Settings> {
     }
     if conn.no_allow_204 {
         s.allow_204 = Some(false);
+    }
+    if conn.lenient_istag {
+        s.lenient_istag = Some(true);
     }
     for l in &conn.limits {
         let Some((n, v)) = l.split_once('=') else {

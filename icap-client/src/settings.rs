@@ -64,6 +64,11 @@ pub struct Settings {
     pub allow_204: Option<bool>,
     /// `Allow: 206`: not implemented; `true` is refused (`false` is the default).
     pub allow_206: Option<bool>,
+    /// Accept an OPTIONS answer without `ISTag` (default false: such a service is unusable,
+    /// RFC 3507 section 4.10.2 makes `ISTag` a MUST).
+    pub lenient_istag: Option<bool>,
+    /// Largest preview taken from OPTIONS or given as `preview` (default 65536).
+    pub max_preview: Option<u64>,
     /// Wait before the first retry (default 100 ms); each next one doubles, with jitter.
     pub retry_backoff: Option<DurationSetting>,
     /// The longest wait between retries (default 2 s).
@@ -556,6 +561,16 @@ impl Settings {
         }
         if let Some(yes) = self.allow_204 {
             b = b.allow_204(yes);
+        }
+        if self.lenient_istag.is_some() || self.max_preview.is_some() {
+            let mut rules = icap_proto::OptionsRules::default();
+            if let Some(yes) = self.lenient_istag {
+                rules = rules.with_require_istag(!yes);
+            }
+            if let Some(n) = self.max_preview {
+                rules = rules.with_max_preview(n);
+            }
+            b = b.options_rules(rules);
         }
         if self.allow_206 == Some(true) {
             return Err(Error::config(

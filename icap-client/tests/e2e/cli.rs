@@ -490,4 +490,19 @@ async fn options_and_doctor_say_when_istag_is_missing() {
         "{}",
         stdout(&o)
     );
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(dir.path(), "a.txt", b"fine");
+    let o = run(&["scan", "-s", &url, "--preview", "off", p(&f)]).await;
+    assert_eq!(o.status.code(), Some(2), "no ISTag: not scanned {o:?}");
+    let o = run(&[
+        "scan",
+        "-s",
+        &url,
+        "--preview",
+        "off",
+        "--lenient-istag",
+        p(&f),
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(0), "--lenient-istag {o:?}");
 }

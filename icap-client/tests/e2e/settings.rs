@@ -714,6 +714,31 @@ async fn options_without_istag_make_the_service_unusable() {
     assert!(t.hint.contains("UNUSABLE"), "{}", t.hint);
     let r = c.scan_bytes(&b"x"[..], &ScanMeta::new("a")).await;
     assert!(r.verdict.is_failed(), "never Clean without ISTag: {r:?}");
+    // The lenient switch makes it usable, and says so in a warning-free answer.
+    let c = builder(&url)
+        .preview(PreviewMode::Off)
+        .options_rules(icap_proto::OptionsRules::default().with_require_istag(false))
+        .build()
+        .unwrap();
+    let r = c.scan_bytes(&b"x"[..], &ScanMeta::new("a")).await;
+    assert!(r.verdict.is_clean(), "lenient: {r:?}");
+}
+
+#[tokio::test]
+async fn a_fixed_preview_above_max_preview_is_refused() {
+    let e = builder("icap://127.0.0.1:1/avscan")
+        .preview(PreviewMode::Fixed(99_999_999_999))
+        .build()
+        .unwrap_err();
+    assert!(
+        e.is_config() && e.to_string().contains("max_preview"),
+        "{e}"
+    );
+    builder("icap://127.0.0.1:1/avscan")
+        .preview(PreviewMode::Fixed(99_999_999_999))
+        .options_rules(icap_proto::OptionsRules::default().with_max_preview(u64::MAX))
+        .build()
+        .expect("allowed when max_preview says so");
 }
 
 #[tokio::test]
