@@ -725,6 +725,22 @@ async fn options_without_istag_make_the_service_unusable() {
 }
 
 #[tokio::test]
+async fn max_connections_given_twice_with_different_values_is_ignored() {
+    let url = raw_options_server("Max-Connections: 2\r\nMax-Connections: 7\r\n").await;
+    let c = builder(&url).max_connections(16).build().unwrap();
+    let t = c.test_server(0).await;
+    assert!(t.ok, "{t:?}");
+    let o = t.options.unwrap();
+    assert_eq!(o.max_connections, None, "a conflict is no value");
+    assert!(
+        o.warnings.iter().any(|w| w.contains("Max-Connections")),
+        "{:?}",
+        o.warnings
+    );
+    assert_eq!(c.connection_limit(0), 16, "the configured limit stays");
+}
+
+#[tokio::test]
 async fn a_fixed_preview_above_max_preview_is_refused() {
     let e = builder("icap://127.0.0.1:1/avscan")
         .preview(PreviewMode::Fixed(99_999_999_999))
