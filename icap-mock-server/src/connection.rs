@@ -706,7 +706,7 @@ impl<S: Stream> Connection<S> {
                 Some(FaultKind::EarlyResponse) if has_body => {
                     let plan = plan.clone();
                     Self::note_fault(&mut tx, &plan);
-                    let (_, mut out, body) = self.build_response(&mut tx, &plan, true);
+                    let (_, mut out, body) = self.build_response(&mut tx, &plan);
                     out.extend_from_slice(&body);
                     let next = self.answer_then_drain(&mut tx, &out, None).await;
                     self.finish_record(&mut tx);
@@ -795,7 +795,7 @@ impl<S: Stream> Connection<S> {
                             Decision::Decided(p) => p,
                             _ => Plan::scan(),
                         };
-                        let next = self.respond(&mut tx, &plan, true).await;
+                        let next = self.respond(&mut tx, &plan).await;
                         self.finish_record(&mut tx);
                         return keep(next);
                     }
@@ -828,8 +828,7 @@ impl<S: Stream> Connection<S> {
                         Decision::Decided(p) => p,
                         _ => Plan::scan(),
                     };
-                    let inside_preview = tx.record.ieof;
-                    let next = self.respond(&mut tx, &plan, inside_preview).await;
+                    let next = self.respond(&mut tx, &plan).await;
                     self.finish_record(&mut tx);
                     return keep(next);
                 }
@@ -1112,12 +1111,7 @@ impl<S: Stream> Connection<S> {
     }
 
     /// Builds the final answer: head bytes and body bytes (chunked, last chunk included).
-    fn build_response(
-        &self,
-        tx: &mut Tx,
-        plan: &Plan,
-        inside_preview: bool,
-    ) -> (ResponseHead, BytesMut, BytesMut) {
+    fn build_response(&self, tx: &mut Tx, plan: &Plan) -> (ResponseHead, BytesMut, BytesMut) {
         let istag = self.shared.istag();
         let dialect = tx.dialect(plan);
         let extra = &plan.verdict.headers;
@@ -1127,15 +1121,18 @@ impl<S: Stream> Connection<S> {
         if let Some(FaultKind::UnknownStatus(code)) = plan.fault {
             resolved = Resolved::Status(code);
         }
+        // Whether a clean file may get a 204 is the exchange's rule (Allow: 204, or an
+        // answer to a preview), not ours.
+        let may_204 = self.exchange.may_answer(StatusCode::NO_CONTENT);
         // Faults that break a body need one: a clean answer without one becomes a block page.
         if breaks_body(plan.fault)
             && matches!(resolved, Resolved::Clean)
-            && (tx.record.allow_204 || inside_preview || tx.request_head.body.is_none())
+            && (may_204 || tx.request_head.body.is_none())
         {
             resolved = Resolved::Infected("Mock.Fault".into());
         }
         let (head, body): (ResponseHead, Option<Bytes>) = match &resolved {
-            Resolved::Clean if tx.record.allow_204 || inside_preview => {
+            Resolved::Clean if may_204 => {
                 let mut h = dialect::base(204, &istag, extra);
                 dialect::clean_headers(dialect, &mut h);
                 (h, None)
@@ -1171,7 +1168,7 @@ impl<S: Stream> Connection<S> {
     }
 
     /// Sends the final answer, applying the planned fault.
-    async fn respond(&mut self, tx: &mut Tx, plan: &Plan, inside_preview: bool) -> Next {
+    async fn respond(&mut self, tx: &mut Tx, plan: &Plan) -> Next {
         tx.record.rule = plan.rule;
         tx.record.fault = plan.fault.map(|f| f.name().to_owned());
         match plan.fault {
@@ -1212,7 +1209,7 @@ impl<S: Stream> Connection<S> {
             let _ = self.write(&junk).await;
             return Next::Close;
         }
-        let (response, mut head, body) = self.build_response(tx, plan, inside_preview);
+        let (response, mut head, body) = self.build_response(tx, plan);
         match plan.fault {
             Some(FaultKind::TruncatedResponse) => {
                 let half = head.len() / 2;
