@@ -227,4 +227,9 @@ pub enum EncodeError {
     /// Embedded heads and body kind that RFC 3507 does not allow for this message.
     #[error("encapsulated sections not allowed for this message")]
     InvalidEncapsulation,
+    /// A request with a folded (multi-line) header value: senders must not generate
+    /// obs-fold (RFC 9112 section 5.2), and request decoders here refuse it. Responses may
+    /// carry folded values (antivirus vendors send them).
+    #[error("folded header value in a request (obs-fold is only written in responses)")]
+    FoldedRequestHeader,
 }

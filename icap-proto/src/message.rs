@@ -120,6 +120,22 @@ impl RequestHead {
         if self.preview().is_err() {
             return Err(EncodeError::InvalidHeaderValue);
         }
+        // A request decoder refuses obs-fold (strict, as a security server should be), so a
+        // request is never written with one: what this encoder accepts, the decoder reads.
+        let folded =
+            |h: &crate::header::Headers| h.iter().any(|(_, v)| v.as_bytes().contains(&b'\n'));
+        if folded(&self.headers)
+            || self
+                .http_request
+                .as_ref()
+                .is_some_and(|r| folded(&r.headers))
+            || self
+                .http_response
+                .as_ref()
+                .is_some_and(|r| folded(&r.headers))
+        {
+            return Err(EncodeError::FoldedRequestHeader);
+        }
         let write_enc = self.method != Method::Options
             || self.body.is_some()
             || self.headers.contains(ENCAPSULATED);

@@ -47,6 +47,37 @@ fn header_values_from_forms() {
     }
 }
 
+/// Found by the `encode_decode` fuzz target once request decoders refused obs-fold: the
+/// encoder wrote a folded request header the decoder then refused. A request is never
+/// written with a fold; a response still may be (vendors fold `X-Violations-Found`).
+#[test]
+fn folded_values_are_refused_in_requests_only() {
+    let folded = HeaderValue::from_lines(["a", "b"]).unwrap();
+    let mut req = RequestHead::new(Method::Respmod, "icaps://UK/".parse::<Uri>().unwrap());
+    req.headers
+        .push(HeaderName::new(b"U".to_vec()).unwrap(), folded.clone());
+    assert_eq!(
+        req.encode(&mut BytesMut::new()),
+        Err(EncodeError::FoldedRequestHeader)
+    );
+    let mut req = RequestHead::new(Method::Reqmod, "icap://av/x".parse::<Uri>().unwrap());
+    let mut http = HttpRequestHead::new("GET", "/").unwrap();
+    http.headers
+        .push(HeaderName::new(b"X".to_vec()).unwrap(), folded.clone());
+    req.http_request = Some(http);
+    req.body = None;
+    assert_eq!(
+        req.encode(&mut BytesMut::new()),
+        Err(EncodeError::FoldedRequestHeader)
+    );
+    let mut res = ResponseHead::new(StatusCode::NO_CONTENT);
+    res.headers.push(
+        HeaderName::new(b"X-Violations-Found".to_vec()).unwrap(),
+        folded,
+    );
+    assert!(res.encode(Method::Respmod, &mut BytesMut::new()).is_ok());
+}
+
 #[test]
 fn folded_values_from_lines() {
     let rows: &[ValueRow<&[&str]>] = &[
