@@ -1040,4 +1040,71 @@ mod tests {
         assert!(err.too_large);
         assert!(err.source_read > 4000 && err.source_read <= 5000);
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn huge_timeouts_do_not_overflow() {
+        let now = Instant::now();
+        assert!(after(now, Duration::MAX) > now + Duration::from_secs(365 * 86_400));
+        let (mut conn, mut peer) = pair();
+        tokio::spawn(async move {
+            read_until(&mut peer, b"\r\n0\r\n\r\n").await;
+            peer.write_all(b"ICAP/1.0 204 No Content\r\n\r\n")
+                .await
+                .unwrap();
+            drain(peer).await;
+        });
+        let t = Timeouts {
+            idle: Duration::MAX,
+            continue_wait: Duration::MAX,
+            ..Timeouts::default()
+        };
+        let mut src: &[u8] = b"abc";
+        let ex = conn.exchange(outgoing(&mut src, None), &t).await.unwrap();
+        assert_eq!(ex.head.status.as_u16(), 204);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn leftover_bytes_after_the_answer_make_the_connection_unusable() {
+        let (mut conn, mut peer) = pair();
+        tokio::spawn(async move {
+            read_until(&mut peer, b"\r\n0\r\n\r\n").await;
+            peer.write_all(b"ICAP/1.0 204 No Content\r\n\r\nICAP/1.0 204 No Content\r\n\r\n")
+                .await
+                .unwrap();
+            drain(peer).await;
+        });
+        let mut src: &[u8] = b"abc";
+        let ex = conn
+            .exchange(outgoing(&mut src, None), &timeouts())
+            .await
+            .unwrap();
+        assert!(!ex.reusable, "{ex:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_short_reader_never_gets_its_terminal_chunk() {
+        let (mut conn, mut peer) = pair();
+        let server = tokio::spawn(async move {
+            let mut got = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = peer.read(&mut buf).await.unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                got.extend_from_slice(&buf[..n]);
+            }
+            got
+        });
+        let mut src: &[u8] = &[b'a'; 2500];
+        let mut out = outgoing(&mut src, None);
+        if let Some(b) = &mut out.body {
+            b.declared = Some(5000);
+        }
+        let err = conn.exchange(out, &timeouts()).await.unwrap_err();
+        assert!(err.error.is_source(), "{err:?}");
+        drop(conn);
+        let got = server.await.unwrap();
+        assert!(!got.ends_with(b"\r\n0\r\n\r\n"), "terminal chunk sent");
+    }
 }
