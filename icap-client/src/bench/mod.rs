@@ -17,7 +17,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use clap::{Args, Subcommand};
-use icap_client::ScanMeta;
+use icap_client::{HealthConfig, ScanMeta};
 use icap_client::settings::{Settings, parse_duration_of};
 
 use crate::ConnArgs;
@@ -272,8 +272,21 @@ pub(crate) fn plan(a: &BenchArgs, s: &Settings, progress: bool) -> Result<Plan> 
         Some(w) => parse_duration_of("--warmup", w)?,
         None => Duration::ZERO,
     };
-    let client = s
-        .client_builder()?
+    let mut builder = s.client_builder()?;
+    if s.health.threshold.is_none() {
+        // A server marked down would fail scans without sending them: the bench measures
+        // the server, so every scan goes to it and each failure is counted as what it is.
+        let mut h = HealthConfig::default();
+        h.threshold = u32::MAX;
+        if let Some(w) = &s.health.window {
+            h.window = w.get("health.window")?;
+        }
+        if let Some(r) = &s.health.revival {
+            h.revival = r.get("health.revival")?;
+        }
+        builder = builder.health(h);
+    }
+    let client = builder
         .max_connections(a.connections)
         // A retry would hide the failure it recovers from: each error is counted instead.
         .retries(s.retries.unwrap_or(0))
@@ -353,4 +366,297 @@ pub(crate) fn merge(files: &[PathBuf], json: bool, hdr_out: Option<&Path>) -> Re
     }
     let summary = Summary::merge(&parts);
     finish(&summary, &total, json, hdr_out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use clap::Parser;
+    use hdrhistogram::Histogram;
+    use icap_mock_server::{Fault, Mock, MockServer, matchers};
+
+    use super::*;
+
+    /// Runs `icap-client bench ARGS` in process, ended early by `interrupt` if given.
+    async fn bench_with(
+        args: &[&str],
+        interrupt: Option<Duration>,
+    ) -> (Summary, Histogram<u64>) {
+        let argv = ["icap-client", "bench"].iter().chain(args);
+        let cli = crate::Cli::try_parse_from(argv).expect("valid arguments");
+        let crate::Command::Bench(b) = &cli.command else {
+            panic!("not bench")
+        };
+        let s = crate::settings(&cli, &b.args.conn, &b.args.servers).expect("settings");
+        let plan = plan(&b.args, &s, false).expect("plan");
+        let stop: run::Interrupt = match interrupt {
+            Some(d) => Box::pin(tokio::time::sleep(d)),
+            None => Box::pin(std::future::pending()),
+        };
+        run::run(plan, stop).await
+    }
+
+    async fn bench(args: &[&str]) -> (Summary, Histogram<u64>) {
+        bench_with(args, None).await
+    }
+
+    fn p(h: &Histogram<u64>, q: f64) -> u64 {
+        h.value_at_quantile(q)
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("100").unwrap(), 100);
+        assert_eq!(parse_size("1KiB").unwrap(), 1024);
+        assert_eq!(parse_size("25MiB").unwrap(), 25 << 20);
+        assert_eq!(parse_size("2KB").unwrap(), 2000);
+        for bad in ["", "KiB", "1XB", "-1", "99999999999999999999GiB"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            parse_sizes("1KiB:70,1MiB:25,25MiB:5").unwrap(),
+            vec![(1024, 70), (1 << 20, 25), (25 << 20, 5)]
+        );
+        assert!(parse_sizes("1KiB:0").is_err());
+        assert!(parse_sizes("1KiB:x").is_err());
+    }
+
+    #[test]
+    fn the_body_choice_follows_the_weights_and_the_seed() {
+        let a = crate::Cli::try_parse_from([
+            "icap-client",
+            "bench",
+            "--size",
+            "10:3,20:1",
+            "--infected-ratio",
+            "0.25",
+        ])
+        .unwrap();
+        let crate::Command::Bench(b) = &a.command else {
+            panic!()
+        };
+        let bodies = bodies(&b.args).unwrap();
+        let (mut eicar, mut ten, mut twenty) = (0, 0, 0);
+        for n in 0..40_000 {
+            let body = bodies.pick(n);
+            match (body.eicar, body.bytes.len()) {
+                (true, _) => eicar += 1,
+                (false, 10) => ten += 1,
+                (false, 20) => twenty += 1,
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(bodies.pick(n).bytes, body.bytes, "the same scan, the same body");
+        }
+        assert!((9_500..10_500).contains(&eicar), "{eicar}");
+        assert!((21_500..23_500).contains(&ten), "{ten}");
+        assert!((7_000..8_000).contains(&twenty), "{twenty}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn counts_add_up_and_eicar_comes_back_infected() {
+        let server = MockServer::start().await;
+        let (s, h) = bench(&[
+            "--server",
+            &server.url(),
+            "--scans",
+            "300",
+            "--connections",
+            "4",
+            "--size",
+            "1KiB:3,70KiB:1",
+            "--infected-ratio",
+            "0.2",
+        ])
+        .await;
+        let c = &s.counts;
+        assert_eq!(c.sent, 300);
+        assert_eq!(c.verdicts() + c.errors(), c.sent, "{c:?}");
+        assert_eq!(c.errors(), 0, "{c:?}");
+        assert_eq!(h.len(), 300);
+        assert!(c.eicar_sent > 30, "{c:?}");
+        assert_eq!(c.eicar_detected, c.eicar_sent);
+        assert_eq!(c.infected, c.eicar_sent);
+        assert_eq!(c.clean, 300 - c.eicar_sent);
+        assert!(report::findings(c).is_empty());
+        assert_eq!(s.abandoned, 0);
+        // The server saw exactly the scans the report counts (its journal is written just
+        // after the answer: wait for the last one).
+        let mut scans = 0;
+        for _ in 0..100 {
+            scans = server
+                .journal()
+                .await
+                .iter()
+                .filter(|t| t.method == icap_mock_server::Method::Respmod)
+                .count();
+            if scans >= 300 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(scans, 300);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_eicar_body_answered_clean_is_a_finding() {
+        let server = MockServer::start().await;
+        Mock::given(matchers::body_contains(icap_mock_server::EICAR))
+            .respond_with(icap_mock_server::Verdict::clean())
+            .mount(&server)
+            .await;
+        let (s, h) = bench(&[
+            "--server",
+            &server.url(),
+            "--scans",
+            "40",
+            "--infected-ratio",
+            "0.5",
+        ])
+        .await;
+        assert!(s.counts.eicar_missed > 0, "{:?}", s.counts);
+        let text = report::to_text(&s, &h);
+        assert!(text.contains("FINDING:"), "{text}");
+        assert_eq!(finish(&s, &h, true, None).unwrap(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_open_loop_holds_its_rate() {
+        let server = MockServer::start().await;
+        let (s, h) = bench(&[
+            "--server",
+            &server.url(),
+            "--rate",
+            "200",
+            "--duration",
+            "3s",
+            "--connections",
+            "4",
+        ])
+        .await;
+        let c = &s.counts;
+        assert!((570..=630).contains(&c.sent), "{} sent at 200/s for 3 s", c.sent);
+        assert_eq!(c.verdicts() + c.errors(), c.sent);
+        assert_eq!(h.len(), c.sent);
+        assert!(s.missed <= 5, "missed {}", s.missed);
+        assert!(s.per_second.len() >= 2);
+        for [n, _] in &s.per_second {
+            assert!((180..=220).contains(n), "per second: {:?}", s.per_second);
+        }
+    }
+
+    /// One scan stalls for a second. A closed loop waits with it and barely notices; an
+    /// open loop at 100/s has 100 scans due during the stall, whose latency counts from when
+    /// they were due.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn coordinated_omission_is_corrected() {
+        async fn stalled_once() -> MockServer {
+            let server = MockServer::start().await;
+            let seen = AtomicU64::new(0);
+            Mock::given(move |_: &icap_mock_server::Request| {
+                seen.fetch_add(1, Ordering::Relaxed) == 50
+            })
+            .respond_with(Fault::delay(Duration::from_secs(1)))
+            .mount(&server)
+            .await;
+            server
+        }
+        let server = stalled_once().await;
+        let (open, ho) = bench(&[
+            "--server",
+            &server.url(),
+            "--rate",
+            "100",
+            "--duration",
+            "3s",
+        ])
+        .await;
+        assert!(ho.max() >= 1_000_000, "max {} µs", ho.max());
+        assert!(p(&ho, 0.99) >= 500_000, "open loop p99 {} µs", p(&ho, 0.99));
+        assert!(open.counts.sent >= 250, "{:?}", open.counts);
+
+        let server = stalled_once().await;
+        let (_, hc) = bench(&["--server", &server.url(), "--duration", "2s"]).await;
+        assert!(hc.max() >= 1_000_000, "the stall happened: max {} µs", hc.max());
+        assert!(p(&hc, 0.99) < 100_000, "closed loop p99 {} µs", p(&hc, 0.99));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_interrupt_reports_what_was_done() {
+        let server = MockServer::start().await;
+        let t = std::time::Instant::now();
+        let (s, h) = bench_with(
+            &["--server", &server.url(), "--duration", "60s"],
+            Some(Duration::from_millis(700)),
+        )
+        .await;
+        assert!(t.elapsed() < Duration::from_secs(5));
+        assert!(s.interrupted);
+        let c = &s.counts;
+        assert!(c.sent > 0);
+        assert_eq!(c.verdicts() + c.errors() + s.abandoned, c.sent);
+        assert_eq!(h.len(), c.verdicts() + c.errors());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn errors_are_counted_by_kind() {
+        let refused = {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let url = format!("icap://127.0.0.1:{refused}/avscan");
+        let (s, _) = bench(&["--server", &url, "--scans", "5"]).await;
+        assert_eq!(s.counts.sent, 5);
+        assert_eq!(s.counts.errors(), 5, "{:?}", s.counts);
+        assert_eq!(s.counts.refused, 5, "{:?}", s.counts);
+        assert_eq!(finish(&s, &hist::new_histogram(), true, None).unwrap(), 2);
+
+        let server = MockServer::start().await;
+        Mock::given(matchers::method(icap_mock_server::Method::Respmod))
+            .respond_with(icap_mock_server::Verdict::status(503))
+            .mount(&server)
+            .await;
+        let (s, _) = bench(&["--server", &server.url(), "--scans", "5"]).await;
+        assert_eq!(s.counts.overloaded, 5, "{:?}", s.counts);
+    }
+
+    /// Two runs written with --hdr-out and merged give exactly the histogram of both runs'
+    /// values, and the sum of their counts.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn merge_equals_one_histogram_of_both_runs() {
+        let server = MockServer::start().await;
+        let args = ["--server", &server.url(), "--scans", "200", "--connections", "2"];
+        let (s1, h1) = bench(&args).await;
+        let (s2, h2) = bench(&args).await;
+        let dir = tempfile::tempdir().unwrap();
+        let (f1, f2) = (dir.path().join("a.hlog"), dir.path().join("b.hlog"));
+        std::fs::write(&f1, hist::encode(&s1, &h1).unwrap()).unwrap();
+        std::fs::write(&f2, hist::encode(&s2, &h2).unwrap()).unwrap();
+
+        let mut both = hist::new_histogram();
+        both.add(&h1).unwrap();
+        both.add(&h2).unwrap();
+        let (r1, g1) = hist::read_file(&f1).unwrap();
+        let (r2, g2) = hist::read_file(&f2).unwrap();
+        let mut merged = hist::new_histogram();
+        merged.add(&g1).unwrap();
+        merged.add(&g2).unwrap();
+        let m = Summary::merge(&[r1.unwrap(), r2.unwrap()]);
+
+        assert_eq!(merged.len(), 400);
+        assert_eq!(merged.len(), both.len());
+        for v in both.iter_recorded() {
+            assert_eq!(merged.count_at(v.value_iterated_to()), v.count_at_value());
+        }
+        for q in [0.5, 0.9, 0.99, 0.999, 1.0] {
+            assert_eq!(p(&merged, q), p(&both, q), "q {q}");
+        }
+        assert_eq!(merged.max(), both.max());
+        assert_eq!(m.counts.sent, 400);
+        assert_eq!(m.counts.clean, s1.counts.clean + s2.counts.clean);
+        assert_eq!(m.runs, 2);
+        let j = report::to_json(&m, &merged);
+        assert_eq!(j["latency_us"]["count"], 400);
+        assert_eq!(j["latency_us"]["p99"], p(&both, 0.99));
+    }
 }
