@@ -1,12 +1,12 @@
 //! Latency histograms and the `--hdr-out` file.
 //!
-//! The file is an HdrHistogram interval log (the text format of HdrHistogram's
+//! The file is an `HdrHistogram` interval log (the text format of `HdrHistogram`'s
 //! `HistogramLogWriter`): header comments, then one interval line whose last column is the
 //! whole measured run's histogram, V2 compressed (V2 + DEFLATE) and base64-encoded. Values
 //! are latencies in microseconds; the `Interval_Max` column is in milliseconds
 //! (`MaxValueDivisor: 1000`). One comment line `#icap-client-bench: {JSON}` carries this
 //! run's counts (scans, bytes, verdicts, errors, per-second series), so that
-//! `bench merge` rebuilds a whole report; other HdrHistogram tools ignore it.
+//! `bench merge` rebuilds a whole report; other `HdrHistogram` tools ignore it.
 
 use std::time::{Duration, SystemTime};
 

@@ -17,8 +17,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use clap::{Args, Subcommand};
-use icap_client::{HealthConfig, ScanMeta};
 use icap_client::settings::{Settings, parse_duration_of};
+use icap_client::{HealthConfig, ScanMeta};
 
 use crate::ConnArgs;
 use report::Summary;
@@ -91,7 +91,7 @@ pub(crate) struct BenchArgs {
     /// The whole report as JSON (durations in ms, latencies in µs).
     #[arg(long)]
     pub json: bool,
-    /// Write the latency histogram (HdrHistogram interval log, V2 compressed, µs) and the
+    /// Write the latency histogram (`HdrHistogram` interval log, V2 compressed, µs) and the
     /// counts to this file, for `bench merge`.
     #[arg(long)]
     pub hdr_out: Option<PathBuf>,
@@ -252,10 +252,10 @@ pub(crate) fn plan(a: &BenchArgs, s: &Settings, progress: bool) -> Result<Plan> 
     if concurrency == 0 || concurrency > MAX_CONCURRENCY {
         bail!("--concurrency {concurrency}: 1 to {MAX_CONCURRENCY}");
     }
-    if let Some(r) = a.rate {
-        if !(r.is_finite() && r > 0.0 && r <= MAX_RATE) {
-            bail!("--rate {r}: above 0, at most {MAX_RATE} per second");
-        }
+    if let Some(r) = a.rate
+        && !(r.is_finite() && r > 0.0 && r <= MAX_RATE)
+    {
+        bail!("--rate {r}: above 0, at most {MAX_RATE} per second");
     }
     if a.scans == Some(0) {
         bail!("--scans: at least 1");
@@ -276,8 +276,10 @@ pub(crate) fn plan(a: &BenchArgs, s: &Settings, progress: bool) -> Result<Plan> 
     if s.health.threshold.is_none() {
         // A server marked down would fail scans without sending them: the bench measures
         // the server, so every scan goes to it and each failure is counted as what it is.
-        let mut h = HealthConfig::default();
-        h.threshold = u32::MAX;
+        let mut h = HealthConfig {
+            threshold: u32::MAX,
+            ..HealthConfig::default()
+        };
         if let Some(w) = &s.health.window {
             h.window = w.get("health.window")?;
         }
@@ -379,10 +381,7 @@ mod tests {
     use super::*;
 
     /// Runs `icap-client bench ARGS` in process, ended early by `interrupt` if given.
-    async fn bench_with(
-        args: &[&str],
-        interrupt: Option<Duration>,
-    ) -> (Summary, Histogram<u64>) {
+    async fn bench_with(args: &[&str], interrupt: Option<Duration>) -> (Summary, Histogram<u64>) {
         let argv = ["icap-client", "bench"].iter().chain(args);
         let cli = crate::Cli::try_parse_from(argv).expect("valid arguments");
         let crate::Command::Bench(b) = &cli.command else {
@@ -446,7 +445,11 @@ mod tests {
                 (false, 20) => twenty += 1,
                 other => panic!("{other:?}"),
             }
-            assert_eq!(bodies.pick(n).bytes, body.bytes, "the same scan, the same body");
+            assert_eq!(
+                bodies.pick(n).bytes,
+                body.bytes,
+                "the same scan, the same body"
+            );
         }
         assert!((9_500..10_500).contains(&eicar), "{eicar}");
         assert!((21_500..23_500).contains(&ten), "{ten}");
@@ -535,7 +538,11 @@ mod tests {
         ])
         .await;
         let c = &s.counts;
-        assert!((570..=630).contains(&c.sent), "{} sent at 200/s for 3 s", c.sent);
+        assert!(
+            (570..=630).contains(&c.sent),
+            "{} sent at 200/s for 3 s",
+            c.sent
+        );
         assert_eq!(c.verdicts() + c.errors(), c.sent);
         assert_eq!(h.len(), c.sent);
         assert!(s.missed <= 5, "missed {}", s.missed);
@@ -577,8 +584,16 @@ mod tests {
 
         let server = stalled_once().await;
         let (_, hc) = bench(&["--server", &server.url(), "--duration", "2s"]).await;
-        assert!(hc.max() >= 1_000_000, "the stall happened: max {} µs", hc.max());
-        assert!(p(&hc, 0.99) < 100_000, "closed loop p99 {} µs", p(&hc, 0.99));
+        assert!(
+            hc.max() >= 1_000_000,
+            "the stall happened: max {} µs",
+            hc.max()
+        );
+        assert!(
+            p(&hc, 0.99) < 100_000,
+            "closed loop p99 {} µs",
+            p(&hc, 0.99)
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -625,7 +640,14 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn merge_equals_one_histogram_of_both_runs() {
         let server = MockServer::start().await;
-        let args = ["--server", &server.url(), "--scans", "200", "--connections", "2"];
+        let args = [
+            "--server",
+            &server.url(),
+            "--scans",
+            "200",
+            "--connections",
+            "2",
+        ];
         let (s1, h1) = bench(&args).await;
         let (s2, h2) = bench(&args).await;
         let dir = tempfile::tempdir().unwrap();

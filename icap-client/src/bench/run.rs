@@ -154,18 +154,17 @@ async fn worker(plan: Arc<Plan>, shared: Arc<Shared>, stats: Arc<Mutex<Stats>>) 
             None => Instant::now(),
         };
         // The run is over: no scan due after the end is sent, nor one sent late past it.
-        if let Some(end) = shared.end {
-            if due >= end || Instant::now() >= end {
-                return;
-            }
+        if let Some(end) = shared.end
+            && (due >= end || Instant::now() >= end)
+        {
+            return;
         }
         let measured = due >= shared.warm_end;
-        if measured {
-            if let Some(limit) = plan.scans {
-                if shared.measured.fetch_add(1, Ordering::Relaxed) >= limit {
-                    return;
-                }
-            }
+        if measured
+            && let Some(limit) = plan.scans
+            && shared.measured.fetch_add(1, Ordering::Relaxed) >= limit
+        {
+            return;
         }
         if plan.rate.is_some() {
             tokio::time::sleep_until(due.into()).await;
