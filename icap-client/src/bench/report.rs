@@ -240,18 +240,17 @@ impl Summary {
 }
 
 /// Min, mean and max of a per-second series (the overall rate when there is no whole second).
-fn spread(series: impl Iterator<Item = u64> + Clone, overall: f64) -> serde_json::Value {
-    let n = series.clone().count();
-    if n == 0 {
+fn spread(series: &[f64], overall: f64) -> serde_json::Value {
+    if series.is_empty() {
         return json!({"min": overall, "mean": overall, "max": overall});
     }
-    #[allow(clippy::cast_precision_loss)] // counts far below 2^52
-    let (min, max, sum) = series.fold((f64::MAX, 0.0f64, 0.0f64), |(lo, hi, s), v| {
-        let v = v as f64;
-        (lo.min(v), hi.max(v), s + v)
-    });
-    #[allow(clippy::cast_precision_loss)]
-    let mean = sum / n as f64;
+    let (min, max, sum) = series
+        .iter()
+        .fold((f64::MAX, 0.0f64, 0.0f64), |(lo, hi, s), v| {
+            (lo.min(*v), hi.max(*v), s + v)
+        });
+    #[allow(clippy::cast_precision_loss)] // a series of at most a week of seconds
+    let mean = sum / series.len() as f64;
     json!({"min": min, "mean": mean, "max": max})
 }
 
@@ -271,6 +270,12 @@ pub(crate) fn findings(c: &Counts) -> Vec<String> {
         ));
     }
     f
+}
+
+/// Column `k` of the per-second series, divided by `unit`.
+fn per_second(s: &Summary, k: usize, unit: f64) -> Vec<f64> {
+    #[allow(clippy::cast_precision_loss)]
+    s.per_second.iter().map(|p| p[k] as f64 / unit).collect()
 }
 
 /// The whole report as JSON: durations in integer ms, latencies in integer µs.
@@ -300,11 +305,11 @@ pub(crate) fn to_json(s: &Summary, h: &Histogram<u64>) -> serde_json::Value {
         "bytes": c.bytes,
         "scans_per_sec": {
             "overall": s.scans_per_sec,
-            "per_second": spread(s.per_second.iter().map(|p| p[0]), s.scans_per_sec),
+            "per_second": spread(&per_second(s, 0, 1.0), s.scans_per_sec),
         },
         "mb_per_sec": {
             "overall": s.bytes_per_sec / 1e6,
-            "per_second": spread(s.per_second.iter().map(|p| p[1] / 1_000_000), s.bytes_per_sec / 1e6),
+            "per_second": spread(&per_second(s, 1, 1e6), s.bytes_per_sec / 1e6),
         },
         "latency_us": {
             "count": h.len(),
@@ -406,7 +411,7 @@ pub(crate) fn to_text(s: &Summary, h: &Histogram<u64>) -> String {
     );
     let _ = writeln!(
         t,
-        "  volume:  {:.2} MB/s (per second min {:.0} / mean {:.1} / max {:.0}), {} bytes",
+        "  volume:  {:.2} MB/s (per second min {:.2} / mean {:.2} / max {:.2}), {} bytes",
         s.bytes_per_sec / 1e6,
         f(&mb["min"]),
         f(&mb["mean"]),
@@ -442,7 +447,7 @@ pub(crate) fn to_text(s: &Summary, h: &Histogram<u64>) -> String {
     if c.eicar_sent > 0 || c.clean_flagged > 0 {
         let _ = writeln!(
             t,
-            "  detection: {} of {} EICAR bodies reported infected",
+            "  detection: {} of {} EICAR bodies reported infected (warm-up included)",
             c.eicar_detected, c.eicar_sent
         );
     }
