@@ -681,4 +681,64 @@ mod tests {
         assert_eq!(j["latency_us"]["count"], 400);
         assert_eq!(j["latency_us"]["p99"], p(&both, 0.99));
     }
+
+    async fn respmod_and_reqmod(
+        server: &MockServer,
+        want: u64,
+    ) -> Vec<icap_mock_server::Transaction> {
+        for _ in 0..100 {
+            let j: Vec<_> = server
+                .journal()
+                .await
+                .into_iter()
+                .filter(|t| t.method != icap_mock_server::Method::Options)
+                .collect();
+            if j.len() as u64 >= want {
+                return j;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the server did not see {want} scans");
+    }
+
+    /// The corpus is sent file by file under each file's name; REQMOD, a fixed preview and
+    /// extra headers come from the same flags as `scan`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn corpus_reqmod_preview_and_headers() {
+        let server = MockServer::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.txt"), vec![b'a'; 3000]).unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("sub/b.txt"), vec![b'b'; 5]).unwrap();
+        let (s, _) = bench(&[
+            "--server",
+            &server.url(),
+            "--scans",
+            "40",
+            "--corpus",
+            dir.path().to_str().unwrap(),
+            "--reqmod",
+            "--preview",
+            "16",
+            "-H",
+            "X-Bench:yes",
+        ])
+        .await;
+        assert_eq!(s.counts.sent, 40);
+        assert_eq!(s.counts.clean, 40, "{:?}", s.counts);
+        let j = respmod_and_reqmod(&server, 40).await;
+        assert_eq!(j.len(), 40);
+        let mut sizes = std::collections::BTreeSet::new();
+        for t in &j {
+            assert_eq!(t.method, icap_mock_server::Method::Reqmod);
+            if t.body_len == 3000 {
+                assert_eq!(t.preview, Some(16));
+            }
+            assert_eq!(t.icap_header("X-Bench").as_deref(), Some("yes"));
+            sizes.insert(t.body_len);
+        }
+        assert_eq!(sizes.into_iter().collect::<Vec<_>>(), vec![5, 3000]);
+        let bytes: u64 = j.iter().map(|t| t.body_len).sum();
+        assert_eq!(s.counts.bytes, bytes);
+    }
 }

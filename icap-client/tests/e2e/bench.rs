@@ -177,3 +177,42 @@ async fn bad_numbers_are_refused() {
         assert!(!o.stderr.is_empty(), "{args:?}");
     }
 }
+
+/// Ctrl-C (SIGINT) ends a long run at once with the report of what was done.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_prints_the_report_so_far() {
+    let server = MockServer::start().await;
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_icap-client"))
+        .args([
+            "bench",
+            "--server",
+            &server.url(),
+            "--duration",
+            "60s",
+            "--json",
+        ])
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    let pid = child.id().unwrap().to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let o = tokio::time::timeout(std::time::Duration::from_secs(10), child.wait_with_output())
+        .await
+        .expect("ends soon after Ctrl-C")
+        .unwrap();
+    let v = json(&o);
+    assert_eq!(v["interrupted"], true);
+    assert!(v["sent"].as_u64().unwrap() > 0, "{v}");
+    assert_eq!(
+        v["sent"].as_u64().unwrap(),
+        v["completed"].as_u64().unwrap() + v["abandoned"].as_u64().unwrap()
+    );
+    assert!(v["duration_ms"].as_u64().unwrap() < 10_000);
+}
