@@ -216,3 +216,34 @@ async fn ctrl_c_prints_the_report_so_far() {
     );
     assert!(v["duration_ms"].as_u64().unwrap() < 10_000);
 }
+
+/// TLS (icaps://) with the CA given as for `scan`; without it, every scan is an error of
+/// kind `other` (TLS) and the exit code is 2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_over_tls() {
+    let server = MockServer::builder().tls_generated().start().await;
+    assert!(server.url().starts_with("icaps://"));
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, server.ca_pem().unwrap()).unwrap();
+    let o = run(&[
+        "bench",
+        "--server",
+        &server.url(),
+        "--scans",
+        "30",
+        "--connections",
+        "2",
+        "--tls-ca",
+        ca.to_str().unwrap(),
+        "--json",
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let v = json(&o);
+    assert_eq!(v["verdicts"]["clean"], 30, "{v}");
+    let o = run(&["bench", "--server", &server.url(), "--scans", "3", "--json"]).await;
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    let v = json(&o);
+    assert_eq!(v["errors"]["other"], 3, "{v}");
+}
