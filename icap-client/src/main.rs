@@ -11,6 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+
+mod bench;
 use clap::{Args, Parser, Subcommand};
 use icap_client::settings::{
     DurationSetting, KeepaliveSetting, PreviewSetting, Settings, parse_action, parse_duration_of,
@@ -97,6 +99,8 @@ enum Command {
         #[command(flatten)]
         conn: ConnArgs,
     },
+    /// Load test: scans/s and latency of a server, closed or open loop (`bench merge` too).
+    Bench(bench::BenchCmd),
 }
 
 /// Connection settings shared by all commands (each overrides the config file).
@@ -425,6 +429,17 @@ async fn run(cli: Cli) -> Result<u8> {
             let s = settings(&cli, conn, &urls)?;
             doctor(&s, *json).await
         }
+        Command::Bench(b) => match &b.command {
+            Some(bench::BenchSub::Merge {
+                files,
+                json,
+                hdr_out,
+            }) => bench::merge(files, *json, hdr_out.as_deref()),
+            None => {
+                let s = settings(&cli, &b.args.conn, &b.args.servers)?;
+                bench::bench(&b.args, &s).await
+            }
+        },
     }
 }
 
