@@ -139,6 +139,14 @@ pub struct ServiceSpec {
     /// Signatures: `{ pattern, name }`, `{ sha256, name }` or `{ filename, name }`.
     #[serde(default)]
     pub signatures: Vec<Signature>,
+    /// Proxy mode: `icap[s]://host:port/service` to forward to.
+    pub upstream: Option<String>,
+    /// PEM CA file the `icaps://` upstream's certificate must chain to (default: web roots).
+    pub upstream_ca: Option<PathBuf>,
+    /// `status` (502/504, the default) or `close`: what the client gets when the upstream fails.
+    pub upstream_failure: Option<String>,
+    /// Milliseconds to wait for the upstream's next byte (default 60 000).
+    pub upstream_timeout_ms: Option<u64>,
 }
 
 fn parse_method(s: &str) -> Result<Method, String> {
@@ -189,6 +197,19 @@ impl ServiceSpec {
                 return Err(format!("signature sha256 {sha256:?} is not 64 hex digits"));
             }
             s = s.signature(sig.clone());
+        }
+        if let Some(url) = &self.upstream {
+            let mut up = crate::proxy::Upstream::parse(url).map_err(|e| e.to_string())?;
+            if let Some(ca) = &self.upstream_ca {
+                up = up.with_ca_pem(&read(ca)?).map_err(|e| e.to_string())?;
+            }
+            if let Some(f) = &self.upstream_failure {
+                up = up.with_failure(crate::proxy::UpstreamFailure::parse(f)?);
+            }
+            if let Some(ms) = self.upstream_timeout_ms {
+                up = up.with_timeout(Duration::from_millis(ms));
+            }
+            s = s.upstream(up);
         }
         Ok(s)
     }

@@ -128,6 +128,7 @@ pub struct ServiceConfig {
     pub(crate) eicar: bool,
     pub(crate) signatures: Vec<Signature>,
     pub(crate) echo_threshold: usize,
+    pub(crate) upstream: Option<crate::proxy::Upstream>,
 }
 
 /// Default size above which a `200` echo starts while the body is still arriving.
@@ -153,7 +154,16 @@ impl ServiceConfig {
             eicar: true,
             signatures: Vec::new(),
             echo_threshold: DEFAULT_ECHO_THRESHOLD,
+            upstream: None,
         }
+    }
+
+    /// Proxy mode for this service: requests no rule answers go to `upstream`, and its
+    /// answers come back (see [`crate::proxy`]).
+    #[must_use]
+    pub fn upstream(mut self, upstream: crate::proxy::Upstream) -> Self {
+        self.upstream = Some(upstream);
+        self
     }
 
     /// The service name (the URI path without its `/`).
