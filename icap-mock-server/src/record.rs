@@ -55,6 +55,7 @@ impl RecordSettings {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[non_exhaustive]
 #[allow(clippy::struct_excessive_bools)] // independent facts of one exchange
+#[serde(default)]
 pub struct RecordMeta {
     /// File stem shared by `.req`, `.res` and `.json`.
     pub stem: String,

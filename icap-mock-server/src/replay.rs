@@ -3,8 +3,8 @@
 //!
 //! # Matching
 //!
-//! Among the recorded exchanges of the same method (a recording of the same service
-//! preferred at each step):
+//! Among the recorded exchanges of the same method (at each step a recording of the same
+//! service and the same `Allow: 204` first, the latest first):
 //!
 //! 1. the body's SHA-256 (for a request with a body);
 //! 2. the file name the embedded HTTP head names (`Content-Disposition`, else the last URL
@@ -185,6 +185,7 @@ impl Replay {
         service: &str,
         body: Option<(&str, u64)>,
         filename: Option<&str>,
+        allow_204: bool,
     ) -> Option<&Entry> {
         let candidates = || {
             self.entries
@@ -192,9 +193,13 @@ impl Replay {
                 .rev()
                 .filter(|e| e.meta.method == method.as_str() && Self::usable(e))
         };
+        // The same service and the same `Allow: 204` first (a recorded 204 cannot answer a
+        // request without it, and a recorded echo was what a client without it got).
         let pick = |f: &dyn Fn(&Entry) -> bool| {
             candidates()
-                .find(|e| e.meta.service == service && f(e))
+                .find(|e| e.meta.service == service && e.meta.allow_204 == allow_204 && f(e))
+                .or_else(|| candidates().find(|e| e.meta.allow_204 == allow_204 && f(e)))
+                .or_else(|| candidates().find(|e| e.meta.service == service && f(e)))
                 .or_else(|| candidates().find(|e| f(e)))
         };
         if method == Method::Options {
@@ -365,7 +370,13 @@ mod serve {
             rec.complete = true;
             rec.body_sha256 = crate::proxy::hex(&hasher.finalize());
             let body = head.body.map(|_| (rec.body_sha256.as_str(), rec.body_len));
-            let entry = replay.find(method, &rec.service, body, filename.as_deref());
+            let entry = replay.find(
+                method,
+                &rec.service,
+                body,
+                filename.as_deref(),
+                rec.allow_204,
+            );
             let answer = match entry {
                 Some(e) => match tokio::fs::read(&e.res).await {
                     Ok(bytes) => decode_answer(&bytes, method, self.shared.settings.limits)
