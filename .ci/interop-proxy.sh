@@ -203,7 +203,7 @@ esac
 
 # ---------------------------------------------------------------- verify-dialect (report only)
 echo "---- icap-mock-server verify-dialect (c-icap dialect vs the recording)"
-timeout 120 "$mock" verify-dialect "$work/rec" --dialect c-icap || true
+RUST_LOG=warn timeout 120 "$mock" verify-dialect "$work/rec" --dialect c-icap || true
 echo "----"
 
 echo "interop-proxy: $passes passed, $fails failed"

@@ -65,7 +65,6 @@ pub enum ReplayError {
 
 /// One recorded exchange.
 #[derive(Debug, Clone)]
-#[allow(dead_code)] // `req` is read by verify-dialect (next step)
 pub(crate) struct Entry {
     pub(crate) meta: RecordMeta,
     pub(crate) res: PathBuf,
@@ -153,7 +152,6 @@ impl Replay {
         self.entries.iter().map(|e| &e.meta)
     }
 
-    #[allow(dead_code)] // read by verify-dialect (next step)
     pub(crate) fn entries(&self) -> &[Entry] {
         &self.entries
     }

@@ -658,3 +658,49 @@ async fn transport_timeout_forwards_nothing_and_closes_after_it() {
     assert!(t.elapsed() >= Duration::from_millis(250));
     assert!(upstream.journal().await.is_empty());
 }
+
+#[tokio::test]
+async fn verify_dialect_finds_where_a_dialect_differs_from_the_recording() {
+    use icap_mock_server::{Dialect, ServiceConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = MockServer::builder()
+        .service(ServiceConfig::new("avscan").dialect(Dialect::Symantec))
+        .start()
+        .await;
+    {
+        let proxy = MockServer::builder()
+            .upstream(Upstream::parse(&upstream.url()).unwrap())
+            .record(RecordSettings::new(dir.path()))
+            .start()
+            .await;
+        let mut c = Conn::open(&proxy).await;
+        for body in [EICAR, b"clean"] {
+            c.send(&respmod_with_url(
+                "avscan",
+                "Allow: 204\r\n",
+                "/f.bin",
+                &chunks(&[body], "0\r\n\r\n"),
+            ))
+            .await;
+            c.answer(Method::Respmod).await;
+        }
+        drop(c);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let same = icap_mock_server::verify::verify_dialect(dir.path(), Dialect::Symantec)
+        .await
+        .unwrap();
+    assert_eq!(same.compared, 2);
+    assert!(same.is_match(), "{same}");
+    let other = icap_mock_server::verify::verify_dialect(dir.path(), Dialect::CIcap)
+        .await
+        .unwrap();
+    assert!(!other.is_match());
+    assert!(
+        other
+            .differences
+            .iter()
+            .any(|d| d.contains("status: recorded 201, dialect 200")),
+        "{other}"
+    );
+}
