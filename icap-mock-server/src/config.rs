@@ -265,8 +265,9 @@ pub struct ThenSpec {
     pub fault: Option<String>,
     /// Milliseconds for `delay`, `delay_continue` and `slow_body` (default 5000).
     pub delay_ms: Option<u64>,
-    /// Answer in this dialect instead of the service's.
-    pub dialect: Option<Dialect>,
+    /// Answer in this dialect instead of the service's: a built-in one (`c-icap`,
+    /// `symantec`, ...) or `recorded:DIR`, the answers of a recording (see the README's replay).
+    pub dialect: Option<String>,
     /// Extra ICAP headers on the answer.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
@@ -312,7 +313,16 @@ impl ThenSpec {
             ),
             other => return Err(format!("unknown verdict {other:?}")),
         };
-        if let Some(d) = self.dialect {
+        if let Some(dir) = self
+            .dialect
+            .as_deref()
+            .and_then(|d| d.strip_prefix("recorded:"))
+        {
+            let replay = crate::replay::Replay::load(dir).map_err(|e| e.to_string())?;
+            v = v.with_recorded(replay);
+        } else if let Some(d) = &self.dialect {
+            let d: Dialect = serde_json::from_value(serde_json::Value::String(d.clone()))
+                .map_err(|e| format!("dialect {d:?}: {e}"))?;
             v = v.with_dialect(d);
         }
         for (n, val) in &self.headers {

@@ -703,6 +703,18 @@ impl<S: Stream> Connection<S> {
 
         // Head phase.
         let decision = self.decide(&mut tx);
+        // A rule whose dialect is a recording answers from it.
+        if let Decision::Decided(p) = &decision
+            && p.fault.is_none()
+            && let Some(rec) = p.verdict.recorded.clone()
+        {
+            tx.record.rule = p.rule;
+            let next = self
+                .replay(&mut tx.record, &tx.request_head, tx.req.filename(), &rec.0)
+                .await;
+            self.finish_record(&mut tx);
+            return keep(next);
+        }
         // Replay and proxy modes: only a mounted rule answers itself.
         if let Some(rp) = &replay
             && !matches!(&decision, Decision::Decided(p) if p.rule.is_some())

@@ -704,3 +704,60 @@ async fn verify_dialect_finds_where_a_dialect_differs_from_the_recording() {
         "{other}"
     );
 }
+
+#[tokio::test]
+async fn a_rule_can_answer_in_a_recorded_dialect() {
+    use icap_mock_server::config::ConfigFile;
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = MockServer::start().await;
+    {
+        let proxy = MockServer::builder()
+            .upstream(Upstream::parse(&upstream.url()).unwrap())
+            .record(RecordSettings::new(dir.path()))
+            .start()
+            .await;
+        let mut c = Conn::open(&proxy).await;
+        c.send(&respmod_with_url(
+            "avscan",
+            "Allow: 204\r\n",
+            "/vendor.exe",
+            &chunks(&[EICAR], "0\r\n\r\n"),
+        ))
+        .await;
+        c.answer(Method::Respmod).await;
+        drop(c);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let toml = format!(
+        "[[rule]]\nwhen = {{ filename = \"*.exe\" }}\nthen = {{ dialect = \"recorded:{}\" }}\n",
+        dir.path().display()
+    );
+    let file = ConfigFile::from_toml(&toml).unwrap();
+    let (builder, _) = file.apply(MockServer::builder()).unwrap();
+    let server = builder.start().await;
+    let mut c = Conn::open(&server).await;
+    // A clean body, but the rule says: answer *.exe the way the recorded server did.
+    c.send(&respmod_with_url(
+        "avscan",
+        "Allow: 204\r\n",
+        "/vendor.exe",
+        &chunks(&[b"MZ clean"], "0\r\n\r\n"),
+    ))
+    .await;
+    let a = c.answer(Method::Respmod).await;
+    assert_eq!(a.status(), 200);
+    assert_eq!(a.header("ISTag"), Some(format!("\"{}\"", upstream.istag())));
+    assert!(a.header("X-Infection-Found").is_some());
+    // Other files: the built-in answer.
+    c.send(&respmod_with_url(
+        "avscan",
+        "Allow: 204\r\n",
+        "/a.txt",
+        &chunks(&[b"x"], "0\r\n\r\n"),
+    ))
+    .await;
+    assert_eq!(c.answer(Method::Respmod).await.status(), 204);
+    // A dialect that is neither built in nor a recording is refused.
+    let bad = ConfigFile::from_toml("[[rule]]\nthen = { dialect = \"nope\" }\n").unwrap();
+    assert!(bad.apply(MockServer::builder()).is_err());
+}
