@@ -180,6 +180,32 @@ fi
 peak=$(grep VmHWM "/proc/$proxy_pid/status" | awk '{print $2 " " $3}')
 echo "proxy peak RSS after the 5 MiB scans: $peak"
 
+# ---------------------------------------------------------------- transport faults (icap-client)
+# Faults that only slow or tear the bytes keep c-icap's verdict; a cut answer must never read as clean.
+for spec in "slice=3" "latency=300,jitter=100" "bandwidth_down=20000" "bandwidth_up=20000"; do
+  start_mock "tf-${spec%%=*}" --upstream "icap://127.0.0.1:$cicap_port/avscan" --transport-faults "$spec"
+  for c in ic-eicar ic-clean; do
+    got=$(verdict "$mock_port" "$c")
+    if [ "$got" = "${direct[$c]}" ]; then
+      pass "transport $spec $c: c-icap's verdict ($got)"
+    else
+      fail "transport $spec $c: c-icap said '${direct[$c]}', with the fault '$got'"
+    fi
+  done
+  stop "$mock_pid"
+done
+for spec in "cut_down=12:reset" "cut_down=40:close" "cut_up=60:reset"; do
+  start_mock "tf-cut-${spec%%:*}" --upstream "icap://127.0.0.1:$cicap_port/avscan" --transport-faults "$spec"
+  for c in ic-eicar ic-clean; do
+    got=$(verdict "$mock_port" "$c")
+    case $got in
+      clean* | infected*) fail "transport $spec $c: a cut answer gave a verdict ('$got')" ;;
+      *) pass "transport $spec $c: no verdict from a cut answer ($got)" ;;
+    esac
+  done
+  stop "$mock_pid"
+done
+
 # ---------------------------------------------------------------- replay, c-icap stopped
 stop "$proxy_pid"
 stop "$cicap_pid"

@@ -147,6 +147,8 @@ pub struct ServiceSpec {
     pub upstream_failure: Option<String>,
     /// Milliseconds to wait for the upstream's next byte (default 60 000).
     pub upstream_timeout_ms: Option<u64>,
+    /// Transport faults on the proxied path (`latency=200,slice=7,...`; see the README).
+    pub upstream_faults: Option<String>,
 }
 
 fn parse_method(s: &str) -> Result<Method, String> {
@@ -208,6 +210,10 @@ impl ServiceSpec {
             }
             if let Some(ms) = self.upstream_timeout_ms {
                 up = up.with_timeout(Duration::from_millis(ms));
+            }
+            if let Some(spec) = &self.upstream_faults {
+                up = up
+                    .with_transport_faults(crate::transport_faults::TransportFaults::parse(spec)?);
             }
             s = s.upstream(up);
         }

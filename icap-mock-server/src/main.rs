@@ -51,6 +51,10 @@ struct Args {
     /// Milliseconds to wait for the upstream's next byte.
     #[arg(long, requires = "upstream", default_value_t = 60_000)]
     upstream_timeout_ms: u64,
+    /// Transport faults on the proxied path, e.g. `latency=200,jitter=50,slice=7,cut_down=100:reset`
+    /// (see the README).
+    #[arg(long, requires = "upstream")]
+    transport_faults: Option<String>,
     /// Record every proxied exchange into this directory.
     #[arg(long)]
     record: Option<PathBuf>,
@@ -115,6 +119,12 @@ async fn main() -> anyhow::Result<()> {
                     .map_err(|e| anyhow::anyhow!(e))?,
             )
             .with_timeout(std::time::Duration::from_millis(args.upstream_timeout_ms));
+        if let Some(spec) = &args.transport_faults {
+            up = up.with_transport_faults(
+                icap_mock_server::transport_faults::TransportFaults::parse(spec)
+                    .map_err(|e| anyhow::anyhow!(e))?,
+            );
+        }
         if let Some(ca) = &args.upstream_ca {
             let pem =
                 std::fs::read_to_string(ca).with_context(|| format!("reading {}", ca.display()))?;

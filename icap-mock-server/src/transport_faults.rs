@@ -113,6 +113,66 @@ impl TransportFaults {
         self
     }
 
+    /// Parses the text form used by `--transport-faults` and the configuration file: a
+    /// comma-separated list of `latency=MS`, `jitter=MS`, `bandwidth_down=BYTES_PER_SEC`,
+    /// `bandwidth_up=BYTES_PER_SEC`, `slice=BYTES`, `cut_down=BYTES[:close|:reset]`,
+    /// `cut_up=BYTES[:close|:reset]`, `slow_close=MS`, `timeout=MS`.
+    ///
+    /// ```
+    /// use icap_mock_server::transport_faults::{Cut, TransportFaults};
+    /// use std::time::Duration;
+    /// let f = TransportFaults::parse("latency=200, jitter=20, cut_down=64:reset").unwrap();
+    /// assert_eq!(
+    ///     f,
+    ///     TransportFaults::default()
+    ///         .latency(Duration::from_millis(200), Duration::from_millis(20))
+    ///         .cut_down(64, Cut::Reset)
+    /// );
+    /// assert!(TransportFaults::parse("latency=soon").is_err());
+    /// ```
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut f = TransportFaults::default();
+        for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let (key, value) = item
+                .split_once('=')
+                .ok_or_else(|| format!("transport fault {item:?}: expected name=value"))?;
+            let (num, how) = value.split_once(':').unwrap_or((value, "close"));
+            let n: u64 = num
+                .trim()
+                .parse()
+                .map_err(|_| format!("transport fault {item:?}: {num:?} is not a number"))?;
+            let ms = Duration::from_millis(n);
+            let cut = match how.trim() {
+                "close" => Cut::Close,
+                "reset" => Cut::Reset,
+                other => {
+                    return Err(format!(
+                        "transport fault {item:?}: {other:?} is not close or reset"
+                    ));
+                }
+            };
+            f = match key.trim() {
+                "latency" => {
+                    let jitter = f.jitter;
+                    f.latency(ms, jitter)
+                }
+                "jitter" => {
+                    let latency = f.latency;
+                    f.latency(latency, ms)
+                }
+                "bandwidth_down" => f.bandwidth_down(n),
+                "bandwidth_up" => f.bandwidth_up(n),
+                "slice" => f.slice(usize::try_from(n).unwrap_or(usize::MAX)),
+                "cut_down" => f.cut_down(n, cut),
+                "cut_up" => f.cut_up(n, cut),
+                "slow_close" => f.slow_close(ms),
+                "timeout" => f.timeout(ms),
+                other => return Err(format!("unknown transport fault {other:?}")),
+            };
+        }
+        Ok(f)
+    }
+
     /// Whether no fault is set.
     pub fn is_off(&self) -> bool {
         *self == TransportFaults::default()
