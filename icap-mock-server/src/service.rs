@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 /// | dialect | infected | clean |
 /// |---|---|---|
 /// | [`Dialect::CIcap`] | `200`, `X-Infection-Found`, folded `X-Violations-Found`, embedded `HTTP/1.0 403 Forbidden` block page | `204` / `200` echo |
-/// | [`Dialect::Symantec`] | `201 Created`, `X-Violations-Found`, embedded 403 page | `204` / `200` echo |
+/// | [`Dialect::Symantec`] | `201 Created`, `X-Infection-Found` then `X-Violations-Found`, embedded 403 page | `204` / `200` echo |
 /// | [`Dialect::Kaspersky`] | `200`, `X-Virus-ID: name`, embedded 403 page | adds `X-Virus-ID: no threats` |
 /// | [`Dialect::Sophos`] | `200`, `X-Virus-ID`, embedded 403 with `X-Blocked` | `204` / `200` echo |
 /// | [`Dialect::McAfee`] | `200`, embedded `HTTP/1.1 403 VirusFound` only | `204` / `200` echo |
