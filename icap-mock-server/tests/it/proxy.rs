@@ -166,6 +166,18 @@ async fn options_and_istag_come_from_the_upstream() {
     let a = c.answer(Method::Options).await;
     assert_eq!(a.status(), 200);
     assert_eq!(a.header("ISTag"), Some(format!("\"{}\"", upstream.istag())));
+    // Keep-alive after a request without a body.
+    c.send(b"OPTIONS icap://127.0.0.1/avscan ICAP/1.0\r\nHost: x\r\n\r\n")
+        .await;
+    assert_eq!(c.answer(Method::Options).await.status(), 200);
+    c.send(&respmod(
+        "avscan",
+        "Allow: 204\r\n",
+        RES_HDR,
+        &chunks(&[b"x"], "0\r\n\r\n"),
+    ))
+    .await;
+    assert_eq!(c.answer(Method::Respmod).await.status(), 204);
 }
 
 #[tokio::test]
