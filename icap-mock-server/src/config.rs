@@ -139,6 +139,16 @@ pub struct ServiceSpec {
     /// Signatures: `{ pattern, name }`, `{ sha256, name }` or `{ filename, name }`.
     #[serde(default)]
     pub signatures: Vec<Signature>,
+    /// Proxy mode: `icap[s]://host:port/service` to forward to.
+    pub upstream: Option<String>,
+    /// PEM CA file the `icaps://` upstream's certificate must chain to (default: web roots).
+    pub upstream_ca: Option<PathBuf>,
+    /// `status` (502/504, the default) or `close`: what the client gets when the upstream fails.
+    pub upstream_failure: Option<String>,
+    /// Milliseconds to wait for the upstream's next byte (default 60 000).
+    pub upstream_timeout_ms: Option<u64>,
+    /// Transport faults on the proxied path (`latency=200,slice=7,...`; see the README).
+    pub upstream_faults: Option<String>,
 }
 
 fn parse_method(s: &str) -> Result<Method, String> {
@@ -189,6 +199,23 @@ impl ServiceSpec {
                 return Err(format!("signature sha256 {sha256:?} is not 64 hex digits"));
             }
             s = s.signature(sig.clone());
+        }
+        if let Some(url) = &self.upstream {
+            let mut up = crate::proxy::Upstream::parse(url).map_err(|e| e.to_string())?;
+            if let Some(ca) = &self.upstream_ca {
+                up = up.with_ca_pem(&read(ca)?).map_err(|e| e.to_string())?;
+            }
+            if let Some(f) = &self.upstream_failure {
+                up = up.with_failure(crate::proxy::UpstreamFailure::parse(f)?);
+            }
+            if let Some(ms) = self.upstream_timeout_ms {
+                up = up.with_timeout(Duration::from_millis(ms));
+            }
+            if let Some(spec) = &self.upstream_faults {
+                up = up
+                    .with_transport_faults(crate::transport_faults::TransportFaults::parse(spec)?);
+            }
+            s = s.upstream(up);
         }
         Ok(s)
     }
@@ -244,8 +271,9 @@ pub struct ThenSpec {
     pub fault: Option<String>,
     /// Milliseconds for `delay`, `delay_continue` and `slow_body` (default 5000).
     pub delay_ms: Option<u64>,
-    /// Answer in this dialect instead of the service's.
-    pub dialect: Option<Dialect>,
+    /// Answer in this dialect instead of the service's: a built-in one (`c-icap`,
+    /// `symantec`, ...) or `recorded:DIR`, the answers of a recording (see the README's replay).
+    pub dialect: Option<String>,
     /// Extra ICAP headers on the answer.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
@@ -291,7 +319,16 @@ impl ThenSpec {
             ),
             other => return Err(format!("unknown verdict {other:?}")),
         };
-        if let Some(d) = self.dialect {
+        if let Some(dir) = self
+            .dialect
+            .as_deref()
+            .and_then(|d| d.strip_prefix("recorded:"))
+        {
+            let replay = crate::replay::Replay::load(dir).map_err(|e| e.to_string())?;
+            v = v.with_recorded(replay);
+        } else if let Some(d) = &self.dialect {
+            let d: Dialect = serde_json::from_value(serde_json::Value::String(d.clone()))
+                .map_err(|e| format!("dialect {d:?}: {e}"))?;
             v = v.with_dialect(d);
         }
         for (n, val) in &self.headers {

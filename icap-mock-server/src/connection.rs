@@ -54,14 +54,14 @@ impl Stream for tokio::io::DuplexStream {}
 
 /// What happens to the connection after a transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Next {
+pub(crate) enum Next {
     KeepAlive,
     Close,
     Reset,
 }
 
 #[derive(Debug)]
-enum ConnError {
+pub(crate) enum ConnError {
     /// The client closed in the middle of a message.
     Eof,
     /// The whole-head deadline or the idle timeout passed in the middle of a message.
@@ -90,7 +90,7 @@ impl ConnError {
 
 /// `now + d`, or a time so far ahead that it never comes when that overflows (a configured
 /// timeout of `u64::MAX` milliseconds, say).
-fn deadline_after(d: Duration) -> Instant {
+pub(crate) fn deadline_after(d: Duration) -> Instant {
     let now = Instant::now();
     // About 30 years: the same "never" tokio uses for an unbounded sleep.
     now.checked_add(d)
@@ -356,13 +356,13 @@ fn filename_trigger(name: &str, delay: Duration) -> Option<Plan> {
 }
 
 pub(crate) struct Connection<S> {
-    stream: S,
-    buf: BytesMut,
+    pub(crate) stream: S,
+    pub(crate) buf: BytesMut,
     peer: Option<SocketAddr>,
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     attached: Vec<String>,
     /// The current request's exchange; a new one per request, on the same buffer.
-    exchange: ServerExchange,
+    pub(crate) exchange: ServerExchange,
 }
 
 const READ_RESERVE: usize = 64 * 1024;
@@ -422,7 +422,7 @@ impl<S: Stream> Connection<S> {
     /// Waits until shutdown begins.
     /// Reads and drops whatever comes, answering nothing, until the client gives up, the
     /// idle timeout passes or the server shuts down; then the connection closes.
-    async fn stay_silent(&mut self) -> Next {
+    pub(crate) async fn stay_silent(&mut self) -> Next {
         let shared = self.shared.clone();
         let idle = deadline_after(shared.settings.idle_timeout);
         let mut sink = [0u8; 4096];
@@ -481,7 +481,7 @@ impl<S: Stream> Connection<S> {
         }
     }
 
-    async fn next_event(&mut self) -> Result<Event<RequestHead>, ConnError> {
+    pub(crate) async fn next_event(&mut self) -> Result<Event<RequestHead>, ConnError> {
         loop {
             if let Some(ev) = self
                 .exchange
@@ -523,13 +523,13 @@ impl<S: Stream> Connection<S> {
         }
     }
 
-    async fn write(&mut self, bytes: &[u8]) -> bool {
+    pub(crate) async fn write(&mut self, bytes: &[u8]) -> bool {
         self.stream.write_all(bytes).await.is_ok() && self.stream.flush().await.is_ok()
     }
 
     /// Answers a broken request with a bare status and `Connection: close`; the caller
     /// closes the connection next.
-    async fn send_status(&mut self, status: u16, method: Method) {
+    pub(crate) async fn send_status(&mut self, status: u16, method: Method) {
         let istag = self.shared.istag();
         let mut head = dialect::base(status, &istag, &[]);
         let _ = head.headers.append("Connection", "close");
@@ -681,12 +681,61 @@ impl<S: Stream> Connection<S> {
             };
         }
 
+        let upstream = svc.upstream.clone().or_else(|| settings.upstream.clone());
+        let replay = settings.replay.clone();
         if method == Method::Options {
+            if let Some(rp) = &replay {
+                let next = self
+                    .replay(&mut tx.record, &tx.request_head, None, rp)
+                    .await;
+                self.finish_record(&mut tx);
+                return keep(next);
+            }
+            if let Some(up) = &upstream {
+                let next = self
+                    .forward(&mut tx.record, &tx.request_head, tx.req.filename(), up)
+                    .await;
+                self.finish_record(&mut tx);
+                return keep(next);
+            }
             return keep(self.options(&mut tx).await);
         }
 
         // Head phase.
         let decision = self.decide(&mut tx);
+        // A rule whose dialect is a recording answers from it.
+        if let Decision::Decided(p) = &decision
+            && p.fault.is_none()
+            && let Some(rec) = p.verdict.recorded.clone()
+        {
+            tx.record.rule = p.rule;
+            let next = self
+                .replay(&mut tx.record, &tx.request_head, tx.req.filename(), &rec.0)
+                .await;
+            self.finish_record(&mut tx);
+            return keep(next);
+        }
+        // Replay and proxy modes: only a mounted rule answers itself.
+        if let Some(rp) = &replay
+            && !matches!(&decision, Decision::Decided(p) if p.rule.is_some())
+        {
+            tx.plan = None;
+            let next = self
+                .replay(&mut tx.record, &tx.request_head, tx.req.filename(), rp)
+                .await;
+            self.finish_record(&mut tx);
+            return keep(next);
+        }
+        if let Some(up) = &upstream
+            && !matches!(&decision, Decision::Decided(p) if p.rule.is_some())
+        {
+            tx.plan = None;
+            let next = self
+                .forward(&mut tx.record, &tx.request_head, tx.req.filename(), up)
+                .await;
+            self.finish_record(&mut tx);
+            return keep(next);
+        }
         if let Decision::Decided(plan) = &decision {
             match plan.fault {
                 Some(FaultKind::CloseImmediately) => {

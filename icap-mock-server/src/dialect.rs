@@ -125,6 +125,18 @@ pub(crate) fn infected(
             );
         }
         Dialect::Symantec => {
+            // Symantec Protection Engine 8.0 sends both (a public capture in
+            // Baekalfen/ICAP-avscan issue 19): X-Infection-Found with Resolution=1, then
+            // X-Violations-Found.
+            let found = InfectionFound {
+                kind: Some(0),
+                resolution: Some(1),
+                threat: Bytes::from(threat.clone().into_bytes()),
+            };
+            head.headers.push(
+                HeaderName::from_static("X-Infection-Found"),
+                found.to_header_value().expect("threat was sanitised"),
+            );
             head.headers.push(
                 HeaderName::from_static("X-Violations-Found"),
                 violation("2", "1001")

@@ -59,11 +59,16 @@ mod dialect;
 mod journal;
 pub mod matchers;
 mod mock;
+pub mod proxy;
+pub mod record;
+pub mod replay;
 mod request;
 mod scan;
 mod server;
 mod service;
 pub mod tls;
+pub mod transport_faults;
+pub mod verify;
 
 pub use journal::{DEFAULT_JOURNAL_BYTES, DEFAULT_JOURNAL_LIMIT, Transaction};
 pub use mock::{Action, Fault, FaultKind, Mock, MockBuilder, Respond, Times, Verdict, VerdictKind};

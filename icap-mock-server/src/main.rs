@@ -39,6 +39,50 @@ struct Args {
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
+    /// Proxy mode: forward requests no rule answers to this `icap[s]://host:port/service`.
+    #[arg(long)]
+    upstream: Option<String>,
+    /// PEM CA file the `icaps://` upstream's certificate must chain to (default: web roots).
+    #[arg(long, requires = "upstream")]
+    upstream_ca: Option<PathBuf>,
+    /// What the client gets when the upstream fails: `status` (502/504) or `close`.
+    #[arg(long, requires = "upstream", default_value = "status")]
+    upstream_failure: String,
+    /// Milliseconds to wait for the upstream's next byte.
+    #[arg(long, requires = "upstream", default_value_t = 60_000)]
+    upstream_timeout_ms: u64,
+    /// Transport faults on the proxied path, e.g. `latency=200,jitter=50,slice=7,cut_down=100:reset`
+    /// (see the README).
+    #[arg(long, requires = "upstream")]
+    transport_faults: Option<String>,
+    /// Record every proxied exchange into this directory.
+    #[arg(long)]
+    record: Option<PathBuf>,
+    /// Keep request bodies in the recording when they are at most this many bytes on the
+    /// wire (default: digest and length only).
+    #[arg(long, requires = "record", default_value_t = 0)]
+    record_bodies_up_to: usize,
+    /// Answer from the recording in this directory instead of the built-in dialects.
+    #[arg(long, conflicts_with = "upstream")]
+    replay: Option<PathBuf>,
+    /// What an unmatched request gets in replay mode: a status number or `close`.
+    #[arg(long, requires = "replay", default_value = "500")]
+    replay_unmatched: String,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Replays a recording's requests against a built-in dialect and reports, field by
+    /// field, where the dialect differs from what the real server sent.
+    VerifyDialect {
+        /// The recording directory.
+        dir: PathBuf,
+        /// The built-in dialect to compare (default c-icap).
+        #[arg(long, default_value = "c-icap")]
+        dialect: String,
+    },
 }
 
 #[tokio::main]
@@ -56,7 +100,60 @@ async fn main() -> anyhow::Result<()> {
         logs.init();
     }
 
+    if let Some(Command::VerifyDialect { dir, dialect }) = &args.command {
+        let dialect: icap_mock_server::Dialect =
+            serde_json::from_value(serde_json::Value::String(dialect.clone()))
+                .map_err(|e| anyhow::anyhow!("dialect {dialect:?}: {e}"))?;
+        let report = icap_mock_server::verify::verify_dialect(dir, dialect)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        print!("{report}");
+        std::process::exit(i32::from(!report.is_match()));
+    }
+
     let mut builder = MockServer::builder();
+    if let Some(url) = &args.upstream {
+        let mut up = icap_mock_server::proxy::Upstream::parse(url)?
+            .with_failure(
+                icap_mock_server::proxy::UpstreamFailure::parse(&args.upstream_failure)
+                    .map_err(|e| anyhow::anyhow!(e))?,
+            )
+            .with_timeout(std::time::Duration::from_millis(args.upstream_timeout_ms));
+        if let Some(spec) = &args.transport_faults {
+            up = up.with_transport_faults(
+                icap_mock_server::transport_faults::TransportFaults::parse(spec)
+                    .map_err(|e| anyhow::anyhow!(e))?,
+            );
+        }
+        if let Some(ca) = &args.upstream_ca {
+            let pem =
+                std::fs::read_to_string(ca).with_context(|| format!("reading {}", ca.display()))?;
+            up = up.with_ca_pem(&pem)?;
+        }
+        builder = builder.upstream(up);
+    }
+    if let Some(dir) = &args.record {
+        builder = builder.record(
+            icap_mock_server::record::RecordSettings::new(dir)
+                .keep_bodies_up_to(args.record_bodies_up_to),
+        );
+    }
+    if let Some(dir) = &args.replay {
+        let unmatched = if args.replay_unmatched.eq_ignore_ascii_case("close") {
+            icap_mock_server::replay::Unmatched::Close
+        } else {
+            icap_mock_server::replay::Unmatched::Status(
+                args.replay_unmatched
+                    .parse()
+                    .with_context(|| format!("--replay-unmatched {:?}", args.replay_unmatched))?,
+            )
+        };
+        builder = builder.replay(
+            icap_mock_server::replay::Replay::load(dir)
+                .map_err(|e| anyhow::anyhow!("{e}"))?
+                .with_unmatched(unmatched),
+        );
+    }
     let mut ca_out = args.ca_out.clone();
     let mut listen = args.listen;
     let mut admin = args.admin;

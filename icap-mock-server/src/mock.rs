@@ -15,7 +15,21 @@ pub struct Verdict {
     pub(crate) kind: VerdictKind,
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) dialect: Option<Dialect>,
+    pub(crate) recorded: Option<Recorded>,
 }
+
+/// A recording used as a rule's dialect ([`Verdict::with_recorded`]); two are equal when
+/// they are the same loaded recording.
+#[derive(Debug, Clone)]
+pub(crate) struct Recorded(pub(crate) Arc<crate::replay::Replay>);
+
+impl PartialEq for Recorded {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Recorded {}
 
 /// The kinds of [`Verdict`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +86,7 @@ impl Verdict {
             kind,
             headers: Vec::new(),
             dialect: None,
+            recorded: None,
         }
     }
 
@@ -84,6 +99,16 @@ impl Verdict {
     /// Answers in `dialect` instead of the service's.
     pub fn with_dialect(mut self, dialect: Dialect) -> Self {
         self.dialect = Some(dialect);
+        self
+    }
+
+    /// Answers the way a recorded server did (see [`crate::replay`]): the request is
+    /// matched in `replay` and gets the recorded answer. Applies to rules that decide on the
+    /// request's head (file name, method, headers); a rule decided on the body answers as
+    /// its verdict says.
+    #[must_use]
+    pub fn with_recorded(mut self, replay: crate::replay::Replay) -> Self {
+        self.recorded = Some(Recorded(Arc::new(replay)));
         self
     }
 

@@ -53,6 +53,12 @@ pub(crate) struct Settings {
     pub(crate) journal_bytes: usize,
     pub(crate) trigger_delay: Duration,
     pub(crate) body_digest: bool,
+    /// The upstream of services that name none (proxy mode).
+    pub(crate) upstream: Option<crate::proxy::Upstream>,
+    /// Where proxied exchanges are recorded.
+    pub(crate) record: Option<crate::record::RecordSettings>,
+    /// The recording answers are replayed from.
+    pub(crate) replay: Option<Arc<crate::replay::Replay>>,
 }
 
 /// Rules and the patterns they need, replaced as a whole when a rule is added or removed.
@@ -367,6 +373,9 @@ impl Default for MockServerBuilder {
                 journal_bytes: DEFAULT_JOURNAL_BYTES,
                 trigger_delay: Duration::from_secs(5),
                 body_digest: true,
+                upstream: None,
+                record: None,
+                replay: None,
             },
             mocks: Vec::new(),
             admin: None,
@@ -375,6 +384,25 @@ impl Default for MockServerBuilder {
 }
 
 impl MockServerBuilder {
+    /// Proxy mode: requests to services without their own upstream, and that no rule
+    /// answers, are forwarded to `upstream` (see [`crate::proxy`]).
+    pub fn upstream(mut self, upstream: crate::proxy::Upstream) -> Self {
+        self.settings.upstream = Some(upstream);
+        self
+    }
+
+    /// Records every proxied exchange (see [`crate::record`]).
+    pub fn record(mut self, settings: crate::record::RecordSettings) -> Self {
+        self.settings.record = Some(settings);
+        self
+    }
+
+    /// Answers from a recording instead of the built-in dialects (see [`crate::replay`]).
+    pub fn replay(mut self, replay: crate::replay::Replay) -> Self {
+        self.settings.replay = Some(Arc::new(replay));
+        self
+    }
+
     /// Listens on `addr` instead of `127.0.0.1:0`.
     pub fn listen(mut self, addr: SocketAddr) -> Self {
         self.listen = addr;

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 /// | dialect | infected | clean |
 /// |---|---|---|
 /// | [`Dialect::CIcap`] | `200`, `X-Infection-Found`, folded `X-Violations-Found`, embedded `HTTP/1.0 403 Forbidden` block page | `204` / `200` echo |
-/// | [`Dialect::Symantec`] | `201 Created`, `X-Violations-Found`, embedded 403 page | `204` / `200` echo |
+/// | [`Dialect::Symantec`] | `201 Created`, `X-Infection-Found` then `X-Violations-Found`, embedded 403 page | `204` / `200` echo |
 /// | [`Dialect::Kaspersky`] | `200`, `X-Virus-ID: name`, embedded 403 page | adds `X-Virus-ID: no threats` |
 /// | [`Dialect::Sophos`] | `200`, `X-Virus-ID`, embedded 403 with `X-Blocked` | `204` / `200` echo |
 /// | [`Dialect::McAfee`] | `200`, embedded `HTTP/1.1 403 VirusFound` only | `204` / `200` echo |
@@ -128,6 +128,7 @@ pub struct ServiceConfig {
     pub(crate) eicar: bool,
     pub(crate) signatures: Vec<Signature>,
     pub(crate) echo_threshold: usize,
+    pub(crate) upstream: Option<crate::proxy::Upstream>,
 }
 
 /// Default size above which a `200` echo starts while the body is still arriving.
@@ -153,7 +154,16 @@ impl ServiceConfig {
             eicar: true,
             signatures: Vec::new(),
             echo_threshold: DEFAULT_ECHO_THRESHOLD,
+            upstream: None,
         }
+    }
+
+    /// Proxy mode for this service: requests no rule answers go to `upstream`, and its
+    /// answers come back (see [`crate::proxy`]).
+    #[must_use]
+    pub fn upstream(mut self, upstream: crate::proxy::Upstream) -> Self {
+        self.upstream = Some(upstream);
+        self
     }
 
     /// The service name (the URI path without its `/`).

@@ -113,3 +113,14 @@ pub fn server_config(
     config.alpn_protocols = Vec::new();
     Ok(Arc::new(config))
 }
+
+/// The certificates in a PEM text; an error when there is none or one does not parse.
+pub(crate) fn parse_certs(pem: &str) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    if certs.is_empty() {
+        return Err("no certificate found".into());
+    }
+    Ok(certs)
+}

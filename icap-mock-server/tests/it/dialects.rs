@@ -62,7 +62,11 @@ async fn c_icap() {
 async fn symantec() {
     let (a, clean) = infected_and_clean(Dialect::Symantec).await;
     assert_eq!(a.status(), 201);
-    assert!(a.header("X-Infection-Found").is_none());
+    // As in the public capture of Symantec Protection Engine 8.0 (Baekalfen/ICAP-avscan#19).
+    assert_eq!(
+        a.header("X-Infection-Found").as_deref(),
+        Some("Type=0; Resolution=1; Threat=EICAR Test String;")
+    );
     assert!(
         a.text().contains(
             "X-Violations-Found: 1\r\n\teicar.com\r\n\tEICAR Test String\r\n\t1001\r\n\t2\r\n"
@@ -71,10 +75,24 @@ async fn symantec() {
         a.text()
     );
     assert_eq!(a.head.http_response.as_ref().unwrap().status(), 403);
-    let t = &verdict::threats(&a.head)[0];
+    let threats = verdict::threats(&a.head);
+    // The reader joins both headers into one threat: the name and resolution of
+    // X-Infection-Found, the file and problem id of X-Violations-Found.
+    assert_eq!(threats.len(), 1, "{threats:?}");
+    let t = &threats[0];
     assert_eq!(
-        (t.name.as_str(), t.source),
-        ("EICAR Test String", ThreatSource::ViolationsFound)
+        (
+            t.name.as_str(),
+            t.source,
+            t.file.as_deref(),
+            t.problem_id.as_deref()
+        ),
+        (
+            "EICAR Test String",
+            ThreatSource::InfectionFound,
+            Some("eicar.com"),
+            Some("1001")
+        )
     );
     assert_eq!(clean.status(), 204);
 }

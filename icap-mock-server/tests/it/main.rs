@@ -8,6 +8,7 @@ mod config;
 mod dialects;
 mod errors;
 mod faults;
+mod proxy;
 mod rules;
 mod server_rules;
 mod support;

@@ -102,3 +102,59 @@ async fn mtls_requires_a_client_certificate_from_the_ca() {
     let without = options_over_tls(&server, client_config(&ca, None), "localhost").await;
     assert!(without.is_err() || without.unwrap().is_empty());
 }
+
+/// TLS on either side of the proxy, independently; the upstream's certificate is verified.
+#[tokio::test]
+async fn the_proxy_speaks_tls_on_either_side() {
+    use icap_mock_server::proxy::Upstream;
+    use icap_proto::Method;
+
+    use crate::support::Conn;
+
+    // Plain to the client, icaps:// upstream trusted through its CA.
+    let upstream = MockServer::builder().tls_generated().start().await;
+    let ca = upstream.ca_pem().expect("generated CA");
+    let proxy = MockServer::builder()
+        .upstream(
+            Upstream::parse(&upstream.url())
+                .unwrap()
+                .with_ca_pem(&ca)
+                .unwrap(),
+        )
+        .start()
+        .await;
+    let mut c = Conn::open(&proxy).await;
+    c.send(b"OPTIONS icap://127.0.0.1/avscan ICAP/1.0\r\nHost: x\r\n\r\n")
+        .await;
+    let a = c.answer(Method::Options).await;
+    assert_eq!(a.status(), 200);
+    assert_eq!(a.header("ISTag"), Some(format!("\"{}\"", upstream.istag())));
+
+    // Verified by default: without its CA, the generated certificate is refused.
+    let proxy = MockServer::builder()
+        .upstream(Upstream::parse(&upstream.url()).unwrap())
+        .start()
+        .await;
+    let mut c = Conn::open(&proxy).await;
+    c.send(b"OPTIONS icap://127.0.0.1/avscan ICAP/1.0\r\nHost: x\r\n\r\n")
+        .await;
+    let a = c.answer(Method::Options).await;
+    assert_eq!(a.status(), 502);
+    assert!(
+        a.header("X-Mock-Upstream-Error")
+            .is_some_and(|v| v.contains("TLS"))
+    );
+
+    // icaps:// to the client, plain upstream.
+    let plain = MockServer::start().await;
+    let proxy = MockServer::builder()
+        .tls_generated()
+        .upstream(Upstream::parse(&plain.url()).unwrap())
+        .start()
+        .await;
+    let cfg = client_config(&proxy.ca_pem().unwrap(), None);
+    let answer = options_over_tls(&proxy, cfg, "localhost").await.unwrap();
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("ICAP/1.0 200"), "{text}");
+    assert!(text.contains(&plain.istag()), "{text}");
+}

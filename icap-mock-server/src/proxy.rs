@@ -1,0 +1,763 @@
+//! Proxy mode: a request no rule answers goes to a real ICAP server, and its answer comes
+//! back, streamed both ways.
+//!
+//! ```text
+//!  client ─► ServerExchange ─► chunks ─► upstream      (preview, ieof, rest after 100)
+//!  client ◄─ ServerExchange ◄─ chunks ◄─ ClientExchange ◄─ upstream
+//!                                   └──► Tape (record) ◄┘
+//! ```
+//!
+//! Both sides' rules come from icap-proto: the request is read through the connection's
+//! [`ServerExchange`](icap_proto::ServerExchange) and the answer through a
+//! [`ClientExchange`] built from the same request, so a `100 Continue`, an answer inside
+//! the preview or an early answer is passed on only when it is legal for the client, and
+//! the connection to the client is reused only when both exchanges allow it. Memory per
+//! connection is two read buffers whatever the body size: body chunks are forwarded as they
+//! are decoded. One upstream connection per proxied request, closed after it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use icap_proto::exchange::ClientEvent;
+use icap_proto::{
+    ClientExchange, Event, Headers, Method, RequestHead, RequestPlan, ResponseHead, Scheme,
+    StatusCode, Uri, chunked,
+};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::connection::{Connection, Next, Stream};
+use crate::journal::Transaction;
+use crate::record::Tape;
+use crate::transport_faults::{Cut, Shaper, TransportFaults};
+
+/// What the client gets when the upstream fails (refuses, times out, breaks the protocol).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum UpstreamFailure {
+    /// An ICAP status like a gateway's: `502 Bad Gateway` (refused, closed, broken
+    /// answer) or `504 Gateway Timeout`, with `X-Mock-Upstream-Error` saying why, then a
+    /// close. Once the answer's head has gone out a status cannot follow: the connection
+    /// is reset instead.
+    #[default]
+    Status,
+    /// Close the connection without a word.
+    Close,
+}
+
+impl UpstreamFailure {
+    /// `status` or `close`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "status" => Ok(UpstreamFailure::Status),
+            "close" => Ok(UpstreamFailure::Close),
+            _ => Err(format!("upstream failure {s:?}: use status or close")),
+        }
+    }
+}
+
+/// Why an upstream setting is refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UpstreamError {
+    /// The URL is not `icap://host[:port]/service` or `icaps://...`.
+    #[error("upstream URL {0:?} is not icap[s]://host[:port]/service")]
+    InvalidUrl(String),
+    /// The CA file did not parse.
+    #[error("upstream CA: {0}")]
+    Ca(String),
+}
+
+/// A real ICAP server to forward to.
+///
+/// ```
+/// use icap_mock_server::proxy::{Upstream, UpstreamFailure};
+/// use std::time::Duration;
+/// let up = Upstream::parse("icap://127.0.0.1:1344/avscan")
+///     .unwrap()
+///     .with_timeout(Duration::from_secs(30))
+///     .with_failure(UpstreamFailure::Close);
+/// assert_eq!(up.url(), "icap://127.0.0.1:1344/avscan");
+/// assert!(Upstream::parse("http://x/y").is_err());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    url: String,
+    ca_pem: Option<String>,
+    failure: UpstreamFailure,
+    connect_timeout: Duration,
+    timeout: Duration,
+    pub(crate) faults: TransportFaults,
+}
+
+impl Upstream {
+    /// Parses `icap://host[:port]/service` (port 1344 by default) or `icaps://...`
+    /// (port 11344 by default; the certificate is verified against the system's web
+    /// roots unless [`with_ca_pem`](Self::with_ca_pem) names a CA).
+    pub fn parse(url: &str) -> Result<Self, UpstreamError> {
+        let uri = Uri::parse(url.to_owned()).map_err(|_| UpstreamError::InvalidUrl(url.into()))?;
+        if uri.service().is_empty() {
+            return Err(UpstreamError::InvalidUrl(url.into()));
+        }
+        Ok(Upstream {
+            url: url.to_owned(),
+            ca_pem: None,
+            failure: UpstreamFailure::default(),
+            connect_timeout: Duration::from_secs(10),
+            timeout: Duration::from_secs(60),
+            faults: TransportFaults::default(),
+        })
+    }
+
+    /// Trusts only this CA (PEM) for `icaps://`.
+    pub fn with_ca_pem(mut self, pem: &str) -> Result<Self, UpstreamError> {
+        crate::tls::parse_certs(pem).map_err(UpstreamError::Ca)?;
+        self.ca_pem = Some(pem.to_owned());
+        Ok(self)
+    }
+
+    /// What the client gets when the upstream fails (default [`UpstreamFailure::Status`]).
+    #[must_use]
+    pub fn with_failure(mut self, failure: UpstreamFailure) -> Self {
+        self.failure = failure;
+        self
+    }
+
+    /// How long the TCP (and TLS) connect may take (default 10 s).
+    #[must_use]
+    pub fn with_connect_timeout(mut self, d: Duration) -> Self {
+        self.connect_timeout = d;
+        self
+    }
+
+    /// How long the proxy waits for the upstream's next byte (default 60 s); past it,
+    /// `504` (or a close, see [`UpstreamFailure`]).
+    #[must_use]
+    pub fn with_timeout(mut self, d: Duration) -> Self {
+        self.timeout = d;
+        self
+    }
+
+    /// Transport faults on the proxied path (see [`TransportFaults`]).
+    #[must_use]
+    pub fn with_transport_faults(mut self, faults: TransportFaults) -> Self {
+        self.faults = faults;
+        self
+    }
+
+    /// The URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn uri(&self) -> Uri {
+        Uri::parse(self.url.clone()).expect("checked by Upstream::parse")
+    }
+
+    async fn connect(&self) -> Result<Box<dyn Io>, String> {
+        let uri = self.uri();
+        let host = uri.host().trim_start_matches('[').trim_end_matches(']');
+        let tcp = TcpStream::connect((host, uri.port()))
+            .await
+            .map_err(|e| format!("connect {}:{}: {e}", uri.host(), uri.port()))?;
+        let _ = tcp.set_nodelay(true);
+        if uri.scheme() == Scheme::Icap {
+            return Ok(Box::new(tcp));
+        }
+        let mut roots = rustls::RootCertStore::empty();
+        match &self.ca_pem {
+            Some(pem) => {
+                for c in crate::tls::parse_certs(pem)? {
+                    roots.add(c).map_err(|e| format!("upstream CA: {e}"))?;
+                }
+            }
+            None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        }
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let name = rustls_pki_types::ServerName::try_from(host.to_owned())
+            .map_err(|e| format!("upstream host name: {e}"))?;
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("TLS to upstream: {e}"))?;
+        Ok(Box::new(tls))
+    }
+}
+
+/// A byte stream to the upstream.
+pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// How much of the upstream's answer may wait in memory while the proxy is busy writing
+/// the request to it (so that an upstream which answers while it reads is never
+/// deadlocked against the proxy).
+const UPSTREAM_BUFFER: usize = 1024 * 1024;
+const READ_RESERVE: usize = 64 * 1024;
+
+/// The state of one proxied exchange.
+#[allow(clippy::struct_excessive_bools)] // independent facts of one exchange
+struct Relay {
+    up_r: tokio::io::ReadHalf<Box<dyn Io>>,
+    up_w: tokio::io::WriteHalf<Box<dyn Io>>,
+    shape_up: Shaper,
+    shape_down: Shaper,
+    /// Latency still to apply before the answer's first byte.
+    latency: Option<Duration>,
+    ubuf: BytesMut,
+    cx: Option<ClientExchange>,
+    tape: Option<Tape>,
+    hasher: Sha256,
+    /// The client's request is still being read.
+    client_open: bool,
+    /// The final head went to the client.
+    answered: bool,
+    /// The upstream stopped taking the request (it answered and closed, say): the rest of
+    /// the body is read and dropped.
+    up_done: bool,
+    response_has_body: bool,
+    ieof: bool,
+    deadline: Instant,
+    timeout: Duration,
+}
+
+enum Failure {
+    /// Upstream refused, closed or broke the protocol.
+    Bad(String),
+    /// Upstream went silent.
+    Timeout,
+    /// The client went away or broke its request.
+    Client,
+    /// A transport fault ended the client's connection.
+    Cut(Cut),
+}
+
+impl Relay {
+    fn touch(&mut self) {
+        self.deadline = crate::connection::deadline_after(self.timeout);
+    }
+
+    /// Forwards body bytes; once the answer has begun, an upstream that stops reading
+    /// only ends the forwarding.
+    async fn send_body(&mut self, wire: &[u8]) -> Result<(), Failure> {
+        if self.up_done {
+            return Ok(());
+        }
+        match self.write_up(wire, true).await {
+            Err(Failure::Bad(_)) if self.answered => {
+                self.up_done = true;
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    /// Writes to the upstream, reading its answer meanwhile (into a bounded buffer).
+    async fn write_up(&mut self, bytes: &[u8], body: bool) -> Result<(), Failure> {
+        if let Some(t) = &mut self.tape {
+            if body {
+                t.request_body(bytes);
+            } else {
+                t.request_head(bytes);
+            }
+        }
+        let mut pos = 0;
+        while pos < bytes.len() {
+            let piece = self
+                .shape_up
+                .next_piece(bytes.len() - pos)
+                .map_err(Failure::Cut)?;
+            let room = self.cx.is_some() && self.ubuf.len() < UPSTREAM_BUFFER;
+            if self.ubuf.capacity() - self.ubuf.len() < READ_RESERVE / 4 {
+                self.ubuf.reserve(READ_RESERVE);
+            }
+            let before = self.ubuf.len();
+            tokio::select! {
+                r = self.up_w.write(&bytes[pos..pos + piece]) => match r {
+                    Ok(0) | Err(_) => return Err(Failure::Bad("upstream closed while the request was sent".into())),
+                    Ok(n) => {
+                        pos += n;
+                        let wait = self.shape_up.wrote(n);
+                        if !wait.is_zero() {
+                            tokio::time::sleep(wait).await;
+                        }
+                    }
+                },
+                r = self.up_r.read_buf(&mut self.ubuf), if room => match r {
+                    Ok(0) | Err(_) => {
+                        // Its answer (if any) is complete in the buffer; stop sending.
+                        return Ok(());
+                    }
+                    Ok(_) => {
+                        if let Some(t) = &mut self.tape {
+                            t.response(&self.ubuf[before..]).await;
+                        }
+                    }
+                },
+                () = tokio::time::sleep_until(self.deadline) => return Err(Failure::Timeout),
+            }
+            self.touch();
+        }
+        self.up_w
+            .flush()
+            .await
+            .map_err(|e| Failure::Bad(e.to_string()))?;
+        match self.shape_up.cut_reached() {
+            Some(how) => Err(Failure::Cut(how)),
+            None => Ok(()),
+        }
+    }
+}
+
+impl<S: Stream> Connection<S> {
+    /// Forwards the request whose head was just read to `upstream` and relays the answer.
+    pub(crate) async fn forward(
+        &mut self,
+        rec: &mut Transaction,
+        head: &RequestHead,
+        filename: Option<String>,
+        upstream: &Upstream,
+    ) -> Next {
+        let mut tape = match &self.shared.settings.record {
+            Some(r) => Tape::open(r, rec.id, head.method.as_str()).await,
+            None => None,
+        };
+        if let Some(t) = &mut tape {
+            t.meta.upstream = upstream.url.clone();
+            t.meta.service.clone_from(&rec.service);
+            t.meta.preview = rec.preview;
+            t.meta.allow_204 = rec.allow_204;
+            t.meta.filename = filename;
+        }
+        let faults = &upstream.faults;
+        let result = if let Some(d) = faults.timeout {
+            rec.fault = Some("transport_timeout".to_owned());
+            if d.is_zero() {
+                self.stay_silent().await;
+            } else {
+                let _ = tokio::time::timeout(d, self.stay_silent()).await;
+            }
+            Ok(Next::Close)
+        } else {
+            self.relay(rec, head, upstream, &mut tape).await
+        };
+        let next = match result {
+            Ok(next) => next,
+            Err(f) => {
+                let why = match &f {
+                    Failure::Bad(s) => s.clone(),
+                    Failure::Timeout => "upstream timed out".to_owned(),
+                    Failure::Client => "client went away".to_owned(),
+                    Failure::Cut(_) => "transport fault: cut".to_owned(),
+                };
+                if let Some(t) = &mut tape {
+                    t.meta.error = Some(why.clone());
+                }
+                self.upstream_failed(rec, upstream, f, &why).await
+            }
+        };
+        if next != Next::KeepAlive
+            && let Some(d) = faults.slow_close
+        {
+            tokio::time::sleep(d).await;
+        }
+        if let Some(mut t) = tape {
+            t.meta.body_len = rec.body_len;
+            t.meta.body_sha256.clone_from(&rec.body_sha256);
+            t.meta.ieof = rec.ieof;
+            t.meta.status = rec.status;
+            t.meta.continued = rec.continued;
+            t.finish().await;
+        }
+        next
+    }
+
+    async fn upstream_failed(
+        &mut self,
+        rec: &mut Transaction,
+        upstream: &Upstream,
+        f: Failure,
+        why: &str,
+    ) -> Next {
+        match f {
+            Failure::Client => return Next::Close,
+            Failure::Cut(how) => {
+                rec.fault = Some("transport_cut".to_owned());
+                return if how == Cut::Reset {
+                    Next::Reset
+                } else {
+                    Next::Close
+                };
+            }
+            _ => {}
+        }
+        tracing::warn!(upstream = %upstream.url, error = why, "upstream failed");
+        rec.fault = Some(format!("upstream: {why}"));
+        if rec.status.is_some() {
+            // The answer's head went out: a status now would land inside it.
+            return Next::Reset;
+        }
+        if upstream.failure == UpstreamFailure::Close {
+            return Next::Close;
+        }
+        let (code, reason) = match f {
+            Failure::Timeout => (504, "Gateway Timeout"),
+            _ => (502, "Bad Gateway"),
+        };
+        let mut head = ResponseHead::new(StatusCode::new(code).unwrap_or(StatusCode::SERVER_ERROR))
+            .with_reason(reason)
+            .expect("static reason is valid");
+        let _ = head
+            .headers
+            .append("ISTag", format!("\"{}\"", self.shared.istag()).as_str());
+        let clean: String = why
+            .chars()
+            .map(|c| if c.is_ascii_graphic() { c } else { ' ' })
+            .collect();
+        let _ = head.headers.append("X-Mock-Upstream-Error", clean.as_str());
+        let _ = head.headers.append("Connection", "close");
+        let mut out = BytesMut::new();
+        if head.encode(rec.method, &mut out).is_ok() {
+            let _ = self.write(&out).await;
+            rec.status = Some(code);
+        }
+        Next::Close
+    }
+
+    #[allow(clippy::too_many_lines)] // one loop over both sides reads best whole
+    async fn relay(
+        &mut self,
+        rec: &mut Transaction,
+        head: &RequestHead,
+        upstream: &Upstream,
+        tape: &mut Option<Tape>,
+    ) -> Result<Next, Failure> {
+        let limits = self.shared.settings.limits;
+        let mut out_head = head.clone();
+        let uri = upstream.uri();
+        out_head.uri = uri.clone();
+        if let Ok(v) = icap_proto::HeaderValue::new(uri.host().to_owned().into_bytes()) {
+            out_head
+                .headers
+                .set(icap_proto::HeaderName::from_static("Host"), v);
+        }
+        let mut head_bytes = BytesMut::new();
+        out_head
+            .encode(&mut head_bytes)
+            .map_err(|e| Failure::Bad(format!("the request head does not re-encode: {e}")))?;
+        let io = tokio::time::timeout(upstream.connect_timeout, upstream.connect())
+            .await
+            .map_err(|_| Failure::Timeout)?
+            .map_err(Failure::Bad)?;
+        if let Some(t) = tape {
+            t.connected();
+        }
+        let has_body = head.body.is_some();
+        let plan = |ieof: bool| {
+            RequestPlan::from_head(head, ieof)
+                .unwrap_or_else(|_| RequestPlan::new(head.method).with_body(has_body))
+        };
+        let (up_r, up_w) = tokio::io::split(io);
+        let mut r = Relay {
+            up_r,
+            up_w,
+            shape_up: Shaper::up(&upstream.faults),
+            shape_down: Shaper::down(&upstream.faults),
+            latency: Some(upstream.faults.latency_for(rec.id)).filter(|d| !d.is_zero()),
+            ubuf: BytesMut::with_capacity(READ_RESERVE),
+            cx: None,
+            tape: tape.take(),
+            hasher: Sha256::new(),
+            client_open: has_body,
+            answered: false,
+            up_done: false,
+            response_has_body: false,
+            ieof: false,
+            deadline: crate::connection::deadline_after(upstream.timeout),
+            timeout: upstream.timeout,
+        };
+        // Without a preview the answer may come at any time; with one, the exchange is
+        // built when the preview ends (its ieof is part of the plan).
+        if !has_body || rec.preview.is_none() {
+            let mut cx = ClientExchange::new(plan(false), limits);
+            if !has_body {
+                let _ = cx.handle_request_sent();
+            }
+            r.cx = Some(cx);
+        }
+        let result = self.pump(rec, head.method, &mut r, &head_bytes, plan).await;
+        *tape = r.tape.take();
+        if let Some(t) = tape
+            && let Some(h) = r.cx.as_ref().and_then(|c| c.final_head())
+        {
+            t.meta.istag = h
+                .headers
+                .get("ISTag")
+                .map(|v| v.to_str_lossy().into_owned());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(1), r.up_w.shutdown()).await;
+        result
+    }
+
+    #[allow(clippy::too_many_lines)] // one loop over both sides reads best whole
+    async fn pump(
+        &mut self,
+        rec: &mut Transaction,
+        method: Method,
+        r: &mut Relay,
+        head_bytes: &[u8],
+        plan: impl Fn(bool) -> RequestPlan,
+    ) -> Result<Next, Failure> {
+        let limits = self.shared.settings.limits;
+        r.write_up(head_bytes, false).await?;
+        loop {
+            // The client's side first: forward what is decoded.
+            if r.client_open {
+                match self.exchange.poll_event(&mut self.buf) {
+                    Err(e) => {
+                        tracing::info!(error = %e, "bad request body on the proxied path");
+                        if !r.answered {
+                            self.send_status(e.status_code(), method).await;
+                            rec.status = Some(e.status_code());
+                        }
+                        return Ok(Next::Close);
+                    }
+                    Ok(Some(ev)) => {
+                        self.on_client_event(rec, r, ev, &plan, limits).await?;
+                        continue;
+                    }
+                    Ok(None) => {}
+                }
+            }
+            if let Some(cx) = r.cx.as_mut() {
+                match cx.poll_event(&mut r.ubuf) {
+                    Err(e) => return Err(Failure::Bad(format!("upstream answer: {e}"))),
+                    Ok(Some(ev)) => {
+                        if self.on_upstream_event(rec, method, r, ev).await? {
+                            break;
+                        }
+                        continue;
+                    }
+                    Ok(None) => {}
+                }
+            }
+            // Read more from whichever side is due.
+            let want_client = r.client_open && self.buf.len() < READ_RESERVE * 4;
+            let want_up = r.cx.is_some() && r.ubuf.len() < UPSTREAM_BUFFER;
+            if self.buf.capacity() - self.buf.len() < READ_RESERVE / 4 {
+                self.buf.reserve(READ_RESERVE);
+            }
+            if r.ubuf.capacity() - r.ubuf.len() < READ_RESERVE / 4 {
+                r.ubuf.reserve(READ_RESERVE);
+            }
+            let before = r.ubuf.len();
+            tokio::select! {
+                res = self.stream.read_buf(&mut self.buf), if want_client => match res {
+                    Ok(0) => {
+                        let _ = self.exchange.handle_eof();
+                        return Err(Failure::Client);
+                    }
+                    Err(_) => return Err(Failure::Client),
+                    Ok(_) => {}
+                },
+                res = r.up_r.read_buf(&mut r.ubuf), if want_up => match res {
+                    Ok(0) | Err(_) => {
+                        let cx = r.cx.as_mut().expect("want_up implies an exchange");
+                        if let Err(e) = cx.handle_eof() {
+                            return Err(Failure::Bad(format!("upstream: {e}")));
+                        }
+                    }
+                    Ok(_) => {
+                        if let Some(t) = &mut r.tape {
+                            t.response(&r.ubuf[before..]).await;
+                        }
+                        r.touch();
+                    }
+                },
+                () = tokio::time::sleep_until(r.deadline) => {
+                    if want_client && !want_up {
+                        return Err(Failure::Client);
+                    }
+                    return Err(Failure::Timeout);
+                }
+            }
+        }
+        // The answer is complete. What the client still owes (an early answer) is read
+        // and dropped, so the connection can carry the next request.
+        while !self.exchange.is_request_done() && self.exchange.must_drain() {
+            match self.next_event().await {
+                Ok(Event::Data(d)) => {
+                    r.hasher.update(&d);
+                    rec.body_len = rec
+                        .body_len
+                        .saturating_add(u64::try_from(d.len()).unwrap_or(u64::MAX));
+                }
+                Ok(Event::End(_)) => break,
+                Ok(_) => {}
+                Err(_) => return Ok(Next::Close),
+            }
+        }
+        rec.complete = self.exchange.is_request_done();
+        rec.body_sha256 = hex(&std::mem::take(&mut r.hasher).finalize());
+        if self.exchange.handle_response_end().is_err() || !self.exchange.reuse().is_yes() {
+            return Ok(Next::Close);
+        }
+        Ok(Next::KeepAlive)
+    }
+
+    async fn on_client_event(
+        &mut self,
+        rec: &mut Transaction,
+        r: &mut Relay,
+        ev: Event<RequestHead>,
+        plan: &impl Fn(bool) -> RequestPlan,
+        limits: icap_proto::Limits,
+    ) -> Result<(), Failure> {
+        match ev {
+            Event::Head(_) => {}
+            Event::Data(d) => {
+                r.hasher.update(&d);
+                let n = u64::try_from(d.len()).unwrap_or(u64::MAX);
+                rec.body_len = rec.body_len.saturating_add(n);
+                if r.cx.as_ref().is_none_or(|c| !c.continued()) && rec.preview.is_some() {
+                    rec.preview_bytes = rec.preview_bytes.saturating_add(n);
+                }
+                // An answer may come before the body ends (a streaming 200 echo): the
+                // upstream still reads the rest.
+                let mut out = BytesMut::with_capacity(d.len().saturating_add(24));
+                chunked::encode_chunk(&d, &mut out);
+                r.send_body(&out).await?;
+            }
+            Event::PreviewEnd { ieof } => {
+                r.ieof = ieof;
+                rec.ieof = ieof;
+                let mut out = BytesMut::new();
+                chunked::encode_last_chunk(ieof, &Headers::new(), &mut out);
+                r.send_body(&out).await?;
+                let mut cx = ClientExchange::new(plan(ieof), limits);
+                if !ieof {
+                    let _ = cx.handle_preview_sent();
+                }
+                r.cx = Some(cx);
+            }
+            Event::End(end) => {
+                r.client_open = false;
+                if !r.ieof {
+                    let mut out = BytesMut::new();
+                    chunked::encode_last_chunk(false, &end.trailers, &mut out);
+                    r.send_body(&out).await?;
+                }
+                if let Some(cx) = r.cx.as_mut() {
+                    let _ = cx.handle_request_sent();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Passes one upstream event on. True when the answer is complete.
+    async fn on_upstream_event(
+        &mut self,
+        rec: &mut Transaction,
+        method: Method,
+        r: &mut Relay,
+        ev: ClientEvent,
+    ) -> Result<bool, Failure> {
+        match ev {
+            ClientEvent::Continue => {
+                rec.continued = true;
+                if !self.exchange.may_continue() {
+                    return Err(Failure::Bad(
+                        "upstream sent 100 Continue out of turn".into(),
+                    ));
+                }
+                let cont = ResponseHead::new(StatusCode::CONTINUE);
+                let mut out = BytesMut::new();
+                cont.encode(method, &mut out)
+                    .expect("100 Continue always encodes");
+                self.write_down(r, &out).await?;
+                if self.exchange.handle_continue_sent().is_err() {
+                    return Err(Failure::Client);
+                }
+            }
+            ClientEvent::Head(h) => {
+                rec.status = Some(h.status.as_u16());
+                let mut out = BytesMut::new();
+                h.encode(method, &mut out)
+                    .map_err(|e| Failure::Bad(format!("upstream head does not re-encode: {e}")))?;
+                if let Err(e) = self.exchange.handle_response_sent(&h) {
+                    tracing::info!(error = %e, "upstream answer outside the client's exchange rules; closing after it");
+                }
+                r.answered = true;
+                r.response_has_body = h.body.is_some();
+                self.write_down(r, &out).await?;
+            }
+            ClientEvent::Data(d) => {
+                let mut out = BytesMut::with_capacity(d.len().saturating_add(24));
+                chunked::encode_chunk(&d, &mut out);
+                self.write_down(r, &out).await?;
+            }
+            ClientEvent::End(end) => {
+                if r.response_has_body {
+                    let mut out = BytesMut::new();
+                    chunked::encode_last_chunk(false, &end.trailers, &mut out);
+                    self.write_down(r, &out).await?;
+                }
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}
+
+impl<S: Stream> Connection<S> {
+    /// Writes part of the answer to the client, through the transport faults.
+    async fn write_down(&mut self, r: &mut Relay, bytes: &[u8]) -> Result<(), Failure> {
+        if let Some(d) = r.latency.take() {
+            tokio::time::sleep(d).await;
+        }
+        if r.shape_down.is_off() {
+            return if self.write(bytes).await {
+                Ok(())
+            } else {
+                Err(Failure::Client)
+            };
+        }
+        let mut pos = 0;
+        while pos < bytes.len() {
+            let n = r
+                .shape_down
+                .next_piece(bytes.len() - pos)
+                .map_err(Failure::Cut)?;
+            if !self.write(&bytes[pos..pos + n]).await {
+                return Err(Failure::Client);
+            }
+            pos += n;
+            let wait = r.shape_down.wrote(n);
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
+        }
+        match r.shape_down.cut_reached() {
+            Some(how) => Err(Failure::Cut(how)),
+            None => Ok(()),
+        }
+    }
+}
+
+pub(crate) fn hex(b: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(b.len() * 2);
+    for x in b {
+        let _ = write!(s, "{x:02x}");
+    }
+    s
+}
