@@ -11,7 +11,7 @@ cargo build --release --quiet -p icap-client -p icap-mock-server
 bin=target/release
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+cleanup() { for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; pkill -f "c-icap -N -D -f /tmp/cicap-server" 2>/dev/null || true; }
 trap cleanup EXIT
 
 mport=$(free_port)

@@ -49,10 +49,19 @@ def worker(host, port, service, size, seconds, out):
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     n, buf = 0, b""
     end = time.monotonic() + seconds
+    reconnects = 0
     while time.monotonic() < end:
-        s.sendall(msg)
-        buf = read_answer(s, buf)
-        n += 1
+        try:
+            s.sendall(msg)
+            buf = read_answer(s, buf)
+            n += 1
+        except (EOFError, OSError):
+            # The server closed the connection (c-icap recycles its children): reconnect.
+            reconnects += 1
+            s.close()
+            s = socket.create_connection((host, port))
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            buf = b""
     out.put(n)
 
 
