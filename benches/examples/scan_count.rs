@@ -4,12 +4,14 @@
 //! ```sh
 //! cargo build --release -p icap-benches --example scan_count
 //! target/release/examples/scan_count mock &          # prints the mock's URL, serves until killed
-//! strace -f -c -o /tmp/s.txt target/release/examples/scan_count client URL 2000
+//! strace -f -c -o /tmp/s.txt target/release/examples/scan_count client URL 2000 [CONNS [task]]
 //! ```
 //!
 //! The client is set up as in `benches/scan.rs` (one connection, no body digest) and scans a
-//! 1 KiB clean body from memory `N` times one after the other, after one warm-up scan; the
-//! difference between two values of `N` gives the calls per scan.
+//! 1 KiB clean body from memory `N` times one after the other, after one warm-up scan (with
+//! `CONNS` > 1: `N` rounds of `CONNS` parallel scans); the difference between two values of
+//! `N` gives the calls per scan. `task` runs each single scan as a spawned task rather than in
+//! `block_on`.
 
 use bytes::Bytes;
 use icap_client::{Client, ScanMeta, Verdict};
@@ -36,22 +38,51 @@ fn main() {
             let n: usize = args
                 .get(2)
                 .map_or(2000, |s| s.parse().expect("a number of scans"));
+            let conns: u32 = args
+                .get(3)
+                .map_or(1, |s| s.parse().expect("a number of connections"));
+            let on_worker = args.get(4).is_some_and(|s| s == "task");
             let body = Bytes::from(vec![b'a'; 1024]);
             runtime().block_on(async {
                 let client = Client::builder()
                     .server(url.as_str())
-                    .max_connections(1)
+                    .max_connections(conns)
                     .max_size(None)
                     .body_digest(false)
                     .build()
                     .expect("client");
                 let meta = ScanMeta::new("file.bin");
                 for _ in 0..=n {
-                    let v = client.scan_bytes(body.clone(), &meta).await.verdict;
-                    assert!(matches!(v, Verdict::Clean), "expected clean, got {v:?}");
+                    if conns == 1 && on_worker {
+                        // The scan as a task on the runtime's worker, which also drives I/O.
+                        let (c, data, m) = (client.clone(), body.clone(), meta.clone());
+                        let v = tokio::spawn(async move { c.scan_bytes(data, &m).await })
+                            .await
+                            .expect("scan task")
+                            .verdict;
+                        assert!(matches!(v, Verdict::Clean), "expected clean, got {v:?}");
+                        continue;
+                    }
+                    if conns == 1 {
+                        // In `block_on`, as criterion's `to_async` runs the bench's futures.
+                        let v = client.scan_bytes(body.clone(), &meta).await.verdict;
+                        assert!(matches!(v, Verdict::Clean), "expected clean, got {v:?}");
+                        continue;
+                    }
+                    // As benches/scan.rs does with 16 connections: a round of parallel tasks.
+                    let tasks: Vec<_> = (0..conns)
+                        .map(|_| {
+                            let (client, body, meta) = (client.clone(), body.clone(), meta.clone());
+                            tokio::spawn(async move { client.scan_bytes(body, &meta).await })
+                        })
+                        .collect();
+                    for t in tasks {
+                        let v = t.await.expect("scan task").verdict;
+                        assert!(matches!(v, Verdict::Clean), "expected clean, got {v:?}");
+                    }
                 }
             });
-            println!("{n} scans after one warm-up");
+            println!("{n} rounds of {conns} scans after one warm-up round");
         }
         _ => eprintln!("usage: scan_count mock | scan_count client URL N"),
     }
