@@ -1,1 +1,3 @@
 //! Criterion benchmarks of the workspace; see `benches/`.
+
+pub mod heads;

@@ -861,6 +861,117 @@ mod tests {
         }
     }
 
+    /// A stream that counts the polls that move bytes (or see EOF or an error): on a socket,
+    /// each of those is one system call, while a `Pending` poll after readiness was cleared
+    /// is none. Writes are vectored, as on TCP.
+    struct Counting {
+        inner: DuplexStream,
+        reads: usize,
+        writes: usize,
+    }
+
+    impl AsyncRead for Counting {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            let r = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+            if r.is_ready() {
+                self.reads += 1;
+            }
+            r
+        }
+    }
+
+    impl AsyncWrite for Counting {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            let r = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+            if r.is_ready() {
+                self.writes += 1;
+            }
+            r
+        }
+        fn poll_write_vectored(
+            self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            bufs: &[IoSlice<'_>],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            let all: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
+            self.poll_write(cx, &all)
+        }
+        fn is_write_vectored(&self) -> bool {
+            true
+        }
+        fn poll_flush(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+        }
+        fn poll_shutdown(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+        }
+    }
+
+    /// A small scan costs one write (head and whole body together) and one read (the
+    /// answer), on a fresh connection and on a reused one, and the liveness check before
+    /// reuse costs none. Counts, so this fails if a change adds a round of system calls.
+    #[tokio::test(start_paused = true)]
+    async fn small_scan_is_one_write_and_one_read() {
+        let (a, mut peer) = tokio::io::duplex(64 * 1024);
+        let stream = Counting {
+            inner: a,
+            reads: 0,
+            writes: 0,
+        };
+        let mut conn = Connection::new(stream, Limits::default(), None, 1);
+        let server = tokio::spawn(async move {
+            for _ in 0..2 {
+                read_until(&mut peer, b"\r\n0; ieof\r\n\r\n").await;
+                peer.write_all(
+                    b"ICAP/1.0 204 No Content\r\nISTag: \"t\"\r\nEncapsulated: null-body=0\r\n\r\n",
+                )
+                .await
+                .unwrap();
+            }
+            peer
+        });
+        let body = Bytes::from(vec![b'a'; 1024]);
+        for round in 1..=2 {
+            if round > 1 {
+                assert!(!conn.is_closed_by_peer());
+            }
+            let out = Outgoing {
+                method: Method::Respmod,
+                allow_204: true,
+                head: Bytes::from_static(HEAD),
+                body: Some(BodyPlan {
+                    source: BodySource::Memory(body.clone()),
+                    preview: Some(1024),
+                    chunk_size: 64 * 1024,
+                    declared: Some(1024),
+                    max_size: None,
+                    digest: false,
+                }),
+                max_answer_body: None,
+            };
+            let ex = conn.exchange(out, &timeouts()).await.unwrap();
+            assert!(ex.ieof && ex.reusable && ex.body_complete);
+            assert_eq!(ex.head.status.as_u16(), 204);
+            let s = conn.get_ref();
+            assert_eq!((s.writes, s.reads), (round, round), "after scan {round}");
+        }
+        let _peer = server.await.unwrap();
+    }
+
     #[tokio::test(start_paused = true)]
     async fn preview_continue_then_body() {
         let (mut conn, mut peer) = pair();

@@ -188,8 +188,8 @@ pub(crate) fn parse_fields(
             counted += 1;
         }
         headers.push(
-            HeaderName::from_trusted(share(head, name)),
-            HeaderValue::from_trusted(share(head, value)),
+            HeaderName::decoded(head, name),
+            HeaderValue::decoded(head, value),
         );
         i = rest;
     }
@@ -209,7 +209,7 @@ pub(crate) fn share(head: &Bytes, part: &[u8]) -> Bytes {
 }
 
 /// Exact (case-sensitive) matches only: a decoded field keeps the bytes as sent.
-fn interned(b: &[u8]) -> Option<&'static [u8]> {
+pub(crate) fn interned(b: &[u8]) -> Option<&'static [u8]> {
     macro_rules! by_len {
         ($($len:literal => [$($s:literal),*]),* $(,)?) => {
             match b.len() {

@@ -1,0 +1,89 @@
+//! Small scans for counting system calls with `strace` (counts, not times). The mock runs in
+//! one process and the client in another, so that `strace` sees only the client:
+//!
+//! ```sh
+//! cargo build --release -p icap-benches --example scan_count
+//! target/release/examples/scan_count mock &          # prints the mock's URL, serves until killed
+//! strace -f -c -o /tmp/s.txt target/release/examples/scan_count client URL 2000 [CONNS [task]]
+//! ```
+//!
+//! The client is set up as in `benches/scan.rs` (one connection, no body digest) and scans a
+//! 1 KiB clean body from memory `N` times one after the other, after one warm-up scan (with
+//! `CONNS` > 1: `N` rounds of `CONNS` parallel scans); the difference between two values of
+//! `N` gives the calls per scan. `task` runs each single scan as a spawned task rather than in
+//! `block_on`.
+
+use bytes::Bytes;
+use icap_client::{Client, ScanMeta, Verdict};
+use icap_mock_server::MockServer;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("mock") => runtime().block_on(async {
+            let mock = MockServer::builder().body_digest(false).start().await;
+            println!("{}", mock.url());
+            std::future::pending::<()>().await;
+        }),
+        Some("client") => {
+            let url = args.get(1).expect("the mock's URL");
+            let n: usize = args
+                .get(2)
+                .map_or(2000, |s| s.parse().expect("a number of scans"));
+            let conns: u32 = args
+                .get(3)
+                .map_or(1, |s| s.parse().expect("a number of connections"));
+            let on_worker = args.get(4).is_some_and(|s| s == "task");
+            let body = Bytes::from(vec![b'a'; 1024]);
+            runtime().block_on(async {
+                let client = Client::builder()
+                    .server(url.as_str())
+                    .max_connections(conns)
+                    .max_size(None)
+                    .body_digest(false)
+                    .build()
+                    .expect("client");
+                let meta = ScanMeta::new("file.bin");
+                for _ in 0..=n {
+                    if conns == 1 && on_worker {
+                        // The scan as a task on the runtime's worker, which also drives I/O.
+                        let (c, data, m) = (client.clone(), body.clone(), meta.clone());
+                        let v = tokio::spawn(async move { c.scan_bytes(data, &m).await })
+                            .await
+                            .expect("scan task")
+                            .verdict;
+                        assert!(matches!(v, Verdict::Clean), "expected clean, got {v:?}");
+                        continue;
+                    }
+                    if conns == 1 {
+                        // In `block_on`, as criterion's `to_async` runs the bench's futures.
+                        let v = client.scan_bytes(body.clone(), &meta).await.verdict;
+                        assert!(matches!(v, Verdict::Clean), "expected clean, got {v:?}");
+                        continue;
+                    }
+                    // As benches/scan.rs does with 16 connections: a round of parallel tasks.
+                    let tasks: Vec<_> = (0..conns)
+                        .map(|_| {
+                            let (client, body, meta) = (client.clone(), body.clone(), meta.clone());
+                            tokio::spawn(async move { client.scan_bytes(body, &meta).await })
+                        })
+                        .collect();
+                    for t in tasks {
+                        let v = t.await.expect("scan task").verdict;
+                        assert!(matches!(v, Verdict::Clean), "expected clean, got {v:?}");
+                    }
+                }
+            });
+            println!("{n} rounds of {conns} scans after one warm-up round");
+        }
+        _ => eprintln!("usage: scan_count mock | scan_count client URL N"),
+    }
+}
