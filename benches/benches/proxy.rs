@@ -1,0 +1,98 @@
+//! The proxy's overhead (issue 11): icap-client scans straight to a mock (the "upstream")
+//! against the same scans through a second mock started with `upstream(..)` in front of it,
+//! in the same run. The servers share one one-worker runtime on their own thread, the client
+//! another, as in `scan.rs`.
+#![allow(missing_docs)]
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use icap_client::{Client, ScanMeta, Verdict};
+use icap_mock_server::MockServer;
+use icap_mock_server::proxy::Upstream;
+use tokio::runtime::Runtime;
+
+fn runtime(name: &str) -> Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name(name)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+fn body(len: usize) -> Bytes {
+    Bytes::from(
+        (0..len)
+            .map(|i| b"abcdefghijklmnop"[i % 16])
+            .collect::<Vec<u8>>(),
+    )
+}
+
+fn client(url: &str, conns: u32) -> Client {
+    Client::builder()
+        .server(url)
+        .max_connections(conns)
+        .max_size(None)
+        .body_digest(false)
+        .build()
+        .expect("client")
+}
+
+fn bench_proxy(c: &mut Criterion) {
+    let server_rt = runtime("servers");
+    let client_rt = runtime("client");
+    let upstream = server_rt.block_on(MockServer::builder().body_digest(false).start());
+    let proxy = server_rt.block_on(
+        MockServer::builder()
+            .body_digest(false)
+            .upstream(Upstream::parse(&upstream.url()).expect("upstream URL"))
+            .start(),
+    );
+    let meta = ScanMeta::new("file.bin");
+    for (label, size, conns) in [
+        ("1KiB", 1024usize, 1usize),
+        ("1KiB", 1024, 16),
+        ("1MiB", 1024 * 1024, 1),
+    ] {
+        let data = body(size);
+        let mut group = c.benchmark_group(format!("proxy_{label}_x{conns}"));
+        if size > 1024 {
+            group.throughput(Throughput::Bytes(size as u64));
+        } else {
+            group.throughput(Throughput::Elements(conns as u64));
+        }
+        group.measurement_time(Duration::from_secs(4));
+        for (name, url) in [("direct", upstream.url()), ("through_proxy", proxy.url())] {
+            let cl = client(&url, conns as u32);
+            client_rt.block_on(async {
+                let v = cl.scan_bytes(data.clone(), &meta).await.verdict;
+                assert!(matches!(v, Verdict::Clean), "{name}: {v:?}");
+            });
+            group.bench_function(BenchmarkId::new(name, conns), |b| {
+                b.to_async(&client_rt).iter(|| {
+                    let (cl, data, meta) = (cl.clone(), data.clone(), meta.clone());
+                    async move {
+                        let tasks: Vec<_> = (0..conns)
+                            .map(|_| {
+                                let (cl, data, meta) = (cl.clone(), data.clone(), meta.clone());
+                                tokio::spawn(async move { cl.scan_bytes(data, &meta).await })
+                            })
+                            .collect();
+                        for t in tasks {
+                            let v = t.await.expect("scan task").verdict;
+                            assert!(matches!(v, Verdict::Clean), "{v:?}");
+                        }
+                    }
+                });
+            });
+        }
+        group.finish();
+    }
+    drop(proxy);
+    drop(upstream);
+}
+
+criterion_group!(benches, bench_proxy);
+criterion_main!(benches);
