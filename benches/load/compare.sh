@@ -3,7 +3,7 @@
 # and against a real c-icap (echo, and virus_scan with ClamAV), 1 KiB and 1 MiB bodies, 1 and 16
 # connections; next to the Python keep-alive probe (benches/load/probe.py) and c-icap-stretch on
 # the same server, with the generator's own CPU time. Release builds; needs .ci/install-peers.
-# Usage: benches/load/compare.sh [SECONDS per run, default 5]
+# Usage: [ONLY=mock|echo|virus_scan] benches/load/compare.sh [SECONDS per run, default 5]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 secs=${1:-5}
@@ -55,7 +55,9 @@ run_stretch() { # port service file threads
 
 python3 -c "open('/tmp/compare-1k.bin','wb').write(b'a'*1024); open('/tmp/compare-1m.bin','wb').write(b'a'*1048576)"
 echo "machine: $(nproc) cores; $secs s per run; $(date -u +%FT%TZ)"
+# ONLY=virus_scan (or echo, or mock) runs one server's rows.
 for target in "mock:$mport:avscan" "c-icap echo:$cport:echo" "c-icap virus_scan:$cport:virus_scan"; do
+    case ${ONLY:-} in "") ;; *) [[ $target == *"${ONLY}"* ]] || continue ;; esac
     name=${target%%:*}; rest=${target#*:}; port=${rest%%:*}; svc=${rest#*:}
     for size in 1KiB 1MiB; do
         bytes=$([ "$size" = 1KiB ] && echo 1024 || echo 1048576)
