@@ -1251,11 +1251,11 @@ fn backoff((base, max): (Duration, Duration), n: u32) -> Duration {
 fn random_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(CONN_COUNTER.fetch_add(1, Ordering::Relaxed) as u64);
+    h.write_u64(JITTER_SEQ.fetch_add(1, Ordering::Relaxed) as u64);
     h.finish()
 }
 
-static CONN_COUNTER: AtomicUsize = AtomicUsize::new(0);
+static JITTER_SEQ: AtomicUsize = AtomicUsize::new(0);
 
 fn is_stale(e: &ExchangeError) -> bool {
     e.error.is_closed() && !e.response_started && !e.too_large

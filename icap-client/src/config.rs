@@ -4,7 +4,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// The longest any timeout, deadline or delay of the client may be: one year (365 days).
-/// Setters clamp larger values to it, so that `Instant::now() + timeout` can never overflow.
+/// Setters clamp larger values to it, and every deadline is computed with checked addition
+/// (`instant_after`), so no timeout can overflow an `Instant`.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
 /// TCP keepalive on client sockets: after `idle` without traffic the kernel sends probes
