@@ -15,7 +15,7 @@
 # /var/lib/clamav: nothing outside changes. Without unshare permission it falls back to writing its
 # database file into /var/lib/clamav, only when no other database is there, and removes it on exit.
 #
-# Usage: cicap-server.sh PORT   (as root). Prints "ready" on stdout once the port accepts
+# Usage: [CICAP_THREADS=N] cicap-server.sh PORT   (as root). Prints "ready" on stdout once the port accepts
 # connections, then runs until killed; c-icap's own output goes to stderr. Its logs stay in the temp
 # dir, printed to stderr when it fails to start. CICAP_KEEP=1 keeps the temp dir.
 set -euo pipefail
@@ -59,7 +59,11 @@ printf 'Eicar-Test-Signature:0:*:%s\n' "$(od -An -v -tx1 "$work/eicar.com" | tr 
   >"$work/db/eicar.ndb"
 chmod 644 "$work/db/eicar.ndb"
 
-sed -e "s|@PORT@|$port|g" -e "s|@WORK@|$work|g" "$here/peers/c-icap.conf.in" >"$work/c-icap.conf"
+# CICAP_THREADS sets ThreadsPerChild (default 10): c-icap serves that many connections at once
+# and leaves the others queued, unanswered, until one closes.
+sed -e "s|@PORT@|$port|g" -e "s|@WORK@|$work|g" \
+  -e "s|^ThreadsPerChild .*|ThreadsPerChild ${CICAP_THREADS:-10}|" \
+  "$here/peers/c-icap.conf.in" >"$work/c-icap.conf"
 
 run=(c-icap -N -D -f "$work/c-icap.conf")
 if unshare -m --propagation private true 2>/dev/null; then

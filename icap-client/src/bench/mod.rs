@@ -76,6 +76,10 @@ pub(crate) struct BenchArgs {
     /// Time spent before measuring (connections opened, caches warm), e.g. 2s.
     #[arg(long)]
     pub warmup: Option<String>,
+    /// How long to wait, after --duration, for the scans still in flight before abandoning
+    /// them (they count as late or abandoned, never in the rate).
+    #[arg(long, default_value = "5s")]
+    pub grace: String,
     /// Body size, or a weighted distribution such as 1KiB:70,1MiB:25,25MiB:5.
     #[arg(long, default_value = "1KiB")]
     pub size: String,
@@ -268,6 +272,7 @@ pub(crate) fn plan(a: &BenchArgs, s: &Settings, progress: bool) -> Result<Plan> 
     if duration == Some(Duration::ZERO) {
         bail!("--duration: above 0");
     }
+    let grace = parse_duration_of("--grace", &a.grace)?;
     let warmup = match &a.warmup {
         Some(w) => parse_duration_of("--warmup", w)?,
         None => Duration::ZERO,
@@ -303,6 +308,7 @@ pub(crate) fn plan(a: &BenchArgs, s: &Settings, progress: bool) -> Result<Plan> 
         duration,
         scans: a.scans,
         warmup,
+        grace,
         progress,
         connections: u64::from(a.connections),
     })
@@ -593,6 +599,110 @@ mod tests {
             p(&hc, 0.99) < 100_000,
             "closed loop p99 {} µs",
             p(&hc, 0.99)
+        );
+    }
+
+    /// A scan the server holds past the end of the measured time neither stretches the
+    /// window (the rate stays that of the window) nor keeps the run going past the grace
+    /// period; it is counted as late, or abandoned, and said in a note.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stragglers_do_not_dilute_the_rate_or_hold_the_run() {
+        async fn first_scan_held(d: Duration) -> MockServer {
+            let server = MockServer::start().await;
+            let seen = AtomicU64::new(0);
+            Mock::given(move |r: &icap_mock_server::Request| {
+                r.method == icap_mock_server::Method::Respmod
+                    && seen.fetch_add(1, Ordering::Relaxed) == 0
+            })
+            .respond_with(Fault::delay(d))
+            .mount(&server)
+            .await;
+            server
+        }
+        // Held 10 s, grace 300 ms: abandoned, and the run ends soon after its second.
+        let server = first_scan_held(Duration::from_secs(10)).await;
+        let t = std::time::Instant::now();
+        let (s, h) = bench(&[
+            "--server",
+            &server.url(),
+            "--connections",
+            "2",
+            "--duration",
+            "1s",
+            "--grace",
+            "300ms",
+        ])
+        .await;
+        assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+        assert_eq!(s.abandoned, 1, "{:?}", s.counts);
+        assert!((900..=1100).contains(&s.duration_ms), "{}", s.duration_ms);
+        let c = &s.counts;
+        assert_eq!(c.verdicts() + c.errors() + s.abandoned, c.sent);
+        // The other worker's last scan may end just after the window: late, not counted.
+        assert!(c.late <= 1, "{c:?}");
+        #[allow(clippy::cast_precision_loss)]
+        let rate = (c.verdicts() + c.errors() - c.late) as f64 / (s.duration_ms as f64 / 1000.0);
+        assert!(
+            (s.scans_per_sec - rate).abs() < 1.0,
+            "{} vs {rate}",
+            s.scans_per_sec
+        );
+        let text = report::to_text(&s, &h);
+        assert!(text.contains("NOTE: 1 scans were abandoned"), "{text}");
+        assert_eq!(
+            report::to_json(&s, &h)["warnings"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
+
+        // Held 2.5 s, grace 3 s: answered late; in the latencies, not in the rate.
+        let server = first_scan_held(Duration::from_millis(2500)).await;
+        let (s, h) = bench(&[
+            "--server",
+            &server.url(),
+            "--connections",
+            "2",
+            "--duration",
+            "1s",
+            "--grace",
+            "3s",
+        ])
+        .await;
+        let c = &s.counts;
+        assert_eq!(s.abandoned, 0);
+        assert!((1..=2).contains(&c.late), "{c:?}");
+        assert_eq!(c.verdicts() + c.errors(), c.sent);
+        assert!(h.max() >= 2_500_000, "max {} µs", h.max());
+        assert!((900..=1100).contains(&s.duration_ms), "{}", s.duration_ms);
+        assert!(s.drain_ms >= 1_000, "{}", s.drain_ms);
+        #[allow(clippy::cast_precision_loss)]
+        let rate = (c.verdicts() + c.errors() - c.late) as f64 / (s.duration_ms as f64 / 1000.0);
+        assert!(
+            (s.scans_per_sec - rate).abs() < 1.0,
+            "{} vs {rate}",
+            s.scans_per_sec
+        );
+        let text = report::to_text(&s, &h);
+        assert!(text.contains("NOTE: "), "{text}");
+
+        // A run whose scans all end on time has no note, whatever the last scans' timing.
+        let server = MockServer::start().await;
+        let (s, h) = bench(&[
+            "--server",
+            &server.url(),
+            "--connections",
+            "4",
+            "--duration",
+            "1s",
+        ])
+        .await;
+        assert_eq!(s.abandoned, 0);
+        assert!(
+            report::warnings(&s).is_empty(),
+            "{}",
+            report::to_text(&s, &h)
         );
     }
 

@@ -41,6 +41,11 @@ pub(crate) struct Counts {
     pub eicar_missed: u64,
     /// Harmless bodies reported infected.
     pub clean_flagged: u64,
+    /// Scans completed after the measured window ended, within the grace period (in the
+    /// counts above and in the latencies, not in the rates).
+    pub late: u64,
+    /// Body bytes of the late scans.
+    pub late_bytes: u64,
 }
 
 /// Which error counter an error goes to.
@@ -147,6 +152,8 @@ impl Counts {
             (&mut self.eicar_detected, o.eicar_detected),
             (&mut self.eicar_missed, o.eicar_missed),
             (&mut self.clean_flagged, o.clean_flagged),
+            (&mut self.late, o.late),
+            (&mut self.late_bytes, o.late_bytes),
         ] {
             *a = a.saturating_add(b);
         }
@@ -179,6 +186,8 @@ pub(crate) struct Summary {
     pub missed: u64,
     /// Scans still running when the run was stopped (Ctrl-C, or past the grace period).
     pub abandoned: u64,
+    /// How long the run waited after the measured time for its last scans.
+    pub drain_ms: u64,
     /// Stopped by Ctrl-C.
     pub interrupted: bool,
     /// Runs merged into this one.
@@ -209,6 +218,7 @@ impl Summary {
             m.bytes_per_sec += p.bytes_per_sec;
             m.missed = m.missed.saturating_add(p.missed);
             m.abandoned = m.abandoned.saturating_add(p.abandoned);
+            m.drain_ms = m.drain_ms.max(p.drain_ms);
             m.interrupted |= p.interrupted;
             m.runs = m.runs.saturating_add(p.runs.max(1));
             if let Some(r) = p.rate {
@@ -270,6 +280,30 @@ pub(crate) fn findings(c: &Counts) -> Vec<String> {
         ));
     }
     f
+}
+
+/// What the reader should know about how the run ended (not a detection finding: the exit
+/// code does not change).
+pub(crate) fn warnings(s: &Summary) -> Vec<String> {
+    let mut w = Vec::new();
+    if s.abandoned > 0 {
+        w.push(format!(
+            "{} scans were abandoned: still unanswered at the end of the grace period after the \
+             measured time (--grace); the server serves fewer connections at once than \
+             --connections {} asks, or stalled",
+            s.abandoned, s.connections
+        ));
+    } else if s.drain_ms >= 1_000 {
+        w.push(format!(
+            "the run waited {:.1} s after the measured time for {} late scans; the server \
+             serves fewer connections at once than --connections {} asks, or stalled (see the \
+             max latency)",
+            Duration::from_millis(s.drain_ms).as_secs_f64(),
+            s.counts.late,
+            s.connections
+        ));
+    }
+    w
 }
 
 /// Column `k` of the per-second series, divided by `unit`.
@@ -345,6 +379,9 @@ pub(crate) fn to_json(s: &Summary, h: &Histogram<u64>) -> serde_json::Value {
             "clean_flagged": c.clean_flagged,
         },
         "findings": findings(c),
+        "warnings": warnings(s),
+        "late": c.late,
+        "drain_ms": s.drain_ms,
     })
 }
 
@@ -402,6 +439,16 @@ pub(crate) fn to_text(s: &Summary, h: &Histogram<u64>) -> String {
             String::new()
         },
     );
+    // The last scans of a closed loop always end just after the window: say so only when
+    // the wait was long enough to matter.
+    if c.late > 0 && s.drain_ms >= 100 {
+        let _ = writeln!(
+            t,
+            "           {} answered after the measured time (not in the rates); the run waited {:.2} s for its last scans",
+            c.late,
+            Duration::from_millis(s.drain_ms).as_secs_f64()
+        );
+    }
     let _ = writeln!(
         t,
         "  rate:    {:.1} scans/s (per second min {:.0} / mean {:.1} / max {:.0})",
@@ -454,6 +501,9 @@ pub(crate) fn to_text(s: &Summary, h: &Histogram<u64>) -> String {
     }
     for finding in findings(c) {
         let _ = writeln!(t, "FINDING: {finding}");
+    }
+    for warning in warnings(s) {
+        let _ = writeln!(t, "NOTE: {warning}");
     }
     t
 }

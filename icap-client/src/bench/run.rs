@@ -14,10 +14,6 @@ use icap_client::{Client, ScanMeta};
 use super::hist;
 use super::report::{Counts, Summary};
 
-/// Longest wait for the scans still in flight when the run is over; then they are
-/// abandoned (and counted as such).
-const GRACE: Duration = Duration::from_secs(30);
-
 /// Longest series of per-second counts kept (a week).
 const MAX_SECONDS: usize = 7 * 86_400;
 
@@ -88,6 +84,9 @@ pub(crate) struct Plan {
     /// Measured scans to send.
     pub scans: Option<u64>,
     pub warmup: Duration,
+    /// Longest wait for the scans still in flight when the measured time is over; then they
+    /// are abandoned (and counted as such).
+    pub grace: Duration,
     /// A live progress line on stderr.
     pub progress: bool,
     /// For the report.
@@ -180,6 +179,12 @@ async fn worker(plan: Arc<Plan>, shared: Arc<Shared>, stats: Arc<Mutex<Stats>>) 
             hist::record(&mut s.hist, done.saturating_duration_since(due));
             s.counts
                 .verdict(&report.verdict, body.bytes.len() as u64, body.eicar);
+            // Answered while the run waited for its last scans: its latency is real, but
+            // it is not part of the measured window's rate.
+            if shared.end.is_some_and(|end| done > end) {
+                s.counts.late = s.counts.late.saturating_add(1);
+                s.counts.late_bytes = s.counts.late_bytes.saturating_add(body.bytes.len() as u64);
+            }
             let sec = usize::try_from(done.saturating_duration_since(shared.warm_end).as_secs())
                 .unwrap_or(usize::MAX);
             if sec < MAX_SECONDS {
@@ -245,7 +250,7 @@ pub(crate) async fn run(plan: Plan, interrupt: Interrupt) -> (Summary, Histogram
     let mut interrupt = interrupt;
     let mut interrupted = false;
     let mut tick = tokio::time::interval(Duration::from_millis(500));
-    let grace_end = shared.end.map(|e| e + GRACE);
+    let grace_end = shared.end.map(|e| e.checked_add(plan.grace).unwrap_or(e));
     loop {
         let grace = async {
             match grace_end {
@@ -269,16 +274,23 @@ pub(crate) async fn run(plan: Plan, interrupt: Interrupt) -> (Summary, Histogram
     bar.finish_and_clear();
     let finish = Instant::now();
     let total = merged(&stats);
-    let measured_for = finish.saturating_duration_since(warm_end);
+    // The window ends at the planned end, not when the last late scan came back: waiting
+    // for stragglers must not dilute the rate.
+    let window_end = shared.end.map_or(finish, |end| finish.min(end));
+    let measured_for = window_end.saturating_duration_since(warm_end);
     let secs = measured_for.as_secs_f64();
     let mut per_second = total.per_second;
     // Only whole seconds: the last one is partial.
     per_second.truncate(usize::try_from(measured_for.as_secs()).unwrap_or(usize::MAX));
     let c = total.counts;
     let completed = c.verdicts().saturating_add(c.errors());
+    let in_window = completed.saturating_sub(c.late);
     #[allow(clippy::cast_precision_loss)]
     let (scans_per_sec, bytes_per_sec) = if secs > 0.0 {
-        (completed as f64 / secs, c.bytes as f64 / secs)
+        (
+            in_window as f64 / secs,
+            c.bytes.saturating_sub(c.late_bytes) as f64 / secs,
+        )
     } else {
         (0.0, 0.0)
     };
@@ -315,6 +327,8 @@ pub(crate) async fn run(plan: Plan, interrupt: Interrupt) -> (Summary, Histogram
         duration_ms: u64::try_from(measured_for.as_millis()).unwrap_or(u64::MAX),
         warmup_ms: u64::try_from(plan.warmup.as_millis()).unwrap_or(u64::MAX),
         abandoned: c.sent.saturating_sub(completed),
+        drain_ms: u64::try_from(finish.saturating_duration_since(window_end).as_millis())
+            .unwrap_or(u64::MAX),
         counts: c,
         per_second,
         scans_per_sec,
