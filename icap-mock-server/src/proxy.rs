@@ -13,9 +13,18 @@
 //! the preview or an early answer is passed on only when it is legal for the client, and
 //! the connection to the client is reused only when both exchanges allow it. Memory per
 //! connection is two read buffers whatever the body size: body chunks are forwarded as they
-//! are decoded. One upstream connection per proxied request, closed after it.
+//! are decoded.
+//!
+//! Upstream connections are kept alive in a small pool per [`Upstream`] (see
+//! [`Upstream::with_max_idle`]): one goes back to the pool only when its
+//! [`ClientExchange::reuse`] says yes, no transport fault cut it and nothing failed. A
+//! pooled connection that turns out stale (the upstream closed it while idle) is replaced
+//! by a fresh one once, when nothing of the request but its head has gone out and nothing
+//! of an answer has come back.
 
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -90,7 +99,86 @@ pub struct Upstream {
     failure: UpstreamFailure,
     connect_timeout: Duration,
     timeout: Duration,
+    max_idle: usize,
+    idle_timeout: Duration,
     pub(crate) faults: TransportFaults,
+    pool: PoolHandle,
+}
+
+/// Default number of idle keep-alive connections kept per upstream.
+pub const DEFAULT_MAX_IDLE: usize = 8;
+
+/// Default time an idle upstream connection is kept before it is dropped.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Idle upstream connections, newest last. Shared by the clones of one [`Upstream`].
+#[derive(Default)]
+struct Pool {
+    idle: Mutex<Vec<(Box<dyn Io>, Instant)>>,
+    opened: std::sync::atomic::AtomicU64,
+}
+
+/// The pool is state, not configuration: two upstreams with the same settings are equal
+/// whatever their pools hold.
+#[derive(Clone, Default)]
+struct PoolHandle(Arc<Pool>);
+
+impl PartialEq for PoolHandle {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+impl Eq for PoolHandle {}
+
+impl std::fmt::Debug for PoolHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let idle = self.0.idle.lock().map_or(0, |v| v.len());
+        f.debug_struct("Pool").field("idle", &idle).finish()
+    }
+}
+
+impl Pool {
+    /// The newest idle connection still fresh and still open, if any.
+    async fn take(&self, idle_timeout: Duration) -> Option<Box<dyn Io>> {
+        loop {
+            let (mut io, since) = self.idle.lock().ok()?.pop()?;
+            if since.elapsed() > idle_timeout {
+                continue;
+            }
+            if still_open(&mut io).await {
+                return Some(io);
+            }
+        }
+    }
+
+    /// Keeps `io` for the next request, dropping the oldest beyond `max_idle`.
+    fn put(&self, io: Box<dyn Io>, max_idle: usize, idle_timeout: Duration) {
+        if max_idle == 0 {
+            return;
+        }
+        let Ok(mut idle) = self.idle.lock() else {
+            return;
+        };
+        idle.retain(|(_, since)| since.elapsed() <= idle_timeout);
+        while idle.len() >= max_idle {
+            idle.remove(0);
+        }
+        idle.push((io, Instant::now()));
+    }
+}
+
+/// Whether an idle connection is still usable: a read would wait. A close, an error or
+/// bytes nobody asked for all make it unusable.
+async fn still_open(io: &mut Box<dyn Io>) -> bool {
+    let mut byte = [0u8; 1];
+    std::future::poll_fn(|cx| {
+        let mut rb = tokio::io::ReadBuf::new(&mut byte);
+        match Pin::new(&mut **io).poll_read(cx, &mut rb) {
+            Poll::Pending => Poll::Ready(true),
+            Poll::Ready(_) => Poll::Ready(false),
+        }
+    })
+    .await
 }
 
 impl Upstream {
@@ -108,7 +196,10 @@ impl Upstream {
             failure: UpstreamFailure::default(),
             connect_timeout: Duration::from_secs(10),
             timeout: Duration::from_secs(60),
+            max_idle: DEFAULT_MAX_IDLE,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
             faults: TransportFaults::default(),
+            pool: PoolHandle::default(),
         })
     }
 
@@ -148,6 +239,37 @@ impl Upstream {
         self
     }
 
+    /// How many idle keep-alive connections to this upstream are kept for the next
+    /// requests (default [`DEFAULT_MAX_IDLE`]; 0: a new connection per request, closed
+    /// after it).
+    #[must_use]
+    pub fn with_max_idle(mut self, n: usize) -> Self {
+        self.max_idle = n;
+        self
+    }
+
+    /// How long an idle upstream connection is kept (default [`DEFAULT_IDLE_TIMEOUT`]).
+    /// Keep it below the upstream's own keep-alive timeout.
+    #[must_use]
+    pub fn with_idle_timeout(mut self, d: Duration) -> Self {
+        self.idle_timeout = d;
+        self
+    }
+
+    /// How many connections to the upstream were opened so far (by this upstream and its
+    /// clones).
+    pub fn connections_opened(&self) -> u64 {
+        self.pool
+            .0
+            .opened
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// How many idle connections wait in the pool now.
+    pub fn idle_connections(&self) -> usize {
+        self.pool.0.idle.lock().map_or(0, |v| v.len())
+    }
+
     /// The URL.
     pub fn url(&self) -> &str {
         &self.url
@@ -163,6 +285,10 @@ impl Upstream {
         let tcp = TcpStream::connect((host, uri.port()))
             .await
             .map_err(|e| format!("connect {}:{}: {e}", uri.host(), uri.port()))?;
+        self.pool
+            .0
+            .opened
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let _ = tcp.set_nodelay(true);
         if uri.scheme() == Scheme::Icap {
             return Ok(Box::new(tcp));
@@ -191,6 +317,14 @@ impl Upstream {
             .map_err(|e| format!("TLS to upstream: {e}"))?;
         Ok(Box::new(tls))
     }
+}
+
+/// A new connection to `upstream`, within its connect timeout.
+async fn connect_fresh(upstream: &Upstream) -> Result<Box<dyn Io>, Failure> {
+    tokio::time::timeout(upstream.connect_timeout, upstream.connect())
+        .await
+        .map_err(|_| Failure::Timeout)?
+        .map_err(Failure::Bad)
 }
 
 /// A byte stream to the upstream.
@@ -227,6 +361,12 @@ struct Relay {
     ieof: bool,
     deadline: Instant,
     timeout: Duration,
+    /// Bytes read from the upstream.
+    received: u64,
+    /// A client event (body, preview end) was consumed: the request cannot be sent again.
+    forwarded: bool,
+    /// Something was written to the client.
+    down: bool,
 }
 
 enum Failure {
@@ -241,6 +381,49 @@ enum Failure {
 }
 
 impl Relay {
+    fn new(io: Box<dyn Io>, upstream: &Upstream, seed: u64, tape: Option<Tape>) -> Self {
+        let (up_r, up_w) = tokio::io::split(io);
+        Relay {
+            up_r,
+            up_w,
+            shape_up: Shaper::up(&upstream.faults),
+            shape_down: Shaper::down(&upstream.faults),
+            latency: Some(upstream.faults.latency_for(seed)).filter(|d| !d.is_zero()),
+            ubuf: BytesMut::with_capacity(READ_RESERVE),
+            cx: None,
+            tape,
+            hasher: Sha256::new(),
+            client_open: false,
+            answered: false,
+            up_done: false,
+            response_has_body: false,
+            ieof: false,
+            deadline: crate::connection::deadline_after(upstream.timeout),
+            timeout: upstream.timeout,
+            received: 0,
+            forwarded: false,
+            down: false,
+        }
+    }
+
+    /// Whether the request may go again on another connection: only its head went out,
+    /// nothing came back, the client saw nothing.
+    fn may_retry(&self) -> bool {
+        !self.forwarded && self.received == 0 && !self.down
+    }
+
+    /// Whether the upstream connection may carry the next request.
+    fn may_reuse(&self) -> bool {
+        !self.up_done
+            && !self.client_open
+            && self
+                .cx
+                .as_ref()
+                .is_some_and(|cx| cx.reuse(&self.ubuf).is_yes())
+            && self.shape_up.cut_reached().is_none()
+            && self.shape_down.cut_reached().is_none()
+    }
+
     fn touch(&mut self) {
         self.deadline = crate::connection::deadline_after(self.timeout);
     }
@@ -296,7 +479,8 @@ impl Relay {
                         // Its answer (if any) is complete in the buffer; stop sending.
                         return Ok(());
                     }
-                    Ok(_) => {
+                    Ok(n) => {
+                        self.received = self.received.saturating_add(n as u64);
                         if let Some(t) = &mut self.tape {
                             t.response(&self.ubuf[before..]).await;
                         }
@@ -453,58 +637,71 @@ impl<S: Stream> Connection<S> {
         out_head
             .encode(&mut head_bytes)
             .map_err(|e| Failure::Bad(format!("the request head does not re-encode: {e}")))?;
-        let io = tokio::time::timeout(upstream.connect_timeout, upstream.connect())
-            .await
-            .map_err(|_| Failure::Timeout)?
-            .map_err(Failure::Bad)?;
-        if let Some(t) = tape {
-            t.connected();
-        }
         let has_body = head.body.is_some();
         let plan = |ieof: bool| {
             RequestPlan::from_head(head, ieof)
                 .unwrap_or_else(|_| RequestPlan::new(head.method).with_body(has_body))
         };
-        let (up_r, up_w) = tokio::io::split(io);
-        let mut r = Relay {
-            up_r,
-            up_w,
-            shape_up: Shaper::up(&upstream.faults),
-            shape_down: Shaper::down(&upstream.faults),
-            latency: Some(upstream.faults.latency_for(rec.id)).filter(|d| !d.is_zero()),
-            ubuf: BytesMut::with_capacity(READ_RESERVE),
-            cx: None,
-            tape: tape.take(),
-            hasher: Sha256::new(),
-            client_open: has_body,
-            answered: false,
-            up_done: false,
-            response_has_body: false,
-            ieof: false,
-            deadline: crate::connection::deadline_after(upstream.timeout),
-            timeout: upstream.timeout,
+        let pooled = if upstream.max_idle > 0 {
+            upstream.pool.0.take(upstream.idle_timeout).await
+        } else {
+            None
         };
-        // Without a preview the answer may come at any time; with one, the exchange is
-        // built when the preview ends (its ieof is part of the plan).
-        if !has_body || rec.preview.is_none() {
-            let mut cx = ClientExchange::new(plan(false), limits);
-            if !has_body {
-                let _ = cx.handle_request_sent();
+        let mut reused = pooled.is_some();
+        let mut io = match pooled {
+            Some(io) => io,
+            None => connect_fresh(upstream).await?,
+        };
+        loop {
+            if let Some(t) = tape.as_mut() {
+                t.connected();
             }
-            r.cx = Some(cx);
+            let mut r = Relay::new(io, upstream, rec.id, tape.take());
+            r.client_open = has_body;
+            // Without a preview the answer may come at any time; with one, the exchange
+            // is built when the preview ends (its ieof is part of the plan).
+            if !has_body || rec.preview.is_none() {
+                let mut cx = ClientExchange::new(plan(false), limits);
+                if !has_body {
+                    let _ = cx.handle_request_sent();
+                }
+                r.cx = Some(cx);
+            }
+            let result = self
+                .pump(rec, head.method, &mut r, &head_bytes, &plan)
+                .await;
+            *tape = r.tape.take();
+            if reused && matches!(result, Err(Failure::Bad(_))) && r.may_retry() {
+                // The pooled connection was stale (closed by the upstream while idle):
+                // the same request once more, on a fresh one.
+                tracing::debug!(upstream = %upstream.url, "stale pooled connection; retrying on a fresh one");
+                if let Some(t) = tape.as_mut() {
+                    t.restart_request();
+                }
+                reused = false;
+                io = connect_fresh(upstream).await?;
+                continue;
+            }
+            if let Some(t) = tape
+                && let Some(h) = r.cx.as_ref().and_then(|c| c.final_head())
+            {
+                t.meta.istag = h
+                    .headers
+                    .get("ISTag")
+                    .map(|v| v.to_str_lossy().into_owned());
+            }
+            let keep = result.is_ok() && upstream.max_idle > 0 && r.may_reuse();
+            let Relay { up_r, mut up_w, .. } = r;
+            if keep {
+                upstream
+                    .pool
+                    .0
+                    .put(up_r.unsplit(up_w), upstream.max_idle, upstream.idle_timeout);
+            } else {
+                let _ = tokio::time::timeout(Duration::from_secs(1), up_w.shutdown()).await;
+            }
+            return result;
         }
-        let result = self.pump(rec, head.method, &mut r, &head_bytes, plan).await;
-        *tape = r.tape.take();
-        if let Some(t) = tape
-            && let Some(h) = r.cx.as_ref().and_then(|c| c.final_head())
-        {
-            t.meta.istag = h
-                .headers
-                .get("ISTag")
-                .map(|v| v.to_str_lossy().into_owned());
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(1), r.up_w.shutdown()).await;
-        result
     }
 
     #[allow(clippy::too_many_lines)] // one loop over both sides reads best whole
@@ -575,7 +772,8 @@ impl<S: Stream> Connection<S> {
                             return Err(Failure::Bad(format!("upstream: {e}")));
                         }
                     }
-                    Ok(_) => {
+                    Ok(n) => {
+                        r.received = r.received.saturating_add(n as u64);
                         if let Some(t) = &mut r.tape {
                             t.response(&r.ubuf[before..]).await;
                         }
@@ -624,6 +822,7 @@ impl<S: Stream> Connection<S> {
         match ev {
             Event::Head(_) => {}
             Event::Data(d) => {
+                r.forwarded = true;
                 r.hasher.update(&d);
                 let n = u64::try_from(d.len()).unwrap_or(u64::MAX);
                 rec.body_len = rec.body_len.saturating_add(n);
@@ -637,6 +836,7 @@ impl<S: Stream> Connection<S> {
                 r.send_body(&out).await?;
             }
             Event::PreviewEnd { ieof } => {
+                r.forwarded = true;
                 r.ieof = ieof;
                 rec.ieof = ieof;
                 let mut out = BytesMut::new();
@@ -649,6 +849,7 @@ impl<S: Stream> Connection<S> {
                 r.cx = Some(cx);
             }
             Event::End(end) => {
+                r.forwarded = true;
                 r.client_open = false;
                 if !r.ieof {
                     let mut out = BytesMut::new();
@@ -724,6 +925,7 @@ impl<S: Stream> Connection<S> {
         if let Some(d) = r.latency.take() {
             tokio::time::sleep(d).await;
         }
+        r.down = true;
         if r.shape_down.is_off() {
             return if self.write(bytes).await {
                 Ok(())

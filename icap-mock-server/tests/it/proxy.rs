@@ -773,3 +773,149 @@ async fn a_rule_can_answer_in_a_recorded_dialect() {
     let bad = ConfigFile::from_toml("[[rule]]\nthen = { dialect = \"nope\" }\n").unwrap();
     assert!(bad.apply(MockServer::builder()).is_err());
 }
+
+async fn scan_clean(proxy: &MockServer) -> u16 {
+    let mut c = Conn::open(proxy).await;
+    c.send(&respmod(
+        "avscan",
+        "Allow: 204\r\n",
+        RES_HDR,
+        &chunks(&[b"hello"], "0\r\n\r\n"),
+    ))
+    .await;
+    c.answer(Method::Respmod).await.status()
+}
+
+async fn upstream_peers(upstream: &MockServer) -> std::collections::HashSet<std::net::SocketAddr> {
+    upstream
+        .journal()
+        .await
+        .iter()
+        .filter_map(|t| t.peer)
+        .collect()
+}
+
+#[tokio::test]
+async fn sequential_proxied_scans_reuse_one_upstream_connection() {
+    let upstream = MockServer::start().await;
+    let up = Upstream::parse(&upstream.url()).unwrap();
+    let proxy = MockServer::builder().upstream(up.clone()).start().await;
+    for _ in 0..6 {
+        // A new client connection each time: the upstream one is the pool's.
+        assert_eq!(scan_clean(&proxy).await, 204);
+    }
+    assert_eq!(upstream.journal().await.len(), 6);
+    assert_eq!(upstream_peers(&upstream).await.len(), 1);
+    assert_eq!(up.connections_opened(), 1);
+    assert_eq!(up.idle_connections(), 1);
+
+    // Without a pool, one connection per request.
+    let upstream = MockServer::start().await;
+    let up = Upstream::parse(&upstream.url()).unwrap().with_max_idle(0);
+    let proxy = MockServer::builder().upstream(up.clone()).start().await;
+    for _ in 0..3 {
+        assert_eq!(scan_clean(&proxy).await, 204);
+    }
+    assert_eq!(upstream_peers(&upstream).await.len(), 3);
+    assert_eq!(up.connections_opened(), 3);
+    assert_eq!(up.idle_connections(), 0);
+}
+
+#[tokio::test]
+async fn a_connection_that_saw_a_transport_fault_is_not_reused() {
+    let upstream = MockServer::start().await;
+    let up = Upstream::parse(&upstream.url())
+        .unwrap()
+        .with_transport_faults(TransportFaults::default().cut_down(12, Cut::Close));
+    let proxy = MockServer::builder().upstream(up.clone()).start().await;
+    for _ in 0..3 {
+        let mut c = Conn::open(&proxy).await;
+        c.send(&respmod(
+            "avscan",
+            "Allow: 204\r\n",
+            RES_HDR,
+            &chunks(&[b"x"], "0\r\n\r\n"),
+        ))
+        .await;
+        assert_eq!(read_all(&mut c).await, b"ICAP/1.0 204");
+    }
+    assert_eq!(up.connections_opened(), 3);
+    assert_eq!(up.idle_connections(), 0);
+    assert_eq!(upstream_peers(&upstream).await.len(), 3);
+}
+
+#[tokio::test]
+async fn an_upstream_error_answer_with_close_is_not_reused() {
+    // The upstream says `Connection: close` on its 500: the exchange
+    // forbids reuse, so the next request opens a new connection.
+    let upstream = MockServer::start().await;
+    Mock::given(matchers::any())
+        .respond_with(Verdict::error(500, "broken").with_header("Connection", "close"))
+        .times(1)
+        .mount(&upstream)
+        .await;
+    let up = Upstream::parse(&upstream.url()).unwrap();
+    let proxy = MockServer::builder().upstream(up.clone()).start().await;
+    assert_eq!(scan_clean(&proxy).await, 500);
+    assert_eq!(scan_clean(&proxy).await, 204);
+    assert_eq!(scan_clean(&proxy).await, 204);
+    assert_eq!(up.connections_opened(), 2);
+}
+
+/// Reads one ICAP head (up to the empty line) from `s`; false on EOF.
+async fn read_head(s: &mut tokio::net::TcpStream) -> bool {
+    let mut got = Vec::new();
+    let mut b = [0u8; 1];
+    while !got.ends_with(b"\r\n\r\n") {
+        match s.read(&mut b).await {
+            Ok(1) => got.push(b[0]),
+            _ => return false,
+        }
+    }
+    true
+}
+
+#[tokio::test]
+async fn a_stale_pooled_connection_is_retried_once_on_a_fresh_one() {
+    use tokio::io::AsyncWriteExt;
+    const ANSWER: &[u8] = b"ICAP/1.0 200 OK\r\nMethods: RESPMOD\r\nISTag: \"raw\"\r\nEncapsulated: null-body=0\r\n\r\n";
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // The first connection answers one OPTIONS, then reads the next head and closes
+    // without a word (an upstream that timed the idle connection out just then); the
+    // second answers everything.
+    let accepts = tokio::spawn(async move {
+        let (mut a, _) = listener.accept().await.unwrap();
+        assert!(read_head(&mut a).await);
+        a.write_all(ANSWER).await.unwrap();
+        assert!(read_head(&mut a).await);
+        drop(a);
+        let (mut b, _) = listener.accept().await.unwrap();
+        let mut served = 0;
+        while read_head(&mut b).await {
+            b.write_all(ANSWER).await.unwrap();
+            served += 1;
+        }
+        served
+    });
+    let up = Upstream::parse(&format!("icap://127.0.0.1:{port}/avscan")).unwrap();
+    let proxy = MockServer::builder().upstream(up.clone()).start().await;
+    let mut c = Conn::open(&proxy).await;
+    for _ in 0..3 {
+        c.send(b"OPTIONS icap://127.0.0.1/avscan ICAP/1.0\r\nHost: x\r\n\r\n")
+            .await;
+        let a = c.answer(Method::Options).await;
+        assert_eq!(a.status(), 200);
+        assert_eq!(a.header("ISTag").as_deref(), Some("\"raw\""));
+    }
+    drop(c);
+    drop(proxy);
+    assert_eq!(up.connections_opened(), 2);
+    // Dropping the pool's connection ends the second upstream connection.
+    drop(up);
+    let served = tokio::time::timeout(Duration::from_secs(10), accepts)
+        .await
+        .expect("the raw upstream finishes")
+        .unwrap();
+    assert_eq!(served, 2);
+}
