@@ -662,6 +662,7 @@ impl<S: Stream> Connection<S> {
         };
         if let Some(status) = error_status {
             let mut head = dialect::base(status, &shared.istag(), &[]);
+            dialect::frame_bodyless(svc.dialect, &mut head);
             if status == 405 {
                 let allowed: Vec<&str> = svc.methods.iter().map(|m| m.as_str()).collect();
                 let _ = head
@@ -1181,11 +1182,7 @@ impl<S: Stream> Connection<S> {
             resolved = Resolved::Infected("Mock.Fault".into());
         }
         let (head, body): (ResponseHead, Option<Bytes>) = match &resolved {
-            Resolved::Clean if may_204 => {
-                let mut h = dialect::base(204, &istag, extra);
-                dialect::clean_headers(dialect, &mut h);
-                (h, None)
-            }
+            Resolved::Clean if may_204 => (dialect::no_content(dialect, &istag, extra), None),
             Resolved::Clean => {
                 let h = self.echo_head(tx);
                 let body = h.body.map(|_| std::mem::take(&mut tx.echo).freeze());
@@ -1198,6 +1195,10 @@ impl<S: Stream> Connection<S> {
             Resolved::Error(status, code) => (dialect::error(*status, code, &istag, extra), None),
             Resolved::Status(code) => (dialect::base(*code, &istag, extra), None),
         };
+        let mut head = head;
+        if body.is_none() {
+            dialect::frame_bodyless(dialect, &mut head);
+        }
         let mut head_bytes = BytesMut::new();
         let (head, body) = if head.encode(method, &mut head_bytes).is_ok() {
             (head, body)
