@@ -919,3 +919,76 @@ async fn a_stale_pooled_connection_is_retried_once_on_a_fresh_one() {
         .unwrap();
     assert_eq!(served, 2);
 }
+
+async fn proxy_from_toml(toml: &str) -> MockServer {
+    let file = icap_mock_server::config::ConfigFile::from_toml(toml).unwrap();
+    let (builder, _) = file.apply(MockServer::builder()).unwrap();
+    builder.start().await
+}
+
+#[tokio::test]
+async fn transport_faults_and_the_pool_come_from_the_configuration_file() {
+    let upstream = MockServer::start().await;
+    let url = upstream.url();
+    // The table form, with the faults as a table.
+    let proxy = proxy_from_toml(&format!(
+        "[[service]]\nname = \"avscan\"\n[service.upstream]\nurl = \"{url}\"\nmax_idle = 0\n\
+         [service.upstream.faults]\ncut_down = \"12:close\"\nlatency = 0\n"
+    ))
+    .await;
+    for _ in 0..2 {
+        let mut c = Conn::open(&proxy).await;
+        c.send(&respmod(
+            "avscan",
+            "Allow: 204\r\n",
+            RES_HDR,
+            &chunks(&[b"x"], "0\r\n\r\n"),
+        ))
+        .await;
+        assert_eq!(read_all(&mut c).await, b"ICAP/1.0 204");
+    }
+    // The text form, and the flat key of a [[service]].
+    for toml in [
+        format!(
+            "[[service]]\nname = \"avscan\"\n[service.upstream]\nurl = \"{url}\"\nfaults = \"cut_down=12\"\n"
+        ),
+        format!(
+            "[[service]]\nname = \"avscan\"\nupstream = \"{url}\"\nupstream_faults = \"cut_down=12:reset\"\n"
+        ),
+    ] {
+        let proxy = proxy_from_toml(&toml).await;
+        let mut c = Conn::open(&proxy).await;
+        c.send(&respmod(
+            "avscan",
+            "Allow: 204\r\n",
+            RES_HDR,
+            &chunks(&[b"x"], "0\r\n\r\n"),
+        ))
+        .await;
+        assert_eq!(read_all(&mut c).await, b"ICAP/1.0 204", "{toml}");
+    }
+    // Pool settings: max_idle = 0 above opened one connection per scan; the default keeps one.
+    let before = upstream_peers(&upstream).await.len();
+    let pooled = proxy_from_toml(&format!(
+        "[[service]]\nname = \"avscan\"\n[service.upstream]\nurl = \"{url}\"\n"
+    ))
+    .await;
+    for _ in 0..3 {
+        assert_eq!(scan_clean(&pooled).await, 204);
+    }
+    assert_eq!(upstream_peers(&upstream).await.len(), before + 1);
+    assert_eq!(before, 4);
+
+    // Unknown names and smuggled items are refused.
+    for bad in [
+        "[service.upstream.faults]\nlatncy = 5\n",
+        "[service.upstream.faults]\ncut_down = \"1,latency=5\"\n",
+        "[service.upstream.faults]\ncut_down = \"1:sideways\"\n",
+    ] {
+        let toml =
+            format!("[[service]]\nname = \"avscan\"\n[service.upstream]\nurl = \"{url}\"\n{bad}");
+        let file = icap_mock_server::config::ConfigFile::from_toml(&toml);
+        let applied = file.map(|f| f.apply(MockServer::builder()).map(|_| ()));
+        assert!(!matches!(applied, Ok(Ok(()))), "{bad}");
+    }
+}
