@@ -22,6 +22,7 @@
 //! by a fresh one once, when nothing of the request but its head has gone out and nothing
 //! of an answer has come back.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
@@ -101,9 +102,13 @@ pub struct Upstream {
     timeout: Duration,
     max_idle: usize,
     idle_timeout: Duration,
+    hold_limit: u64,
     pub(crate) faults: TransportFaults,
     pool: PoolHandle,
 }
+
+/// Default number of body bytes held back while a body rule has not decided (1 MiB).
+pub const DEFAULT_HOLD_LIMIT: u64 = 1024 * 1024;
 
 /// Default number of idle keep-alive connections kept per upstream.
 pub const DEFAULT_MAX_IDLE: usize = 8;
@@ -198,6 +203,7 @@ impl Upstream {
             timeout: Duration::from_secs(60),
             max_idle: DEFAULT_MAX_IDLE,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            hold_limit: DEFAULT_HOLD_LIMIT,
             faults: TransportFaults::default(),
             pool: PoolHandle::default(),
         })
@@ -254,6 +260,22 @@ impl Upstream {
     pub fn with_idle_timeout(mut self, d: Duration) -> Self {
         self.idle_timeout = d;
         self
+    }
+
+    /// How many body bytes the proxy holds back while a mounted rule that looks at the
+    /// body (`body_contains`, `body_size`, a closure, ...) has not decided yet (default
+    /// [`DEFAULT_HOLD_LIMIT`]). The rule can then still answer instead of the upstream.
+    /// Past the bound the request is forwarded with the held bytes first, and the
+    /// journal's `note` says so; 0 forwards at once (only head rules decide).
+    #[must_use]
+    pub fn with_hold_limit(mut self, bytes: u64) -> Self {
+        self.hold_limit = bytes;
+        self
+    }
+
+    /// The hold bound (see [`with_hold_limit`](Self::with_hold_limit)).
+    pub fn hold_limit(&self) -> u64 {
+        self.hold_limit
     }
 
     /// How many connections to the upstream were opened so far (by this upstream and its
@@ -327,6 +349,16 @@ async fn connect_fresh(upstream: &Upstream) -> Result<Box<dyn Io>, Failure> {
         .map_err(Failure::Bad)
 }
 
+/// Request events the connection read ahead (while body rules were deciding), forwarded
+/// before anything else is read from the client.
+#[derive(Default)]
+pub(crate) struct Held {
+    pub(crate) events: VecDeque<Event<RequestHead>>,
+    /// The connection answered the client's preview with its own `100 Continue` to hold
+    /// more of the body: the upstream's `100 Continue` is then not passed on.
+    pub(crate) continued: bool,
+}
+
 /// A byte stream to the upstream.
 pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
@@ -367,6 +399,12 @@ struct Relay {
     forwarded: bool,
     /// Something was written to the client.
     down: bool,
+    /// Events read ahead, forwarded first.
+    held: VecDeque<Event<RequestHead>>,
+    /// The client got the proxy's own `100 Continue` (see [`Held::continued`]).
+    self_continued: bool,
+    /// The preview went upstream and the held rest waits for its `100 Continue`.
+    await_continue: bool,
 }
 
 enum Failure {
@@ -381,7 +419,13 @@ enum Failure {
 }
 
 impl Relay {
-    fn new(io: Box<dyn Io>, upstream: &Upstream, seed: u64, tape: Option<Tape>) -> Self {
+    fn new(
+        io: Box<dyn Io>,
+        upstream: &Upstream,
+        seed: u64,
+        tape: Option<Tape>,
+        held: Held,
+    ) -> Self {
         let (up_r, up_w) = tokio::io::split(io);
         Relay {
             up_r,
@@ -403,6 +447,9 @@ impl Relay {
             received: 0,
             forwarded: false,
             down: false,
+            held: held.events,
+            self_continued: held.continued,
+            await_continue: false,
         }
     }
 
@@ -509,6 +556,7 @@ impl<S: Stream> Connection<S> {
         head: &RequestHead,
         filename: Option<String>,
         upstream: &Upstream,
+        held: Held,
     ) -> Next {
         let mut tape = match &self.shared.settings.record {
             Some(r) => Tape::open(r, rec.id, head.method.as_str()).await,
@@ -531,7 +579,7 @@ impl<S: Stream> Connection<S> {
             }
             Ok(Next::Close)
         } else {
-            self.relay(rec, head, upstream, &mut tape).await
+            self.relay(rec, head, upstream, &mut tape, held).await
         };
         let next = match result {
             Ok(next) => next,
@@ -623,6 +671,7 @@ impl<S: Stream> Connection<S> {
         head: &RequestHead,
         upstream: &Upstream,
         tape: &mut Option<Tape>,
+        mut held: Held,
     ) -> Result<Next, Failure> {
         let limits = self.shared.settings.limits;
         let mut out_head = head.clone();
@@ -656,7 +705,7 @@ impl<S: Stream> Connection<S> {
             if let Some(t) = tape.as_mut() {
                 t.connected();
             }
-            let mut r = Relay::new(io, upstream, rec.id, tape.take());
+            let mut r = Relay::new(io, upstream, rec.id, tape.take(), std::mem::take(&mut held));
             r.client_open = has_body;
             // Without a preview the answer may come at any time; with one, the exchange
             // is built when the preview ends (its ieof is part of the plan).
@@ -679,6 +728,8 @@ impl<S: Stream> Connection<S> {
                     t.restart_request();
                 }
                 reused = false;
+                held.events = std::mem::take(&mut r.held);
+                held.continued = r.self_continued;
                 io = connect_fresh(upstream).await?;
                 continue;
             }
@@ -717,8 +768,12 @@ impl<S: Stream> Connection<S> {
         r.write_up(head_bytes, false).await?;
         loop {
             // The client's side first: forward what is decoded.
-            if r.client_open {
-                match self.exchange.poll_event(&mut self.buf) {
+            if r.client_open && !r.await_continue {
+                let next = match r.held.pop_front() {
+                    Some(ev) => Ok(Some(ev)),
+                    None => self.exchange.poll_event(&mut self.buf),
+                };
+                match next {
                     Err(e) => {
                         tracing::info!(error = %e, "bad request body on the proxied path");
                         if !r.answered {
@@ -790,6 +845,14 @@ impl<S: Stream> Connection<S> {
         }
         // The answer is complete. What the client still owes (an early answer) is read
         // and dropped, so the connection can carry the next request.
+        for ev in std::mem::take(&mut r.held) {
+            if let Event::Data(d) = ev {
+                r.hasher.update(&d);
+                rec.body_len = rec
+                    .body_len
+                    .saturating_add(u64::try_from(d.len()).unwrap_or(u64::MAX));
+            }
+        }
         while !self.exchange.is_request_done() && self.exchange.must_drain() {
             match self.next_event().await {
                 Ok(Event::Data(d)) => {
@@ -845,6 +908,9 @@ impl<S: Stream> Connection<S> {
                 let mut cx = ClientExchange::new(plan(ieof), limits);
                 if !ieof {
                     let _ = cx.handle_preview_sent();
+                    // The client already has the proxy's 100 Continue and sent the rest:
+                    // it waits (held) for the upstream's.
+                    r.await_continue = r.self_continued;
                 }
                 r.cx = Some(cx);
             }
@@ -873,6 +939,15 @@ impl<S: Stream> Connection<S> {
         ev: ClientEvent,
     ) -> Result<bool, Failure> {
         match ev {
+            ClientEvent::Continue if r.self_continued => {
+                if !r.await_continue {
+                    return Err(Failure::Bad(
+                        "upstream sent 100 Continue out of turn".into(),
+                    ));
+                }
+                // The client was continued by the proxy already: not passed on.
+                r.await_continue = false;
+            }
             ClientEvent::Continue => {
                 rec.continued = true;
                 if !self.exchange.may_continue() {

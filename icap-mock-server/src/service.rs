@@ -71,7 +71,7 @@ impl Dialect {
     /// Whether this dialect's bodyless answers (`204`, `500`, `503`) carry
     /// `Encapsulated: null-body=0`, as RFC 3507 §4.4.1 asks. c-icap 0.5.10 sends none
     /// (captured); neither does `McAfee` on its `204` (a client that reads until
-    /// `Encapsulated` hangs on it, owncloud/files_antivirus PR 445).
+    /// `Encapsulated` hangs on it, `owncloud/files_antivirus` PR 445).
     pub fn frames_bodyless_answers(self) -> bool {
         !matches!(self, Dialect::CIcap | Dialect::McAfee)
     }

@@ -992,3 +992,137 @@ async fn transport_faults_and_the_pool_come_from_the_configuration_file() {
         assert!(!matches!(applied, Ok(Ok(()))), "{bad}");
     }
 }
+
+/// A proxy with a `body_contains("SECRET")` rule answering `infected Rule.Secret`.
+async fn proxy_with_body_rule(upstream: &MockServer, hold: Option<u64>) -> MockServer {
+    let mut up = Upstream::parse(&upstream.url()).unwrap();
+    if let Some(h) = hold {
+        up = up.with_hold_limit(h);
+    }
+    let proxy = MockServer::builder().upstream(up).start().await;
+    Mock::given(matchers::body_contains(b"SECRET"))
+        .respond_with(Verdict::infected("Rule.Secret"))
+        .mount(&proxy)
+        .await;
+    proxy
+}
+
+fn threat_of(a: &Answer) -> Option<String> {
+    icap_proto::verdict::threats(&a.head)
+        .first()
+        .map(|t| t.name.clone())
+}
+
+#[tokio::test]
+async fn a_body_rule_answers_a_proxied_request_without_forwarding_it() {
+    let upstream = MockServer::start().await;
+    let proxy = proxy_with_body_rule(&upstream, None).await;
+    let mut c = Conn::open(&proxy).await;
+    // No preview: the pattern in the middle of the body.
+    c.send(&respmod(
+        "avscan",
+        "Allow: 204\r\n",
+        RES_HDR,
+        &chunks(&[b"aaaa", b"xxSECRETxx", b"bbbb"], "0\r\n\r\n"),
+    ))
+    .await;
+    let a = c.answer(Method::Respmod).await;
+    assert_eq!(
+        threat_of(&a).as_deref(),
+        Some("Rule.Secret"),
+        "{}",
+        a.text()
+    );
+    // Not matching: forwarded whole, the upstream's answer comes back.
+    c.send(&respmod(
+        "avscan",
+        "Allow: 204\r\n",
+        RES_HDR,
+        &chunks(&[b"aaaa", EICAR, b"bbbb"], "0\r\n\r\n"),
+    ))
+    .await;
+    let a = c.answer(Method::Respmod).await;
+    assert_eq!(threat_of(&a).as_deref(), Some("Eicar-Test-Signature"));
+    let up = upstream.journal().await;
+    assert_eq!(up.len(), 1, "only the second request went upstream");
+    assert_eq!(up[0].body_len, 8 + EICAR.len() as u64);
+    let mine = proxy.journal().await;
+    assert_eq!(mine[1].body_len, up[0].body_len);
+    assert_eq!(mine[1].body_sha256, up[0].body_sha256);
+    assert!(mine.iter().all(|t| t.note.is_none()));
+}
+
+#[tokio::test]
+async fn a_body_rule_sees_past_the_preview_on_the_proxied_path() {
+    let upstream = MockServer::start().await;
+    let proxy = proxy_with_body_rule(&upstream, None).await;
+    let mut c = Conn::open(&proxy).await;
+    // The pattern after the preview: the mock continues the client itself, then its
+    // rule answers.
+    c.send(&respmod_with_url(
+        "avscan",
+        "Allow: 204\r\nPreview: 4\r\n",
+        "/doc.txt",
+        &chunks(&[b"abcd"], "0\r\n\r\n"),
+    ))
+    .await;
+    assert_eq!(c.answer(Method::Respmod).await.status(), 100);
+    c.send(&chunks(&[b"..SECRET.."], "0\r\n\r\n")).await;
+    let a = c.answer(Method::Respmod).await;
+    assert_eq!(threat_of(&a).as_deref(), Some("Rule.Secret"));
+    assert!(upstream.journal().await.is_empty());
+
+    // Not matching after the preview: forwarded; the upstream's own 100 Continue is not
+    // passed on (the client had the mock's), its verdict is.
+    c.send(&respmod_with_url(
+        "avscan",
+        "Allow: 204\r\nPreview: 4\r\n",
+        "/doc.txt",
+        &chunks(&[b"abcd"], "0\r\n\r\n"),
+    ))
+    .await;
+    assert_eq!(c.answer(Method::Respmod).await.status(), 100);
+    c.send(&chunks(&[b"efgh", EICAR], "0\r\n\r\n")).await;
+    let a = c.answer(Method::Respmod).await;
+    assert_eq!(a.status(), 200, "{}", a.text());
+    assert_eq!(threat_of(&a).as_deref(), Some("Eicar-Test-Signature"));
+    let up = upstream.journal().await;
+    assert_eq!(up.len(), 1);
+    assert!(up[0].continued && up[0].preview == Some(4));
+    assert_eq!(up[0].body_len, 8 + EICAR.len() as u64);
+    // The connection is still in step: a clean one after it.
+    c.send(&respmod(
+        "avscan",
+        "Allow: 204\r\n",
+        RES_HDR,
+        &chunks(&[b"fine"], "0\r\n\r\n"),
+    ))
+    .await;
+    assert_eq!(c.answer(Method::Respmod).await.status(), 204);
+}
+
+#[tokio::test]
+async fn past_the_hold_limit_a_proxied_request_is_forwarded_and_the_journal_says_so() {
+    let upstream = MockServer::start().await;
+    let proxy = proxy_with_body_rule(&upstream, Some(16)).await;
+    let mut c = Conn::open(&proxy).await;
+    let filler = vec![b'z'; 64];
+    c.send(&respmod(
+        "avscan",
+        "Allow: 204\r\n",
+        RES_HDR,
+        &chunks(&[&filler, b"SECRET"], "0\r\n\r\n"),
+    ))
+    .await;
+    let a = c.answer(Method::Respmod).await;
+    // The upstream (no such rule) finds it clean.
+    assert_eq!(a.status(), 204);
+    let up = upstream.journal().await;
+    assert_eq!(up.len(), 1);
+    assert_eq!(up[0].body_len, 70);
+    let mine = proxy.journal().await;
+    assert_eq!(mine[0].body_len, 70);
+    let note = mine[0].note.as_deref().expect("a note");
+    assert!(note.contains("hold limit 16"), "{note}");
+    assert_eq!(mine[0].to_json()["note"], note);
+}
