@@ -111,7 +111,7 @@ pub struct TlsSpec {
 pub struct ServiceSpec {
     /// Path of the service (`avscan` for `icap://host/avscan`).
     pub name: String,
-    /// `c-icap`, `symantec`, `kaspersky`, `sophos`, `mcafee` or `plain`.
+    /// `c-icap`, `symantec`, `kaspersky`, `sophos`, `mcafee`, `plain` or `eset`.
     #[serde(default)]
     pub dialect: Dialect,
     /// `["RESPMOD", "REQMOD"]` by default.
@@ -174,6 +174,7 @@ pub enum UpstreamSpec {
 /// connect_timeout_ms = 10000
 /// max_idle = 8                # idle keep-alive connections kept (0: none)
 /// idle_timeout_ms = 30000
+/// hold_bytes = 1048576        # body held while a body rule decides (0: head rules only)
 /// [service.upstream.faults]   # the --transport-faults vocabulary, one key each
 /// latency = 200
 /// jitter = 50
@@ -197,6 +198,9 @@ pub struct UpstreamTable {
     pub max_idle: Option<usize>,
     /// Milliseconds an idle connection is kept (default 30 000).
     pub idle_timeout_ms: Option<u64>,
+    /// Body bytes held back while a body rule has not decided (default 1 MiB; 0: only
+    /// head rules decide).
+    pub hold_bytes: Option<u64>,
     /// Transport faults: a table (`latency = 200`, `cut_down = "100:reset"`, ...) or the
     /// text form (`"latency=200,slice=7"`).
     pub faults: Option<FaultsSpec>,
@@ -276,6 +280,9 @@ impl UpstreamSpec {
         }
         if let Some(ms) = t.idle_timeout_ms {
             up = up.with_idle_timeout(Duration::from_millis(ms));
+        }
+        if let Some(n) = t.hold_bytes {
+            up = up.with_hold_limit(n);
         }
         if let Some(f) = &t.faults {
             up = up.with_transport_faults(f.to_faults()?);

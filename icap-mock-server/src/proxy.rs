@@ -13,7 +13,9 @@
 //! the preview or an early answer is passed on only when it is legal for the client, and
 //! the connection to the client is reused only when both exchanges allow it. Memory per
 //! connection is two read buffers whatever the body size: body chunks are forwarded as they
-//! are decoded.
+//! are decoded. The one exception is bounded: while a mounted body rule has not decided,
+//! the connection holds up to [`Upstream::with_hold_limit`] body bytes back so
+//! the rule can still answer instead of the upstream.
 //!
 //! Upstream connections are kept alive in a small pool per [`Upstream`] (see
 //! [`Upstream::with_max_idle`]): one goes back to the pool only when its
