@@ -111,7 +111,7 @@ pub struct TlsSpec {
 pub struct ServiceSpec {
     /// Path of the service (`avscan` for `icap://host/avscan`).
     pub name: String,
-    /// `c-icap`, `symantec`, `kaspersky`, `sophos`, `mcafee` or `plain`.
+    /// `c-icap`, `symantec`, `kaspersky`, `sophos`, `mcafee`, `plain` or `eset`.
     #[serde(default)]
     pub dialect: Dialect,
     /// `["RESPMOD", "REQMOD"]` by default.
@@ -139,8 +139,9 @@ pub struct ServiceSpec {
     /// Signatures: `{ pattern, name }`, `{ sha256, name }` or `{ filename, name }`.
     #[serde(default)]
     pub signatures: Vec<Signature>,
-    /// Proxy mode: `icap[s]://host:port/service` to forward to.
-    pub upstream: Option<String>,
+    /// Proxy mode: `icap[s]://host:port/service` to forward to, or a
+    /// `[service.upstream]` table ([`UpstreamTable`]).
+    pub upstream: Option<UpstreamSpec>,
     /// PEM CA file the `icaps://` upstream's certificate must chain to (default: web roots).
     pub upstream_ca: Option<PathBuf>,
     /// `status` (502/504, the default) or `close`: what the client gets when the upstream fails.
@@ -149,6 +150,145 @@ pub struct ServiceSpec {
     pub upstream_timeout_ms: Option<u64>,
     /// Transport faults on the proxied path (`latency=200,slice=7,...`; see the README).
     pub upstream_faults: Option<String>,
+}
+
+/// `upstream = "icap://..."` or a `[service.upstream]` table.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum UpstreamSpec {
+    /// Just the URL; the other settings from the flat `upstream_*` keys.
+    Url(String),
+    /// Every setting of the upstream in one table.
+    Table(UpstreamTable),
+}
+
+/// `[service.upstream]`:
+///
+/// ```toml
+/// [[service]]
+/// name = "avscan"
+/// [service.upstream]
+/// url = "icap://127.0.0.1:1344/avscan"
+/// failure = "status"          # or "close"
+/// timeout_ms = 60000
+/// connect_timeout_ms = 10000
+/// max_idle = 8                # idle keep-alive connections kept (0: none)
+/// idle_timeout_ms = 30000
+/// hold_bytes = 1048576        # body held while a body rule decides (0: head rules only)
+/// [service.upstream.faults]   # the --transport-faults vocabulary, one key each
+/// latency = 200
+/// jitter = 50
+/// slice = 7
+/// cut_down = "100:reset"
+/// ```
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTable {
+    /// `icap[s]://host[:port]/service`.
+    pub url: String,
+    /// PEM CA file for `icaps://` (default: web roots).
+    pub ca: Option<PathBuf>,
+    /// `status` (502/504, the default) or `close`.
+    pub failure: Option<String>,
+    /// Milliseconds to wait for the upstream's next byte (default 60 000).
+    pub timeout_ms: Option<u64>,
+    /// Milliseconds the connect may take (default 10 000).
+    pub connect_timeout_ms: Option<u64>,
+    /// Idle keep-alive connections kept for the next requests (default 8; 0: none).
+    pub max_idle: Option<usize>,
+    /// Milliseconds an idle connection is kept (default 30 000).
+    pub idle_timeout_ms: Option<u64>,
+    /// Body bytes held back while a body rule has not decided (default 1 MiB; 0: only
+    /// head rules decide).
+    pub hold_bytes: Option<u64>,
+    /// Transport faults: a table (`latency = 200`, `cut_down = "100:reset"`, ...) or the
+    /// text form (`"latency=200,slice=7"`).
+    pub faults: Option<FaultsSpec>,
+}
+
+/// Transport faults in a configuration file.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum FaultsSpec {
+    /// `"latency=200,jitter=50,cut_down=100:reset"`.
+    Text(String),
+    /// One key per fault, the same names and units as the text form.
+    Table(BTreeMap<String, FaultValue>),
+}
+
+/// The value of one transport fault: a number, or text such as `"100:reset"`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum FaultValue {
+    /// Milliseconds, bytes or bytes per second.
+    Number(u64),
+    /// `"100:reset"` for cuts.
+    Text(String),
+}
+
+impl FaultsSpec {
+    /// The transport faults, in [`TransportFaults::parse`](crate::transport_faults::TransportFaults::parse)'s vocabulary.
+    pub fn to_faults(&self) -> Result<crate::transport_faults::TransportFaults, String> {
+        let text = match self {
+            FaultsSpec::Text(t) => t.clone(),
+            FaultsSpec::Table(map) => {
+                let mut items = Vec::with_capacity(map.len());
+                for (k, v) in map {
+                    let v = match v {
+                        FaultValue::Number(n) => n.to_string(),
+                        FaultValue::Text(t) if !t.contains([',', '=']) => t.clone(),
+                        FaultValue::Text(t) => {
+                            return Err(format!("transport fault {k} = {t:?}: one value only"));
+                        }
+                    };
+                    if k.contains([',', '=']) {
+                        return Err(format!("transport fault name {k:?}"));
+                    }
+                    items.push(format!("{k}={v}"));
+                }
+                items.join(",")
+            }
+        };
+        crate::transport_faults::TransportFaults::parse(&text)
+    }
+}
+
+impl UpstreamSpec {
+    /// The upstream, before the flat `upstream_*` keys of the service apply.
+    pub fn to_upstream(&self) -> Result<crate::proxy::Upstream, String> {
+        let t = match self {
+            UpstreamSpec::Url(url) => {
+                return crate::proxy::Upstream::parse(url).map_err(|e| e.to_string());
+            }
+            UpstreamSpec::Table(t) => t,
+        };
+        let mut up = crate::proxy::Upstream::parse(&t.url).map_err(|e| e.to_string())?;
+        if let Some(ca) = &t.ca {
+            up = up.with_ca_pem(&read(ca)?).map_err(|e| e.to_string())?;
+        }
+        if let Some(f) = &t.failure {
+            up = up.with_failure(crate::proxy::UpstreamFailure::parse(f)?);
+        }
+        if let Some(ms) = t.timeout_ms {
+            up = up.with_timeout(Duration::from_millis(ms));
+        }
+        if let Some(ms) = t.connect_timeout_ms {
+            up = up.with_connect_timeout(Duration::from_millis(ms));
+        }
+        if let Some(n) = t.max_idle {
+            up = up.with_max_idle(n);
+        }
+        if let Some(ms) = t.idle_timeout_ms {
+            up = up.with_idle_timeout(Duration::from_millis(ms));
+        }
+        if let Some(n) = t.hold_bytes {
+            up = up.with_hold_limit(n);
+        }
+        if let Some(f) = &t.faults {
+            up = up.with_transport_faults(f.to_faults()?);
+        }
+        Ok(up)
+    }
 }
 
 fn parse_method(s: &str) -> Result<Method, String> {
@@ -200,8 +340,8 @@ impl ServiceSpec {
             }
             s = s.signature(sig.clone());
         }
-        if let Some(url) = &self.upstream {
-            let mut up = crate::proxy::Upstream::parse(url).map_err(|e| e.to_string())?;
+        if let Some(spec) = &self.upstream {
+            let mut up = spec.to_upstream()?;
             if let Some(ca) = &self.upstream_ca {
                 up = up.with_ca_pem(&read(ca)?).map_err(|e| e.to_string())?;
             }

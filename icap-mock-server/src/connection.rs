@@ -10,6 +10,7 @@
 //! [`ServerExchange::reuse`] says so. The fault injectors keep a raw path: breaking the
 //! rules is what they are for.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +28,7 @@ use tokio::time::Instant;
 use crate::dialect;
 use crate::journal::{Transaction, compact_head};
 use crate::mock::{Action, FaultKind, Selection, Selector, Verdict, VerdictKind, splitmix64};
+use crate::proxy::Held;
 use crate::request::Request;
 use crate::scan::Scanner;
 use crate::server::{Compiled, Shared};
@@ -96,6 +98,16 @@ pub(crate) fn deadline_after(d: Duration) -> Instant {
     now.checked_add(d)
         .or_else(|| now.checked_add(Duration::from_secs(30 * 365 * 86_400)))
         .unwrap_or(now)
+}
+
+/// What holding a proxied request for body rules came to.
+enum Hold {
+    /// A rule decided: answered here; the events read ahead were fed to the rules.
+    Decided(VecDeque<Event<RequestHead>>),
+    /// No rule will decide (or the bound was reached): forward, these events first.
+    Forward(Held),
+    /// The request broke or the client went away.
+    Done(Next),
 }
 
 /// How a transaction will be answered, once known.
@@ -597,6 +609,7 @@ impl<S: Stream> Connection<S> {
             fault: None,
             rule: None,
             complete: false,
+            note: None,
         };
         let req = Request {
             method: head.method,
@@ -662,6 +675,7 @@ impl<S: Stream> Connection<S> {
         };
         if let Some(status) = error_status {
             let mut head = dialect::base(status, &shared.istag(), &[]);
+            dialect::frame_bodyless(svc.dialect, &mut head);
             if status == 405 {
                 let allowed: Vec<&str> = svc.methods.iter().map(|m| m.as_str()).collect();
                 let _ = head
@@ -693,7 +707,13 @@ impl<S: Stream> Connection<S> {
             }
             if let Some(up) = &upstream {
                 let next = self
-                    .forward(&mut tx.record, &tx.request_head, tx.req.filename(), up)
+                    .forward(
+                        &mut tx.record,
+                        &tx.request_head,
+                        tx.req.filename(),
+                        up,
+                        Held::default(),
+                    )
                     .await;
                 self.finish_record(&mut tx);
                 return keep(next);
@@ -726,15 +746,57 @@ impl<S: Stream> Connection<S> {
             self.finish_record(&mut tx);
             return keep(next);
         }
+        // Events read ahead for body rules in proxy mode, when a rule then decided: the
+        // loop below takes them first (already fed).
+        let mut pending = VecDeque::new();
         if let Some(up) = &upstream
             && !matches!(&decision, Decision::Decided(p) if p.rule.is_some())
         {
-            tx.plan = None;
-            let next = self
-                .forward(&mut tx.record, &tx.request_head, tx.req.filename(), up)
-                .await;
-            self.finish_record(&mut tx);
-            return keep(next);
+            let held = if has_body && matches!(decision, Decision::WaitRules) {
+                match self.hold_for_rules(&mut tx, up.hold_limit()).await {
+                    Hold::Decided(events) => Some(events),
+                    Hold::Forward(held) => {
+                        // The proxy counts the body again as it forwards it.
+                        tx.record.body_len = 0;
+                        tx.record.preview_bytes = 0;
+                        tx.record.complete = false;
+                        tx.record.body_sha256.clear();
+                        tx.plan = None;
+                        let next = self
+                            .forward(
+                                &mut tx.record,
+                                &tx.request_head,
+                                tx.req.filename(),
+                                up,
+                                held,
+                            )
+                            .await;
+                        self.finish_record(&mut tx);
+                        return keep(next);
+                    }
+                    Hold::Done(next) => {
+                        self.finish_record(&mut tx);
+                        return next;
+                    }
+                }
+            } else {
+                None
+            };
+            let Some(events) = held else {
+                tx.plan = None;
+                let next = self
+                    .forward(
+                        &mut tx.record,
+                        &tx.request_head,
+                        tx.req.filename(),
+                        up,
+                        Held::default(),
+                    )
+                    .await;
+                self.finish_record(&mut tx);
+                return keep(next);
+            };
+            pending = events;
         }
         if let Decision::Decided(plan) = &decision {
             match plan.fault {
@@ -766,7 +828,11 @@ impl<S: Stream> Connection<S> {
         }
 
         loop {
-            let ev = match self.next_event().await {
+            let (next, fed) = match pending.pop_front() {
+                Some(ev) => (Ok(ev), true),
+                None => (self.next_event().await, false),
+            };
+            let ev = match next {
                 Ok(ev) => ev,
                 Err(e) => {
                     tracing::info!(error = ?e, "bad or incomplete request body");
@@ -798,7 +864,9 @@ impl<S: Stream> Connection<S> {
                             let f = *f;
                             tx.record.fault = Some(f.name().to_owned());
                             tx.record.rule = tx.plan.as_ref().and_then(|p| p.rule);
-                            tx.feed(&d, settings.body_capture);
+                            if !fed {
+                                tx.feed(&d, settings.body_capture);
+                            }
                             self.finish_record(&mut tx);
                             return if f == FaultKind::ResetMidBody {
                                 Next::Reset
@@ -807,7 +875,9 @@ impl<S: Stream> Connection<S> {
                             };
                         }
                     }
-                    tx.feed(&d, settings.body_capture);
+                    if !fed {
+                        tx.feed(&d, settings.body_capture);
+                    }
                     if !self.echo_data(&mut tx, d).await {
                         self.finish_record(&mut tx);
                         return Next::Close;
@@ -815,6 +885,10 @@ impl<S: Stream> Connection<S> {
                 }
                 Event::PreviewEnd { ieof: true } => {
                     tx.record.ieof = true;
+                    tx.in_preview = false;
+                }
+                Event::PreviewEnd { ieof: false } if fed && tx.record.continued => {
+                    // Held for body rules: the client got its 100 Continue then.
                     tx.in_preview = false;
                 }
                 Event::PreviewEnd { ieof: false } => {
@@ -872,7 +946,9 @@ impl<S: Stream> Connection<S> {
                     tx.record.continued = true;
                 }
                 Event::End(_) => {
-                    tx.complete();
+                    if !fed {
+                        tx.complete();
+                    }
                     let plan = match self.decide(&mut tx) {
                         Decision::Decided(p) => p,
                         _ => Plan::scan(),
@@ -881,6 +957,76 @@ impl<S: Stream> Connection<S> {
                     self.finish_record(&mut tx);
                     return keep(next);
                 }
+            }
+        }
+    }
+
+    /// Proxy mode, while a mounted rule waits for the body: reads the request ahead (up
+    /// to `limit` body bytes) so that the rule can still answer instead of the upstream.
+    /// A preview is answered with the mock's own `100 Continue` when the rule needs more.
+    async fn hold_for_rules(&mut self, tx: &mut Tx, limit: u64) -> Hold {
+        let capture = self.shared.settings.body_capture;
+        let method = tx.request_head.method;
+        let mut held = Held::default();
+        let mut bytes = 0u64;
+        loop {
+            if bytes > limit {
+                tx.record.note = Some(format!(
+                    "forwarded undecided: body rules still waiting after {bytes} bytes (hold limit {limit})"
+                ));
+                return Hold::Forward(held);
+            }
+            let ev = match self.next_event().await {
+                Ok(ev) => ev,
+                Err(e) => {
+                    tracing::info!(error = ?e, "bad or incomplete request body");
+                    if let Some(status) = e.status() {
+                        self.send_status(status, method).await;
+                        tx.record.status = Some(status);
+                    }
+                    return Hold::Done(Next::Close);
+                }
+            };
+            let mut preview_end = false;
+            match &ev {
+                Event::Data(d) => {
+                    tx.feed(d, capture);
+                    bytes = bytes.saturating_add(u64::try_from(d.len()).unwrap_or(u64::MAX));
+                }
+                Event::PreviewEnd { ieof } => {
+                    tx.in_preview = false;
+                    tx.record.ieof = *ieof;
+                    preview_end = !*ieof;
+                }
+                Event::End(_) => tx.complete(),
+                Event::Head(_) => {}
+            }
+            let end = matches!(ev, Event::End(_));
+            held.events.push_back(ev);
+            match self.decide(tx) {
+                Decision::Decided(p) if p.rule.is_some() => return Hold::Decided(held.events),
+                Decision::Decided(_) | Decision::WaitTriggers => {
+                    tx.plan = None;
+                    return Hold::Forward(held);
+                }
+                Decision::WaitRules if end => return Hold::Forward(held),
+                Decision::WaitRules => {}
+            }
+            if preview_end {
+                // The rule needs more than the preview: the client gets the mock's 100
+                // Continue now, the upstream's will not be passed on.
+                if !self.exchange.may_continue() {
+                    return Hold::Forward(held);
+                }
+                let mut out = BytesMut::new();
+                ResponseHead::new(StatusCode::CONTINUE)
+                    .encode(method, &mut out)
+                    .expect("100 Continue always encodes");
+                if !self.write(&out).await || self.exchange.handle_continue_sent().is_err() {
+                    return Hold::Done(Next::Close);
+                }
+                tx.record.continued = true;
+                held.continued = true;
             }
         }
     }
@@ -1181,11 +1327,7 @@ impl<S: Stream> Connection<S> {
             resolved = Resolved::Infected("Mock.Fault".into());
         }
         let (head, body): (ResponseHead, Option<Bytes>) = match &resolved {
-            Resolved::Clean if may_204 => {
-                let mut h = dialect::base(204, &istag, extra);
-                dialect::clean_headers(dialect, &mut h);
-                (h, None)
-            }
+            Resolved::Clean if may_204 => (dialect::no_content(dialect, &istag, extra), None),
             Resolved::Clean => {
                 let h = self.echo_head(tx);
                 let body = h.body.map(|_| std::mem::take(&mut tx.echo).freeze());
@@ -1198,6 +1340,10 @@ impl<S: Stream> Connection<S> {
             Resolved::Error(status, code) => (dialect::error(*status, code, &istag, extra), None),
             Resolved::Status(code) => (dialect::base(*code, &istag, extra), None),
         };
+        let mut head = head;
+        if body.is_none() {
+            dialect::frame_bodyless(dialect, &mut head);
+        }
         let mut head_bytes = BytesMut::new();
         let (head, body) = if head.encode(method, &mut head_bytes).is_ok() {
             (head, body)

@@ -36,6 +36,12 @@ pub(crate) fn base(status: u16, istag: &str, extra: &[(String, String)]) -> Resp
             .expect("static reason is valid");
     }
     push(&mut head, "ISTag", &format!("\"{istag}\""));
+    apply_extra(&mut head, extra);
+    head
+}
+
+/// The extra headers of a rule, after the dialect's own.
+fn apply_extra(head: &mut ResponseHead, extra: &[(String, String)]) {
     for (n, v) in extra {
         if let (Ok(n), Ok(v)) = (
             HeaderName::new(n.clone().into_bytes()),
@@ -50,7 +56,6 @@ pub(crate) fn base(status: u16, istag: &str, extra: &[(String, String)]) -> Resp
             }
         }
     }
-    head
 }
 
 fn block_page(status: u16, reason: &str, version: &str, threat: &str) -> (HttpResponseHead, Bytes) {
@@ -156,6 +161,38 @@ pub(crate) fn infected(
             );
         }
         Dialect::McAfee => {}
+        Dialect::Eset => {
+            // ESET Server Security for Linux (nextcloud/files_antivirus issue 303):
+            // ISTag, Encapsulated, X-Infection-Found with Resolution=0, X-Virus-ID,
+            // X-Response-Info, X-Response-Description (German in the capture), and an
+            // embedded `HTTP/1.1 403 Forbidden` with an empty body.
+            let mut head = ResponseHead::new(StatusCode::OK);
+            push(&mut head, "ISTag", &format!("\"{istag}\""));
+            push(&mut head, "Encapsulated", "res-hdr=0, res-body=0");
+            let found = InfectionFound {
+                kind: Some(0),
+                resolution: Some(0),
+                threat: Bytes::from(threat.clone().into_bytes()),
+            };
+            head.headers.push(
+                HeaderName::from_static("X-Infection-Found"),
+                found.to_header_value().expect("threat was sanitised"),
+            );
+            push(&mut head, "X-Virus-ID", &threat);
+            push(&mut head, "X-Response-Info", "Blocked");
+            push(&mut head, "X-Response-Description", "Gel\u{f6}scht");
+            apply_extra(&mut head, extra);
+            let mut res = HttpResponseHead::new(403, "Forbidden").expect("static status line");
+            res.headers
+                .append("Content-Type", "text/html")
+                .expect("static header is valid");
+            res.headers
+                .append("Content-Length", "0")
+                .expect("static header is valid");
+            head.http_response = Some(res);
+            head.body = Some(BodyKind::Response);
+            return (head, Some(Bytes::new()));
+        }
         Dialect::Plain => {
             push(&mut head, "X-Virus-ID", &threat);
             let bare = HttpResponseHead::new(403, "Forbidden").expect("static status line");
@@ -174,6 +211,46 @@ pub(crate) fn clean_headers(dialect: Dialect, head: &mut ResponseHead) {
     if dialect == Dialect::Kaspersky {
         push(head, "X-Virus-ID", "no threats");
     }
+}
+
+/// The dialect's `Encapsulated` on a bodyless `204`, `500` or `503` (see
+/// [`Dialect::frames_bodyless_answers`]); other answers are left alone.
+pub(crate) fn frame_bodyless(dialect: Dialect, head: &mut ResponseHead) {
+    let status = head.status.as_u16();
+    if dialect.frames_bodyless_answers()
+        && matches!(status, 204 | 500 | 503)
+        && head.body.is_none()
+        && head.http_response.is_none()
+        && head.http_request.is_none()
+        && !head.headers.contains("Encapsulated")
+    {
+        // The encoder writes the computed value (`null-body=0`) in this place.
+        push(head, "Encapsulated", "null-body=0");
+    }
+}
+
+/// The clean `204` of a dialect. c-icap's is the captured one, byte for byte:
+/// `ICAP/1.0 204 Unmodified`, `Server`, `Connection: keep-alive`, then `ISTag`.
+pub(crate) fn no_content(
+    dialect: Dialect,
+    istag: &str,
+    extra: &[(String, String)],
+) -> ResponseHead {
+    let mut head = if dialect == Dialect::CIcap {
+        let mut h = ResponseHead::new(StatusCode::NO_CONTENT)
+            .with_reason("Unmodified")
+            .expect("static reason is valid");
+        push(&mut h, "Server", "C-ICAP/0.5.10");
+        push(&mut h, "Connection", "keep-alive");
+        push(&mut h, "ISTag", &format!("\"{istag}\""));
+        apply_extra(&mut h, extra);
+        h
+    } else {
+        base(204, istag, extra)
+    };
+    clean_headers(dialect, &mut head);
+    frame_bodyless(dialect, &mut head);
+    head
 }
 
 /// `500`-style error with `X-Error-Code`.

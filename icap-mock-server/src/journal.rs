@@ -71,6 +71,10 @@ pub struct Transaction {
     pub rule: Option<u64>,
     /// Whether the whole request was received.
     pub complete: bool,
+    /// What the mock wants a reader of the journal to know about how it handled the
+    /// request (in proxy mode: `"forwarded undecided: ..."` when body rules could not
+    /// decide within the hold bound).
+    pub note: Option<String>,
 }
 
 impl Transaction {
@@ -91,6 +95,7 @@ impl Transaction {
             .saturating_add(self.body_sha256.capacity())
             .saturating_add(opt(&self.threat))
             .saturating_add(opt(&self.fault))
+            .saturating_add(opt(&self.note))
             .saturating_add(headers_bytes(&self.icap_headers))
             .saturating_add(self.http_request.as_ref().map_or(0, |r| {
                 r.encoded_len()
@@ -145,6 +150,7 @@ impl Transaction {
             "fault": self.fault,
             "rule": self.rule,
             "complete": self.complete,
+            "note": self.note,
         })
     }
 }
@@ -286,6 +292,7 @@ mod tests {
             fault: None,
             rule: None,
             complete: true,
+            note: None,
         }
     }
 

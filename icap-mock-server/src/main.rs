@@ -55,6 +55,13 @@ struct Args {
     /// (see the README).
     #[arg(long, requires = "upstream")]
     transport_faults: Option<String>,
+    /// Idle keep-alive connections to the upstream kept for the next requests (0: a new
+    /// connection per request).
+    #[arg(long, requires = "upstream", default_value_t = icap_mock_server::proxy::DEFAULT_MAX_IDLE)]
+    upstream_max_idle: usize,
+    /// Body bytes held back while a body rule has not decided (0: only head rules decide).
+    #[arg(long, requires = "upstream", default_value_t = icap_mock_server::proxy::DEFAULT_HOLD_LIMIT)]
+    upstream_hold_bytes: u64,
     /// Record every proxied exchange into this directory.
     #[arg(long)]
     record: Option<PathBuf>,
@@ -118,7 +125,9 @@ async fn main() -> anyhow::Result<()> {
                 icap_mock_server::proxy::UpstreamFailure::parse(&args.upstream_failure)
                     .map_err(|e| anyhow::anyhow!(e))?,
             )
-            .with_timeout(std::time::Duration::from_millis(args.upstream_timeout_ms));
+            .with_timeout(std::time::Duration::from_millis(args.upstream_timeout_ms))
+            .with_max_idle(args.upstream_max_idle)
+            .with_hold_limit(args.upstream_hold_bytes);
         if let Some(spec) = &args.transport_faults {
             up = up.with_transport_faults(
                 icap_mock_server::transport_faults::TransportFaults::parse(spec)

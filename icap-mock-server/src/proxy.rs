@@ -13,9 +13,21 @@
 //! the preview or an early answer is passed on only when it is legal for the client, and
 //! the connection to the client is reused only when both exchanges allow it. Memory per
 //! connection is two read buffers whatever the body size: body chunks are forwarded as they
-//! are decoded. One upstream connection per proxied request, closed after it.
+//! are decoded. The one exception is bounded: while a mounted body rule has not decided,
+//! the connection holds up to [`Upstream::with_hold_limit`] body bytes back so
+//! the rule can still answer instead of the upstream.
+//!
+//! Upstream connections are kept alive in a small pool per [`Upstream`] (see
+//! [`Upstream::with_max_idle`]): one goes back to the pool only when its
+//! [`ClientExchange::reuse`] says yes, no transport fault cut it and nothing failed. A
+//! pooled connection that turns out stale (the upstream closed it while idle) is replaced
+//! by a fresh one once, when nothing of the request but its head has gone out and nothing
+//! of an answer has come back.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -90,7 +102,90 @@ pub struct Upstream {
     failure: UpstreamFailure,
     connect_timeout: Duration,
     timeout: Duration,
+    max_idle: usize,
+    idle_timeout: Duration,
+    hold_limit: u64,
     pub(crate) faults: TransportFaults,
+    pool: PoolHandle,
+}
+
+/// Default number of body bytes held back while a body rule has not decided (1 MiB).
+pub const DEFAULT_HOLD_LIMIT: u64 = 1024 * 1024;
+
+/// Default number of idle keep-alive connections kept per upstream.
+pub const DEFAULT_MAX_IDLE: usize = 8;
+
+/// Default time an idle upstream connection is kept before it is dropped.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Idle upstream connections, newest last. Shared by the clones of one [`Upstream`].
+#[derive(Default)]
+struct Pool {
+    idle: Mutex<Vec<(Box<dyn Io>, Instant)>>,
+    opened: std::sync::atomic::AtomicU64,
+}
+
+/// The pool is state, not configuration: two upstreams with the same settings are equal
+/// whatever their pools hold.
+#[derive(Clone, Default)]
+struct PoolHandle(Arc<Pool>);
+
+impl PartialEq for PoolHandle {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+impl Eq for PoolHandle {}
+
+impl std::fmt::Debug for PoolHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let idle = self.0.idle.lock().map_or(0, |v| v.len());
+        f.debug_struct("Pool").field("idle", &idle).finish()
+    }
+}
+
+impl Pool {
+    /// The newest idle connection still fresh and still open, if any.
+    async fn take(&self, idle_timeout: Duration) -> Option<Box<dyn Io>> {
+        loop {
+            let (mut io, since) = self.idle.lock().ok()?.pop()?;
+            if since.elapsed() > idle_timeout {
+                continue;
+            }
+            if still_open(&mut io).await {
+                return Some(io);
+            }
+        }
+    }
+
+    /// Keeps `io` for the next request, dropping the oldest beyond `max_idle`.
+    fn put(&self, io: Box<dyn Io>, max_idle: usize, idle_timeout: Duration) {
+        if max_idle == 0 {
+            return;
+        }
+        let Ok(mut idle) = self.idle.lock() else {
+            return;
+        };
+        idle.retain(|(_, since)| since.elapsed() <= idle_timeout);
+        while idle.len() >= max_idle {
+            idle.remove(0);
+        }
+        idle.push((io, Instant::now()));
+    }
+}
+
+/// Whether an idle connection is still usable: a read would wait. A close, an error or
+/// bytes nobody asked for all make it unusable.
+async fn still_open(io: &mut Box<dyn Io>) -> bool {
+    let mut byte = [0u8; 1];
+    std::future::poll_fn(|cx| {
+        let mut rb = tokio::io::ReadBuf::new(&mut byte);
+        match Pin::new(&mut **io).poll_read(cx, &mut rb) {
+            Poll::Pending => Poll::Ready(true),
+            Poll::Ready(_) => Poll::Ready(false),
+        }
+    })
+    .await
 }
 
 impl Upstream {
@@ -108,7 +203,11 @@ impl Upstream {
             failure: UpstreamFailure::default(),
             connect_timeout: Duration::from_secs(10),
             timeout: Duration::from_secs(60),
+            max_idle: DEFAULT_MAX_IDLE,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            hold_limit: DEFAULT_HOLD_LIMIT,
             faults: TransportFaults::default(),
+            pool: PoolHandle::default(),
         })
     }
 
@@ -148,6 +247,53 @@ impl Upstream {
         self
     }
 
+    /// How many idle keep-alive connections to this upstream are kept for the next
+    /// requests (default [`DEFAULT_MAX_IDLE`]; 0: a new connection per request, closed
+    /// after it).
+    #[must_use]
+    pub fn with_max_idle(mut self, n: usize) -> Self {
+        self.max_idle = n;
+        self
+    }
+
+    /// How long an idle upstream connection is kept (default [`DEFAULT_IDLE_TIMEOUT`]).
+    /// Keep it below the upstream's own keep-alive timeout.
+    #[must_use]
+    pub fn with_idle_timeout(mut self, d: Duration) -> Self {
+        self.idle_timeout = d;
+        self
+    }
+
+    /// How many body bytes the proxy holds back while a mounted rule that looks at the
+    /// body (`body_contains`, `body_size`, a closure, ...) has not decided yet (default
+    /// [`DEFAULT_HOLD_LIMIT`]). The rule can then still answer instead of the upstream.
+    /// Past the bound the request is forwarded with the held bytes first, and the
+    /// journal's `note` says so; 0 forwards at once (only head rules decide).
+    #[must_use]
+    pub fn with_hold_limit(mut self, bytes: u64) -> Self {
+        self.hold_limit = bytes;
+        self
+    }
+
+    /// The hold bound (see [`with_hold_limit`](Self::with_hold_limit)).
+    pub fn hold_limit(&self) -> u64 {
+        self.hold_limit
+    }
+
+    /// How many connections to the upstream were opened so far (by this upstream and its
+    /// clones).
+    pub fn connections_opened(&self) -> u64 {
+        self.pool
+            .0
+            .opened
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// How many idle connections wait in the pool now.
+    pub fn idle_connections(&self) -> usize {
+        self.pool.0.idle.lock().map_or(0, |v| v.len())
+    }
+
     /// The URL.
     pub fn url(&self) -> &str {
         &self.url
@@ -163,6 +309,10 @@ impl Upstream {
         let tcp = TcpStream::connect((host, uri.port()))
             .await
             .map_err(|e| format!("connect {}:{}: {e}", uri.host(), uri.port()))?;
+        self.pool
+            .0
+            .opened
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let _ = tcp.set_nodelay(true);
         if uri.scheme() == Scheme::Icap {
             return Ok(Box::new(tcp));
@@ -191,6 +341,24 @@ impl Upstream {
             .map_err(|e| format!("TLS to upstream: {e}"))?;
         Ok(Box::new(tls))
     }
+}
+
+/// A new connection to `upstream`, within its connect timeout.
+async fn connect_fresh(upstream: &Upstream) -> Result<Box<dyn Io>, Failure> {
+    tokio::time::timeout(upstream.connect_timeout, upstream.connect())
+        .await
+        .map_err(|_| Failure::Timeout)?
+        .map_err(Failure::Bad)
+}
+
+/// Request events the connection read ahead (while body rules were deciding), forwarded
+/// before anything else is read from the client.
+#[derive(Default)]
+pub(crate) struct Held {
+    pub(crate) events: VecDeque<Event<RequestHead>>,
+    /// The connection answered the client's preview with its own `100 Continue` to hold
+    /// more of the body: the upstream's `100 Continue` is then not passed on.
+    pub(crate) continued: bool,
 }
 
 /// A byte stream to the upstream.
@@ -227,6 +395,18 @@ struct Relay {
     ieof: bool,
     deadline: Instant,
     timeout: Duration,
+    /// Bytes read from the upstream.
+    received: u64,
+    /// A client event (body, preview end) was consumed: the request cannot be sent again.
+    forwarded: bool,
+    /// Something was written to the client.
+    down: bool,
+    /// Events read ahead, forwarded first.
+    held: VecDeque<Event<RequestHead>>,
+    /// The client got the proxy's own `100 Continue` (see [`Held::continued`]).
+    self_continued: bool,
+    /// The preview went upstream and the held rest waits for its `100 Continue`.
+    await_continue: bool,
 }
 
 enum Failure {
@@ -241,6 +421,58 @@ enum Failure {
 }
 
 impl Relay {
+    fn new(
+        io: Box<dyn Io>,
+        upstream: &Upstream,
+        seed: u64,
+        tape: Option<Tape>,
+        held: Held,
+    ) -> Self {
+        let (up_r, up_w) = tokio::io::split(io);
+        Relay {
+            up_r,
+            up_w,
+            shape_up: Shaper::up(&upstream.faults),
+            shape_down: Shaper::down(&upstream.faults),
+            latency: Some(upstream.faults.latency_for(seed)).filter(|d| !d.is_zero()),
+            ubuf: BytesMut::with_capacity(READ_RESERVE),
+            cx: None,
+            tape,
+            hasher: Sha256::new(),
+            client_open: false,
+            answered: false,
+            up_done: false,
+            response_has_body: false,
+            ieof: false,
+            deadline: crate::connection::deadline_after(upstream.timeout),
+            timeout: upstream.timeout,
+            received: 0,
+            forwarded: false,
+            down: false,
+            held: held.events,
+            self_continued: held.continued,
+            await_continue: false,
+        }
+    }
+
+    /// Whether the request may go again on another connection: only its head went out,
+    /// nothing came back, the client saw nothing.
+    fn may_retry(&self) -> bool {
+        !self.forwarded && self.received == 0 && !self.down
+    }
+
+    /// Whether the upstream connection may carry the next request.
+    fn may_reuse(&self) -> bool {
+        !self.up_done
+            && !self.client_open
+            && self
+                .cx
+                .as_ref()
+                .is_some_and(|cx| cx.reuse(&self.ubuf).is_yes())
+            && self.shape_up.cut_reached().is_none()
+            && self.shape_down.cut_reached().is_none()
+    }
+
     fn touch(&mut self) {
         self.deadline = crate::connection::deadline_after(self.timeout);
     }
@@ -296,7 +528,8 @@ impl Relay {
                         // Its answer (if any) is complete in the buffer; stop sending.
                         return Ok(());
                     }
-                    Ok(_) => {
+                    Ok(n) => {
+                        self.received = self.received.saturating_add(n as u64);
                         if let Some(t) = &mut self.tape {
                             t.response(&self.ubuf[before..]).await;
                         }
@@ -325,6 +558,7 @@ impl<S: Stream> Connection<S> {
         head: &RequestHead,
         filename: Option<String>,
         upstream: &Upstream,
+        held: Held,
     ) -> Next {
         let mut tape = match &self.shared.settings.record {
             Some(r) => Tape::open(r, rec.id, head.method.as_str()).await,
@@ -347,7 +581,7 @@ impl<S: Stream> Connection<S> {
             }
             Ok(Next::Close)
         } else {
-            self.relay(rec, head, upstream, &mut tape).await
+            self.relay(rec, head, upstream, &mut tape, held).await
         };
         let next = match result {
             Ok(next) => next,
@@ -439,6 +673,7 @@ impl<S: Stream> Connection<S> {
         head: &RequestHead,
         upstream: &Upstream,
         tape: &mut Option<Tape>,
+        mut held: Held,
     ) -> Result<Next, Failure> {
         let limits = self.shared.settings.limits;
         let mut out_head = head.clone();
@@ -453,58 +688,73 @@ impl<S: Stream> Connection<S> {
         out_head
             .encode(&mut head_bytes)
             .map_err(|e| Failure::Bad(format!("the request head does not re-encode: {e}")))?;
-        let io = tokio::time::timeout(upstream.connect_timeout, upstream.connect())
-            .await
-            .map_err(|_| Failure::Timeout)?
-            .map_err(Failure::Bad)?;
-        if let Some(t) = tape {
-            t.connected();
-        }
         let has_body = head.body.is_some();
         let plan = |ieof: bool| {
             RequestPlan::from_head(head, ieof)
                 .unwrap_or_else(|_| RequestPlan::new(head.method).with_body(has_body))
         };
-        let (up_r, up_w) = tokio::io::split(io);
-        let mut r = Relay {
-            up_r,
-            up_w,
-            shape_up: Shaper::up(&upstream.faults),
-            shape_down: Shaper::down(&upstream.faults),
-            latency: Some(upstream.faults.latency_for(rec.id)).filter(|d| !d.is_zero()),
-            ubuf: BytesMut::with_capacity(READ_RESERVE),
-            cx: None,
-            tape: tape.take(),
-            hasher: Sha256::new(),
-            client_open: has_body,
-            answered: false,
-            up_done: false,
-            response_has_body: false,
-            ieof: false,
-            deadline: crate::connection::deadline_after(upstream.timeout),
-            timeout: upstream.timeout,
+        let pooled = if upstream.max_idle > 0 {
+            upstream.pool.0.take(upstream.idle_timeout).await
+        } else {
+            None
         };
-        // Without a preview the answer may come at any time; with one, the exchange is
-        // built when the preview ends (its ieof is part of the plan).
-        if !has_body || rec.preview.is_none() {
-            let mut cx = ClientExchange::new(plan(false), limits);
-            if !has_body {
-                let _ = cx.handle_request_sent();
+        let mut reused = pooled.is_some();
+        let mut io = match pooled {
+            Some(io) => io,
+            None => connect_fresh(upstream).await?,
+        };
+        loop {
+            if let Some(t) = tape.as_mut() {
+                t.connected();
             }
-            r.cx = Some(cx);
+            let mut r = Relay::new(io, upstream, rec.id, tape.take(), std::mem::take(&mut held));
+            r.client_open = has_body;
+            // Without a preview the answer may come at any time; with one, the exchange
+            // is built when the preview ends (its ieof is part of the plan).
+            if !has_body || rec.preview.is_none() {
+                let mut cx = ClientExchange::new(plan(false), limits);
+                if !has_body {
+                    let _ = cx.handle_request_sent();
+                }
+                r.cx = Some(cx);
+            }
+            let result = self
+                .pump(rec, head.method, &mut r, &head_bytes, &plan)
+                .await;
+            *tape = r.tape.take();
+            if reused && matches!(result, Err(Failure::Bad(_))) && r.may_retry() {
+                // The pooled connection was stale (closed by the upstream while idle):
+                // the same request once more, on a fresh one.
+                tracing::debug!(upstream = %upstream.url, "stale pooled connection; retrying on a fresh one");
+                if let Some(t) = tape.as_mut() {
+                    t.restart_request();
+                }
+                reused = false;
+                held.events = std::mem::take(&mut r.held);
+                held.continued = r.self_continued;
+                io = connect_fresh(upstream).await?;
+                continue;
+            }
+            if let Some(t) = tape
+                && let Some(h) = r.cx.as_ref().and_then(|c| c.final_head())
+            {
+                t.meta.istag = h
+                    .headers
+                    .get("ISTag")
+                    .map(|v| v.to_str_lossy().into_owned());
+            }
+            let keep = result.is_ok() && upstream.max_idle > 0 && r.may_reuse();
+            let Relay { up_r, mut up_w, .. } = r;
+            if keep {
+                upstream
+                    .pool
+                    .0
+                    .put(up_r.unsplit(up_w), upstream.max_idle, upstream.idle_timeout);
+            } else {
+                let _ = tokio::time::timeout(Duration::from_secs(1), up_w.shutdown()).await;
+            }
+            return result;
         }
-        let result = self.pump(rec, head.method, &mut r, &head_bytes, plan).await;
-        *tape = r.tape.take();
-        if let Some(t) = tape
-            && let Some(h) = r.cx.as_ref().and_then(|c| c.final_head())
-        {
-            t.meta.istag = h
-                .headers
-                .get("ISTag")
-                .map(|v| v.to_str_lossy().into_owned());
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(1), r.up_w.shutdown()).await;
-        result
     }
 
     #[allow(clippy::too_many_lines)] // one loop over both sides reads best whole
@@ -520,8 +770,12 @@ impl<S: Stream> Connection<S> {
         r.write_up(head_bytes, false).await?;
         loop {
             // The client's side first: forward what is decoded.
-            if r.client_open {
-                match self.exchange.poll_event(&mut self.buf) {
+            if r.client_open && !r.await_continue {
+                let next = match r.held.pop_front() {
+                    Some(ev) => Ok(Some(ev)),
+                    None => self.exchange.poll_event(&mut self.buf),
+                };
+                match next {
                     Err(e) => {
                         tracing::info!(error = %e, "bad request body on the proxied path");
                         if !r.answered {
@@ -575,7 +829,8 @@ impl<S: Stream> Connection<S> {
                             return Err(Failure::Bad(format!("upstream: {e}")));
                         }
                     }
-                    Ok(_) => {
+                    Ok(n) => {
+                        r.received = r.received.saturating_add(n as u64);
                         if let Some(t) = &mut r.tape {
                             t.response(&r.ubuf[before..]).await;
                         }
@@ -592,6 +847,14 @@ impl<S: Stream> Connection<S> {
         }
         // The answer is complete. What the client still owes (an early answer) is read
         // and dropped, so the connection can carry the next request.
+        for ev in std::mem::take(&mut r.held) {
+            if let Event::Data(d) = ev {
+                r.hasher.update(&d);
+                rec.body_len = rec
+                    .body_len
+                    .saturating_add(u64::try_from(d.len()).unwrap_or(u64::MAX));
+            }
+        }
         while !self.exchange.is_request_done() && self.exchange.must_drain() {
             match self.next_event().await {
                 Ok(Event::Data(d)) => {
@@ -624,6 +887,7 @@ impl<S: Stream> Connection<S> {
         match ev {
             Event::Head(_) => {}
             Event::Data(d) => {
+                r.forwarded = true;
                 r.hasher.update(&d);
                 let n = u64::try_from(d.len()).unwrap_or(u64::MAX);
                 rec.body_len = rec.body_len.saturating_add(n);
@@ -637,6 +901,7 @@ impl<S: Stream> Connection<S> {
                 r.send_body(&out).await?;
             }
             Event::PreviewEnd { ieof } => {
+                r.forwarded = true;
                 r.ieof = ieof;
                 rec.ieof = ieof;
                 let mut out = BytesMut::new();
@@ -645,10 +910,14 @@ impl<S: Stream> Connection<S> {
                 let mut cx = ClientExchange::new(plan(ieof), limits);
                 if !ieof {
                     let _ = cx.handle_preview_sent();
+                    // The client already has the proxy's 100 Continue and sent the rest:
+                    // it waits (held) for the upstream's.
+                    r.await_continue = r.self_continued;
                 }
                 r.cx = Some(cx);
             }
             Event::End(end) => {
+                r.forwarded = true;
                 r.client_open = false;
                 if !r.ieof {
                     let mut out = BytesMut::new();
@@ -672,6 +941,15 @@ impl<S: Stream> Connection<S> {
         ev: ClientEvent,
     ) -> Result<bool, Failure> {
         match ev {
+            ClientEvent::Continue if r.self_continued => {
+                if !r.await_continue {
+                    return Err(Failure::Bad(
+                        "upstream sent 100 Continue out of turn".into(),
+                    ));
+                }
+                // The client was continued by the proxy already: not passed on.
+                r.await_continue = false;
+            }
             ClientEvent::Continue => {
                 rec.continued = true;
                 if !self.exchange.may_continue() {
@@ -724,6 +1002,7 @@ impl<S: Stream> Connection<S> {
         if let Some(d) = r.latency.take() {
             tokio::time::sleep(d).await;
         }
+        r.down = true;
         if r.shape_down.is_off() {
             return if self.write(bytes).await {
                 Ok(())

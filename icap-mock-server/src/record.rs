@@ -156,6 +156,11 @@ impl Tape {
         self.meta.connect_ms = ms(self.t0.elapsed());
     }
 
+    /// Forgets the request written so far (it is sent again on another connection).
+    pub(crate) fn restart_request(&mut self) {
+        self.req.clear();
+    }
+
     pub(crate) fn request_head(&mut self, bytes: &[u8]) {
         self.req.extend_from_slice(bytes);
         self.meta.request_head_len = u64::try_from(bytes.len()).unwrap_or(u64::MAX);

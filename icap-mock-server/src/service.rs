@@ -15,6 +15,11 @@ use serde::{Deserialize, Serialize};
 /// | [`Dialect::Sophos`] | `200`, `X-Virus-ID`, embedded 403 with `X-Blocked` | `204` / `200` echo |
 /// | [`Dialect::McAfee`] | `200`, embedded `HTTP/1.1 403 VirusFound` only | `204` / `200` echo |
 /// | [`Dialect::Plain`] | `200`, `X-Virus-ID` and a bare embedded 403 head | `204` / `200` echo |
+/// | [`Dialect::Eset`] | `200`, `X-Infection-Found`, `X-Virus-ID`, `X-Response-Info: Blocked`, embedded empty 403 | `204` / `200` echo |
+///
+/// `204`, `500` and `503` answers carry `Encapsulated: null-body=0` (RFC 3507 §4.4.1) in
+/// every dialect but `c-icap` and `mcafee`, whose servers send none (see the README's
+/// dialect table for each source).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Dialect {
@@ -33,6 +38,8 @@ pub enum Dialect {
     McAfee,
     /// Just `X-Virus-ID`.
     Plain,
+    /// ESET Server Security for Linux (its ICAP server).
+    Eset,
 }
 
 impl Dialect {
@@ -44,6 +51,7 @@ impl Dialect {
             Dialect::Kaspersky => "EICAR-Test-File",
             Dialect::Sophos => "EICAR-AV-Test",
             Dialect::McAfee => "EICAR test file",
+            Dialect::Eset => "Eicar",
         }
     }
 
@@ -56,7 +64,16 @@ impl Dialect {
             Dialect::Sophos => "sophos",
             Dialect::McAfee => "mcafee",
             Dialect::Plain => "plain",
+            Dialect::Eset => "eset",
         }
+    }
+
+    /// Whether this dialect's bodyless answers (`204`, `500`, `503`) carry
+    /// `Encapsulated: null-body=0`, as RFC 3507 §4.4.1 asks. c-icap 0.5.10 sends none
+    /// (captured); neither does `McAfee` on its `204` (a client that reads until
+    /// `Encapsulated` hangs on it, `owncloud/files_antivirus` PR 445).
+    pub fn frames_bodyless_answers(self) -> bool {
+        !matches!(self, Dialect::CIcap | Dialect::McAfee)
     }
 }
 

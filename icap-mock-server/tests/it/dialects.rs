@@ -177,3 +177,127 @@ async fn a_verdict_can_override_the_dialect() {
     assert_eq!(a.header("X-Virus-ID").as_deref(), Some("Other.Shape"));
     assert_eq!(a.header("X-Extra").as_deref(), Some("1"));
 }
+
+/// The raw bytes of a clean `204`, a `500` error and a `503`, in `dialect`.
+async fn bodyless_answers(dialect: Dialect) -> (String, [Vec<u8>; 3]) {
+    use icap_mock_server::{Mock, Verdict, matchers};
+    let server = MockServer::builder()
+        .service(ServiceConfig::new("av").dialect(dialect))
+        .start()
+        .await;
+    Mock::given(matchers::filename("*.zip"))
+        .respond_with(Verdict::error(500, "password_protected"))
+        .mount(&server)
+        .await;
+    Mock::given(matchers::filename("*.busy"))
+        .respond_with(Verdict::status(503))
+        .mount(&server)
+        .await;
+    let istag = server.istag();
+    let mut c = Conn::open(&server).await;
+    let mut raw = Vec::new();
+    for path in ["/clean.txt", "/secret.zip", "/later.busy"] {
+        c.send(&respmod_with_url(
+            "av",
+            "Allow: 204\r\n",
+            path,
+            &one_chunk(b"clean"),
+        ))
+        .await;
+        raw.push(c.answer(Method::Respmod).await.raw);
+    }
+    (istag, raw.try_into().expect("three answers"))
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[tokio::test]
+async fn bodyless_answers_are_framed_per_dialect() {
+    // c-icap 0.5.10, captured from the real server by .ci/cicap-server.sh:
+    //   ICAP/1.0 204 Unmodified\r\nServer: C-ICAP/0.5.10\r\nConnection: keep-alive\r\nISTag: "..."\r\n\r\n
+    // (its 400 and 404 carry no Encapsulated either).
+    let (tag, [ok, err, busy]) = bodyless_answers(Dialect::CIcap).await;
+    assert_eq!(
+        text(&ok),
+        format!(
+            "ICAP/1.0 204 Unmodified\r\nServer: C-ICAP/0.5.10\r\nConnection: keep-alive\r\nISTag: \"{tag}\"\r\n\r\n"
+        )
+    );
+    assert_eq!(
+        text(&err),
+        format!(
+            "ICAP/1.0 500 Server Error\r\nISTag: \"{tag}\"\r\nX-Error-Code: password_protected\r\n\r\n"
+        )
+    );
+    assert_eq!(
+        text(&busy),
+        format!("ICAP/1.0 503 Service Overloaded\r\nISTag: \"{tag}\"\r\n\r\n")
+    );
+
+    // McAfee sends no Encapsulated on its 204.
+    let (tag, [ok, _, _]) = bodyless_answers(Dialect::McAfee).await;
+    assert_eq!(
+        text(&ok),
+        format!("ICAP/1.0 204 No Content\r\nISTag: \"{tag}\"\r\n\r\n")
+    );
+
+    // ESET (and RFC 3507 §4.4.1 for the dialects without a capture): null-body=0.
+    for d in [
+        Dialect::Eset,
+        Dialect::Symantec,
+        Dialect::Kaspersky,
+        Dialect::Sophos,
+        Dialect::Plain,
+    ] {
+        let (tag, [ok, err, busy]) = bodyless_answers(d).await;
+        let clean_extra = if d == Dialect::Kaspersky {
+            "X-Virus-ID: no threats\r\n"
+        } else {
+            ""
+        };
+        assert_eq!(
+            text(&ok),
+            format!(
+                "ICAP/1.0 204 No Content\r\nISTag: \"{tag}\"\r\n{clean_extra}Encapsulated: null-body=0\r\n\r\n"
+            ),
+            "{d:?}"
+        );
+        assert_eq!(
+            text(&err),
+            format!(
+                "ICAP/1.0 500 Server Error\r\nISTag: \"{tag}\"\r\nX-Error-Code: password_protected\r\nEncapsulated: null-body=0\r\n\r\n"
+            ),
+            "{d:?}"
+        );
+        assert_eq!(
+            text(&busy),
+            format!(
+                "ICAP/1.0 503 Service Overloaded\r\nISTag: \"{tag}\"\r\nEncapsulated: null-body=0\r\n\r\n"
+            ),
+            "{d:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn eset_reports_an_infection_as_its_capture_shows() {
+    // nextcloud/files_antivirus issue 303 (ESET Server Security for Linux, c-icap-client -v):
+    // 200 OK, ISTag, Encapsulated: res-hdr=0, res-body=70, X-Infection-Found
+    // (Resolution=0), X-Virus-ID, X-Response-Info: Blocked, X-Response-Description,
+    // then HTTP/1.1 403 Forbidden with Content-Type: text/html and Content-Length: 0.
+    let (a, clean) = infected_and_clean(Dialect::Eset).await;
+    let tag = a.header("ISTag").unwrap();
+    let want = format!(
+        "ICAP/1.0 200 OK\r\nISTag: {tag}\r\nEncapsulated: res-hdr=0, res-body=70\r\n\
+         X-Infection-Found: Type=0; Resolution=0; Threat=Eicar;\r\nX-Virus-ID: Eicar\r\n\
+         X-Response-Info: Blocked\r\nX-Response-Description: Gel\u{f6}scht\r\n\r\n\
+         HTTP/1.1 403 Forbidden\r\nContent-Type: text/html\r\nContent-Length: 0\r\n\r\n0\r\n\r\n"
+    );
+    assert_eq!(text(&a.raw), want);
+    let threats = verdict::threats(&a.head);
+    assert_eq!(threats[0].source, ThreatSource::InfectionFound);
+    assert_eq!(clean.status(), 204);
+    assert_eq!(clean.header("Encapsulated").as_deref(), Some("null-body=0"));
+}

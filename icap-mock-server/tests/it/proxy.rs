@@ -773,3 +773,356 @@ async fn a_rule_can_answer_in_a_recorded_dialect() {
     let bad = ConfigFile::from_toml("[[rule]]\nthen = { dialect = \"nope\" }\n").unwrap();
     assert!(bad.apply(MockServer::builder()).is_err());
 }
+
+async fn scan_clean(proxy: &MockServer) -> u16 {
+    let mut c = Conn::open(proxy).await;
+    c.send(&respmod(
+        "avscan",
+        "Allow: 204\r\n",
+        RES_HDR,
+        &chunks(&[b"hello"], "0\r\n\r\n"),
+    ))
+    .await;
+    c.answer(Method::Respmod).await.status()
+}
+
+async fn upstream_peers(upstream: &MockServer) -> std::collections::HashSet<std::net::SocketAddr> {
+    upstream
+        .journal()
+        .await
+        .iter()
+        .filter_map(|t| t.peer)
+        .collect()
+}
+
+#[tokio::test]
+async fn sequential_proxied_scans_reuse_one_upstream_connection() {
+    let upstream = MockServer::start().await;
+    let up = Upstream::parse(&upstream.url()).unwrap();
+    let proxy = MockServer::builder().upstream(up.clone()).start().await;
+    for _ in 0..6 {
+        // A new client connection each time: the upstream one is the pool's.
+        assert_eq!(scan_clean(&proxy).await, 204);
+    }
+    assert_eq!(upstream.journal().await.len(), 6);
+    assert_eq!(upstream_peers(&upstream).await.len(), 1);
+    assert_eq!(up.connections_opened(), 1);
+    assert_eq!(up.idle_connections(), 1);
+
+    // Without a pool, one connection per request.
+    let upstream = MockServer::start().await;
+    let up = Upstream::parse(&upstream.url()).unwrap().with_max_idle(0);
+    let proxy = MockServer::builder().upstream(up.clone()).start().await;
+    for _ in 0..3 {
+        assert_eq!(scan_clean(&proxy).await, 204);
+    }
+    assert_eq!(upstream_peers(&upstream).await.len(), 3);
+    assert_eq!(up.connections_opened(), 3);
+    assert_eq!(up.idle_connections(), 0);
+}
+
+#[tokio::test]
+async fn a_connection_that_saw_a_transport_fault_is_not_reused() {
+    let upstream = MockServer::start().await;
+    let up = Upstream::parse(&upstream.url())
+        .unwrap()
+        .with_transport_faults(TransportFaults::default().cut_down(12, Cut::Close));
+    let proxy = MockServer::builder().upstream(up.clone()).start().await;
+    for _ in 0..3 {
+        let mut c = Conn::open(&proxy).await;
+        c.send(&respmod(
+            "avscan",
+            "Allow: 204\r\n",
+            RES_HDR,
+            &chunks(&[b"x"], "0\r\n\r\n"),
+        ))
+        .await;
+        assert_eq!(read_all(&mut c).await, b"ICAP/1.0 204");
+    }
+    assert_eq!(up.connections_opened(), 3);
+    assert_eq!(up.idle_connections(), 0);
+    assert_eq!(upstream_peers(&upstream).await.len(), 3);
+}
+
+#[tokio::test]
+async fn an_upstream_error_answer_with_close_is_not_reused() {
+    // The upstream says `Connection: close` on its 500: the exchange
+    // forbids reuse, so the next request opens a new connection.
+    let upstream = MockServer::start().await;
+    Mock::given(matchers::any())
+        .respond_with(Verdict::error(500, "broken").with_header("Connection", "close"))
+        .times(1)
+        .mount(&upstream)
+        .await;
+    let up = Upstream::parse(&upstream.url()).unwrap();
+    let proxy = MockServer::builder().upstream(up.clone()).start().await;
+    assert_eq!(scan_clean(&proxy).await, 500);
+    assert_eq!(scan_clean(&proxy).await, 204);
+    assert_eq!(scan_clean(&proxy).await, 204);
+    assert_eq!(up.connections_opened(), 2);
+}
+
+/// Reads one ICAP head (up to the empty line) from `s`; false on EOF.
+async fn read_head(s: &mut tokio::net::TcpStream) -> bool {
+    let mut got = Vec::new();
+    let mut b = [0u8; 1];
+    while !got.ends_with(b"\r\n\r\n") {
+        match s.read(&mut b).await {
+            Ok(1) => got.push(b[0]),
+            _ => return false,
+        }
+    }
+    true
+}
+
+#[tokio::test]
+async fn a_stale_pooled_connection_is_retried_once_on_a_fresh_one() {
+    use tokio::io::AsyncWriteExt;
+    const ANSWER: &[u8] = b"ICAP/1.0 200 OK\r\nMethods: RESPMOD\r\nISTag: \"raw\"\r\nEncapsulated: null-body=0\r\n\r\n";
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // The first connection answers one OPTIONS, then reads the next head and closes
+    // without a word (an upstream that timed the idle connection out just then); the
+    // second answers everything.
+    let accepts = tokio::spawn(async move {
+        let (mut a, _) = listener.accept().await.unwrap();
+        assert!(read_head(&mut a).await);
+        a.write_all(ANSWER).await.unwrap();
+        assert!(read_head(&mut a).await);
+        drop(a);
+        let (mut b, _) = listener.accept().await.unwrap();
+        let mut served = 0;
+        while read_head(&mut b).await {
+            b.write_all(ANSWER).await.unwrap();
+            served += 1;
+        }
+        served
+    });
+    let up = Upstream::parse(&format!("icap://127.0.0.1:{port}/avscan")).unwrap();
+    let proxy = MockServer::builder().upstream(up.clone()).start().await;
+    let mut c = Conn::open(&proxy).await;
+    for _ in 0..3 {
+        c.send(b"OPTIONS icap://127.0.0.1/avscan ICAP/1.0\r\nHost: x\r\n\r\n")
+            .await;
+        let a = c.answer(Method::Options).await;
+        assert_eq!(a.status(), 200);
+        assert_eq!(a.header("ISTag").as_deref(), Some("\"raw\""));
+    }
+    drop(c);
+    drop(proxy);
+    assert_eq!(up.connections_opened(), 2);
+    // Dropping the pool's connection ends the second upstream connection.
+    drop(up);
+    let served = tokio::time::timeout(Duration::from_secs(10), accepts)
+        .await
+        .expect("the raw upstream finishes")
+        .unwrap();
+    assert_eq!(served, 2);
+}
+
+async fn proxy_from_toml(toml: &str) -> MockServer {
+    let file = icap_mock_server::config::ConfigFile::from_toml(toml).unwrap();
+    let (builder, _) = file.apply(MockServer::builder()).unwrap();
+    builder.start().await
+}
+
+#[tokio::test]
+async fn transport_faults_and_the_pool_come_from_the_configuration_file() {
+    let upstream = MockServer::start().await;
+    let url = upstream.url();
+    // The table form, with the faults as a table.
+    let proxy = proxy_from_toml(&format!(
+        "[[service]]\nname = \"avscan\"\n[service.upstream]\nurl = \"{url}\"\nmax_idle = 0\n\
+         [service.upstream.faults]\ncut_down = \"12:close\"\nlatency = 0\n"
+    ))
+    .await;
+    for _ in 0..2 {
+        let mut c = Conn::open(&proxy).await;
+        c.send(&respmod(
+            "avscan",
+            "Allow: 204\r\n",
+            RES_HDR,
+            &chunks(&[b"x"], "0\r\n\r\n"),
+        ))
+        .await;
+        assert_eq!(read_all(&mut c).await, b"ICAP/1.0 204");
+    }
+    // The text form, and the flat key of a [[service]].
+    for toml in [
+        format!(
+            "[[service]]\nname = \"avscan\"\n[service.upstream]\nurl = \"{url}\"\nfaults = \"cut_down=12\"\n"
+        ),
+        format!(
+            "[[service]]\nname = \"avscan\"\nupstream = \"{url}\"\nupstream_faults = \"cut_down=12:reset\"\n"
+        ),
+    ] {
+        let proxy = proxy_from_toml(&toml).await;
+        let mut c = Conn::open(&proxy).await;
+        c.send(&respmod(
+            "avscan",
+            "Allow: 204\r\n",
+            RES_HDR,
+            &chunks(&[b"x"], "0\r\n\r\n"),
+        ))
+        .await;
+        assert_eq!(read_all(&mut c).await, b"ICAP/1.0 204", "{toml}");
+    }
+    // Pool settings: max_idle = 0 above opened one connection per scan; the default keeps one.
+    let before = upstream_peers(&upstream).await.len();
+    let pooled = proxy_from_toml(&format!(
+        "[[service]]\nname = \"avscan\"\n[service.upstream]\nurl = \"{url}\"\n"
+    ))
+    .await;
+    for _ in 0..3 {
+        assert_eq!(scan_clean(&pooled).await, 204);
+    }
+    assert_eq!(upstream_peers(&upstream).await.len(), before + 1);
+    assert_eq!(before, 4);
+
+    // Unknown names and smuggled items are refused.
+    for bad in [
+        "[service.upstream.faults]\nlatncy = 5\n",
+        "[service.upstream.faults]\ncut_down = \"1,latency=5\"\n",
+        "[service.upstream.faults]\ncut_down = \"1:sideways\"\n",
+    ] {
+        let toml =
+            format!("[[service]]\nname = \"avscan\"\n[service.upstream]\nurl = \"{url}\"\n{bad}");
+        let file = icap_mock_server::config::ConfigFile::from_toml(&toml);
+        let applied = file.map(|f| f.apply(MockServer::builder()).map(|_| ()));
+        assert!(!matches!(applied, Ok(Ok(()))), "{bad}");
+    }
+}
+
+/// A proxy with a `body_contains("SECRET")` rule answering `infected Rule.Secret`.
+async fn proxy_with_body_rule(upstream: &MockServer, hold: Option<u64>) -> MockServer {
+    let mut up = Upstream::parse(&upstream.url()).unwrap();
+    if let Some(h) = hold {
+        up = up.with_hold_limit(h);
+    }
+    let proxy = MockServer::builder().upstream(up).start().await;
+    Mock::given(matchers::body_contains(b"SECRET"))
+        .respond_with(Verdict::infected("Rule.Secret"))
+        .mount(&proxy)
+        .await;
+    proxy
+}
+
+fn threat_of(a: &Answer) -> Option<String> {
+    icap_proto::verdict::threats(&a.head)
+        .first()
+        .map(|t| t.name.clone())
+}
+
+#[tokio::test]
+async fn a_body_rule_answers_a_proxied_request_without_forwarding_it() {
+    let upstream = MockServer::start().await;
+    let proxy = proxy_with_body_rule(&upstream, None).await;
+    let mut c = Conn::open(&proxy).await;
+    // No preview: the pattern in the middle of the body.
+    c.send(&respmod(
+        "avscan",
+        "Allow: 204\r\n",
+        RES_HDR,
+        &chunks(&[b"aaaa", b"xxSECRETxx", b"bbbb"], "0\r\n\r\n"),
+    ))
+    .await;
+    let a = c.answer(Method::Respmod).await;
+    assert_eq!(
+        threat_of(&a).as_deref(),
+        Some("Rule.Secret"),
+        "{}",
+        a.text()
+    );
+    // Not matching: forwarded whole, the upstream's answer comes back.
+    c.send(&respmod(
+        "avscan",
+        "Allow: 204\r\n",
+        RES_HDR,
+        &chunks(&[b"aaaa", EICAR, b"bbbb"], "0\r\n\r\n"),
+    ))
+    .await;
+    let a = c.answer(Method::Respmod).await;
+    assert_eq!(threat_of(&a).as_deref(), Some("Eicar-Test-Signature"));
+    let up = upstream.journal().await;
+    assert_eq!(up.len(), 1, "only the second request went upstream");
+    assert_eq!(up[0].body_len, 8 + EICAR.len() as u64);
+    let mine = proxy.journal().await;
+    assert_eq!(mine[1].body_len, up[0].body_len);
+    assert_eq!(mine[1].body_sha256, up[0].body_sha256);
+    assert!(mine.iter().all(|t| t.note.is_none()));
+}
+
+#[tokio::test]
+async fn a_body_rule_sees_past_the_preview_on_the_proxied_path() {
+    let upstream = MockServer::start().await;
+    let proxy = proxy_with_body_rule(&upstream, None).await;
+    let mut c = Conn::open(&proxy).await;
+    // The pattern after the preview: the mock continues the client itself, then its
+    // rule answers.
+    c.send(&respmod_with_url(
+        "avscan",
+        "Allow: 204\r\nPreview: 4\r\n",
+        "/doc.txt",
+        &chunks(&[b"abcd"], "0\r\n\r\n"),
+    ))
+    .await;
+    assert_eq!(c.answer(Method::Respmod).await.status(), 100);
+    c.send(&chunks(&[b"..SECRET.."], "0\r\n\r\n")).await;
+    let a = c.answer(Method::Respmod).await;
+    assert_eq!(threat_of(&a).as_deref(), Some("Rule.Secret"));
+    assert!(upstream.journal().await.is_empty());
+
+    // Not matching after the preview: forwarded; the upstream's own 100 Continue is not
+    // passed on (the client had the mock's), its verdict is.
+    c.send(&respmod_with_url(
+        "avscan",
+        "Allow: 204\r\nPreview: 4\r\n",
+        "/doc.txt",
+        &chunks(&[b"abcd"], "0\r\n\r\n"),
+    ))
+    .await;
+    assert_eq!(c.answer(Method::Respmod).await.status(), 100);
+    c.send(&chunks(&[b"efgh", EICAR], "0\r\n\r\n")).await;
+    let a = c.answer(Method::Respmod).await;
+    assert_eq!(a.status(), 200, "{}", a.text());
+    assert_eq!(threat_of(&a).as_deref(), Some("Eicar-Test-Signature"));
+    let up = upstream.journal().await;
+    assert_eq!(up.len(), 1);
+    assert!(up[0].continued && up[0].preview == Some(4));
+    assert_eq!(up[0].body_len, 8 + EICAR.len() as u64);
+    // The connection is still in step: a clean one after it.
+    c.send(&respmod(
+        "avscan",
+        "Allow: 204\r\n",
+        RES_HDR,
+        &chunks(&[b"fine"], "0\r\n\r\n"),
+    ))
+    .await;
+    assert_eq!(c.answer(Method::Respmod).await.status(), 204);
+}
+
+#[tokio::test]
+async fn past_the_hold_limit_a_proxied_request_is_forwarded_and_the_journal_says_so() {
+    let upstream = MockServer::start().await;
+    let proxy = proxy_with_body_rule(&upstream, Some(16)).await;
+    let mut c = Conn::open(&proxy).await;
+    let filler = vec![b'z'; 64];
+    c.send(&respmod(
+        "avscan",
+        "Allow: 204\r\n",
+        RES_HDR,
+        &chunks(&[&filler, b"SECRET"], "0\r\n\r\n"),
+    ))
+    .await;
+    let a = c.answer(Method::Respmod).await;
+    // The upstream (no such rule) finds it clean.
+    assert_eq!(a.status(), 204);
+    let up = upstream.journal().await;
+    assert_eq!(up.len(), 1);
+    assert_eq!(up[0].body_len, 70);
+    let mine = proxy.journal().await;
+    assert_eq!(mine[0].body_len, 70);
+    let note = mine[0].note.as_deref().expect("a note");
+    assert!(note.contains("hold limit 16"), "{note}");
+    assert_eq!(mine[0].to_json()["note"], note);
+}
