@@ -20,7 +20,8 @@ use crate::config::{
 };
 use crate::connection::{BodyPlan, BodySource, Exchange, ExchangeError, FileStamp, Outgoing};
 use crate::error::{Error, ErrorKind, Phase};
-use crate::events::{Alert, AlertKind, Event};
+use crate::events::HealthEvent;
+use crate::hex::hex;
 use crate::identity::{IdentityHeaders, Uploader};
 use crate::server::{ServerState, Usable};
 use crate::transport::Endpoint;
@@ -491,14 +492,15 @@ impl ClientBuilder {
                 Arc::new(ServerState::new(u.clone(), endpoint, self.max_connections))
             })
             .collect();
-        let (events, _) = broadcast::channel(1024);
+        let (health, _) = broadcast::channel(1024);
         Ok(Client {
             inner: Arc::new(Inner {
                 cfg: self,
                 static_headers,
                 servers,
                 rr: AtomicUsize::new(0),
-                events,
+                health,
+                forwards: std::sync::Mutex::new(Vec::new()),
             }),
         })
     }
@@ -521,8 +523,13 @@ struct Inner {
     static_headers: Headers,
     servers: Vec<Arc<ServerState>>,
     rr: AtomicUsize,
-    events: broadcast::Sender<Event>,
+    health: broadcast::Sender<HealthEvent>,
+    /// Who else hears of health changes, synchronously (a [`Guard`](crate::Guard)'s
+    /// channel); each returns false once it is gone and is then dropped.
+    forwards: std::sync::Mutex<Vec<HealthForward>>,
 }
+
+type HealthForward = Box<dyn Fn(&HealthEvent) -> bool + Send + Sync>;
 
 /// A scan client for one or more ICAP servers. Cheap to clone; clones share the pools,
 /// caches and health state. Safe to use from many tasks at once.
@@ -581,14 +588,30 @@ impl Client {
         self.inner.cfg.method
     }
 
-    /// Receives alerts, notices, audit entries and health changes from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
-        self.inner.events.subscribe()
+    /// Receives the servers' health changes (down, up) from now on. Alerts, notices and
+    /// audit entries come from a [`Guard`](crate::Guard), which forwards these too.
+    pub fn subscribe(&self) -> broadcast::Receiver<HealthEvent> {
+        self.inner.health.subscribe()
     }
 
-    pub(crate) fn emit(&self, e: Event) {
+    /// Calls `f` with every health change, in the task that noticed it, until `f` returns
+    /// false.
+    pub(crate) fn forward_health(&self, f: impl Fn(&HealthEvent) -> bool + Send + Sync + 'static) {
+        self.inner
+            .forwards
+            .lock()
+            .expect("forwards lock")
+            .push(Box::new(f));
+    }
+
+    fn emit_health(&self, h: HealthEvent) {
+        self.inner
+            .forwards
+            .lock()
+            .expect("forwards lock")
+            .retain(|f| f(&h));
         // No subscriber is fine: events are optional for the embedding product.
-        let _ = self.inner.events.send(e);
+        let _ = self.inner.health.send(h);
     }
 
     /// Idle pooled connections to server `i` (for monitoring and tests).
@@ -829,22 +852,18 @@ impl Client {
 
     fn announce_down(&self, s: &ServerState, e: &Error) {
         tracing::warn!(server = %s.url, error = %e, "ICAP server marked down");
-        self.emit(Event::Alert(Alert {
-            kind: AlertKind::ServerDown,
-            path: None,
-            server: Some(s.url.clone()),
+        self.emit_health(HealthEvent::Down {
+            server: s.url.clone(),
             message: format!("ICAP server {} is unavailable: {e}", s.url),
-        }));
+        });
     }
 
     fn announce_up(&self, s: &ServerState) {
         tracing::info!(server = %s.url, "ICAP server is back");
-        self.emit(Event::Alert(Alert {
-            kind: AlertKind::ServerUp,
-            path: None,
-            server: Some(s.url.clone()),
+        self.emit_health(HealthEvent::Up {
+            server: s.url.clone(),
             message: format!("ICAP server {} is available again", s.url),
-        }));
+        });
     }
 
     /// Probes a server with `OPTIONS`; success brings it back, failure keeps it down.
@@ -1119,7 +1138,7 @@ impl Client {
         } else {
             report.size = report.size.max(ex.sent);
         }
-        report.sha256 = ex.sent_sha256.map(hex);
+        report.sha256 = ex.sent_sha256.map(|d| hex(&d));
         s.note_istag(ex.head.istag());
         tracing::debug!(
             status = ex.head.status.as_u16(),
@@ -1285,14 +1304,6 @@ fn percent_encode(s: &str) -> String {
         }
     }
     out
-}
-
-pub(crate) fn hex(d: [u8; 32]) -> String {
-    use std::fmt::Write;
-    d.iter().fold(String::with_capacity(64), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }
 
 impl Client {
