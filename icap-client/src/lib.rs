@@ -86,4 +86,5 @@ pub use events::{Alert, AlertKind, Event, HealthEvent, Notice};
 pub use icap_proto::{Method, OptionsRules};
 pub use identity::{IdentityHeaders, Uploader, UserType};
 pub use policy::{FileAction, Guard, Outcome, Policy};
+pub use server::ServerHandle;
 pub use verdict::{NotScannedReason, ScanReport, Threat, Verdict, VerdictKind};

@@ -705,11 +705,13 @@ struct Step {
 
 async fn doctor(s: &Settings, json: bool) -> Result<u8> {
     let client = s.client_builder()?.build()?;
-    let url = client.servers()[0].clone();
+    // `build` refuses a client without a server.
+    let server = client.server(0).context("no ICAP server configured")?;
+    let url = server.url().to_owned();
     let mut steps = Vec::new();
 
     let t = Instant::now();
-    let report = client.test_server(0).await;
+    let report = client.test_server(&server).await;
     let preview = report.options.as_ref().and_then(|o| o.preview);
     steps.push(Step {
         name: "options",

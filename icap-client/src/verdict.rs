@@ -6,7 +6,7 @@ use icap_proto::verdict::{self, ThreatSource};
 use icap_proto::{Method, ResponseHead};
 use serde::Serialize;
 
-use crate::connection::Exchange;
+use crate::connection::ExchangeOutcome;
 use crate::error::{Error, ErrorKind};
 
 /// One threat the server reported.
@@ -225,7 +225,7 @@ fn error_code(head: &ResponseHead) -> Option<String> {
 
 /// Maps a response to a verdict. An infection signalled anywhere wins over everything
 /// else, so an error status can never hide it.
-pub(crate) fn from_exchange(method: Method, ex: &Exchange) -> Verdict {
+pub(crate) fn from_exchange(method: Method, ex: &ExchangeOutcome) -> Verdict {
     let head = &ex.head;
     let threats: Vec<Threat> = verdict::threats(head)
         .into_iter()
@@ -312,9 +312,9 @@ mod tests {
         }
     }
 
-    fn ex(h: ResponseHead, sent: &[u8], back: Option<&[u8]>) -> Exchange {
+    fn ex(h: ResponseHead, sent: &[u8], back: Option<&[u8]>) -> ExchangeOutcome {
         use sha2::Digest;
-        Exchange {
+        ExchangeOutcome {
             head: h,
             body_len: back.map_or(0, |b| b.len() as u64),
             body_sha256: back.map(|b| sha2::Sha256::digest(b).into()),

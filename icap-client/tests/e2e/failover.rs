@@ -83,7 +83,7 @@ async fn failures_mark_down_and_a_probe_brings_back() {
         let r = c.scan_bytes(&b"x"[..], &ScanMeta::new("a")).await;
         assert!(r.verdict.is_failed(), "{r:?}");
     }
-    assert!(c.is_down(0));
+    assert!(c.server(0).unwrap().is_down());
     let HealthEvent::Down { server: down, .. } = events.recv().await.unwrap() else {
         panic!("server down expected")
     };
@@ -115,12 +115,12 @@ async fn failures_mark_down_and_a_probe_brings_back() {
                 .is_failed()
         );
     }
-    assert!(c2.is_down(0));
+    assert!(c2.server(0).unwrap().is_down());
     server.set_outage(Outage::None);
     let mut ev2 = c2.subscribe();
     let r = c2.scan_bytes(eicar(), &ScanMeta::new("e")).await;
     assert!(r.verdict.is_infected(), "{r:?}");
-    assert!(!c2.is_down(0));
+    assert!(!c2.server(0).unwrap().is_down());
     let HealthEvent::Up { server: up, .. } = ev2.recv().await.unwrap() else {
         panic!("server up expected")
     };
