@@ -10,8 +10,8 @@ use std::time::Duration;
 use icap_proto::{HeaderValue, Headers, Limits, Method, OptionsRules, Scheme, Uri};
 
 use super::cfg::ClientConfig;
-use super::core::Client;
 use super::heads::push_header;
+use super::shared::Client;
 use crate::config::{HealthConfig, PreviewMode, Roots, Strategy, Timeouts, TlsOptions};
 use crate::error::Error;
 use crate::identity::IdentityHeaders;

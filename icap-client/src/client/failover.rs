@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use super::core::Client;
 use super::meta::ScanMeta;
+use super::shared::Client;
 use super::source::Source;
 use crate::config::Strategy;
 use crate::error::{Error, ErrorKind, Phase};

@@ -5,7 +5,7 @@
 //!  failover.rs  server order, retries and back-off, down/up, probe, check_available
 //!  options.rs   the OPTIONS cache and request
 //!  builder.rs   ClientBuilder: setters, build (checks, TLS config, server state)
-//!  core.rs      Client and its shared state, accessors, the health channel
+//!  shared.rs    Client and its shared state, accessors, the health channel
 //!  heads.rs     the request heads: pure functions, unit-tested
 //!  source.rs    the body of a scan; meta.rs ScanMeta; cfg.rs the settings and defaults
 //! ```
@@ -14,15 +14,15 @@
 
 mod builder;
 mod cfg;
-mod core;
 mod failover;
 mod heads;
 mod meta;
 mod options;
 mod scan;
+mod shared;
 mod source;
 
 pub use builder::ClientBuilder;
 pub use cfg::DEFAULT_MAX_ADAPTED_BODY;
-pub use core::Client;
 pub use meta::ScanMeta;
+pub use shared::Client;

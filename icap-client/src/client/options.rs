@@ -8,8 +8,8 @@ use std::time::Duration;
 use icap_proto::{Method, OptionsResponse};
 use tokio::time::Instant;
 
-use super::core::{Client, is_stale};
 use super::heads::options_head;
+use super::shared::{Client, is_stale};
 use crate::connection::{ExchangeError, Outgoing};
 use crate::error::{Error, Phase};
 use crate::server::{ServerHandle, ServerState};

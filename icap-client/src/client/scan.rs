@@ -9,9 +9,9 @@ use bytes::Bytes;
 use tokio::io::AsyncRead;
 use tokio::time::Instant;
 
-use super::core::{Client, is_stale};
 use super::heads::scan_head;
 use super::meta::ScanMeta;
+use super::shared::{Client, is_stale};
 use super::source::{Source, open_checked};
 use crate::config::PreviewMode;
 use crate::connection::{BodyPlan, BodySource, ExchangeOutcome, FileStamp, Outgoing};
