@@ -53,7 +53,7 @@ impl Action {
 pub struct AuditEntry {
     /// When the policy was applied.
     pub time: SystemTime,
-    /// The file.
+    /// The uploaded file, where it was when it was scanned.
     pub path: PathBuf,
     /// Its size in bytes.
     pub size: u64,
@@ -61,7 +61,7 @@ pub struct AuditEntry {
     pub sha256: Option<String>,
     /// The server that answered (or was last tried).
     pub server: Option<String>,
-    /// The service.
+    /// The service name of that server (the URL's path).
     pub service: Option<String>,
     /// The outcome of the scan.
     pub verdict: VerdictKind,
@@ -69,9 +69,9 @@ pub struct AuditEntry {
     pub threats: Vec<String>,
     /// What was done to the file.
     pub action: Action,
-    /// Scan time.
+    /// Wall time of the scan (not of the action); `duration_ms` in the JSON line.
     pub duration: Duration,
-    /// Who uploaded.
+    /// Who uploaded, if the product said so.
     pub uploader: Option<Uploader>,
     /// A sentence, such as `ICAP removed <path> due to scan fail`.
     pub message: String,

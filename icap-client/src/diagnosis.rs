@@ -38,12 +38,12 @@ pub enum Diagnosis {
     ServiceNotFound,
     /// The service does not offer the method scans use.
     MethodNotOffered {
-        /// The method.
+        /// The method that is missing from the answer's `Methods` (`RESPMOD`, `REQMOD`).
         method: String,
     },
-    /// A timeout.
+    /// No answer in time.
     Timeout {
-        /// Where.
+        /// Which timer fired: connect, TLS handshake, sending, waiting for the answer, ...
         phase: Phase,
     },
     /// The server closed the connection without a complete answer.
@@ -53,9 +53,9 @@ pub enum Diagnosis {
     MissingIsTag,
     /// The answer is not valid ICAP.
     Protocol,
-    /// Another status.
+    /// An error status other than `404` (service) and `405` (method), such as `503`.
     Status {
-        /// The status.
+        /// The ICAP status code.
         code: u16,
     },
 }
@@ -112,9 +112,9 @@ impl From<&OptionsResponse> for OptionsSummary {
 /// The result of the ICAP Test against one server.
 #[derive(Debug, Clone, Serialize)]
 pub struct OptionsReport {
-    /// The server URL.
+    /// The server URL tested, as configured.
     pub server: String,
-    /// Whether everything is fine.
+    /// Whether the service answered and offers the method scans use.
     pub ok: bool,
     /// What was found.
     pub diagnosis: Diagnosis,

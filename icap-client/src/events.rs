@@ -86,7 +86,7 @@ pub struct Alert {
     pub kind: AlertKind,
     /// The file, if about a file.
     pub path: Option<PathBuf>,
-    /// The server involved.
+    /// The server URL involved: the one that answered or was last tried.
     pub server: Option<String>,
     /// A sentence for a person.
     pub message: String,
@@ -95,9 +95,9 @@ pub struct Alert {
 /// A message for the person who uploaded (a toast in the user's portal).
 #[derive(Debug, Clone, Serialize)]
 pub struct Notice {
-    /// Who uploaded.
+    /// Who uploaded, if the product said so: the person the notice is for.
     pub uploader: Option<Uploader>,
-    /// The file.
+    /// The uploaded file the notice is about.
     pub path: PathBuf,
     /// A sentence for a person.
     pub message: String,

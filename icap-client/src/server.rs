@@ -45,11 +45,11 @@ struct Health {
 /// What the health state says about using a server now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Usable {
-    /// Up.
+    /// Not marked down: scan on it.
     Yes,
     /// Down, and its revival delay has passed: probe it first.
     Probe,
-    /// Down.
+    /// Marked down and still within its revival delay: skip it.
     No,
 }
 

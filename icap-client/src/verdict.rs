@@ -57,7 +57,7 @@ pub enum NotScannedReason {
     TooLarge {
         /// The file size (or the bytes read before the limit was passed).
         size: u64,
-        /// The limit.
+        /// The configured [`max_size`](crate::ClientBuilder::max_size) it exceeded.
         limit: u64,
     },
     /// The server could not scan the content (encrypted archive, ...): `X-Error-Code`.
@@ -69,7 +69,7 @@ pub enum NotScannedReason {
     },
     /// The service lists the file's extension in `Transfer-Ignore`.
     IgnoredByServer {
-        /// The extension.
+        /// The extension, without its dot, as the service's `Transfer-Ignore` lists it.
         extension: String,
     },
 }
@@ -95,7 +95,7 @@ pub enum Verdict {
     },
     /// The file was not scanned.
     NotScanned {
-        /// Why.
+        /// Why: too large, unscannable for the server, or an extension it ignores.
         reason: NotScannedReason,
     },
     /// The scan failed: refused, timeout, TLS, protocol violation, `5xx`...
@@ -106,15 +106,16 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    /// `Clean`.
+    /// Whether the server vouched for exactly these bytes (the only outcome that lets a
+    /// file through unconditionally).
     pub fn is_clean(&self) -> bool {
         matches!(self, Verdict::Clean)
     }
-    /// `Infected`.
+    /// Whether the server named at least one threat.
     pub fn is_infected(&self) -> bool {
         matches!(self, Verdict::Infected { .. })
     }
-    /// `Failed`.
+    /// Whether the scan failed, so nothing is known about the file.
     pub fn is_failed(&self) -> bool {
         matches!(self, Verdict::Failed { .. })
     }
@@ -183,12 +184,12 @@ impl VerdictKind {
 /// A verdict with what is known about how it came about.
 #[derive(Debug, Clone, Serialize)]
 pub struct ScanReport {
-    /// The verdict.
+    /// What the scan found; flattened into the report's JSON (`"verdict": "clean"`, ...).
     #[serde(flatten)]
     pub verdict: Verdict,
     /// The server URL that answered (or was last tried).
     pub server: Option<String>,
-    /// The service name.
+    /// The service name of that server (the URL's path).
     pub service: Option<String>,
     /// The `ISTag` of the answer.
     pub istag: Option<String>,

@@ -82,12 +82,13 @@ impl Client {
         self.inner.servers.iter().map(|s| s.url.clone()).collect()
     }
 
-    /// The size limit.
+    /// Files larger than this are not sent ([`NotScannedReason::TooLarge`](crate::NotScannedReason::TooLarge));
+    /// `None`: no limit.
     pub fn max_size(&self) -> Option<u64> {
         self.inner.cfg.max_size
     }
 
-    /// The method scans use.
+    /// The method scans use: `RESPMOD` (default) or `REQMOD`.
     pub fn method(&self) -> Method {
         self.inner.cfg.method
     }
