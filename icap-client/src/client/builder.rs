@@ -247,8 +247,8 @@ impl ClientBuilder {
         self
     }
     /// The most body bytes read back from a `200` answer (the adapted or echoed file),
-    /// default [`DEFAULT_MAX_ADAPTED_BODY`]. Past it the scan fails with
-    /// [`ErrorKind::TooLarge`] and the connection is closed. `None`: no cap (the scan
+    /// default [`DEFAULT_MAX_ADAPTED_BODY`](crate::DEFAULT_MAX_ADAPTED_BODY). Past it the scan fails with
+    /// [`ErrorKind::TooLarge`](crate::ErrorKind::TooLarge) and the connection is closed. `None`: no cap (the scan
     /// deadline still bounds it).
     pub fn max_adapted_body(mut self, n: Option<u64>) -> Self {
         self.cfg.max_adapted_body = n;

@@ -166,7 +166,7 @@ impl LimitsSettings {
 
 impl TimeoutSettings {
     /// The timeouts: the defaults with every value given here applied (each at most
-    /// [`MAX_TIMEOUT`]).
+    /// [`MAX_TIMEOUT`](crate::MAX_TIMEOUT)).
     pub fn timeouts(&self) -> Result<Timeouts, Error> {
         let mut t = Timeouts::default();
         for (slot, v, name) in [
