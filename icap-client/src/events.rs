@@ -48,6 +48,16 @@ impl HealthEvent {
     }
 }
 
+/// Where else a client delivers its health changes, synchronously, in the task that
+/// noticed them (a [`Guard`](crate::Guard)'s channel). A sink that is no longer alive is
+/// dropped, so a client outliving many guards keeps none of them.
+pub(crate) trait HealthSink: Send + Sync {
+    /// Delivers one change.
+    fn deliver(&self, h: &HealthEvent);
+    /// Whether anyone can still receive what is delivered.
+    fn is_alive(&self) -> bool;
+}
+
 impl From<&HealthEvent> for Alert {
     fn from(h: &HealthEvent) -> Self {
         let kind = match h {

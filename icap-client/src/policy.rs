@@ -12,7 +12,7 @@ use tokio::sync::broadcast;
 use crate::audit::{Action, AuditEntry};
 use crate::client::{Client, ScanMeta};
 use crate::error::{Error, ErrorKind};
-use crate::events::{Alert, AlertKind, Event, Notice};
+use crate::events::{Alert, AlertKind, Event, HealthEvent, HealthSink, Notice};
 use crate::hex::hex;
 use crate::identity::Uploader;
 use crate::verdict::{ScanReport, Verdict};
@@ -158,14 +158,7 @@ impl Guard {
         // Forwarded synchronously, so a server-down alert comes before the scan-failed
         // alert of the same upload. A weak sender: the client (and its clones) may outlive
         // the guard, and the guard's subscribers must see the channel close with it.
-        let forward = events.downgrade();
-        client.forward_health(move |h| {
-            forward.upgrade().is_some_and(|tx| {
-                // No subscriber is fine: events are optional for the embedding product.
-                let _ = tx.send(Event::Alert(Alert::from(h)));
-                true
-            })
-        });
+        client.forward_health(ForwardHealth(events.downgrade()));
         Ok(Guard {
             client,
             policy,
@@ -371,6 +364,22 @@ impl Guard {
             action,
             audit,
         }
+    }
+}
+
+/// The guard's end of its client's health changes: each becomes an [`Alert`] on the
+/// guard's channel while the guard lives.
+struct ForwardHealth(broadcast::WeakSender<Event>);
+
+impl HealthSink for ForwardHealth {
+    fn deliver(&self, h: &HealthEvent) {
+        if let Some(tx) = self.0.upgrade() {
+            // No subscriber is fine: events are optional for the embedding product.
+            let _ = tx.send(Event::Alert(Alert::from(h)));
+        }
+    }
+    fn is_alive(&self) -> bool {
+        self.0.strong_count() > 0
     }
 }
 

@@ -304,6 +304,36 @@ mod tests {
     use bytes::BytesMut;
     use icap_proto::{Event, Limits, ResponseDecoder};
 
+    #[test]
+    fn threat_sources_serialize_as_they_always_did() {
+        let cases = [
+            (ThreatSource::InfectionFound, "x-infection-found"),
+            (ThreatSource::ViolationsFound, "x-violations-found"),
+            (ThreatSource::VirusId, "x-virus-id"),
+            (ThreatSource::HttpBlock, "http-block"),
+        ];
+        for (source, word) in cases {
+            let t = Threat {
+                name: "Eicar".into(),
+                source,
+                file: None,
+            };
+            assert_eq!(
+                serde_json::to_string(&t).expect("serialises"),
+                format!(r#"{{"name":"Eicar","source":"{word}"}}"#)
+            );
+        }
+        let t = Threat {
+            name: "W".into(),
+            source: ThreatSource::ViolationsFound,
+            file: Some("a.zip/b.exe".into()),
+        };
+        assert_eq!(
+            serde_json::to_string(&t).expect("serialises"),
+            r#"{"name":"W","source":"x-violations-found","file":"a.zip/b.exe"}"#
+        );
+    }
+
     fn head(raw: &str) -> ResponseHead {
         let mut dec = ResponseDecoder::new(Method::Respmod, Limits::default());
         let mut buf = BytesMut::from(raw.as_bytes());

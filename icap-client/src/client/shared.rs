@@ -11,7 +11,7 @@ use tokio::sync::broadcast;
 
 use super::cfg::ClientConfig;
 use crate::connection::ExchangeError;
-use crate::events::HealthEvent;
+use crate::events::{HealthEvent, HealthSink};
 use crate::server::{ServerHandle, ServerState};
 
 pub(super) struct Inner {
@@ -22,12 +22,9 @@ pub(super) struct Inner {
     /// The next round-robin start.
     pub(super) rr: AtomicUsize,
     health: broadcast::Sender<HealthEvent>,
-    /// Who else hears of health changes, synchronously (a [`Guard`](crate::Guard)'s
-    /// channel); each returns false once it is gone and is then dropped.
-    forwards: std::sync::Mutex<Vec<HealthForward>>,
+    /// Who else hears of health changes (a [`Guard`](crate::Guard)'s channel).
+    sinks: std::sync::Mutex<Vec<Box<dyn HealthSink>>>,
 }
-
-type HealthForward = Box<dyn Fn(&HealthEvent) -> bool + Send + Sync>;
 
 /// A scan client for one or more ICAP servers. Cheap to clone; clones share the pools,
 /// caches and health state. Safe to use from many tasks at once.
@@ -72,7 +69,7 @@ impl Client {
                 servers,
                 rr: AtomicUsize::new(0),
                 health,
-                forwards: std::sync::Mutex::new(Vec::new()),
+                sinks: std::sync::Mutex::new(Vec::new()),
             }),
         }
     }
@@ -99,22 +96,20 @@ impl Client {
         self.inner.health.subscribe()
     }
 
-    /// Calls `f` with every health change, in the task that noticed it, until `f` returns
-    /// false.
-    pub(crate) fn forward_health(&self, f: impl Fn(&HealthEvent) -> bool + Send + Sync + 'static) {
-        self.inner
-            .forwards
-            .lock()
-            .expect("forwards lock")
-            .push(Box::new(f));
+    /// Delivers every health change to `sink` too, for as long as it is alive.
+    pub(crate) fn forward_health(&self, sink: impl HealthSink + 'static) {
+        let mut sinks = self.inner.sinks.lock().expect("sinks lock");
+        sinks.retain(|s| s.is_alive());
+        sinks.push(Box::new(sink));
     }
 
     pub(super) fn emit_health(&self, h: HealthEvent) {
-        self.inner
-            .forwards
-            .lock()
-            .expect("forwards lock")
-            .retain(|f| f(&h));
+        let mut sinks = self.inner.sinks.lock().expect("sinks lock");
+        sinks.retain(|s| s.is_alive());
+        for s in sinks.iter() {
+            s.deliver(&h);
+        }
+        drop(sinks);
         // No subscriber is fine: events are optional for the embedding product.
         let _ = self.inner.health.send(h);
     }
@@ -139,4 +134,36 @@ impl Client {
 /// while idle, so one retry on a fresh connection is safe.
 pub(super) fn is_stale(e: &ExchangeError) -> bool {
     e.error.is_closed() && !e.response_started && !e.too_large
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Client, Event, Guard, HealthEvent, Policy};
+
+    #[test]
+    fn dropped_guards_leave_no_sink_behind() {
+        let client = Client::builder()
+            .server("icap://127.0.0.1:1344/avscan")
+            .build()
+            .expect("valid client");
+        for _ in 0..100 {
+            drop(Guard::new(client.clone(), Policy::default()).expect("guard"));
+        }
+        let guard = Guard::new(client.clone(), Policy::default()).expect("guard");
+        assert_eq!(client.inner.sinks.lock().expect("sinks lock").len(), 1);
+        let mut rx = guard.subscribe();
+        let mut health = client.subscribe();
+        client.emit_health(HealthEvent::Up {
+            server: "icap://127.0.0.1:1344/avscan".into(),
+            message: "back".into(),
+        });
+        assert!(matches!(rx.try_recv(), Ok(Event::Alert(a)) if a.message == "back"));
+        assert!(matches!(health.try_recv(), Ok(HealthEvent::Up { .. })));
+        drop(guard);
+        client.emit_health(HealthEvent::Up {
+            server: "icap://127.0.0.1:1344/avscan".into(),
+            message: "again".into(),
+        });
+        assert!(client.inner.sinks.lock().expect("sinks lock").is_empty());
+    }
 }
