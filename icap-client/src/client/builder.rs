@@ -11,7 +11,7 @@ use icap_proto::{HeaderValue, Headers, Limits, Method, OptionsRules, Scheme, Uri
 
 use super::cfg::ClientConfig;
 use super::heads::push_header;
-use super::shared::Client;
+use super::shared::{Client, LOG_TARGET};
 use crate::config::{HealthConfig, PreviewMode, Roots, Strategy, Timeouts, TlsOptions};
 use crate::error::Error;
 use crate::identity::IdentityHeaders;
@@ -304,7 +304,7 @@ impl ClientBuilder {
             .map_err(|_| Error::config("invalid HTTP host"))?;
         let tls = if cfg.servers.iter().any(|u| u.scheme() == Scheme::Icaps) {
             if cfg.tls.danger_accept_invalid_certs {
-                tracing::warn!(
+                tracing::warn!(target: LOG_TARGET,
                     "danger_accept_invalid_certs: TLS certificates of ICAP servers will NOT be verified"
                 );
             }

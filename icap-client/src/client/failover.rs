@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use super::meta::ScanMeta;
-use super::shared::Client;
+use super::shared::{Client, LOG_TARGET};
 use super::source::Source;
 use crate::config::Strategy;
 use crate::error::{Error, ErrorKind, Phase};
@@ -69,7 +69,7 @@ impl Client {
                     return v;
                 }
                 Err(e) => {
-                    tracing::debug!(server = %server.url, error = %e, "scan attempt failed");
+                    tracing::debug!(target: LOG_TARGET, server = %server.url, error = %e, "scan attempt failed");
                     if !e.is_server_failure() {
                         return Verdict::Failed { error: e };
                     }
@@ -87,7 +87,7 @@ impl Client {
                     if retries_left > 0 && src.rewindable() {
                         let pause = backoff(cfg.retry_backoff, cfg.retries - retries_left);
                         retries_left -= 1;
-                        tracing::debug!(ms = pause.as_millis() as u64, "retrying after a pause");
+                        tracing::debug!(target: LOG_TARGET, ms = pause.as_millis() as u64, "retrying after a pause");
                         tokio::time::sleep(pause).await;
                         // The retry goes to the next server, or the same one if it is alone.
                         if order.len() > 1 {
@@ -118,7 +118,7 @@ impl Client {
     }
 
     pub(super) fn announce_down(&self, s: &ServerState, e: &Error) {
-        tracing::warn!(server = %s.url, error = %e, "ICAP server marked down");
+        tracing::warn!(target: LOG_TARGET, server = %s.url, error = %e, "ICAP server marked down");
         self.emit_health(HealthEvent::Down {
             server: s.url.clone(),
             message: format!("ICAP server {} is unavailable: {e}", s.url),
@@ -126,7 +126,7 @@ impl Client {
     }
 
     fn announce_up(&self, s: &ServerState) {
-        tracing::info!(server = %s.url, "ICAP server is back");
+        tracing::info!(target: LOG_TARGET, server = %s.url, "ICAP server is back");
         self.emit_health(HealthEvent::Up {
             server: s.url.clone(),
             message: format!("ICAP server {} is available again", s.url),

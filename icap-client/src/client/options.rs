@@ -9,7 +9,7 @@ use icap_proto::{Method, OptionsResponse};
 use tokio::time::Instant;
 
 use super::heads::options_head;
-use super::shared::{Client, is_stale};
+use super::shared::{Client, LOG_TARGET, is_stale};
 use crate::connection::{ExchangeError, Outgoing};
 use crate::error::{Error, Phase};
 use crate::server::{ServerHandle, ServerState};
@@ -97,7 +97,7 @@ impl Client {
                     return Ok((o, OptionsTiming { connect, rtt, tls }));
                 }
                 Err(e) if co.reused && !fresh && is_stale(&e) => {
-                    tracing::debug!(server = %s.url, "pooled connection was stale; retrying OPTIONS on a fresh one");
+                    tracing::debug!(target: LOG_TARGET, server = %s.url, "pooled connection was stale; retrying OPTIONS on a fresh one");
                     fresh = true;
                 }
                 Err(e) => return Err(e.error),

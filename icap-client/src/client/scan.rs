@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use super::heads::scan_head;
 use super::meta::ScanMeta;
-use super::shared::{Client, is_stale};
+use super::shared::{Client, LOG_TARGET, is_stale};
 use super::source::{Source, open_checked};
 use crate::config::PreviewMode;
 use crate::connection::{BodyPlan, BodySource, ExchangeOutcome, FileStamp, Outgoing};
@@ -100,12 +100,11 @@ impl Client {
             report.verdict = Verdict::NotScanned {
                 reason: NotScannedReason::TooLarge { size, limit },
             };
-            tracing::debug!(size, limit, "not scanned: larger than the size limit");
+            tracing::debug!(target: LOG_TARGET, size, limit, "not scanned: larger than the size limit");
             return report;
         }
         let deadline = cfg.timeouts.deadline_for(size.unwrap_or(0));
-        let span =
-            tracing::debug_span!("scan", file = meta.filename.as_deref().unwrap_or("-"), size);
+        let span = tracing::debug_span!(target: LOG_TARGET, "scan", file = meta.filename.as_deref().unwrap_or("-"), size);
         let fut = tracing::Instrument::instrument(
             self.scan_servers(&mut src, size, meta, &mut report),
             span,
@@ -127,7 +126,7 @@ impl Client {
             Verdict::Failed { error }
         };
         report.duration = start.elapsed();
-        tracing::debug!(
+        tracing::debug!(target: LOG_TARGET,
             verdict = report.verdict.label(),
             server = report.server.as_deref().unwrap_or("-"),
             status = report.status,
@@ -254,7 +253,7 @@ impl Client {
                     });
                 }
                 Err(e) if co.reused && !fresh && is_stale(&e) && src.rewindable() => {
-                    tracing::debug!(server = %s.url, "pooled connection was stale; retrying on a fresh one");
+                    tracing::debug!(target: LOG_TARGET, server = %s.url, "pooled connection was stale; retrying on a fresh one");
                     report.attempts += 1;
                     fresh = true;
                 }
@@ -284,7 +283,7 @@ impl Client {
         }
         report.sha256 = ex.sent_sha256.map(|d| hex(&d));
         s.note_istag(ex.head.istag());
-        tracing::debug!(
+        tracing::debug!(target: LOG_TARGET,
             status = ex.head.status.as_u16(),
             sent = ex.sent,
             received = ex.body_len,

@@ -26,6 +26,10 @@ pub(super) struct Inner {
     sinks: std::sync::Mutex<Vec<Box<dyn HealthSink>>>,
 }
 
+/// The log target of everything in `client/`: the one the client logged under before it
+/// was split into files, so `RUST_LOG=icap_client::client=debug` keeps working.
+pub(super) const LOG_TARGET: &str = "icap_client::client";
+
 /// A scan client for one or more ICAP servers. Cheap to clone; clones share the pools,
 /// caches and health state. Safe to use from many tasks at once.
 ///
