@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::client::Client;
 use crate::error::{Error, ErrorKind, Phase, TlsProblem};
+use crate::server::ServerHandle;
 use crate::verdict::ser_duration_ms;
 
 /// What the test found, as one word a program can act on.
@@ -37,12 +38,12 @@ pub enum Diagnosis {
     ServiceNotFound,
     /// The service does not offer the method scans use.
     MethodNotOffered {
-        /// The method.
+        /// The method that is missing from the answer's `Methods` (`RESPMOD`, `REQMOD`).
         method: String,
     },
-    /// A timeout.
+    /// No answer in time.
     Timeout {
-        /// Where.
+        /// Which timer fired: connect, TLS handshake, sending, waiting for the answer, ...
         phase: Phase,
     },
     /// The server closed the connection without a complete answer.
@@ -52,9 +53,9 @@ pub enum Diagnosis {
     MissingIsTag,
     /// The answer is not valid ICAP.
     Protocol,
-    /// Another status.
+    /// An error status other than `404` (service) and `405` (method), such as `503`.
     Status {
-        /// The status.
+        /// The ICAP status code.
         code: u16,
     },
 }
@@ -111,9 +112,9 @@ impl From<&OptionsResponse> for OptionsSummary {
 /// The result of the ICAP Test against one server.
 #[derive(Debug, Clone, Serialize)]
 pub struct OptionsReport {
-    /// The server URL.
+    /// The server URL tested, as configured.
     pub server: String,
-    /// Whether everything is fine.
+    /// Whether the service answered and offers the method scans use.
     pub ok: bool,
     /// What was found.
     pub diagnosis: Diagnosis,
@@ -249,18 +250,18 @@ impl Client {
     /// answer and timings for each.
     pub async fn test(&self) -> Vec<OptionsReport> {
         let mut out = Vec::new();
-        for i in 0..self.servers().len() {
-            out.push(self.test_server(i).await);
+        for server in self.server_handles() {
+            out.push(self.test_server(&server).await);
         }
         out
     }
 
-    /// The ICAP Test against server `i`.
-    pub async fn test_server(&self, i: usize) -> OptionsReport {
+    /// The ICAP Test against one server (see [`Client::server`]).
+    pub async fn test_server(&self, handle: &ServerHandle) -> OptionsReport {
         let start = tokio::time::Instant::now();
-        let server = self.servers()[i].clone();
-        let method = self.cfg_method();
-        match self.options_raw(i).await {
+        let server = handle.url().to_owned();
+        let method = self.method();
+        match self.options_raw(handle).await {
             Ok((o, timing)) => {
                 let offered = o.methods.is_empty() || o.supports(method);
                 let (diagnosis, hint) = if offered {

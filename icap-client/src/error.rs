@@ -145,7 +145,8 @@ impl Error {
         Error::closed(format!("{what}: {e}")).with_source(e)
     }
 
-    /// The kind.
+    /// What kind of failure this is, the part a caller can act on (retry, fix the
+    /// configuration, report the server).
     pub fn kind(&self) -> &ErrorKind {
         &self.kind
     }

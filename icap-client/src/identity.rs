@@ -44,16 +44,16 @@ impl UserType {
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Uploader {
-    /// User name.
+    /// The account name, sent in the user-name identity header.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// E-mail address.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
-    /// Account type.
+    /// Full, guest or external account, sent in the user-type header.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user_type: Option<UserType>,
-    /// Group names.
+    /// The groups the account belongs to, sent comma-separated in the group header.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub groups: Vec<String>,
     /// The uploader's IP address.

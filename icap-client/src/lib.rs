@@ -24,6 +24,38 @@
 //!    mtime) before the terminal chunk; otherwise Failed{Source}, nothing sent
 //! ```
 //!
+//! Events: a bare [`Client`] announces only server health ([`HealthEvent`]: down, up) on
+//! [`Client::subscribe`]. A [`Guard`] has its own channel ([`Guard::subscribe`]) with its
+//! alerts, notices and audit entries, and forwards each health change into it as an
+//! [`Alert`], in order, in the task that noticed it.
+//!
+//! # Layout
+//!
+//! Each module imports only modules listed below it (`tests/e2e/layers.rs` checks that
+//! there is no import circle, in the library and in the binary:
+//! `cargo test -p icap-client --test e2e layers`).
+//!
+//! ```text
+//!  policy.rs      Guard, Policy: the file's fate, audit log, alerts and notices
+//!  settings/      the TOML file (sections, durations) → ClientBuilder + Policy
+//!  diagnosis.rs   the ICAP Test: OPTIONS with a diagnosis per server
+//!  client/        Client, one responsibility per file:
+//!                   scan · failover (order, retries, health, probe) · options (cache)
+//!                   builder · shared (Client, its state, accessors, health channel)
+//!                   heads (request heads, pure) · source · meta (ScanMeta) · cfg
+//!  events.rs      HealthEvent, Alert, Notice, Event
+//!  audit.rs       AuditEntry, Action: the typed audit line and its JSON
+//!  server.rs      per-server state: pool, cached OPTIONS, health; ServerHandle
+//!  verdict.rs     Verdict, ScanReport, Threat: an exchange's outcome → a verdict
+//!  connection/    Connection: the exchange loop · sender (source integrity) · plan · wire
+//!  transport.rs   TCP (bind, keepalive) and TLS streams · tls.rs rustls configuration
+//!  identity.rs    uploader identity headers · config.rs timeouts, health, TLS options
+//!  error.rs       Error, ErrorKind, Phase · hex.rs digests as hex
+//! ```
+//!
+//! The `icap-client` binary (feature `cli`) adds `main.rs`, `cli/` (arguments, settings
+//! merging, `scan`, `options`, `doctor`, output escaping) and `bench/` (the load generator).
+//!
 //! Every outcome is a [`Verdict`]: `Clean`, `Infected { threats }`, `Modified`,
 //! `NotScanned { reason }` or `Failed { error }`. `Clean` comes only from a complete,
 //! legal answer about exactly the bytes of the file; an error never turns into `Clean`,
@@ -58,12 +90,14 @@
 //! [`ClientBuilder::wire_log`] is set ("network payload debug logging"): every head in
 //! full and at most the configured number of body bytes per message.
 
+mod audit;
 mod client;
 mod config;
 mod connection;
 mod diagnosis;
 mod error;
 mod events;
+mod hex;
 mod identity;
 mod policy;
 mod server;
@@ -72,6 +106,7 @@ mod tls;
 mod transport;
 mod verdict;
 
+pub use audit::{Action, AuditEntry};
 pub use client::{Client, ClientBuilder, DEFAULT_MAX_ADAPTED_BODY, ScanMeta};
 pub use config::{
     DEFAULT_MAX_SIZE, HealthConfig, Keepalive, MAX_TIMEOUT, PreviewMode, Roots, Strategy, Timeouts,
@@ -79,8 +114,9 @@ pub use config::{
 };
 pub use diagnosis::{Diagnosis, OptionsReport, OptionsSummary, diagnose};
 pub use error::{Error, ErrorKind, Phase, TlsProblem};
-pub use events::{Alert, AlertKind, Event, Notice};
+pub use events::{Alert, AlertKind, Event, HealthEvent, Notice};
 pub use icap_proto::{Method, OptionsRules};
 pub use identity::{IdentityHeaders, Uploader, UserType};
-pub use policy::{Action, AuditEntry, FileAction, Guard, Outcome, Policy};
-pub use verdict::{NotScannedReason, ScanReport, Threat, Verdict};
+pub use policy::{FileAction, Guard, Outcome, Policy};
+pub use server::ServerHandle;
+pub use verdict::{NotScannedReason, ScanReport, Threat, Verdict, VerdictKind};

@@ -6,7 +6,7 @@ use icap_proto::verdict::{self, ThreatSource};
 use icap_proto::{Method, ResponseHead};
 use serde::Serialize;
 
-use crate::connection::Exchange;
+use crate::connection::ExchangeOutcome;
 use crate::error::{Error, ErrorKind};
 
 /// One threat the server reported.
@@ -14,9 +14,10 @@ use crate::error::{Error, ErrorKind};
 pub struct Threat {
     /// The threat name as the server reported it.
     pub name: String,
-    /// Where it was reported: `x-infection-found`, `x-violations-found`, `x-virus-id` or
-    /// `http-block` (an embedded 403 block page or vendor headers).
-    pub source: &'static str,
+    /// Where it was reported; serialized as `x-infection-found`, `x-violations-found`,
+    /// `x-virus-id` or `http-block` (an embedded 403 block page or vendor headers).
+    #[serde(serialize_with = "ser_threat_source")]
+    pub source: ThreatSource,
     /// The file inside the scanned object, when the server names one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub file: Option<String>,
@@ -26,15 +27,25 @@ impl From<verdict::Threat> for Threat {
     fn from(t: verdict::Threat) -> Self {
         Threat {
             name: t.name,
-            source: match t.source {
-                ThreatSource::InfectionFound => "x-infection-found",
-                ThreatSource::ViolationsFound => "x-violations-found",
-                ThreatSource::VirusId => "x-virus-id",
-                ThreatSource::HttpBlock => "http-block",
-            },
+            source: t.source,
             file: t.file.filter(|f| f != "-"),
         }
     }
+}
+
+/// The word the JSON output has always used for a threat's source.
+pub(crate) fn threat_source_label(s: ThreatSource) -> &'static str {
+    match s {
+        ThreatSource::InfectionFound => "x-infection-found",
+        ThreatSource::ViolationsFound => "x-violations-found",
+        ThreatSource::VirusId => "x-virus-id",
+        ThreatSource::HttpBlock => "http-block",
+    }
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's serialize_with passes a reference
+fn ser_threat_source<S: serde::Serializer>(s: &ThreatSource, ser: S) -> Result<S::Ok, S::Error> {
+    ser.serialize_str(threat_source_label(*s))
 }
 
 /// Why a file was not scanned.
@@ -46,7 +57,7 @@ pub enum NotScannedReason {
     TooLarge {
         /// The file size (or the bytes read before the limit was passed).
         size: u64,
-        /// The limit.
+        /// The configured [`max_size`](crate::ClientBuilder::max_size) it exceeded.
         limit: u64,
     },
     /// The server could not scan the content (encrypted archive, ...): `X-Error-Code`.
@@ -58,7 +69,7 @@ pub enum NotScannedReason {
     },
     /// The service lists the file's extension in `Transfer-Ignore`.
     IgnoredByServer {
-        /// The extension.
+        /// The extension, without its dot, as the service's `Transfer-Ignore` lists it.
         extension: String,
     },
 }
@@ -84,7 +95,7 @@ pub enum Verdict {
     },
     /// The file was not scanned.
     NotScanned {
-        /// Why.
+        /// Why: too large, unscannable for the server, or an extension it ignores.
         reason: NotScannedReason,
     },
     /// The scan failed: refused, timeout, TLS, protocol violation, `5xx`...
@@ -95,15 +106,16 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    /// `Clean`.
+    /// Whether the server vouched for exactly these bytes (the only outcome that lets a
+    /// file through unconditionally).
     pub fn is_clean(&self) -> bool {
         matches!(self, Verdict::Clean)
     }
-    /// `Infected`.
+    /// Whether the server named at least one threat.
     pub fn is_infected(&self) -> bool {
         matches!(self, Verdict::Infected { .. })
     }
-    /// `Failed`.
+    /// Whether the scan failed, so nothing is known about the file.
     pub fn is_failed(&self) -> bool {
         matches!(self, Verdict::Failed { .. })
     }
@@ -121,15 +133,50 @@ impl Verdict {
             _ => None,
         }
     }
+    /// Which of the five outcomes this is, without its details.
+    pub fn kind(&self) -> VerdictKind {
+        match self {
+            Verdict::Clean => VerdictKind::Clean,
+            Verdict::Infected { .. } => VerdictKind::Infected,
+            Verdict::Modified { .. } => VerdictKind::Modified,
+            Verdict::NotScanned { .. } => VerdictKind::NotScanned,
+            Verdict::Failed { .. } => VerdictKind::Failed,
+        }
+    }
     /// A short word for logs and the CLI: `clean`, `infected`, `modified`, `not_scanned`,
     /// `failed`.
     pub fn label(&self) -> &'static str {
+        self.kind().label()
+    }
+}
+
+/// The outcome of a scan without its details: what the audit log records. Serializes as
+/// its [`label`](VerdictKind::label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum VerdictKind {
+    /// See [`Verdict::Clean`].
+    Clean,
+    /// See [`Verdict::Infected`].
+    Infected,
+    /// See [`Verdict::Modified`].
+    Modified,
+    /// See [`Verdict::NotScanned`].
+    NotScanned,
+    /// See [`Verdict::Failed`].
+    Failed,
+}
+
+impl VerdictKind {
+    /// `clean`, `infected`, `modified`, `not_scanned` or `failed`.
+    pub fn label(self) -> &'static str {
         match self {
-            Verdict::Clean => "clean",
-            Verdict::Infected { .. } => "infected",
-            Verdict::Modified { .. } => "modified",
-            Verdict::NotScanned { .. } => "not_scanned",
-            Verdict::Failed { .. } => "failed",
+            VerdictKind::Clean => "clean",
+            VerdictKind::Infected => "infected",
+            VerdictKind::Modified => "modified",
+            VerdictKind::NotScanned => "not_scanned",
+            VerdictKind::Failed => "failed",
         }
     }
 }
@@ -137,12 +184,12 @@ impl Verdict {
 /// A verdict with what is known about how it came about.
 #[derive(Debug, Clone, Serialize)]
 pub struct ScanReport {
-    /// The verdict.
+    /// What the scan found; flattened into the report's JSON (`"verdict": "clean"`, ...).
     #[serde(flatten)]
     pub verdict: Verdict,
     /// The server URL that answered (or was last tried).
     pub server: Option<String>,
-    /// The service name.
+    /// The service name of that server (the URL's path).
     pub service: Option<String>,
     /// The `ISTag` of the answer.
     pub istag: Option<String>,
@@ -179,7 +226,7 @@ fn error_code(head: &ResponseHead) -> Option<String> {
 
 /// Maps a response to a verdict. An infection signalled anywhere wins over everything
 /// else, so an error status can never hide it.
-pub(crate) fn from_exchange(method: Method, ex: &Exchange) -> Verdict {
+pub(crate) fn from_exchange(method: Method, ex: &ExchangeOutcome) -> Verdict {
     let head = &ex.head;
     let threats: Vec<Threat> = verdict::threats(head)
         .into_iter()
@@ -257,6 +304,36 @@ mod tests {
     use bytes::BytesMut;
     use icap_proto::{Event, Limits, ResponseDecoder};
 
+    #[test]
+    fn threat_sources_serialize_as_they_always_did() {
+        let cases = [
+            (ThreatSource::InfectionFound, "x-infection-found"),
+            (ThreatSource::ViolationsFound, "x-violations-found"),
+            (ThreatSource::VirusId, "x-virus-id"),
+            (ThreatSource::HttpBlock, "http-block"),
+        ];
+        for (source, word) in cases {
+            let t = Threat {
+                name: "Eicar".into(),
+                source,
+                file: None,
+            };
+            assert_eq!(
+                serde_json::to_string(&t).expect("serialises"),
+                format!(r#"{{"name":"Eicar","source":"{word}"}}"#)
+            );
+        }
+        let t = Threat {
+            name: "W".into(),
+            source: ThreatSource::ViolationsFound,
+            file: Some("a.zip/b.exe".into()),
+        };
+        assert_eq!(
+            serde_json::to_string(&t).expect("serialises"),
+            r#"{"name":"W","source":"x-violations-found","file":"a.zip/b.exe"}"#
+        );
+    }
+
     fn head(raw: &str) -> ResponseHead {
         let mut dec = ResponseDecoder::new(Method::Respmod, Limits::default());
         let mut buf = BytesMut::from(raw.as_bytes());
@@ -266,9 +343,9 @@ mod tests {
         }
     }
 
-    fn ex(h: ResponseHead, sent: &[u8], back: Option<&[u8]>) -> Exchange {
+    fn ex(h: ResponseHead, sent: &[u8], back: Option<&[u8]>) -> ExchangeOutcome {
         use sha2::Digest;
-        Exchange {
+        ExchangeOutcome {
             head: h,
             body_len: back.map_or(0, |b| b.len() as u64),
             body_sha256: back.map(|b| sha2::Sha256::digest(b).into()),

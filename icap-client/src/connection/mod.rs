@@ -5,20 +5,25 @@
 //! This module moves bytes and runs timers; it decides nothing about what is legal. Which
 //! response may follow which request, and whether the connection may carry another one, is
 //! the exchange's answer. What stays here is the one rule that is about the file rather
-//! than the protocol: the body sent is exactly the file (see [`Sender`]).
+//! than the protocol: the body sent is exactly the file (see `sender.rs`).
 //!
 //! A transaction is full duplex: while the body is being sent, the response is read, so a
 //! server that decides early (or streams its answer while reading) never deadlocks us.
+//!
+//! ```text
+//!  mod.rs     Connection: the exchange loop (write while reading, timers, reuse)
+//!  sender.rs  the body from its source, source integrity, chunk framing
+//!  plan.rs    what goes in (Outgoing, BodyPlan) and what comes out (ExchangeOutcome)
+//!  wire.rs    the outgoing queue (vectored writes), the payload log
+//! ```
 
-use std::collections::VecDeque;
-use std::io::IoSlice;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use icap_proto::exchange::{
     ClientEvent, ClientExchange, PreviewPlan, ProtocolError, RequestPlan, Reuse,
 };
-use icap_proto::{Headers, Limits, Method, ResponseHead, chunked};
+use icap_proto::{Headers, Limits, chunked};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
@@ -26,115 +31,19 @@ use tokio::time::Instant;
 use crate::config::Timeouts;
 use crate::error::{Error, ErrorKind, Phase};
 
-/// Target of the network payload log.
-pub(crate) const WIRE_TARGET: &str = "icap_client::wire";
+mod plan;
+mod sender;
+mod wire;
+
+pub(crate) use plan::{BodyPlan, BodySource, ExchangeError, ExchangeOutcome, FileStamp, Outgoing};
+
+use sender::{Next, SendState, Sender};
+use wire::{OutQueue, wire_log};
 
 /// `now + d`, saturating far in the future instead of overflowing on a huge timeout.
 pub(crate) fn after(now: Instant, d: Duration) -> Instant {
     now.checked_add(d)
         .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
-}
-
-/// Size and modification time of a file, taken before its scan and compared after its last
-/// byte was read: a file that changed under the upload gets no verdict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct FileStamp {
-    pub(crate) len: u64,
-    pub(crate) modified: Option<SystemTime>,
-}
-
-impl FileStamp {
-    pub(crate) fn of(m: &std::fs::Metadata) -> Self {
-        FileStamp {
-            len: m.len(),
-            modified: m.modified().ok(),
-        }
-    }
-}
-
-/// Where body bytes come from.
-pub(crate) enum BodySource<'a> {
-    /// A file opened for this attempt, with the stamp taken before the scan.
-    File(&'a mut tokio::fs::File, FileStamp),
-    /// Any reader.
-    Reader(&'a mut (dyn AsyncRead + Unpin + Send)),
-    /// Sliced from memory without copying.
-    Memory(Bytes),
-}
-
-/// Where the body of a request comes from and how to send it.
-pub(crate) struct BodyPlan<'a> {
-    pub(crate) source: BodySource<'a>,
-    /// Bytes to send as a preview, or `None` to send the whole body at once.
-    pub(crate) preview: Option<u64>,
-    pub(crate) chunk_size: usize,
-    /// The size the request announced (`Content-Length` of the embedded head): exactly this
-    /// many bytes must come from the source, no fewer, no more. `None`: unknown, read to EOF.
-    pub(crate) declared: Option<u64>,
-    /// Abort when a body of unknown size turns out longer than this.
-    pub(crate) max_size: Option<u64>,
-    /// Compute the SHA-256 of the body sent and of the body received.
-    pub(crate) digest: bool,
-}
-
-/// One request to send: the encoded head and, except for `OPTIONS`, a body.
-pub(crate) struct Outgoing<'a> {
-    pub(crate) method: Method,
-    /// The head carries `Allow: 204`.
-    pub(crate) allow_204: bool,
-    pub(crate) head: Bytes,
-    pub(crate) body: Option<BodyPlan<'a>>,
-    /// The most body bytes read back from the answer (`None`: no cap).
-    pub(crate) max_answer_body: Option<u64>,
-}
-
-/// What came back, and what happened on the way.
-#[derive(Debug)]
-#[allow(clippy::struct_excessive_bools)] // independent facts of one exchange, not a state
-pub(crate) struct Exchange {
-    pub(crate) head: ResponseHead,
-    /// Body bytes received (they are hashed and dropped, never kept).
-    pub(crate) body_len: u64,
-    pub(crate) body_sha256: Option<[u8; 32]>,
-    /// Body bytes sent.
-    pub(crate) sent: u64,
-    pub(crate) sent_sha256: Option<[u8; 32]>,
-    /// The whole body was sent and checked against its source (in the preview with
-    /// `ieof`, or up to the terminal chunk).
-    pub(crate) body_complete: bool,
-    /// The response ended before the request was completely sent.
-    pub(crate) early: bool,
-    /// The final answer came in reply to the preview, before any `100 Continue`.
-    pub(crate) answered_in_preview: bool,
-    /// The preview was answered with `100 Continue`.
-    pub(crate) continued: bool,
-    /// The preview held the whole body (`0; ieof`).
-    pub(crate) ieof: bool,
-    /// The connection may carry the next request.
-    pub(crate) reusable: bool,
-}
-
-/// Why an exchange did not produce a response.
-#[derive(Debug)]
-pub(crate) struct ExchangeError {
-    pub(crate) error: Error,
-    /// A byte of the response had arrived (so the connection was not merely stale).
-    pub(crate) response_started: bool,
-    /// Body bytes read from the source so far (a retry needs a fresh source if > 0).
-    pub(crate) source_read: u64,
-    /// The body exceeded `max_size`.
-    pub(crate) too_large: bool,
-}
-
-impl ExchangeError {
-    fn new(error: Error) -> Self {
-        ExchangeError {
-            error,
-            response_started: false,
-            source_read: 0,
-            too_large: false,
-        }
-    }
 }
 
 /// Maps what the peer did wrong to the client's error kinds: closes are `Closed` (a stale
@@ -149,78 +58,6 @@ fn peer_error(e: ProtocolError) -> Error {
         }
         e => Error::protocol(format!("invalid response: {e} ({})", e.rule())).with_source(e),
     }
-}
-
-/// Outgoing bytes as a queue of pieces, written with vectored I/O, so a body chunk goes
-/// out without being copied next to its size line.
-#[derive(Default)]
-struct OutQueue {
-    parts: VecDeque<Bytes>,
-    len: usize,
-}
-
-impl OutQueue {
-    fn push(&mut self, b: Bytes) {
-        if !b.is_empty() {
-            self.len += b.len();
-            self.parts.push_back(b);
-        }
-    }
-}
-
-impl Buf for OutQueue {
-    fn remaining(&self) -> usize {
-        self.len
-    }
-    fn chunk(&self) -> &[u8] {
-        self.parts.front().map_or(&[], |b| &b[..])
-    }
-    fn chunks_vectored<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
-        let mut n = 0;
-        for (slot, part) in dst.iter_mut().zip(&self.parts) {
-            *slot = IoSlice::new(part);
-            n += 1;
-        }
-        n
-    }
-    fn advance(&mut self, mut cnt: usize) {
-        self.len -= cnt;
-        while cnt > 0 {
-            let front = self.parts.front_mut().expect("advance within remaining");
-            if cnt >= front.len() {
-                cnt -= front.len();
-                self.parts.pop_front();
-            } else {
-                front.advance(cnt);
-                cnt = 0;
-            }
-        }
-    }
-}
-
-/// What comes after the queued bytes are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Next {
-    /// The preview (without `ieof`) is out: tell the exchange, wait for its answer.
-    AwaitContinue,
-    /// Go on with the body.
-    Body,
-    /// The whole request is out: tell the exchange.
-    Done,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SendState {
-    /// Write the queue, flush, then go to `Next`.
-    Flushing(Next),
-    /// Preview sent; waiting for `100 Continue` or a final answer.
-    AwaitContinue,
-    /// Sending the rest of the body.
-    Body,
-    /// The whole request is out.
-    Done,
-    /// Writing failed, or the answer made the rest pointless; only reading goes on.
-    Stopped,
 }
 
 /// A connection to an ICAP server.
@@ -272,7 +109,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         &mut self,
         out: Outgoing<'_>,
         t: &Timeouts,
-    ) -> Result<Exchange, ExchangeError> {
+    ) -> Result<ExchangeOutcome, ExchangeError> {
         let Connection {
             stream,
             buf,
@@ -535,7 +372,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             .expect("a finished exchange has a final head");
         let body_complete = sender.eof && (ieof || request_complete);
         *transactions += 1;
-        Ok(Exchange {
+        Ok(ExchangeOutcome {
             head,
             body_len: resp.body_len,
             body_sha256: resp.hasher.map(|h| h.finalize().into()),
@@ -578,238 +415,12 @@ impl Received {
     }
 }
 
-/// Reads the body from its source and queues it as chunks.
-///
-/// Source integrity: a body with a declared size must yield exactly that many bytes. A
-/// source that ends early, one that still has bytes past the declared size, and a file
-/// whose size or modification time changed since the scan began are a `Source` error
-/// raised *before* the terminal chunk is queued, so no server ever answers for a part of
-/// a file (the caller drops the connection).
-struct Sender {
-    state: SendState,
-    /// Reused read buffer for body chunks.
-    chunk: BytesMut,
-    /// Bytes read past the preview, sent first after `100 Continue`.
-    carry: Bytes,
-    /// Body bytes read from the source.
-    read: u64,
-    hasher: Option<Sha256>,
-    /// The source is exhausted (and checked); the last chunk may be queued.
-    eof: bool,
-    body_logged: usize,
-}
-
-fn source_error(msg: String, read: u64) -> ExchangeError {
-    let mut e = ExchangeError::new(Error::new(ErrorKind::Source, msg));
-    e.source_read = read;
-    e
-}
-
-impl Sender {
-    /// Reads up to `want` bytes (fewer only at the end of the source, never past a declared
-    /// size). Sets `eof` once the source is exhausted and has passed its checks.
-    async fn read_source(
-        &mut self,
-        plan: &mut BodyPlan<'_>,
-        want: usize,
-    ) -> Result<Bytes, ExchangeError> {
-        if self.eof {
-            return Ok(Bytes::new());
-        }
-        if let BodySource::Memory(b) = &mut plan.source {
-            let data = b.split_to(want.min(b.len()));
-            self.read += data.len() as u64;
-            if let Some(h) = &mut self.hasher {
-                h.update(&data);
-            }
-            self.eof = b.is_empty();
-            return Ok(data);
-        }
-        // Never read past a declared size: what lies beyond is probed separately.
-        let want = match plan.declared {
-            Some(d) => want.min(usize::try_from(d.saturating_sub(self.read)).unwrap_or(usize::MAX)),
-            None => want,
-        };
-        self.chunk.clear();
-        self.chunk.reserve(want.min(1 << 20));
-        let mut ended = false;
-        while self.chunk.len() < want {
-            let room = (want - self.chunk.len()).min(plan.chunk_size.max(1));
-            let start = self.chunk.len();
-            self.chunk.resize(start + room, 0);
-            let n = match read_some(&mut plan.source, &mut self.chunk[start..]).await {
-                Ok(n) => n,
-                Err(e) => {
-                    let mut err = ExchangeError::new(
-                        Error::new(ErrorKind::Io, format!("reading the file: {e}")).with_source(e),
-                    );
-                    err.source_read = self.read;
-                    return Err(err);
-                }
-            };
-            self.chunk.truncate(start + n);
-            if n == 0 {
-                ended = true;
-                break;
-            }
-            self.read += n as u64;
-            if let Some(max) = plan.max_size
-                && plan.declared.is_none()
-                && self.read > max
-            {
-                let mut err = ExchangeError::new(Error::config("file larger than the size limit"));
-                err.source_read = self.read;
-                err.too_large = true;
-                return Err(err);
-            }
-        }
-        let data = self.chunk.split().freeze();
-        if let Some(h) = &mut self.hasher {
-            h.update(&data);
-        }
-        match plan.declared {
-            Some(d) if ended && self.read < d => {
-                return Err(source_error(
-                    format!(
-                        "the file ended after {} of its {d} bytes while it was being sent \
-                         (truncated or still being written); no verdict for a part of a file",
-                        self.read
-                    ),
-                    self.read,
-                ));
-            }
-            Some(d) if self.read == d => self.finish_source(plan).await?,
-            None if ended => self.eof = true,
-            _ => {}
-        }
-        Ok(data)
-    }
-
-    /// The declared size has been read: the source must be at its end, and a file must
-    /// still have the size and modification time it had when the scan began.
-    async fn finish_source(&mut self, plan: &mut BodyPlan<'_>) -> Result<(), ExchangeError> {
-        let mut probe = [0u8; 1];
-        let more = read_some(&mut plan.source, &mut probe).await.map_err(|e| {
-            let mut err = ExchangeError::new(
-                Error::new(ErrorKind::Io, format!("reading the file: {e}")).with_source(e),
-            );
-            err.source_read = self.read;
-            err
-        })?;
-        if more > 0 {
-            return Err(source_error(
-                format!(
-                    "the file has more than the {} bytes it had when the scan began \
-                     (it grew while it was being sent); no verdict for a part of a file",
-                    self.read
-                ),
-                self.read,
-            ));
-        }
-        if let BodySource::File(f, stamp) = &plan.source {
-            let now = f.metadata().await.map(|m| FileStamp::of(&m)).map_err(|e| {
-                let mut err = ExchangeError::new(
-                    Error::new(ErrorKind::Io, format!("checking the file: {e}")).with_source(e),
-                );
-                err.source_read = self.read;
-                err
-            })?;
-            if now != *stamp {
-                return Err(source_error(
-                    format!(
-                        "the file changed while it was being sent (size {} -> {}, \
-                         modification time {})",
-                        stamp.len,
-                        now.len,
-                        if now.modified == stamp.modified {
-                            "unchanged"
-                        } else {
-                            "changed"
-                        }
-                    ),
-                    self.read,
-                ));
-            }
-        }
-        self.eof = true;
-        Ok(())
-    }
-
-    /// Queues the next body chunk, or the last chunk at the end of the source.
-    async fn refill(
-        &mut self,
-        plan: &mut BodyPlan<'_>,
-        q: &mut OutQueue,
-        wire_cap: Option<usize>,
-        id: u64,
-    ) -> Result<(), ExchangeError> {
-        let data = if self.carry.is_empty() {
-            self.read_source(plan, plan.chunk_size.max(1)).await?
-        } else {
-            std::mem::take(&mut self.carry)
-        };
-        if data.is_empty() {
-            // An empty read before the end is impossible: read_source returns data or
-            // sets eof (or fails). The last chunk only ever follows a checked source.
-            debug_assert!(self.eof, "empty body read before the end of the source");
-            let mut last = BytesMut::with_capacity(8);
-            chunked::encode_last_chunk(false, &Headers::new(), &mut last);
-            wire_log(wire_cap, id, ">>", &last, usize::MAX);
-            q.push(last.freeze());
-            self.state = SendState::Flushing(Next::Done);
-        } else {
-            let mut size = BytesMut::with_capacity(20);
-            chunked::encode_chunk_header(data.len() as u64, &mut size);
-            wire_log(wire_cap, id, ">>", &size, usize::MAX);
-            self.log_body(wire_cap, id, &data);
-            q.push(size.freeze());
-            q.push(data);
-            q.push(Bytes::from_static(b"\r\n"));
-        }
-        Ok(())
-    }
-
-    fn log_body(&mut self, wire_cap: Option<usize>, id: u64, data: &[u8]) {
-        if let Some(cap) = wire_cap {
-            let budget = cap.saturating_sub(self.body_logged);
-            self.body_logged += data.len().min(budget);
-            wire_log(Some(cap), id, ">> body", data, budget);
-        }
-    }
-}
-
-async fn read_some(src: &mut BodySource<'_>, dst: &mut [u8]) -> std::io::Result<usize> {
-    match src {
-        BodySource::File(f, _) => f.read(dst).await,
-        BodySource::Reader(r) => r.read(dst).await,
-        BodySource::Memory(_) => unreachable!("memory sources are sliced, not read"),
-    }
-}
-
-fn wire_log(cap: Option<usize>, conn: u64, dir: &str, bytes: &[u8], max: usize) {
-    if cap.is_none() || bytes.is_empty() {
-        return;
-    }
-    let shown = bytes.len().min(max);
-    if shown == 0 && max == 0 {
-        tracing::debug!(target: WIRE_TARGET, conn, dir, len = bytes.len(), "(body bytes beyond the log cap)");
-        return;
-    }
-    tracing::debug!(
-        target: WIRE_TARGET,
-        conn,
-        dir,
-        len = bytes.len(),
-        "{}{}",
-        bytes[..shown].escape_ascii(),
-        if shown < bytes.len() { " [...]" } else { "" }
-    );
-}
-
 #[cfg(test)]
 mod tests {
+    use std::io::IoSlice;
     use std::time::Duration;
 
+    use icap_proto::Method;
     use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
     use super::*;

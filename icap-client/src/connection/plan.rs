@@ -1,0 +1,112 @@
+//! What goes into an exchange (the request, its body and where the body comes from) and
+//! what comes out of it (the outcome, or the error with what it means for a retry).
+
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use icap_proto::{Method, ResponseHead};
+use tokio::io::AsyncRead;
+
+use crate::error::Error;
+
+/// Size and modification time of a file, taken before its scan and compared after its last
+/// byte was read: a file that changed under the upload gets no verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FileStamp {
+    pub(crate) len: u64,
+    pub(crate) modified: Option<SystemTime>,
+}
+
+impl FileStamp {
+    pub(crate) fn of(m: &std::fs::Metadata) -> Self {
+        FileStamp {
+            len: m.len(),
+            modified: m.modified().ok(),
+        }
+    }
+}
+
+/// Where body bytes come from.
+pub(crate) enum BodySource<'a> {
+    /// A file opened for this attempt, with the stamp taken before the scan.
+    File(&'a mut tokio::fs::File, FileStamp),
+    /// Any reader.
+    Reader(&'a mut (dyn AsyncRead + Unpin + Send)),
+    /// Sliced from memory without copying.
+    Memory(Bytes),
+}
+
+/// Where the body of a request comes from and how to send it.
+pub(crate) struct BodyPlan<'a> {
+    pub(crate) source: BodySource<'a>,
+    /// Bytes to send as a preview, or `None` to send the whole body at once.
+    pub(crate) preview: Option<u64>,
+    pub(crate) chunk_size: usize,
+    /// The size the request announced (`Content-Length` of the embedded head): exactly this
+    /// many bytes must come from the source, no fewer, no more. `None`: unknown, read to EOF.
+    pub(crate) declared: Option<u64>,
+    /// Abort when a body of unknown size turns out longer than this.
+    pub(crate) max_size: Option<u64>,
+    /// Compute the SHA-256 of the body sent and of the body received.
+    pub(crate) digest: bool,
+}
+
+/// One request to send: the encoded head and, except for `OPTIONS`, a body.
+pub(crate) struct Outgoing<'a> {
+    pub(crate) method: Method,
+    /// The head carries `Allow: 204`.
+    pub(crate) allow_204: bool,
+    pub(crate) head: Bytes,
+    pub(crate) body: Option<BodyPlan<'a>>,
+    /// The most body bytes read back from the answer (`None`: no cap).
+    pub(crate) max_answer_body: Option<u64>,
+}
+
+/// What came back, and what happened on the way.
+#[derive(Debug)]
+#[allow(clippy::struct_excessive_bools)] // independent facts of one exchange, not a state
+pub(crate) struct ExchangeOutcome {
+    pub(crate) head: ResponseHead,
+    /// Body bytes received (they are hashed and dropped, never kept).
+    pub(crate) body_len: u64,
+    pub(crate) body_sha256: Option<[u8; 32]>,
+    /// Body bytes sent.
+    pub(crate) sent: u64,
+    pub(crate) sent_sha256: Option<[u8; 32]>,
+    /// The whole body was sent and checked against its source (in the preview with
+    /// `ieof`, or up to the terminal chunk).
+    pub(crate) body_complete: bool,
+    /// The response ended before the request was completely sent.
+    pub(crate) early: bool,
+    /// The final answer came in reply to the preview, before any `100 Continue`.
+    pub(crate) answered_in_preview: bool,
+    /// The preview was answered with `100 Continue`.
+    pub(crate) continued: bool,
+    /// The preview held the whole body (`0; ieof`).
+    pub(crate) ieof: bool,
+    /// The connection may carry the next request.
+    pub(crate) reusable: bool,
+}
+
+/// Why an exchange did not produce a response.
+#[derive(Debug)]
+pub(crate) struct ExchangeError {
+    pub(crate) error: Error,
+    /// A byte of the response had arrived (so the connection was not merely stale).
+    pub(crate) response_started: bool,
+    /// Body bytes read from the source so far (a retry needs a fresh source if > 0).
+    pub(crate) source_read: u64,
+    /// The body exceeded `max_size`.
+    pub(crate) too_large: bool,
+}
+
+impl ExchangeError {
+    pub(super) fn new(error: Error) -> Self {
+        ExchangeError {
+            error,
+            response_started: false,
+            source_read: 0,
+            too_large: false,
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! Durations as the configuration file and the flags write them: seconds, or text such
+//! as `"250ms"`, `"5s"`, `"2m"`, `"1h"`, bounded by [`MAX_TIMEOUT`].
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::config::MAX_TIMEOUT;
+use crate::error::{Error, escaped};
+
+/// A duration: a number of seconds or text such as `"250ms"`, `"5s"`, `"2m"`, `"1h"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum DurationSetting {
+    /// Seconds.
+    Seconds(f64),
+    /// Text.
+    Text(String),
+}
+
+/// Why a duration setting was refused. Each names the setting and quotes the value as
+/// given (escaped, so that a control character cannot break the message).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DurationError {
+    /// Not a number with a known unit.
+    #[error("{setting} = {value}: not a duration (250ms, 5s, 2m, 1h or a number of seconds)")]
+    Invalid {
+        /// The setting.
+        setting: String,
+        /// The value, escaped.
+        value: String,
+    },
+    /// Below zero.
+    #[error("{setting} = {value}: a duration cannot be negative")]
+    Negative {
+        /// The setting.
+        setting: String,
+        /// The value, escaped.
+        value: String,
+    },
+    /// NaN or infinite.
+    #[error("{setting} = {value}: not a finite number")]
+    NotFinite {
+        /// The setting.
+        setting: String,
+        /// The value, escaped.
+        value: String,
+    },
+    /// Too large for any clock (longer than about 584 billion years).
+    #[error("{setting} = {value}: too large (timeouts are cut to 365 days anyway)")]
+    TooLarge {
+        /// The setting.
+        setting: String,
+        /// The value, escaped.
+        value: String,
+    },
+}
+
+impl DurationError {
+    fn into_error(self) -> Error {
+        Error::config(self.to_string()).with_source(self)
+    }
+}
+
+impl DurationSetting {
+    /// The duration of the setting named `setting` (named in the error), at most
+    /// [`MAX_TIMEOUT`]: longer ones are cut to it.
+    pub fn get(&self, setting: &str) -> Result<Duration, Error> {
+        match self {
+            DurationSetting::Seconds(s) => {
+                seconds(*s, setting, &s.to_string()).map_err(DurationError::into_error)
+            }
+            DurationSetting::Text(t) => parse_duration_of(setting, t),
+        }
+    }
+}
+
+fn seconds(secs: f64, setting: &str, shown: &str) -> Result<Duration, DurationError> {
+    let (setting, value) = (setting.to_owned(), escaped(shown));
+    if secs.is_nan() || secs.is_infinite() {
+        return Err(DurationError::NotFinite { setting, value });
+    }
+    if secs < 0.0 {
+        return Err(DurationError::Negative { setting, value });
+    }
+    Duration::try_from_secs_f64(secs)
+        .map(|d| d.min(MAX_TIMEOUT))
+        .map_err(|_| DurationError::TooLarge { setting, value })
+}
+
+/// Parses `"250ms"`, `"5s"`, `"2m"`, `"1h"` or a bare number of seconds, at most
+/// [`MAX_TIMEOUT`] (longer ones are cut to it).
+pub fn parse_duration(t: &str) -> Result<Duration, Error> {
+    parse_duration_of("duration", t)
+}
+
+/// [`parse_duration`] for the setting named `setting`, which the error names.
+pub fn parse_duration_of(setting: &str, t: &str) -> Result<Duration, Error> {
+    let trimmed = t.trim();
+    let split = trimmed
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == '+'))
+        .unwrap_or(trimmed.len());
+    let (num, unit) = trimmed.split_at(split);
+    let invalid = || {
+        DurationError::Invalid {
+            setting: setting.to_owned(),
+            value: escaped(t),
+        }
+        .into_error()
+    };
+    let n: f64 = num.parse().map_err(|_| invalid())?;
+    let secs = match unit.trim() {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(invalid()),
+    };
+    seconds(secs, setting, t).map_err(DurationError::into_error)
+}
