@@ -78,6 +78,8 @@ enum State<H> {
         needed: usize,
         /// How far [`check_head_ends`] has looked.
         scanned: usize,
+        /// Where [`check_head_ends`] saw the first LF without a CR before it.
+        bare_lf: Option<usize>,
     },
     Body(ChunkedDecoder),
     End(BodyEnd),
@@ -175,6 +177,7 @@ impl<H: Head + Clone> Core<H> {
             enc,
             needed,
             scanned: 0,
+            bare_lf: None,
         };
         self.sections(buf)
     }
@@ -184,6 +187,7 @@ impl<H: Head + Clone> Core<H> {
             needed,
             enc,
             scanned,
+            bare_lf,
             ..
         } = &mut self.state
         else {
@@ -191,13 +195,17 @@ impl<H: Head + Clone> Core<H> {
         };
         // Before waiting for the bytes the offsets promise, and before parsing them (so that
         // any split of the input gives the same error), look for a head that ends early.
-        check_head_ends(enc, &buf[..buf.len().min(*needed)], scanned)?;
+        check_head_ends(enc, &buf[..buf.len().min(*needed)], scanned, bare_lf)?;
         if buf.len() < *needed {
             return Ok(None);
         }
         let needed = *needed;
-        let State::Sections { mut head, enc, .. } =
-            std::mem::replace(&mut self.state, State::Head { scanned: 0 })
+        let State::Sections {
+            mut head,
+            enc,
+            bare_lf,
+            ..
+        } = std::mem::replace(&mut self.state, State::Head { scanned: 0 })
         else {
             unreachable!("checked above")
         };
@@ -207,13 +215,17 @@ impl<H: Head + Clone> Core<H> {
         for (i, &(section, _)) in enc.entries()[..enc.entries().len() - 1].iter().enumerate() {
             // Section lengths were checked to fit in usize and to add up to `needed`.
             let len = usize::try_from(enc.section_len(i)).expect("checked in after_head");
-            let to = from + len;
-            let part = all.slice(from..to);
+            let (at, to) = (from, from + len);
+            let part = all.slice(at..to);
             from = to;
             if !part.ends_with(b"\r\n\r\n") {
                 return Err(DecodeError::EncapsulatedMismatch);
             }
-            parse::check_line_endings(&part)?;
+            // The sections' one scan for LF (check_head_ends) noted the first bare one; a
+            // head with one is refused here, in section order, as a scan of each would.
+            if bare_lf.is_some_and(|lf| (at..to).contains(&lf)) {
+                return Err(DecodeError::BareLineFeed);
+            }
             match section {
                 Section::ReqHdr => {
                     req = Some(HttpRequestHead::decode(&part, &self.limits, self.obs_fold)?);
@@ -243,15 +255,21 @@ impl<H: Head + Clone> Core<H> {
 /// past the real end of a head would otherwise have the decoder wait for bytes that never
 /// come. `arrived` is what has arrived of the sections (at most their total length);
 /// `scanned` is how far an earlier call looked, so a head fed in pieces is scanned once.
+/// The same scan notes in `bare_lf` the first LF not preceded by CR (embedded heads are
+/// framed by offsets, so nothing else looks at their line ends before they are parsed).
 fn check_head_ends(
     enc: &Encapsulated,
     arrived: &[u8],
     scanned: &mut usize,
+    bare_lf: &mut Option<usize>,
 ) -> Result<(), DecodeError> {
     let entries = enc.entries();
     // Three bytes back: a CRLF CRLF may straddle the end of the last call's bytes.
     let start = scanned.saturating_sub(3).min(arrived.len());
     for lf in memchr::memchr_iter(b'\n', &arrived[start..]).map(|i| i + start) {
+        if bare_lf.is_none() && (lf == 0 || arrived[lf - 1] != b'\r') {
+            *bare_lf = Some(lf);
+        }
         let Some(first) = lf.checked_sub(3) else {
             continue;
         };
