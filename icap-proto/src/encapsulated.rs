@@ -101,7 +101,44 @@ pub enum Direction {
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Encapsulated {
-    entries: Vec<(Section, u64)>,
+    entries: Entries,
+}
+
+/// At most [`MAX_ENTRIES`] entries kept in place: a decoded head needs no allocation for
+/// them. Slots past `len` keep their initial value, so the derived equality compares only
+/// what was pushed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Entries {
+    len: usize,
+    items: [(Section, u64); MAX_ENTRIES],
+}
+
+/// The longest valid list: `req-hdr`, `res-hdr` and a body, plus one more that `parse`
+/// reads before it can tell the list is out of order.
+const MAX_ENTRIES: usize = 4;
+
+impl Entries {
+    const fn new() -> Self {
+        Entries {
+            len: 0,
+            items: [(Section::NullBody, 0); MAX_ENTRIES],
+        }
+    }
+
+    fn push(&mut self, entry: (Section, u64)) {
+        // Callers push at most MAX_ENTRIES (parse checks before each push).
+        if let Some(slot) = self.items.get_mut(self.len) {
+            *slot = entry;
+            self.len += 1;
+        }
+    }
+}
+
+impl std::ops::Deref for Entries {
+    type Target = [(Section, u64)];
+    fn deref(&self) -> &Self::Target {
+        &self.items[..self.len]
+    }
 }
 
 impl Encapsulated {
@@ -109,7 +146,7 @@ impl Encapsulated {
     /// (RFC 3507 section 4.4.1). Checks names and offsets, and that exactly one body entry
     /// comes last; [`Encapsulated::validate`] checks the combination.
     pub fn parse(value: &[u8]) -> Result<Self, EncapsulatedError> {
-        let mut entries: Vec<(Section, u64)> = Vec::with_capacity(3);
+        let mut entries = Entries::new();
         for item in value.split(|&b| b == b',') {
             // A folded Encapsulated value (obs-fold after a comma) is still one list.
             let item = crate::header::trim_folded(item);
@@ -122,7 +159,7 @@ impl Encapsulated {
                 EncapsulatedError::UnknownSection
             })?;
             let offset = crate::header::parse_u64(num).ok_or(EncapsulatedError::BadOffset)?;
-            if entries.len() >= 4 {
+            if entries.len() >= MAX_ENTRIES {
                 return Err(EncapsulatedError::SectionOrder);
             }
             match entries.last() {
@@ -154,7 +191,7 @@ impl Encapsulated {
         res_hdr: Option<usize>,
         body: Option<BodyKind>,
     ) -> Self {
-        let mut entries = Vec::with_capacity(3);
+        let mut entries = Entries::new();
         let mut at = 0u64;
         if let Some(n) = req_hdr {
             entries.push((Section::ReqHdr, at));

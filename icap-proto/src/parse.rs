@@ -110,6 +110,10 @@ fn parse_field(i: &[u8]) -> PResult<'_, (&[u8], &[u8], bool)> {
     }
     let name = &i[..n];
     let mut rest = &i[n + 1..];
+    // Most fields have one space after the colon: take it before the general loop.
+    if let [b' ', r @ ..] = rest {
+        rest = r;
+    }
     while let [b' ' | b'\t', r @ ..] = rest {
         rest = r;
     }
