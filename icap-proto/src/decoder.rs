@@ -264,19 +264,17 @@ fn check_head_ends(
     bare_lf: &mut Option<usize>,
 ) -> Result<(), DecodeError> {
     let entries = enc.entries();
-    // Three bytes back: a CRLF CRLF may straddle the end of the last call's bytes.
-    let start = scanned.saturating_sub(3).min(arrived.len());
-    for lf in memchr::memchr_iter(b'\n', &arrived[start..]).map(|i| i + start) {
-        if bare_lf.is_none() && (lf == 0 || arrived[lf - 1] != b'\r') {
-            *bare_lf = Some(lf);
-        }
-        let Some(first) = lf.checked_sub(3) else {
-            continue;
-        };
-        if &arrived[first..=lf] != b"\r\n\r\n" {
-            continue;
-        }
-        let (first, end) = (first as u64, lf as u64 + 1);
+    let new = (*scanned).min(arrived.len());
+    if bare_lf.is_none() && parse::has_bare_lf(arrived, new, arrived.len()) {
+        *bare_lf = parse::first_bare_lf(arrived, new);
+    }
+    // Three bytes back: a CRLF CRLF may straddle the end of the last call's bytes. Matches
+    // may overlap (`CRLF CRLF CRLF` is two), so each search starts one byte past the last.
+    let mut at = new.saturating_sub(3);
+    while let Some(p) = parse::find_empty_line(&arrived[at..]) {
+        let first = at + p;
+        at = first + 1;
+        let (first, end) = (first as u64, first as u64 + 4);
         // The section holding the first byte of this CRLF CRLF must end right after it.
         let holder = entries
             .windows(2)

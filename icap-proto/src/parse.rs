@@ -4,6 +4,8 @@
 //! [`crate::decoder`]; these rules run on a complete head, so they use
 //! `nom::bytes::complete`.
 
+use std::sync::LazyLock;
+
 use bytes::Bytes;
 use nom::IResult;
 use nom::Parser;
@@ -19,19 +21,50 @@ type PResult<'a, T> = IResult<&'a [u8], T, ()>;
 ///
 /// `scanned` is how far an earlier call already looked, so feeding a head in pieces costs
 /// linear time. Every LF must follow a CR ([`DecodeError::BareLineFeed`]).
+///
+/// One substring search for the end and one branch-free pass for bare LFs: a loop over
+/// every LF (one `memchr` call per line) cost more than the rest of framing.
 pub(crate) fn find_head_end(buf: &[u8], scanned: &mut usize) -> Result<Option<usize>, DecodeError> {
-    let start = *scanned;
-    for i in memchr::memchr_iter(b'\n', &buf[start..]).map(|i| i + start) {
-        if i == 0 || buf[i - 1] != b'\r' {
-            return Err(DecodeError::BareLineFeed);
-        }
-        // A head is at least one line; "\r\n" at the very start is not an empty head.
-        if i >= 3 && &buf[i - 3..=i] == b"\r\n\r\n" {
-            return Ok(Some(i + 1));
-        }
+    let start = (*scanned).min(buf.len());
+    // Three bytes back: a CRLF CRLF may straddle the end of the last call's bytes.
+    let from = start.saturating_sub(3);
+    let end = find_empty_line(&buf[from..]).map(|p| from + p + 4);
+    if has_bare_lf(buf, start, end.unwrap_or(buf.len())) {
+        return Err(DecodeError::BareLineFeed);
     }
-    *scanned = buf.len();
-    Ok(None)
+    if end.is_none() {
+        *scanned = buf.len();
+    }
+    Ok(end)
+}
+
+/// Where the first `CRLF CRLF` in `hay` starts.
+pub(crate) fn find_empty_line(hay: &[u8]) -> Option<usize> {
+    static FINDER: LazyLock<memchr::memmem::Finder<'static>> =
+        LazyLock::new(|| memchr::memmem::Finder::new(b"\r\n\r\n"));
+    FINDER.find(hay)
+}
+
+/// Whether some LF in `buf[from..to]` does not follow a CR (the byte before `from` counts).
+/// Written without early exit so that the compiler vectorises it.
+pub(crate) fn has_bare_lf(buf: &[u8], from: usize, to: usize) -> bool {
+    let to = to.min(buf.len());
+    if from >= to {
+        return false;
+    }
+    let first = buf[from] == b'\n' && (from == 0 || buf[from - 1] != b'\r');
+    let s = &buf[from..to];
+    let rest = s[1..].iter().zip(s).fold(0u8, |bad, (&b, &before)| {
+        bad | (u8::from(b == b'\n') & u8::from(before != b'\r'))
+    });
+    first || rest != 0
+}
+
+/// The first LF in `buf[from..]` that does not follow a CR, if any.
+pub(crate) fn first_bare_lf(buf: &[u8], from: usize) -> Option<usize> {
+    memchr::memchr_iter(b'\n', buf.get(from..)?)
+        .map(|i| i + from)
+        .find(|&i| i == 0 || buf[i - 1] != b'\r')
 }
 
 /// `token = 1*tchar`
