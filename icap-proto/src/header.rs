@@ -342,7 +342,7 @@ pub(crate) fn trim_folded(mut v: &[u8]) -> &[u8] {
 
 /// Bytes of `name: value CRLF`, the one shape [`Headers::encode`] writes a field in (folds
 /// are part of the value). The decoder measures fields with it too (see
-/// `parse::field_size`).
+/// `parse::parse_fields`).
 pub(crate) fn encoded_field_len(name: usize, value: usize) -> usize {
     name.saturating_add(value).saturating_add(4)
 }

@@ -202,19 +202,12 @@ pub(crate) struct FieldRules {
     pub(crate) icap: bool,
 }
 
-/// The size of one field as the codec counts it against [`Limits::max_header_line`]: the
-/// larger of the bytes received and the bytes [`Headers::encode`] writes for it
-/// (`name: value CRLF`). So whatever decodes under a limit also decodes, under the same
-/// limit, once encoded again: a field received as `name:value` grows by the space the
-/// encoder writes.
-pub(crate) fn field_size(received: usize, name: &[u8], value: &[u8]) -> usize {
-    received.max(crate::header::encoded_field_len(name.len(), value.len()))
-}
-
 /// Parses the header fields of `fields` (a slice of `head`, ending with the empty line, with
 /// no LF that does not follow a CR: the callers' scans for the end of a head checked that)
 /// into `Headers` whose names and values are slices of `head`, not copies. Also returns how
-/// many bytes are left from the empty line on (2 when the head ends there).
+/// many bytes are left from the empty line on (2 when the head ends there), and the bytes
+/// [`Headers::encode`] writes for the fields (what [`Headers::encoded_len`] would count
+/// again).
 ///
 /// A field is `name ":" value` with its obs-fold continuation lines: one field, however
 /// many lines, here and in [`Headers::encode`]; [`Limits::max_headers`] counts fields.
@@ -223,14 +216,15 @@ pub(crate) fn parse_fields(
     fields: &[u8],
     limits: &Limits,
     rules: FieldRules,
-) -> Result<(Headers, usize), DecodeError> {
+) -> Result<(Headers, usize, usize), DecodeError> {
     let mut headers = Headers::with_capacity(16);
+    let mut encoded = 0usize;
     let mut counted = 0usize;
     let mut encapsulated_seen = false;
     let mut i = fields;
     loop {
         if i.starts_with(b"\r\n") {
-            return Ok((headers, i.len()));
+            return Ok((headers, i.len(), encoded));
         }
         let before = i.len();
         let (rest, (name, value, folded)) = parse_field(i).map_err(|_| field_error(i))?;
@@ -238,7 +232,13 @@ pub(crate) fn parse_fields(
         if folded && !rules.obs_fold {
             return Err(DecodeError::ObsFold);
         }
-        if field_size(received, name, value) > limits.max_header_line {
+        // A field counts against `max_header_line` with the larger of the bytes received
+        // and the bytes `Headers::encode` writes for it (`name: value CRLF`). So whatever
+        // decodes under a limit also decodes, under the same limit, once encoded again: a
+        // field received as `name:value` grows by the space the encoder writes.
+        let written = crate::header::encoded_field_len(name.len(), value.len());
+        encoded = encoded.saturating_add(written);
+        if received.max(written) > limits.max_header_line {
             return Err(DecodeError::limit(
                 Limit::HeaderLine,
                 limits.max_header_line,
@@ -370,7 +370,7 @@ mod tests {
     #[test]
     fn empty_folds_at_the_ends_are_trimmed() {
         let head = Bytes::from_static(b"X-A: 1\r\n \r\nX-B:\r\n\t2\r\n\t\r\n\t3\r\n\r\n");
-        let (h, _) = parse_fields(&head, &head, &Limits::default(), LENIENT).unwrap();
+        let (h, _, _) = parse_fields(&head, &head, &Limits::default(), LENIENT).unwrap();
         assert_eq!(h.get("X-A").unwrap().as_bytes(), b"1");
         assert_eq!(h.get("X-B").unwrap().as_bytes(), b"2\r\n\t\r\n\t3");
     }
@@ -378,7 +378,7 @@ mod tests {
     #[test]
     fn shared_parts_keep_the_bytes_as_sent() {
         let head = Bytes::from_static(b"Host: a\r\nhost: HTTP/1.1\r\nX-Odd: \r\n\r\n");
-        let (h, _) = parse_fields(&head, &head, &Limits::default(), LENIENT).unwrap();
+        let (h, _, _) = parse_fields(&head, &head, &Limits::default(), LENIENT).unwrap();
         let got: Vec<(&str, &[u8])> = h.iter().map(|(n, v)| (n.as_str(), v.as_bytes())).collect();
         assert_eq!(
             got,
@@ -393,7 +393,7 @@ mod tests {
     fn folded_field_keeps_colons() {
         let head =
             Bytes::from_static(b"X-Violations-Found: 1\r\n\tpath/a:b\r\n\tHEUR:Trojan\r\n\r\n");
-        let (h, rest) = parse_fields(&head, &head, &Limits::default(), LENIENT).unwrap();
+        let (h, rest, _) = parse_fields(&head, &head, &Limits::default(), LENIENT).unwrap();
         assert_eq!(rest, 2);
         let v = h.get("x-violations-found").unwrap();
         assert_eq!(
