@@ -209,16 +209,9 @@ impl HttpResponseHead {
 
     /// [`HttpResponseHead::encoded_len`] with the fields' share already known.
     fn encoded_len_with(&self, fields: usize) -> usize {
-        [
-            self.version.len(),
-            5,
-            self.reason.len(),
-            2,
-            fields,
-            2,
-        ]
-        .into_iter()
-        .fold(0, usize::saturating_add)
+        [self.version.len(), 5, self.reason.len(), 2, fields, 2]
+            .into_iter()
+            .fold(0, usize::saturating_add)
     }
 
     /// Writes the head with its terminating empty line.
