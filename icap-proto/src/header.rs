@@ -61,11 +61,12 @@ impl Repr {
         let start = (part.as_ptr() as usize)
             .checked_sub(head.as_ptr() as usize)
             .filter(|s| s.checked_add(part.len()).is_some_and(|e| e <= head.len()));
-        let mut buf = [0; INLINE];
-        match start.and_then(|s| head.get(s..)?.get(..INLINE)) {
-            Some(window) => buf.copy_from_slice(window),
-            None => buf[..part.len()].copy_from_slice(part),
-        }
+        let window = start.and_then(|s| head.get(s..)?.get(..INLINE)?.try_into().ok());
+        let buf: [u8; INLINE] = window.unwrap_or_else(|| {
+            let mut buf = [0; INLINE];
+            buf[..part.len()].copy_from_slice(part);
+            buf
+        });
         let len = u8::try_from(part.len()).expect("part.len() <= INLINE, which fits in u8");
         Repr::Inline { len, buf }
     }
