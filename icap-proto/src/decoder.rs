@@ -268,9 +268,15 @@ fn check_head_ends(
     if bare_lf.is_none() && parse::has_bare_lf(arrived, new, arrived.len()) {
         *bare_lf = parse::first_bare_lf(arrived, new);
     }
-    // Three bytes back: a CRLF CRLF may straddle the end of the last call's bytes. Matches
-    // may overlap (`CRLF CRLF CRLF` is two), so each search starts one byte past the last.
-    let mut at = new.saturating_sub(3);
+    // Three bytes back: a CRLF CRLF may straddle the end of the last call's bytes.
+    let from = new.saturating_sub(3);
+    if bare_lf.is_none() && !misplaced_empty_line_possible(entries, arrived, from) {
+        *scanned = arrived.len();
+        return Ok(());
+    }
+    // The exact search. Matches may overlap (`CRLF CRLF CRLF` is two), so each search
+    // starts one byte past the last.
+    let mut at = from;
     while let Some(p) = parse::find_empty_line(&arrived[at..]) {
         let first = at + p;
         at = first + 1;
@@ -287,6 +293,22 @@ fn check_head_ends(
     }
     *scanned = arrived.len();
     Ok(())
+}
+
+/// The fast path of [`check_head_ends`] for sections with no bare LF: whether a `CRLF CRLF`
+/// may start at or after `from` anywhere but 4 bytes before the end of a section (the one
+/// place it belongs). A `true` sends the caller to the exact search, which finds the same
+/// ends one by one.
+fn misplaced_empty_line_possible(entries: &[(Section, u64)], arrived: &[u8], from: usize) -> bool {
+    entries.windows(2).any(|w| {
+        // Offsets past the bytes that have arrived only clamp the ranges.
+        let at = |o: u64| usize::try_from(o).unwrap_or(usize::MAX).min(arrived.len());
+        let (start, end) = (at(w[0].1).max(from), at(w[1].1));
+        let allowed = at(w[1].1.saturating_sub(4));
+        let before = start..allowed.max(start).min(end);
+        let after = allowed.saturating_add(1).max(start)..end;
+        parse::may_hold_empty_line(arrived, before) || parse::may_hold_empty_line(arrived, after)
+    })
 }
 
 fn find_encapsulated(headers: &Headers) -> Result<Option<Encapsulated>, DecodeError> {

@@ -60,6 +60,21 @@ pub(crate) fn has_bare_lf(buf: &[u8], from: usize, to: usize) -> bool {
     first || rest != 0
 }
 
+/// Whether a `CRLF CRLF` may start anywhere in `starts` (the part of it that fits in `buf`).
+/// Only for bytes whose every LF follows a CR: then `CRLF CRLF` at `s` is exactly an LF at
+/// `s + 1` and at `s + 3`, which one branch-free (vectorised) pass can test.
+pub(crate) fn may_hold_empty_line(buf: &[u8], starts: std::ops::Range<usize>) -> bool {
+    let end = starts.end.min(buf.len().saturating_sub(3));
+    if starts.start >= end {
+        return false;
+    }
+    // The bytes from the first LF of the first start to the second LF of the last.
+    let s = &buf[starts.start + 1..end + 3];
+    s[2..].iter().zip(s).fold(0u8, |hit, (&second, &first)| {
+        hit | (u8::from(first == b'\n') & u8::from(second == b'\n'))
+    }) != 0
+}
+
 /// The first LF in `buf[from..]` that does not follow a CR, if any.
 pub(crate) fn first_bare_lf(buf: &[u8], from: usize) -> Option<usize> {
     memchr::memchr_iter(b'\n', buf.get(from..)?)
