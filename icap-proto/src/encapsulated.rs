@@ -107,14 +107,14 @@ pub struct Encapsulated {
 /// At most [`MAX_ENTRIES`] entries kept in place: a decoded head needs no allocation for
 /// them. Slots past `len` keep their initial value, so the derived equality compares only
 /// what was pushed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 struct Entries {
     len: usize,
     items: [(Section, u64); MAX_ENTRIES],
 }
 
-/// The longest valid list: `req-hdr`, `res-hdr` and a body, plus one more that `parse`
-/// reads before it can tell the list is out of order.
+/// Room kept per list. A valid list has at most three entries (`req-hdr`, `res-hdr`, a
+/// body); `parse` refuses any list before it would store a fifth.
 const MAX_ENTRIES: usize = 4;
 
 impl Entries {
@@ -131,6 +131,13 @@ impl Entries {
             *slot = entry;
             self.len += 1;
         }
+    }
+}
+
+/// Prints as the list it holds, as the `Vec` it replaced did.
+impl std::fmt::Debug for Entries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
     }
 }
 
@@ -296,5 +303,30 @@ impl std::fmt::Display for Encapsulated {
             let _ = write!(s, "{}={off}", sec.as_str());
         }
         f.write_str(&s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_in_place_compare_and_print_as_the_list() {
+        let parsed = Encapsulated::parse(b"req-hdr=0, res-hdr=10, res-body=25").unwrap();
+        let built = Encapsulated::from_lengths(Some(10), Some(15), Some(BodyKind::Response));
+        assert_eq!(parsed, built);
+        assert_ne!(
+            parsed,
+            Encapsulated::from_lengths(Some(10), None, Some(BodyKind::Response))
+        );
+        assert_eq!(
+            format!("{parsed:?}"),
+            "Encapsulated { entries: [(ReqHdr, 0), (ResHdr, 10), (ResBody, 25)] }"
+        );
+        // Past the body entry nothing more is stored: the list is refused first.
+        assert_eq!(
+            Encapsulated::parse(b"req-hdr=0, res-hdr=1, null-body=2, null-body=3, null-body=4"),
+            Err(EncapsulatedError::BodyPlacement)
+        );
     }
 }
