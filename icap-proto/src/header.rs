@@ -13,6 +13,15 @@ pub(crate) const fn is_tchar(b: u8) -> bool {
         | b'|' | b'~' | b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z')
 }
 
+/// Whether `s` holds a byte that is not visible (`VCHAR` or obs-text: SP and below, or
+/// DEL). Without early exit, so that the compiler vectorises it: request targets and URIs
+/// are checked on every decoded head.
+pub(crate) fn has_invisible(s: &[u8]) -> bool {
+    s.iter().fold(0u8, |bad, &b| {
+        bad | u8::from(b <= b' ') | u8::from(b == 0x7f)
+    }) != 0
+}
+
 pub(crate) fn is_token(s: &[u8]) -> bool {
     !s.is_empty() && s.iter().copied().all(is_tchar)
 }

@@ -12,7 +12,7 @@ use nom::Parser;
 use nom::bytes::complete::{tag, take_while_m_n};
 
 use crate::error::{DecodeError, Limit};
-use crate::header::{HeaderName, HeaderValue, Headers, is_tchar};
+use crate::header::{HeaderName, HeaderValue, Headers, has_invisible, is_tchar};
 use crate::limits::Limits;
 
 type PResult<'a, T> = IResult<&'a [u8], T, ()>;
@@ -105,10 +105,7 @@ fn take_run<'a>(i: &'a [u8], class: &[bool; 256]) -> PResult<'a, &'a [u8]> {
 /// pass (request targets are long; a closure per byte through nom cost several times more).
 fn visible_until(i: &[u8], stop: u8) -> PResult<'_, &[u8]> {
     let n = memchr::memchr(stop, i).ok_or(nom::Err::Error(()))?;
-    let invisible = i[..n]
-        .iter()
-        .fold(false, |bad, &b| bad | (b <= 0x20) | (b == 0x7f));
-    if n == 0 || invisible {
+    if n == 0 || has_invisible(&i[..n]) {
         return Err(nom::Err::Error(()));
     }
     Ok((&i[n..], &i[..n]))

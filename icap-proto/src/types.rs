@@ -193,11 +193,7 @@ impl Uri {
     pub fn parse(raw: impl Into<Bytes>) -> Result<Self, EncodeError> {
         let raw: Bytes = raw.into();
         let s: &[u8] = &raw;
-        // Branch-free, so that it is vectorised: URIs are checked on every decoded request.
-        let control = s
-            .iter()
-            .fold(false, |bad, &b| bad | (b <= b' ') | (b == 0x7f));
-        if s.is_empty() || control {
+        if s.is_empty() || crate::header::has_invisible(s) {
             return Err(EncodeError::InvalidUri);
         }
         let (scheme, rest_at) = if s.len() >= 7 && s[..7].eq_ignore_ascii_case(b"icap://") {
