@@ -32,10 +32,12 @@ fn allocations_per_decode(bytes: &[u8]) -> usize {
 
 #[test]
 fn head_decode_allocations_stay_bounded() {
-    // Measured when set: 6 allocations for either head (among them the three header
-    // tables, made with room for the large head's 45 fields too). Names and values are
-    // never allocated one by one: short ones are inline, long ones views of the head.
-    let rows = [("small", small_head(), 6), ("large", large_head(), 6)];
+    // Measured when set: 5 allocations for either head (the head's shared buffer, the
+    // boxed head while its sections arrive, and the three header tables, made with room
+    // for the large head's 45 fields too; `Encapsulated` keeps its entries in place since
+    // issue 12, down from 6). Names and values are never allocated one by one: short ones
+    // are inline, long ones views of the head.
+    let rows = [("small", small_head(), 5), ("large", large_head(), 5)];
     for (name, head, bound) in rows {
         let bytes = encoded(&head);
         let n = allocations_per_decode(&bytes);

@@ -213,7 +213,7 @@ impl ChunkedDecoder {
                             ));
                         }
                         let section = buf.split_to(end).freeze();
-                        let (headers, rest) = parse::parse_fields(
+                        let (headers, rest, _) = parse::parse_fields(
                             &section,
                             &section,
                             &self.limits,

@@ -78,6 +78,8 @@ enum State<H> {
         needed: usize,
         /// How far [`check_head_ends`] has looked.
         scanned: usize,
+        /// Where [`check_head_ends`] saw the first LF without a CR before it.
+        bare_lf: Option<usize>,
     },
     Body(ChunkedDecoder),
     End(BodyEnd),
@@ -175,6 +177,7 @@ impl<H: Head + Clone> Core<H> {
             enc,
             needed,
             scanned: 0,
+            bare_lf: None,
         };
         self.sections(buf)
     }
@@ -184,6 +187,7 @@ impl<H: Head + Clone> Core<H> {
             needed,
             enc,
             scanned,
+            bare_lf,
             ..
         } = &mut self.state
         else {
@@ -191,13 +195,17 @@ impl<H: Head + Clone> Core<H> {
         };
         // Before waiting for the bytes the offsets promise, and before parsing them (so that
         // any split of the input gives the same error), look for a head that ends early.
-        check_head_ends(enc, &buf[..buf.len().min(*needed)], scanned)?;
+        check_head_ends(enc, &buf[..buf.len().min(*needed)], scanned, bare_lf)?;
         if buf.len() < *needed {
             return Ok(None);
         }
         let needed = *needed;
-        let State::Sections { mut head, enc, .. } =
-            std::mem::replace(&mut self.state, State::Head { scanned: 0 })
+        let State::Sections {
+            mut head,
+            enc,
+            bare_lf,
+            ..
+        } = std::mem::replace(&mut self.state, State::Head { scanned: 0 })
         else {
             unreachable!("checked above")
         };
@@ -207,13 +215,17 @@ impl<H: Head + Clone> Core<H> {
         for (i, &(section, _)) in enc.entries()[..enc.entries().len() - 1].iter().enumerate() {
             // Section lengths were checked to fit in usize and to add up to `needed`.
             let len = usize::try_from(enc.section_len(i)).expect("checked in after_head");
-            let to = from + len;
-            let part = all.slice(from..to);
+            let (at, to) = (from, from + len);
+            let part = all.slice(at..to);
             from = to;
             if !part.ends_with(b"\r\n\r\n") {
                 return Err(DecodeError::EncapsulatedMismatch);
             }
-            parse::check_line_endings(&part)?;
+            // The sections' one scan for LF (check_head_ends) noted the first bare one; a
+            // head with one is refused here, in section order, as a scan of each would.
+            if bare_lf.is_some_and(|lf| (at..to).contains(&lf)) {
+                return Err(DecodeError::BareLineFeed);
+            }
             match section {
                 Section::ReqHdr => {
                     req = Some(HttpRequestHead::decode(&part, &self.limits, self.obs_fold)?);
@@ -243,22 +255,32 @@ impl<H: Head + Clone> Core<H> {
 /// past the real end of a head would otherwise have the decoder wait for bytes that never
 /// come. `arrived` is what has arrived of the sections (at most their total length);
 /// `scanned` is how far an earlier call looked, so a head fed in pieces is scanned once.
+/// The same scan notes in `bare_lf` the first LF not preceded by CR (embedded heads are
+/// framed by offsets, so nothing else looks at their line ends before they are parsed).
 fn check_head_ends(
     enc: &Encapsulated,
     arrived: &[u8],
     scanned: &mut usize,
+    bare_lf: &mut Option<usize>,
 ) -> Result<(), DecodeError> {
     let entries = enc.entries();
+    let new = (*scanned).min(arrived.len());
+    if bare_lf.is_none() && parse::has_bare_lf(arrived, new, arrived.len()) {
+        *bare_lf = parse::first_bare_lf(arrived, new);
+    }
     // Three bytes back: a CRLF CRLF may straddle the end of the last call's bytes.
-    let start = scanned.saturating_sub(3).min(arrived.len());
-    for lf in memchr::memchr_iter(b'\n', &arrived[start..]).map(|i| i + start) {
-        let Some(first) = lf.checked_sub(3) else {
-            continue;
-        };
-        if &arrived[first..=lf] != b"\r\n\r\n" {
-            continue;
-        }
-        let (first, end) = (first as u64, lf as u64 + 1);
+    let from = new.saturating_sub(3);
+    if bare_lf.is_none() && !misplaced_empty_line_possible(entries, arrived, from) {
+        *scanned = arrived.len();
+        return Ok(());
+    }
+    // The exact search. Matches may overlap (`CRLF CRLF CRLF` is two), so each search
+    // starts one byte past the last.
+    let mut at = from;
+    while let Some(p) = parse::find_empty_line(&arrived[at..]) {
+        let first = at + p;
+        at = first + 1;
+        let (first, end) = (first as u64, first as u64 + 4);
         // The section holding the first byte of this CRLF CRLF must end right after it.
         let holder = entries
             .windows(2)
@@ -271,6 +293,22 @@ fn check_head_ends(
     }
     *scanned = arrived.len();
     Ok(())
+}
+
+/// The fast path of [`check_head_ends`] for sections with no bare LF: whether a `CRLF CRLF`
+/// may start at or after `from` anywhere but 4 bytes before the end of a section (the one
+/// place it belongs). A `true` sends the caller to the exact search, which finds the same
+/// ends one by one.
+fn misplaced_empty_line_possible(entries: &[(Section, u64)], arrived: &[u8], from: usize) -> bool {
+    entries.windows(2).any(|w| {
+        // Offsets past the bytes that have arrived only clamp the ranges.
+        let at = |o: u64| usize::try_from(o).unwrap_or(usize::MAX).min(arrived.len());
+        let (start, end) = (at(w[0].1).max(from), at(w[1].1));
+        let allowed = at(w[1].1.saturating_sub(4));
+        let before = start..allowed.max(start).min(end);
+        let after = allowed.saturating_add(1).max(start)..end;
+        parse::may_hold_empty_line(arrived, before) || parse::may_hold_empty_line(arrived, after)
+    })
 }
 
 fn find_encapsulated(headers: &Headers) -> Result<Option<Encapsulated>, DecodeError> {
@@ -438,7 +476,7 @@ fn parse_request_head(
     }
     let method = Method::from_bytes(method).ok_or(DecodeError::UnknownMethod)?;
     let uri = Uri::parse(bytes.slice_ref(target)).map_err(|_| DecodeError::InvalidUri)?;
-    let (headers, _) = parse::parse_fields(bytes, rest, limits, rules)?;
+    let (headers, _, _) = parse::parse_fields(bytes, rest, limits, rules)?;
     let enc = find_encapsulated(&headers)?;
     match &enc {
         Some(e) => e
@@ -559,7 +597,7 @@ fn parse_response_head(
         });
     }
     let status = StatusCode::new(code).map_err(|_| DecodeError::InvalidStatusLine)?;
-    let (headers, _) = parse::parse_fields(bytes, rest, limits, rules)?;
+    let (headers, _, _) = parse::parse_fields(bytes, rest, limits, rules)?;
     let enc = find_encapsulated(&headers)?;
     if let Some(e) = &enc {
         e.validate(method, Direction::Response)

@@ -101,7 +101,51 @@ pub enum Direction {
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Encapsulated {
-    entries: Vec<(Section, u64)>,
+    entries: Entries,
+}
+
+/// At most [`MAX_ENTRIES`] entries kept in place: a decoded head needs no allocation for
+/// them. Slots past `len` keep their initial value, so the derived equality compares only
+/// what was pushed.
+#[derive(Clone, PartialEq, Eq)]
+struct Entries {
+    len: usize,
+    items: [(Section, u64); MAX_ENTRIES],
+}
+
+/// Room kept per list. A valid list has at most three entries (`req-hdr`, `res-hdr`, a
+/// body); `parse` refuses any list before it would store a fifth.
+const MAX_ENTRIES: usize = 4;
+
+impl Entries {
+    const fn new() -> Self {
+        Entries {
+            len: 0,
+            items: [(Section::NullBody, 0); MAX_ENTRIES],
+        }
+    }
+
+    fn push(&mut self, entry: (Section, u64)) {
+        // Callers push at most MAX_ENTRIES (parse checks before each push).
+        if let Some(slot) = self.items.get_mut(self.len) {
+            *slot = entry;
+            self.len += 1;
+        }
+    }
+}
+
+/// Prints as the list it holds, as the `Vec` it replaced did.
+impl std::fmt::Debug for Entries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl std::ops::Deref for Entries {
+    type Target = [(Section, u64)];
+    fn deref(&self) -> &Self::Target {
+        &self.items[..self.len]
+    }
 }
 
 impl Encapsulated {
@@ -109,11 +153,15 @@ impl Encapsulated {
     /// (RFC 3507 section 4.4.1). Checks names and offsets, and that exactly one body entry
     /// comes last; [`Encapsulated::validate`] checks the combination.
     pub fn parse(value: &[u8]) -> Result<Self, EncapsulatedError> {
-        let mut entries: Vec<(Section, u64)> = Vec::with_capacity(3);
+        let mut entries = Entries::new();
         for item in value.split(|&b| b == b',') {
             // A folded Encapsulated value (obs-fold after a comma) is still one list.
             let item = crate::header::trim_folded(item);
-            let eq = memchr::memchr(b'=', item).ok_or(EncapsulatedError::Syntax)?;
+            // Items are a dozen bytes: a plain loop beats a `memchr` call's setup.
+            let eq = item
+                .iter()
+                .position(|&b| b == b'=')
+                .ok_or(EncapsulatedError::Syntax)?;
             let name = crate::header::trim_ows(&item[..eq]);
             let num = crate::header::trim_ows(&item[eq + 1..]);
             let section = Section::from_bytes(name).ok_or(if name.is_empty() {
@@ -122,7 +170,7 @@ impl Encapsulated {
                 EncapsulatedError::UnknownSection
             })?;
             let offset = crate::header::parse_u64(num).ok_or(EncapsulatedError::BadOffset)?;
-            if entries.len() >= 4 {
+            if entries.len() >= MAX_ENTRIES {
                 return Err(EncapsulatedError::SectionOrder);
             }
             match entries.last() {
@@ -154,7 +202,7 @@ impl Encapsulated {
         res_hdr: Option<usize>,
         body: Option<BodyKind>,
     ) -> Self {
-        let mut entries = Vec::with_capacity(3);
+        let mut entries = Entries::new();
         let mut at = 0u64;
         if let Some(n) = req_hdr {
             entries.push((Section::ReqHdr, at));
@@ -255,5 +303,30 @@ impl std::fmt::Display for Encapsulated {
             let _ = write!(s, "{}={off}", sec.as_str());
         }
         f.write_str(&s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_in_place_compare_and_print_as_the_list() {
+        let parsed = Encapsulated::parse(b"req-hdr=0, res-hdr=10, res-body=25").unwrap();
+        let built = Encapsulated::from_lengths(Some(10), Some(15), Some(BodyKind::Response));
+        assert_eq!(parsed, built);
+        assert_ne!(
+            parsed,
+            Encapsulated::from_lengths(Some(10), None, Some(BodyKind::Response))
+        );
+        assert_eq!(
+            format!("{parsed:?}"),
+            "Encapsulated { entries: [(ReqHdr, 0), (ResHdr, 10), (ResBody, 25)] }"
+        );
+        // Past the body entry nothing more is stored: the list is refused first.
+        assert_eq!(
+            Encapsulated::parse(b"req-hdr=0, res-hdr=1, null-body=2, null-body=3, null-body=4"),
+            Err(EncapsulatedError::BodyPlacement)
+        );
     }
 }

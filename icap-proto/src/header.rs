@@ -13,6 +13,15 @@ pub(crate) const fn is_tchar(b: u8) -> bool {
         | b'|' | b'~' | b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z')
 }
 
+/// Whether `s` holds a byte that is not visible (`VCHAR` or obs-text: SP and below, or
+/// DEL). Without early exit, so that the compiler vectorises it: request targets and URIs
+/// are checked on every decoded head.
+pub(crate) fn has_invisible(s: &[u8]) -> bool {
+    s.iter().fold(0u8, |bad, &b| {
+        bad | u8::from(b <= b' ') | u8::from(b == 0x7f)
+    }) != 0
+}
+
 pub(crate) fn is_token(s: &[u8]) -> bool {
     !s.is_empty() && s.iter().copied().all(is_tchar)
 }
@@ -51,7 +60,24 @@ impl Repr {
 
     /// `part`, a slice of `head`: inline when short, else a view of `head`.
     fn share(head: &Bytes, part: &[u8]) -> Self {
-        Repr::inline(part).unwrap_or_else(|| Repr::Shared(head.slice_ref(part)))
+        if part.len() > INLINE {
+            return Repr::Shared(head.slice_ref(part));
+        }
+        // A copy of a fixed INLINE bytes compiles to a few vector moves, where a copy of
+        // `part.len()` bytes is a call to `memcpy`; the bytes past `len` are never read.
+        // Where `part` starts in `head`, if its bytes lie inside `head`'s (then the window
+        // starting there begins with exactly `part`).
+        let start = (part.as_ptr() as usize)
+            .checked_sub(head.as_ptr() as usize)
+            .filter(|s| s.checked_add(part.len()).is_some_and(|e| e <= head.len()));
+        let window = start.and_then(|s| head.get(s..)?.get(..INLINE)?.try_into().ok());
+        let buf: [u8; INLINE] = window.unwrap_or_else(|| {
+            let mut buf = [0; INLINE];
+            buf[..part.len()].copy_from_slice(part);
+            buf
+        });
+        let len = u8::try_from(part.len()).expect("part.len() <= INLINE, which fits in u8");
+        Repr::Inline { len, buf }
     }
 
     fn inline(part: &[u8]) -> Option<Self> {
@@ -112,10 +138,7 @@ impl HeaderName {
     /// A name decoded from `head`: `part` is a slice of it, already checked to be a token.
     pub(crate) fn decoded(head: &Bytes, part: &[u8]) -> Self {
         debug_assert!(is_token(part));
-        match crate::parse::interned(part) {
-            Some(s) => HeaderName(Bytes::from_static(s).into()),
-            None => HeaderName(Repr::share(head, part)),
-        }
+        HeaderName(Repr::share(head, part))
     }
 
     /// The name as sent.
@@ -329,7 +352,7 @@ pub(crate) fn trim_folded(mut v: &[u8]) -> &[u8] {
 
 /// Bytes of `name: value CRLF`, the one shape [`Headers::encode`] writes a field in (folds
 /// are part of the value). The decoder measures fields with it too (see
-/// `parse::field_size`).
+/// `parse::parse_fields`).
 pub(crate) fn encoded_field_len(name: usize, value: usize) -> usize {
     name.saturating_add(value).saturating_add(4)
 }
@@ -589,6 +612,14 @@ mod tests {
             // A decoded value equals the same bytes built by hand, whatever the storage.
             assert_eq!(v, HeaderValue::new(Bytes::copy_from_slice(part)).unwrap());
         }
+        // Near the end of the head the fixed-size window does not fit; a part that is not
+        // a slice of the head at all (never so in the codec) is still copied right.
+        let end = head.len();
+        let tail = HeaderValue::decoded(&head, &head[end - 6..end - 2]);
+        assert_eq!(tail.as_bytes(), b"abcd");
+        assert!(matches!(tail.0, Repr::Inline { .. }));
+        let elsewhere = HeaderValue::decoded(&head, b"not from the head");
+        assert_eq!(elsewhere.as_bytes(), b"not from the head");
         let n = HeaderName::decoded(&head, &head[0..3]);
         assert!(n.is("X-A"));
         assert_eq!(n, HeaderName::from_static("X-a"));

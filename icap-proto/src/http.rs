@@ -92,13 +92,18 @@ impl HttpRequestHead {
 
     /// Bytes [`HttpRequestHead::encode`] writes.
     pub fn encoded_len(&self) -> usize {
+        self.encoded_len_with(self.headers.encoded_len())
+    }
+
+    /// [`HttpRequestHead::encoded_len`] with the fields' share already known.
+    fn encoded_len_with(&self, fields: usize) -> usize {
         // Saturating: sizes of values in memory, but no sum here may wrap.
         [
             self.method.len(),
             self.target.len(),
             self.version.len(),
             4,
-            self.headers.encoded_len(),
+            fields,
             2,
         ]
         .into_iter()
@@ -129,7 +134,7 @@ impl HttpRequestHead {
         if !check_version(version) {
             return Err(DecodeError::InvalidHttpHead);
         }
-        let (headers, rest) = parse::parse_fields(
+        let (headers, rest, fields_len) = parse::parse_fields(
             section,
             rest,
             limits,
@@ -147,7 +152,7 @@ impl HttpRequestHead {
             version: parse::share(section, version),
             headers,
         };
-        check_encoded_len(head.encoded_len(), limits)?;
+        check_encoded_len(head.encoded_len_with(fields_len), limits)?;
         Ok(head)
     }
 }
@@ -199,16 +204,14 @@ impl HttpResponseHead {
 
     /// Bytes [`HttpResponseHead::encode`] writes.
     pub fn encoded_len(&self) -> usize {
-        [
-            self.version.len(),
-            5,
-            self.reason.len(),
-            2,
-            self.headers.encoded_len(),
-            2,
-        ]
-        .into_iter()
-        .fold(0, usize::saturating_add)
+        self.encoded_len_with(self.headers.encoded_len())
+    }
+
+    /// [`HttpResponseHead::encoded_len`] with the fields' share already known.
+    fn encoded_len_with(&self, fields: usize) -> usize {
+        [self.version.len(), 5, self.reason.len(), 2, fields, 2]
+            .into_iter()
+            .fold(0, usize::saturating_add)
     }
 
     /// Writes the head with its terminating empty line.
@@ -234,7 +237,7 @@ impl HttpResponseHead {
         if !check_version(version) {
             return Err(DecodeError::InvalidHttpHead);
         }
-        let (headers, rest) = parse::parse_fields(
+        let (headers, rest, fields_len) = parse::parse_fields(
             section,
             rest,
             limits,
@@ -252,7 +255,7 @@ impl HttpResponseHead {
             reason: parse::share(section, reason),
             headers,
         };
-        check_encoded_len(head.encoded_len(), limits)?;
+        check_encoded_len(head.encoded_len_with(fields_len), limits)?;
         Ok(head)
     }
 }

@@ -4,13 +4,15 @@
 //! [`crate::decoder`]; these rules run on a complete head, so they use
 //! `nom::bytes::complete`.
 
+use std::sync::LazyLock;
+
 use bytes::Bytes;
 use nom::IResult;
 use nom::Parser;
-use nom::bytes::complete::{tag, take_while, take_while_m_n, take_while1};
+use nom::bytes::complete::{tag, take_while_m_n};
 
 use crate::error::{DecodeError, Limit};
-use crate::header::{HeaderName, HeaderValue, Headers, is_tchar};
+use crate::header::{HeaderName, HeaderValue, Headers, has_invisible, is_tchar};
 use crate::limits::Limits;
 
 type PResult<'a, T> = IResult<&'a [u8], T, ()>;
@@ -19,29 +21,100 @@ type PResult<'a, T> = IResult<&'a [u8], T, ()>;
 ///
 /// `scanned` is how far an earlier call already looked, so feeding a head in pieces costs
 /// linear time. Every LF must follow a CR ([`DecodeError::BareLineFeed`]).
+///
+/// One substring search for the end and one branch-free pass for bare LFs: a loop over
+/// every LF (one `memchr` call per line) cost more than the rest of framing.
 pub(crate) fn find_head_end(buf: &[u8], scanned: &mut usize) -> Result<Option<usize>, DecodeError> {
-    let start = *scanned;
-    for i in memchr::memchr_iter(b'\n', &buf[start..]).map(|i| i + start) {
-        if i == 0 || buf[i - 1] != b'\r' {
-            return Err(DecodeError::BareLineFeed);
-        }
-        // A head is at least one line; "\r\n" at the very start is not an empty head.
-        if i >= 3 && &buf[i - 3..=i] == b"\r\n\r\n" {
-            return Ok(Some(i + 1));
-        }
+    let start = (*scanned).min(buf.len());
+    // Three bytes back: a CRLF CRLF may straddle the end of the last call's bytes.
+    let from = start.saturating_sub(3);
+    let end = find_empty_line(&buf[from..]).map(|p| from + p + 4);
+    if has_bare_lf(buf, start, end.unwrap_or(buf.len())) {
+        return Err(DecodeError::BareLineFeed);
     }
-    *scanned = buf.len();
-    Ok(None)
+    if end.is_none() {
+        *scanned = buf.len();
+    }
+    Ok(end)
+}
+
+/// Where the first `CRLF CRLF` in `hay` starts.
+pub(crate) fn find_empty_line(hay: &[u8]) -> Option<usize> {
+    static FINDER: LazyLock<memchr::memmem::Finder<'static>> =
+        LazyLock::new(|| memchr::memmem::Finder::new(b"\r\n\r\n"));
+    FINDER.find(hay)
+}
+
+/// Whether some LF in `buf[from..to]` does not follow a CR (the byte before `from` counts).
+/// Written without early exit so that the compiler vectorises it.
+pub(crate) fn has_bare_lf(buf: &[u8], from: usize, to: usize) -> bool {
+    let to = to.min(buf.len());
+    if from >= to {
+        return false;
+    }
+    let first = buf[from] == b'\n' && (from == 0 || buf[from - 1] != b'\r');
+    let s = &buf[from..to];
+    let rest = s[1..].iter().zip(s).fold(0u8, |bad, (&b, &before)| {
+        bad | (u8::from(b == b'\n') & u8::from(before != b'\r'))
+    });
+    first || rest != 0
+}
+
+/// Whether a `CRLF CRLF` may start anywhere in `starts` (the part of it that fits in `buf`).
+/// Only for bytes whose every LF follows a CR: then `CRLF CRLF` at `s` is exactly an LF at
+/// `s + 1` and at `s + 3`, which one branch-free (vectorised) pass can test.
+pub(crate) fn may_hold_empty_line(buf: &[u8], starts: std::ops::Range<usize>) -> bool {
+    let end = starts.end.min(buf.len().saturating_sub(3));
+    if starts.start >= end {
+        return false;
+    }
+    // The bytes from the first LF of the first start to the second LF of the last.
+    let s = &buf[starts.start + 1..end + 3];
+    s[2..].iter().zip(s).fold(0u8, |hit, (&second, &first)| {
+        hit | (u8::from(first == b'\n') & u8::from(second == b'\n'))
+    }) != 0
+}
+
+/// The first LF in `buf[from..]` that does not follow a CR, if any.
+pub(crate) fn first_bare_lf(buf: &[u8], from: usize) -> Option<usize> {
+    memchr::memchr_iter(b'\n', buf.get(from..)?)
+        .map(|i| i + from)
+        .find(|&i| i == 0 || buf[i - 1] != b'\r')
 }
 
 /// `token = 1*tchar`
 fn parse_token(i: &[u8]) -> PResult<'_, &[u8]> {
-    take_while1(is_tchar).parse(i)
+    take_run(i, &TCHAR)
+}
+
+/// One or more bytes of `class`, as `take_while1` would, with one table load per byte.
+fn take_run<'a>(i: &'a [u8], class: &[bool; 256]) -> PResult<'a, &'a [u8]> {
+    let n = i
+        .iter()
+        .position(|&b| !class[usize::from(b)])
+        .unwrap_or(i.len());
+    if n == 0 {
+        return Err(nom::Err::Error(()));
+    }
+    Ok((&i[n..], &i[..n]))
+}
+
+/// One or more visible bytes (`VCHAR` and obs-text: above SP, not DEL) up to, not
+/// including, the first `stop`, which must follow them: what `take_while1` of visible
+/// bytes then `tag(stop)` accepts, found with one `memchr` and checked in one branch-free
+/// pass (request targets are long; a closure per byte through nom cost several times more).
+fn visible_until(i: &[u8], stop: u8) -> PResult<'_, &[u8]> {
+    let n = memchr::memchr(stop, i).ok_or(nom::Err::Error(()))?;
+    if n == 0 || has_invisible(&i[..n]) {
+        return Err(nom::Err::Error(()));
+    }
+    Ok((&i[n..], &i[..n]))
 }
 
 /// Everything up to (not including) the next CRLF, and the CRLF.
 fn parse_line_rest(i: &[u8]) -> PResult<'_, &[u8]> {
-    let (i, text) = take_while(|b| b != b'\r').parse(i)?;
+    let n = memchr::memchr(b'\r', i).unwrap_or(i.len());
+    let (i, text) = (&i[n..], &i[..n]);
     let (i, _) = tag(&b"\r\n"[..]).parse(i)?;
     Ok((i, text))
 }
@@ -51,9 +124,9 @@ fn parse_line_rest(i: &[u8]) -> PResult<'_, &[u8]> {
 pub(crate) fn parse_request_line(i: &[u8]) -> PResult<'_, (&[u8], &[u8], &[u8])> {
     let (i, method) = parse_token(i)?;
     let (i, _) = tag(&b" "[..]).parse(i)?;
-    let (i, target) = take_while1(|b: u8| b > b' ' && b != 0x7f).parse(i)?;
+    let (i, target) = visible_until(i, b' ')?;
     let (i, _) = tag(&b" "[..]).parse(i)?;
-    let (i, version) = take_while1(|b: u8| b > b' ' && b != 0x7f).parse(i)?;
+    let (i, version) = visible_until(i, b'\r')?;
     let (i, _) = tag(&b"\r\n"[..]).parse(i)?;
     Ok((i, (method, target, version)))
 }
@@ -61,7 +134,7 @@ pub(crate) fn parse_request_line(i: &[u8]) -> PResult<'_, (&[u8], &[u8], &[u8])>
 /// `status-line = version SP 3DIGIT [SP reason-phrase] CRLF`. The reason is optional and
 /// may hold any bytes but CR, LF and NUL (vendors localise it).
 pub(crate) fn parse_status_line(i: &[u8]) -> PResult<'_, (&[u8], u16, &[u8])> {
-    let (i, version) = take_while1(|b: u8| b > b' ' && b != 0x7f).parse(i)?;
+    let (i, version) = visible_until(i, b' ')?;
     let (i, _) = tag(&b" "[..]).parse(i)?;
     let (i, digits) = take_while_m_n(3, 3, |b: u8| b.is_ascii_digit()).parse(i)?;
     let code = digits
@@ -81,11 +154,12 @@ pub(crate) fn parse_status_line(i: &[u8]) -> PResult<'_, (&[u8], u16, &[u8])> {
 
 /// One header field with its obs-fold continuation lines:
 /// `field-name ":" OWS field-value OWS CRLF *( (SP / HTAB) field-text CRLF )`.
-/// Returns the name and the raw value (folds included, outer whitespace trimmed).
+/// Returns the name, the raw value (folds included, outer whitespace trimmed) and whether
+/// the field had continuation lines.
 ///
 /// Hand-written rather than composed from nom combinators: it runs once per field, and
 /// the combinator calls cost more than the bytes of a typical field.
-fn parse_field(i: &[u8]) -> PResult<'_, (&[u8], &[u8])> {
+fn parse_field(i: &[u8]) -> PResult<'_, (&[u8], &[u8], bool)> {
     let n = i
         .iter()
         .position(|&b| !TCHAR[usize::from(b)])
@@ -95,6 +169,10 @@ fn parse_field(i: &[u8]) -> PResult<'_, (&[u8], &[u8])> {
     }
     let name = &i[..n];
     let mut rest = &i[n + 1..];
+    // Most fields have one space after the colon: take it before the general loop.
+    if let [b' ', r @ ..] = rest {
+        rest = r;
+    }
     while let [b' ' | b'\t', r @ ..] = rest {
         rest = r;
     }
@@ -112,7 +190,7 @@ fn parse_field(i: &[u8]) -> PResult<'_, (&[u8], &[u8])> {
         }
         return Ok((
             &rest[cr + 2..],
-            (name, crate::header::trim_folded(&rest[..cr])),
+            (name, crate::header::trim_folded(&rest[..cr]), at > 0),
         ));
     }
 }
@@ -138,18 +216,12 @@ pub(crate) struct FieldRules {
     pub(crate) icap: bool,
 }
 
-/// The size of one field as the codec counts it against [`Limits::max_header_line`]: the
-/// larger of the bytes received and the bytes [`Headers::encode`] writes for it
-/// (`name: value CRLF`). So whatever decodes under a limit also decodes, under the same
-/// limit, once encoded again: a field received as `name:value` grows by the space the
-/// encoder writes.
-pub(crate) fn field_size(received: usize, name: &[u8], value: &[u8]) -> usize {
-    received.max(crate::header::encoded_field_len(name.len(), value.len()))
-}
-
-/// Parses the header fields of `fields` (a slice of `head`, ending with the empty line)
+/// Parses the header fields of `fields` (a slice of `head`, ending with the empty line, with
+/// no LF that does not follow a CR: the callers' scans for the end of a head checked that)
 /// into `Headers` whose names and values are slices of `head`, not copies. Also returns how
-/// many bytes are left from the empty line on (2 when the head ends there).
+/// many bytes are left from the empty line on (2 when the head ends there), and the bytes
+/// [`Headers::encode`] writes for the fields (what [`Headers::encoded_len`] would count
+/// again).
 ///
 /// A field is `name ":" value` with its obs-fold continuation lines: one field, however
 /// many lines, here and in [`Headers::encode`]; [`Limits::max_headers`] counts fields.
@@ -158,23 +230,29 @@ pub(crate) fn parse_fields(
     fields: &[u8],
     limits: &Limits,
     rules: FieldRules,
-) -> Result<(Headers, usize), DecodeError> {
+) -> Result<(Headers, usize, usize), DecodeError> {
     let mut headers = Headers::with_capacity(16);
+    let mut encoded = 0usize;
     let mut counted = 0usize;
     let mut encapsulated_seen = false;
     let mut i = fields;
     loop {
         if i.starts_with(b"\r\n") {
-            return Ok((headers, i.len()));
+            return Ok((headers, i.len(), encoded));
         }
         let before = i.len();
-        let (rest, (name, value)) = parse_field(i).map_err(|_| field_error(i))?;
+        let (rest, (name, value, folded)) = parse_field(i).map_err(|_| field_error(i))?;
         let received = before - rest.len();
-        // Inside a parsed field every LF but the last one starts a continuation line.
-        if !rules.obs_fold && memchr::memchr(b'\n', &i[..received - 1]).is_some() {
+        if folded && !rules.obs_fold {
             return Err(DecodeError::ObsFold);
         }
-        if field_size(received, name, value) > limits.max_header_line {
+        // A field counts against `max_header_line` with the larger of the bytes received
+        // and the bytes `Headers::encode` writes for it (`name: value CRLF`). So whatever
+        // decodes under a limit also decodes, under the same limit, once encoded again: a
+        // field received as `name:value` grows by the space the encoder writes.
+        let written = crate::header::encoded_field_len(name.len(), value.len());
+        encoded = encoded.saturating_add(written);
+        if received.max(written) > limits.max_header_line {
             return Err(DecodeError::limit(
                 Limit::HeaderLine,
                 limits.max_header_line,
@@ -253,16 +331,6 @@ fn field_error(line: &[u8]) -> DecodeError {
     }
 }
 
-/// Checks a section for bare LF (embedded heads are framed by offsets, not by a scan).
-pub(crate) fn check_line_endings(s: &[u8]) -> Result<(), DecodeError> {
-    for i in memchr::memchr_iter(b'\n', s) {
-        if i == 0 || s[i - 1] != b'\r' {
-            return Err(DecodeError::BareLineFeed);
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -316,7 +384,7 @@ mod tests {
     #[test]
     fn empty_folds_at_the_ends_are_trimmed() {
         let head = Bytes::from_static(b"X-A: 1\r\n \r\nX-B:\r\n\t2\r\n\t\r\n\t3\r\n\r\n");
-        let (h, _) = parse_fields(&head, &head, &Limits::default(), LENIENT).unwrap();
+        let (h, _, _) = parse_fields(&head, &head, &Limits::default(), LENIENT).unwrap();
         assert_eq!(h.get("X-A").unwrap().as_bytes(), b"1");
         assert_eq!(h.get("X-B").unwrap().as_bytes(), b"2\r\n\t\r\n\t3");
     }
@@ -324,7 +392,7 @@ mod tests {
     #[test]
     fn shared_parts_keep_the_bytes_as_sent() {
         let head = Bytes::from_static(b"Host: a\r\nhost: HTTP/1.1\r\nX-Odd: \r\n\r\n");
-        let (h, _) = parse_fields(&head, &head, &Limits::default(), LENIENT).unwrap();
+        let (h, _, _) = parse_fields(&head, &head, &Limits::default(), LENIENT).unwrap();
         let got: Vec<(&str, &[u8])> = h.iter().map(|(n, v)| (n.as_str(), v.as_bytes())).collect();
         assert_eq!(
             got,
@@ -339,7 +407,7 @@ mod tests {
     fn folded_field_keeps_colons() {
         let head =
             Bytes::from_static(b"X-Violations-Found: 1\r\n\tpath/a:b\r\n\tHEUR:Trojan\r\n\r\n");
-        let (h, rest) = parse_fields(&head, &head, &Limits::default(), LENIENT).unwrap();
+        let (h, rest, _) = parse_fields(&head, &head, &Limits::default(), LENIENT).unwrap();
         assert_eq!(rest, 2);
         let v = h.get("x-violations-found").unwrap();
         assert_eq!(

@@ -193,7 +193,7 @@ impl Uri {
     pub fn parse(raw: impl Into<Bytes>) -> Result<Self, EncodeError> {
         let raw: Bytes = raw.into();
         let s: &[u8] = &raw;
-        if s.is_empty() || s.iter().any(|&b| b <= b' ' || b == 0x7f) {
+        if s.is_empty() || crate::header::has_invisible(s) {
             return Err(EncodeError::InvalidUri);
         }
         let (scheme, rest_at) = if s.len() >= 7 && s[..7].eq_ignore_ascii_case(b"icap://") {
@@ -204,12 +204,21 @@ impl Uri {
             return Err(EncodeError::InvalidUri);
         };
         let rest = &s[rest_at..];
-        let auth_len = rest
-            .iter()
-            .position(|&b| b == b'/' || b == b'?')
-            .unwrap_or(rest.len());
+        // One pass over the authority: where it ends, any userinfo, the first colon.
+        let (mut auth_len, mut userinfo, mut colon) = (rest.len(), false, None);
+        for (i, &b) in rest.iter().enumerate() {
+            match b {
+                b'/' | b'?' => {
+                    auth_len = i;
+                    break;
+                }
+                b'@' => userinfo = true,
+                b':' if colon.is_none() => colon = Some(i),
+                _ => {}
+            }
+        }
         let auth = &rest[..auth_len];
-        if auth.contains(&b'@') {
+        if userinfo {
             return Err(EncodeError::InvalidUri);
         }
         // IPv6 literals are bracketed; their colons are not the port separator.
@@ -224,7 +233,7 @@ impl Uri {
                 _ => return Err(EncodeError::InvalidUri),
             }
         } else {
-            match auth.iter().position(|&b| b == b':') {
+            match colon {
                 Some(c) => (c, Some(parse_port(&auth[c + 1..])?)),
                 None => (auth.len(), None),
             }

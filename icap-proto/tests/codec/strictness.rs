@@ -65,6 +65,24 @@ fn early_end_of_the_first_of_two_heads() {
 }
 
 #[test]
+fn a_second_head_that_starts_with_an_empty_line_is_a_mismatch() {
+    // The request head ends at 27 as announced, but the CRLF that starts the response
+    // section makes a second CRLF CRLF overlapping the first one (bytes 25..29), which ends
+    // past the offset: the scan for head ends must see overlapping matches too.
+    let input = b"RESPMOD icap://h/s ICAP/1.0\r\nHost: h\r\n\
+        Encapsulated: req-hdr=0, res-hdr=27, res-body=48\r\n\r\n\
+        GET / HTTP/1.1\r\nHost: a\r\n\r\n\r\nHTTP/1.1 200 OK\r\n\r\n";
+    let out = feed(REQ, Limits::default(), [&input[..]]);
+    assert_eq!(out.error, Some(DecodeError::EncapsulatedMismatch));
+    let icap_len = input.len() - 48;
+    assert_eq!(
+        error_at(REQ, input),
+        Some((DecodeError::EncapsulatedMismatch, icap_len + 29)),
+        "the error comes with the last byte of the overlapping CRLF CRLF"
+    );
+}
+
+#[test]
 fn exact_offsets_still_decode_in_any_split() {
     let input = b"RESPMOD icap://h/s ICAP/1.0\r\nHost: h\r\n\
         Encapsulated: req-hdr=0, res-hdr=27, res-body=46\r\n\r\n\
