@@ -38,7 +38,7 @@ cpu = open(sys.argv[2]).read().split()
 rate = r["scans_per_sec"]["overall"]
 p99 = r["latency_us"]["p99"]
 errs = r["errors"]["total"]
-print(f"{rate:.0f} scans/s, {r['mb_per_sec']['overall']:.1f} MB/s, p99 {p99} us, errors {errs}, generator CPU {float(cpu[1])+float(cpu[2]):.2f} s")
+print(f"{rate:.0f} scans/s, {r['mb_per_sec']['overall']:.1f} MB/s, p99 {p99} us, errors {errs}, abandoned {r['abandoned']}, generator CPU {float(cpu[1])+float(cpu[2]):.2f} s")
 PY
 }
 run_probe() { # host port service bytes conns

@@ -5,6 +5,7 @@
 //! implementation. See `run` for the loops, `report` for what is counted and `hist` for
 //! the `--hdr-out` file.
 
+mod counts;
 mod hist;
 mod report;
 mod run;
