@@ -9,6 +9,7 @@ mod dialects;
 mod errors;
 mod faults;
 mod proxy;
+mod proxy_tls;
 mod rules;
 mod server_rules;
 mod support;
