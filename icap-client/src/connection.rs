@@ -91,7 +91,7 @@ pub(crate) struct Outgoing<'a> {
 /// What came back, and what happened on the way.
 #[derive(Debug)]
 #[allow(clippy::struct_excessive_bools)] // independent facts of one exchange, not a state
-pub(crate) struct Exchange {
+pub(crate) struct ExchangeOutcome {
     pub(crate) head: ResponseHead,
     /// Body bytes received (they are hashed and dropped, never kept).
     pub(crate) body_len: u64,
@@ -272,7 +272,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         &mut self,
         out: Outgoing<'_>,
         t: &Timeouts,
-    ) -> Result<Exchange, ExchangeError> {
+    ) -> Result<ExchangeOutcome, ExchangeError> {
         let Connection {
             stream,
             buf,
@@ -535,7 +535,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             .expect("a finished exchange has a final head");
         let body_complete = sender.eof && (ieof || request_complete);
         *transactions += 1;
-        Ok(Exchange {
+        Ok(ExchangeOutcome {
             head,
             body_len: resp.body_len,
             body_sha256: resp.hasher.map(|h| h.finalize().into()),

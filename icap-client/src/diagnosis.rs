@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::client::Client;
 use crate::error::{Error, ErrorKind, Phase, TlsProblem};
+use crate::server::ServerHandle;
 use crate::verdict::ser_duration_ms;
 
 /// What the test found, as one word a program can act on.
@@ -249,18 +250,18 @@ impl Client {
     /// answer and timings for each.
     pub async fn test(&self) -> Vec<OptionsReport> {
         let mut out = Vec::new();
-        for i in 0..self.servers().len() {
-            out.push(self.test_server(i).await);
+        for server in self.server_handles() {
+            out.push(self.test_server(&server).await);
         }
         out
     }
 
-    /// The ICAP Test against server `i`.
-    pub async fn test_server(&self, i: usize) -> OptionsReport {
+    /// The ICAP Test against one server (see [`Client::server`]).
+    pub async fn test_server(&self, handle: &ServerHandle) -> OptionsReport {
         let start = tokio::time::Instant::now();
-        let server = self.servers()[i].clone();
-        let method = self.cfg_method();
-        match self.options_raw(i).await {
+        let server = handle.url().to_owned();
+        let method = self.method();
+        match self.options_raw(handle).await {
             Ok((o, timing)) => {
                 let offered = o.methods.is_empty() || o.supports(method);
                 let (diagnosis, hint) = if offered {

@@ -58,12 +58,14 @@
 //! [`ClientBuilder::wire_log`] is set ("network payload debug logging"): every head in
 //! full and at most the configured number of body bytes per message.
 
+mod audit;
 mod client;
 mod config;
 mod connection;
 mod diagnosis;
 mod error;
 mod events;
+mod hex;
 mod identity;
 mod policy;
 mod server;
@@ -72,6 +74,7 @@ mod tls;
 mod transport;
 mod verdict;
 
+pub use audit::{Action, AuditEntry};
 pub use client::{Client, ClientBuilder, DEFAULT_MAX_ADAPTED_BODY, ScanMeta};
 pub use config::{
     DEFAULT_MAX_SIZE, HealthConfig, Keepalive, MAX_TIMEOUT, PreviewMode, Roots, Strategy, Timeouts,
@@ -79,8 +82,9 @@ pub use config::{
 };
 pub use diagnosis::{Diagnosis, OptionsReport, OptionsSummary, diagnose};
 pub use error::{Error, ErrorKind, Phase, TlsProblem};
-pub use events::{Alert, AlertKind, Event, Notice};
+pub use events::{Alert, AlertKind, Event, HealthEvent, Notice};
 pub use icap_proto::{Method, OptionsRules};
 pub use identity::{IdentityHeaders, Uploader, UserType};
-pub use policy::{Action, AuditEntry, FileAction, Guard, Outcome, Policy};
-pub use verdict::{NotScannedReason, ScanReport, Threat, Verdict};
+pub use policy::{FileAction, Guard, Outcome, Policy};
+pub use server::ServerHandle;
+pub use verdict::{NotScannedReason, ScanReport, Threat, Verdict, VerdictKind};

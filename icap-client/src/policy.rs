@@ -4,15 +4,18 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
 
+use crate::audit::{Action, AuditEntry};
 use crate::client::{Client, ScanMeta};
 use crate::error::{Error, ErrorKind};
 use crate::events::{Alert, AlertKind, Event, Notice};
+use crate::hex::hex;
 use crate::identity::Uploader;
-use crate::verdict::{ScanReport, Verdict, ser_duration_ms};
+use crate::verdict::{ScanReport, Verdict};
 
 /// What to do with a file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,77 +92,6 @@ impl Policy {
     }
 }
 
-/// What was done to the file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "action", rename_all = "snake_case")]
-pub enum Action {
-    /// Nothing to do (clean).
-    None,
-    /// Left in place.
-    Kept,
-    /// Deleted.
-    Deleted,
-    /// Moved to quarantine.
-    Quarantined {
-        /// Where it is now.
-        to: PathBuf,
-    },
-    /// The policy said delete or quarantine, but that failed: the file is still there.
-    ActionFailed {
-        /// Why.
-        error: String,
-    },
-}
-
-impl Action {
-    /// The word used in the audit log.
-    pub fn label(&self) -> &'static str {
-        match self {
-            Action::None => "none",
-            Action::Kept => "kept",
-            Action::Deleted => "deleted",
-            Action::Quarantined { .. } => "quarantined",
-            Action::ActionFailed { .. } => "action_failed",
-        }
-    }
-}
-
-/// One line of the audit log.
-#[derive(Debug, Clone, Serialize)]
-pub struct AuditEntry {
-    /// UTC time, RFC 3339.
-    pub time: String,
-    /// The file.
-    pub path: PathBuf,
-    /// Its size in bytes.
-    pub size: u64,
-    /// Its SHA-256, hex.
-    pub sha256: Option<String>,
-    /// The server that answered (or was last tried).
-    pub server: Option<String>,
-    /// The service.
-    pub service: Option<String>,
-    /// `clean`, `infected`, `modified`, `not_scanned`, `failed`.
-    pub verdict: &'static str,
-    /// Threat names.
-    pub threats: Vec<String>,
-    /// What was done: `none`, `kept`, `deleted`, `quarantined`, `action_failed`.
-    pub action: &'static str,
-    /// Where a quarantined file went.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub quarantined_to: Option<PathBuf>,
-    /// Scan time.
-    #[serde(serialize_with = "ser_duration_ms", rename = "duration_ms")]
-    pub duration: Duration,
-    /// Who uploaded.
-    pub uploader: Option<Uploader>,
-    /// A sentence, such as `ICAP removed <path> due to scan fail`.
-    pub message: String,
-    /// The error, for failed scans.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
 /// The result of [`Guard::check_upload`].
 #[derive(Debug, Clone)]
 pub struct Outcome {
@@ -189,6 +121,8 @@ pub struct Guard {
     client: Client,
     policy: Policy,
     audit: Option<Arc<Mutex<std::fs::File>>>,
+    /// The guard's own events; the client's health changes are forwarded into it.
+    events: broadcast::Sender<Event>,
 }
 
 impl std::fmt::Debug for Guard {
@@ -220,10 +154,23 @@ impl Guard {
                 Error::config(format!("quarantine folder {}: {e}", dir.display())).with_source(e)
             })?;
         }
+        let (events, _) = broadcast::channel(1024);
+        // Forwarded synchronously, so a server-down alert comes before the scan-failed
+        // alert of the same upload. A weak sender: the client (and its clones) may outlive
+        // the guard, and the guard's subscribers must see the channel close with it.
+        let forward = events.downgrade();
+        client.forward_health(move |h| {
+            forward.upgrade().is_some_and(|tx| {
+                // No subscriber is fine: events are optional for the embedding product.
+                let _ = tx.send(Event::Alert(Alert::from(h)));
+                true
+            })
+        });
         Ok(Guard {
             client,
             policy,
             audit,
+            events,
         })
     }
 
@@ -237,9 +184,15 @@ impl Guard {
         &self.policy
     }
 
-    /// Events: alerts, notices, audit entries.
-    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Event> {
-        self.client.subscribe()
+    /// Events from now on: alerts (the client's server-down and server-up among them),
+    /// notices and audit entries.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    fn emit(&self, e: Event) {
+        // No subscriber is fine: events are optional for the embedding product.
+        let _ = self.events.send(e);
     }
 
     /// Whether a new upload may be accepted. With `delete_on_scan_fail`, uploads are
@@ -381,24 +334,20 @@ impl Guard {
             }
         };
         let audit = AuditEntry {
-            time: rfc3339(SystemTime::now()),
+            time: SystemTime::now(),
             path: path.to_path_buf(),
             size,
             sha256,
             server: report.server.clone(),
             service: report.service.clone(),
-            verdict: report.verdict.label(),
+            verdict: report.verdict.kind(),
             threats: report
                 .verdict
                 .threats()
                 .iter()
                 .map(|t| t.name.clone())
                 .collect(),
-            action: action.label(),
-            quarantined_to: match &action {
-                Action::Quarantined { to } => Some(to.clone()),
-                _ => None,
-            },
+            action: action.clone(),
             duration: report.duration,
             uploader: uploader.cloned(),
             message,
@@ -412,11 +361,11 @@ impl Guard {
                 tracing::error!(error = %e, "cannot write the audit log");
             }
         }
-        tracing::info!(path = %shown, verdict = audit.verdict, action = audit.action, "{}", audit.message);
+        tracing::info!(path = %shown, verdict = audit.verdict.label(), action = audit.action.label(), "{}", audit.message);
         for e in events {
-            self.client.emit(e);
+            self.emit(e);
         }
-        self.client.emit(Event::Audit(Box::new(audit.clone())));
+        self.emit(Event::Audit(Box::new(audit.clone())));
         Outcome {
             report,
             action,
@@ -479,46 +428,9 @@ async fn file_sha256(path: &Path) -> Option<String> {
             }
             h.update(&buf[..n]);
         }
-        Some(crate::client::hex(h.finalize().into()))
+        Some(hex(&h.finalize()))
     })
     .await
     .ok()
     .flatten()
-}
-
-/// `YYYY-MM-DDTHH:MM:SS.mmmZ` (civil-from-days, proleptic Gregorian).
-pub(crate) fn rfc3339(t: SystemTime) -> String {
-    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs();
-    let days = (secs / 86_400).cast_signed();
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60,
-        d.subsec_millis()
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rfc3339_known_answers() {
-        let at = |s: u64| rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(s));
-        assert_eq!(at(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(at(951_782_400), "2000-02-29T00:00:00.000Z");
-        assert_eq!(at(1_700_000_000), "2023-11-14T22:13:20.000Z");
-    }
 }

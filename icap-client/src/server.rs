@@ -276,6 +276,62 @@ impl ServerState {
     }
 }
 
+/// One configured server as seen from outside the client: its URL, pool and health.
+/// Cheap to clone; it reads the live state the client uses.
+///
+/// ```
+/// use icap_client::Client;
+/// let client = Client::builder().server("icap://127.0.0.1:1344/avscan").build().unwrap();
+/// let server = client.server(0).unwrap();
+/// assert_eq!(server.url(), "icap://127.0.0.1:1344/avscan");
+/// assert!(!server.is_down());
+/// assert_eq!(server.idle_connections(), 0);
+/// ```
+#[derive(Clone)]
+pub struct ServerHandle {
+    state: Arc<ServerState>,
+}
+
+impl ServerHandle {
+    pub(crate) fn new(state: Arc<ServerState>) -> Self {
+        ServerHandle { state }
+    }
+
+    pub(crate) fn state(&self) -> &Arc<ServerState> {
+        &self.state
+    }
+
+    /// The server URL, as configured.
+    pub fn url(&self) -> &str {
+        &self.state.url
+    }
+
+    /// Idle pooled connections, ready for the next scan.
+    pub fn idle_connections(&self) -> usize {
+        self.state.idle_count()
+    }
+
+    /// The connection limit in force: the configured one, lowered by the server's
+    /// `Max-Connections`.
+    pub fn connection_limit(&self) -> u32 {
+        self.state.limit()
+    }
+
+    /// Whether the server is marked down now (scans skip it until its revival delay has
+    /// passed and a probe succeeds).
+    pub fn is_down(&self) -> bool {
+        self.state.usable() != Usable::Yes
+    }
+}
+
+impl std::fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerHandle")
+            .field("url", &self.state.url)
+            .finish_non_exhaustive()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

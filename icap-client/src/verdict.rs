@@ -6,7 +6,7 @@ use icap_proto::verdict::{self, ThreatSource};
 use icap_proto::{Method, ResponseHead};
 use serde::Serialize;
 
-use crate::connection::Exchange;
+use crate::connection::ExchangeOutcome;
 use crate::error::{Error, ErrorKind};
 
 /// One threat the server reported.
@@ -14,9 +14,10 @@ use crate::error::{Error, ErrorKind};
 pub struct Threat {
     /// The threat name as the server reported it.
     pub name: String,
-    /// Where it was reported: `x-infection-found`, `x-violations-found`, `x-virus-id` or
-    /// `http-block` (an embedded 403 block page or vendor headers).
-    pub source: &'static str,
+    /// Where it was reported; serialized as `x-infection-found`, `x-violations-found`,
+    /// `x-virus-id` or `http-block` (an embedded 403 block page or vendor headers).
+    #[serde(serialize_with = "ser_threat_source")]
+    pub source: ThreatSource,
     /// The file inside the scanned object, when the server names one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub file: Option<String>,
@@ -26,15 +27,25 @@ impl From<verdict::Threat> for Threat {
     fn from(t: verdict::Threat) -> Self {
         Threat {
             name: t.name,
-            source: match t.source {
-                ThreatSource::InfectionFound => "x-infection-found",
-                ThreatSource::ViolationsFound => "x-violations-found",
-                ThreatSource::VirusId => "x-virus-id",
-                ThreatSource::HttpBlock => "http-block",
-            },
+            source: t.source,
             file: t.file.filter(|f| f != "-"),
         }
     }
+}
+
+/// The word the JSON output has always used for a threat's source.
+pub(crate) fn threat_source_label(s: ThreatSource) -> &'static str {
+    match s {
+        ThreatSource::InfectionFound => "x-infection-found",
+        ThreatSource::ViolationsFound => "x-violations-found",
+        ThreatSource::VirusId => "x-virus-id",
+        ThreatSource::HttpBlock => "http-block",
+    }
+}
+
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde's serialize_with passes a reference
+fn ser_threat_source<S: serde::Serializer>(s: &ThreatSource, ser: S) -> Result<S::Ok, S::Error> {
+    ser.serialize_str(threat_source_label(*s))
 }
 
 /// Why a file was not scanned.
@@ -121,15 +132,50 @@ impl Verdict {
             _ => None,
         }
     }
+    /// Which of the five outcomes this is, without its details.
+    pub fn kind(&self) -> VerdictKind {
+        match self {
+            Verdict::Clean => VerdictKind::Clean,
+            Verdict::Infected { .. } => VerdictKind::Infected,
+            Verdict::Modified { .. } => VerdictKind::Modified,
+            Verdict::NotScanned { .. } => VerdictKind::NotScanned,
+            Verdict::Failed { .. } => VerdictKind::Failed,
+        }
+    }
     /// A short word for logs and the CLI: `clean`, `infected`, `modified`, `not_scanned`,
     /// `failed`.
     pub fn label(&self) -> &'static str {
+        self.kind().label()
+    }
+}
+
+/// The outcome of a scan without its details: what the audit log records. Serializes as
+/// its [`label`](VerdictKind::label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum VerdictKind {
+    /// See [`Verdict::Clean`].
+    Clean,
+    /// See [`Verdict::Infected`].
+    Infected,
+    /// See [`Verdict::Modified`].
+    Modified,
+    /// See [`Verdict::NotScanned`].
+    NotScanned,
+    /// See [`Verdict::Failed`].
+    Failed,
+}
+
+impl VerdictKind {
+    /// `clean`, `infected`, `modified`, `not_scanned` or `failed`.
+    pub fn label(self) -> &'static str {
         match self {
-            Verdict::Clean => "clean",
-            Verdict::Infected { .. } => "infected",
-            Verdict::Modified { .. } => "modified",
-            Verdict::NotScanned { .. } => "not_scanned",
-            Verdict::Failed { .. } => "failed",
+            VerdictKind::Clean => "clean",
+            VerdictKind::Infected => "infected",
+            VerdictKind::Modified => "modified",
+            VerdictKind::NotScanned => "not_scanned",
+            VerdictKind::Failed => "failed",
         }
     }
 }
@@ -179,7 +225,7 @@ fn error_code(head: &ResponseHead) -> Option<String> {
 
 /// Maps a response to a verdict. An infection signalled anywhere wins over everything
 /// else, so an error status can never hide it.
-pub(crate) fn from_exchange(method: Method, ex: &Exchange) -> Verdict {
+pub(crate) fn from_exchange(method: Method, ex: &ExchangeOutcome) -> Verdict {
     let head = &ex.head;
     let threats: Vec<Threat> = verdict::threats(head)
         .into_iter()
@@ -266,9 +312,9 @@ mod tests {
         }
     }
 
-    fn ex(h: ResponseHead, sent: &[u8], back: Option<&[u8]>) -> Exchange {
+    fn ex(h: ResponseHead, sent: &[u8], back: Option<&[u8]>) -> ExchangeOutcome {
         use sha2::Digest;
-        Exchange {
+        ExchangeOutcome {
             head: h,
             body_len: back.map_or(0, |b| b.len() as u64),
             body_sha256: back.map(|b| sha2::Sha256::digest(b).into()),

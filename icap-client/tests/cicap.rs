@@ -111,7 +111,7 @@ async fn against_c_icap() {
     // OPTIONS on both services.
     for url in [&av, &echo] {
         let c = client(url, PreviewMode::Auto, Method::Respmod);
-        let r = c.test_server(0).await;
+        let r = c.test_server(&c.server(0).unwrap()).await;
         assert!(r.ok, "OPTIONS {url}: {r:?}");
         let o = r.options.expect("an OPTIONS answer");
         assert!(o.methods.iter().any(|m| m == "RESPMOD"), "{url}: {o:?}");
@@ -123,7 +123,7 @@ async fn against_c_icap() {
         Method::Respmod,
     );
     assert_eq!(
-        wrong.test_server(0).await.diagnosis,
+        wrong.test_server(&wrong.server(0).unwrap()).await.diagnosis,
         icap_client::Diagnosis::ServiceNotFound
     );
 
@@ -155,7 +155,11 @@ async fn against_c_icap() {
                 .await;
             assert_eicar(&r.verdict, &format!("{what}: EICAR inside a big file"));
         }
-        assert_eq!(c.idle_connections(0), 1, "{label}: keep-alive");
+        assert_eq!(
+            c.server(0).unwrap().idle_connections(),
+            1,
+            "{label}: keep-alive"
+        );
     }
 
     // Files from disk, and REQMOD.

@@ -20,7 +20,7 @@ use clap::{Args, Subcommand};
 use icap_client::settings::{Settings, parse_duration_of};
 use icap_client::{HealthConfig, ScanMeta};
 
-use crate::ConnArgs;
+use crate::cli::conn::ConnArgs;
 use report::Summary;
 use run::{Bodies, Body, Plan};
 
@@ -183,9 +183,9 @@ fn bodies(a: &BenchArgs) -> Result<Bodies> {
     if let Some(dir) = &a.corpus {
         let mut files = Vec::new();
         let mut errors = Vec::new();
-        crate::collect(std::slice::from_ref(dir), &mut files, &mut errors);
+        crate::cli::files::collect(std::slice::from_ref(dir), &mut files, &mut errors);
         if let Some((p, e)) = errors.first() {
-            bail!("--corpus {}: {e}", crate::shown_path(p));
+            bail!("--corpus {}: {e}", crate::cli::output::shown_path(p));
         }
         if files.len() > MAX_CORPUS_FILES {
             bail!(
@@ -195,7 +195,7 @@ fn bodies(a: &BenchArgs) -> Result<Bodies> {
         }
         for f in &files {
             let len = std::fs::metadata(f)
-                .with_context(|| crate::shown_path(f))?
+                .with_context(|| crate::cli::output::shown_path(f))?
                 .len();
             held = held.saturating_add(len);
             if held > MAX_BODY_BYTES {
@@ -203,7 +203,7 @@ fn bodies(a: &BenchArgs) -> Result<Bodies> {
                     "--corpus: more than {MAX_BODY_BYTES} bytes; the bench holds its bodies in memory"
                 );
             }
-            let bytes = std::fs::read(f).with_context(|| crate::shown_path(f))?;
+            let bytes = std::fs::read(f).with_context(|| crate::cli::output::shown_path(f))?;
             let name = f
                 .file_name()
                 .map_or_else(|| "file".into(), |n| n.to_string_lossy().into_owned());
@@ -217,7 +217,7 @@ fn bodies(a: &BenchArgs) -> Result<Bodies> {
             ));
         }
         if clean.is_empty() && a.infected_ratio < 1.0 {
-            bail!("--corpus {}: no files", crate::shown_path(dir));
+            bail!("--corpus {}: no files", crate::cli::output::shown_path(dir));
         }
     } else {
         for (size, weight) in parse_sizes(&a.size)? {
@@ -238,7 +238,7 @@ fn bodies(a: &BenchArgs) -> Result<Bodies> {
     Ok(Bodies {
         clean,
         eicar: Body {
-            bytes: crate::eicar().into(),
+            bytes: crate::cli::files::eicar().into(),
             meta: ScanMeta::new("eicar.com"),
             eicar: true,
         },
@@ -333,7 +333,7 @@ fn finish(
 ) -> Result<u8> {
     if let Some(p) = hdr_out {
         std::fs::write(p, hist::encode(summary, h)?)
-            .with_context(|| format!("--hdr-out {}", crate::shown_path(p)))?;
+            .with_context(|| format!("--hdr-out {}", crate::cli::output::shown_path(p)))?;
     }
     if json {
         println!("{}", report::to_json(summary, h));
@@ -365,7 +365,7 @@ pub(crate) fn merge(files: &[PathBuf], json: bool, hdr_out: Option<&Path>) -> Re
         let (s, h) = hist::read_file(f)?;
         total
             .add(&h)
-            .map_err(|e| anyhow::anyhow!("{}: {e:?}", crate::shown_path(f)))?;
+            .map_err(|e| anyhow::anyhow!("{}: {e:?}", crate::cli::output::shown_path(f)))?;
         parts.push(s.unwrap_or_else(|| Summary {
             mode: "unknown".into(),
             runs: 1,

@@ -401,7 +401,11 @@ pub(crate) fn to_text(s: &Summary, h: &Histogram<u64>) -> String {
         ("open", Some(r)) => format!("open loop at {r} scans/s"),
         (m, _) => format!("{m} loop"),
     };
-    let servers: Vec<String> = s.servers.iter().map(|u| crate::shown(u)).collect();
+    let servers: Vec<String> = s
+        .servers
+        .iter()
+        .map(|u| crate::cli::output::shown(u))
+        .collect();
     let _ = writeln!(t, "icap-client bench: {} ({mode})", servers.join(", "));
     let _ = writeln!(
         t,

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use icap_client::{AlertKind, Event, HealthConfig, ScanMeta, Strategy};
+use icap_client::{HealthConfig, HealthEvent, ScanMeta, Strategy};
 use icap_mock_server::{MockServer, Outage};
 
 use crate::common::{builder, eicar, refused_port, respmods};
@@ -83,11 +83,11 @@ async fn failures_mark_down_and_a_probe_brings_back() {
         let r = c.scan_bytes(&b"x"[..], &ScanMeta::new("a")).await;
         assert!(r.verdict.is_failed(), "{r:?}");
     }
-    assert!(c.is_down(0));
-    let Event::Alert(a) = events.recv().await.unwrap() else {
-        panic!("alert expected")
+    assert!(c.server(0).unwrap().is_down());
+    let HealthEvent::Down { server: down, .. } = events.recv().await.unwrap() else {
+        panic!("server down expected")
     };
-    assert_eq!(a.kind, AlertKind::ServerDown);
+    assert_eq!(down, server.url());
     // While down: fail fast, nothing is attempted.
     server.set_outage(Outage::None);
     server.clear_journal().await;
@@ -115,14 +115,14 @@ async fn failures_mark_down_and_a_probe_brings_back() {
                 .is_failed()
         );
     }
-    assert!(c2.is_down(0));
+    assert!(c2.server(0).unwrap().is_down());
     server.set_outage(Outage::None);
     let mut ev2 = c2.subscribe();
     let r = c2.scan_bytes(eicar(), &ScanMeta::new("e")).await;
     assert!(r.verdict.is_infected(), "{r:?}");
-    assert!(!c2.is_down(0));
-    let Event::Alert(a) = ev2.recv().await.unwrap() else {
-        panic!("alert expected")
+    assert!(!c2.server(0).unwrap().is_down());
+    let HealthEvent::Up { server: up, .. } = ev2.recv().await.unwrap() else {
+        panic!("server up expected")
     };
-    assert_eq!(a.kind, AlertKind::ServerUp);
+    assert_eq!(up, server.url());
 }

@@ -124,7 +124,7 @@ async fn bytes_after_a_complete_answer_keep_the_connection_out_of_the_pool() {
         let r = client.scan_file(&a, &ScanMeta::default()).await;
         assert!(r.verdict.is_clean(), "{:?}", r.verdict);
         assert_eq!(
-            client.idle_connections(0),
+            client.server(0).unwrap().idle_connections(),
             0,
             "a connection with leftovers was pooled"
         );
@@ -153,7 +153,7 @@ async fn a_200_without_encapsulated_with_a_body_in_the_buffer_fails_and_is_not_p
     let r = client.scan_file(&a, &ScanMeta::default()).await;
     let e = r.verdict.error().expect("failed");
     assert!(e.is_protocol(), "{e:?}");
-    assert_eq!(client.idle_connections(0), 0);
+    assert_eq!(client.server(0).unwrap().idle_connections(), 0);
     let r = client.scan_file(&a, &ScanMeta::default()).await;
     assert!(r.verdict.is_clean(), "the next scan works: {:?}", r.verdict);
 }
@@ -216,7 +216,11 @@ async fn answers_that_break_the_rules_fail_and_are_never_pooled() {
             Verdict::Failed { error } => assert!(error.is_protocol(), "{what}: {error:?}"),
             other => panic!("{what}: {other:?}"),
         }
-        assert_eq!(client.idle_connections(0), 0, "{what}: pooled");
+        assert_eq!(
+            client.server(0).unwrap().idle_connections(),
+            0,
+            "{what}: pooled"
+        );
         // The next scan takes a new connection.
         let r = client.scan_file(&a, &ScanMeta::default()).await;
         assert!(r.verdict.is_clean(), "{what}: next scan {:?}", r.verdict);
@@ -464,7 +468,7 @@ async fn an_endless_adapted_body_stops_at_the_cap_with_too_large() {
         .unwrap_or_else(|| panic!("{:?}", r.verdict));
     assert!(e.is_too_large(), "{e:?}");
     assert!(!e.is_protocol());
-    assert_eq!(client.idle_connections(0), 0);
+    assert_eq!(client.server(0).unwrap().idle_connections(), 0);
 }
 
 // ---- knobs ----

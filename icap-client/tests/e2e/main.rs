@@ -7,6 +7,7 @@ mod common;
 mod failover;
 mod faults;
 mod integrity;
+mod layers;
 mod memory;
 mod policy;
 mod pool;

@@ -213,3 +213,48 @@ async fn too_large_is_kept_and_audited_as_not_scanned() {
     assert!(path.exists());
     assert_eq!(audit_lines(&audit)[0]["verdict"], "not_scanned");
 }
+
+#[tokio::test]
+async fn the_guard_forwards_its_clients_health_before_its_own_alert() {
+    let port = refused_port().await;
+    let dir = tempfile::tempdir().unwrap();
+    let client = builder(&format!("icap://127.0.0.1:{port}/avscan"))
+        .health(icap_client::HealthConfig {
+            threshold: 1,
+            ..icap_client::HealthConfig::default()
+        })
+        .build()
+        .unwrap();
+    let mut health = client.subscribe();
+    let guard = Guard::new(client, Policy::default()).unwrap();
+    let mut rx = guard.subscribe();
+    let path = write(dir.path(), "a.txt", b"a");
+    assert!(
+        guard
+            .check_upload(&path, None)
+            .await
+            .report
+            .verdict
+            .is_failed()
+    );
+    let kinds: Vec<AlertKind> = drain(&mut rx)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Alert(a) => Some(a.kind),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(kinds, [AlertKind::ServerDown, AlertKind::ScanFailed]);
+    // The client's own channel carries the health change only.
+    assert!(matches!(
+        health.try_recv(),
+        Ok(icap_client::HealthEvent::Down { .. })
+    ));
+    assert!(health.try_recv().is_err());
+    // Dropping the guard closes its channel even though a client clone could live on.
+    drop(guard);
+    assert!(matches!(
+        rx.recv().await,
+        Err(tokio::sync::broadcast::error::RecvError::Closed)
+    ));
+}

@@ -24,7 +24,7 @@ async fn sequential_scans_share_one_connection() {
     assert_eq!(j.len(), 6, "one OPTIONS, five RESPMOD");
     let peers: HashSet<_> = j.iter().map(|t| t.peer).collect();
     assert_eq!(peers.len(), 1, "{peers:?}");
-    assert_eq!(c.idle_connections(0), 1);
+    assert_eq!(c.server(0).unwrap().idle_connections(), 1);
 }
 
 #[tokio::test]
@@ -45,7 +45,7 @@ async fn max_connections_from_options_bounds_concurrency() {
             .verdict
             .is_clean()
     );
-    assert_eq!(c.connection_limit(0), 2);
+    assert_eq!(c.server(0).unwrap().connection_limit(), 2);
     let mut tasks = Vec::new();
     for _ in 0..12 {
         let c = c.clone();

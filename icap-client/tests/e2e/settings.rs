@@ -708,7 +708,7 @@ async fn options_ttl_of_u64_max_does_not_panic() {
 async fn options_without_istag_make_the_service_unusable() {
     let url = no_istag_server().await;
     let c = builder(&url).preview(PreviewMode::Off).build().unwrap();
-    let t = c.test_server(0).await;
+    let t = c.test_server(&c.server(0).unwrap()).await;
     assert!(!t.ok, "{t:?}");
     assert_eq!(t.diagnosis, icap_client::Diagnosis::MissingIsTag, "{t:?}");
     assert!(t.hint.contains("UNUSABLE"), "{}", t.hint);
@@ -728,7 +728,7 @@ async fn options_without_istag_make_the_service_unusable() {
 async fn max_connections_given_twice_with_different_values_is_ignored() {
     let url = raw_options_server("Max-Connections: 2\r\nMax-Connections: 7\r\n").await;
     let c = builder(&url).max_connections(16).build().unwrap();
-    let t = c.test_server(0).await;
+    let t = c.test_server(&c.server(0).unwrap()).await;
     assert!(t.ok, "{t:?}");
     let o = t.options.unwrap();
     assert_eq!(o.max_connections, None, "a conflict is no value");
@@ -737,7 +737,11 @@ async fn max_connections_given_twice_with_different_values_is_ignored() {
         "{:?}",
         o.warnings
     );
-    assert_eq!(c.connection_limit(0), 16, "the configured limit stays");
+    assert_eq!(
+        c.server(0).unwrap().connection_limit(),
+        16,
+        "the configured limit stays"
+    );
 }
 
 #[tokio::test]
@@ -761,7 +765,7 @@ async fn a_fixed_preview_above_max_preview_is_refused() {
 async fn options_warnings_are_reported() {
     let url = raw_options_server("Preview: 99999999999\r\nMax-Connections: 0\r\n").await;
     let c = builder(&url).build().unwrap();
-    let t = c.test_server(0).await;
+    let t = c.test_server(&c.server(0).unwrap()).await;
     assert!(t.ok, "{t:?}");
     let o = t.options.unwrap();
     assert_eq!(o.preview, Some(64 * 1024));

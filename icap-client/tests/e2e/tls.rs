@@ -67,7 +67,7 @@ async fn scans_over_tls_with_the_ca() {
             .verdict
             .is_clean()
     );
-    let t = c.test_server(0).await;
+    let t = c.test_server(&c.server(0).unwrap()).await;
     assert!(t.ok, "{t:?}");
     assert!(t.tls_version.is_some());
 }
@@ -79,7 +79,10 @@ async fn untrusted_certificate_is_diagnosed() {
     let r = c.scan_bytes(eicar(), &ScanMeta::new("e")).await;
     let e = r.verdict.error().expect("failed");
     assert_eq!(e.tls_problem(), Some(TlsProblem::UnknownIssuer), "{e:?}");
-    assert_eq!(c.test_server(0).await.diagnosis, Diagnosis::TlsUntrusted);
+    assert_eq!(
+        c.test_server(&c.server(0).unwrap()).await.diagnosis,
+        Diagnosis::TlsUntrusted
+    );
     // A CA file that is not the right one: same.
     let (_, other_ca) = ca("other");
     let dir = tempfile::tempdir().unwrap();
@@ -88,7 +91,10 @@ async fn untrusted_certificate_is_diagnosed() {
         .tls_ca_file(&ca_file)
         .build()
         .unwrap();
-    assert_eq!(c.test_server(0).await.diagnosis, Diagnosis::TlsUntrusted);
+    assert_eq!(
+        c.test_server(&c.server(0).unwrap()).await.diagnosis,
+        Diagnosis::TlsUntrusted
+    );
 }
 
 #[tokio::test]
@@ -104,7 +110,10 @@ async fn name_mismatch_is_diagnosed() {
         r.verdict.error().unwrap().tls_problem(),
         Some(TlsProblem::NameMismatch)
     );
-    assert_eq!(c.test_server(0).await.diagnosis, Diagnosis::TlsNameMismatch);
+    assert_eq!(
+        c.test_server(&c.server(0).unwrap()).await.diagnosis,
+        Diagnosis::TlsNameMismatch
+    );
     // The right SNI override works.
     let c = builder(&server.url())
         .tls_ca_pem(server.ca_pem().unwrap())
@@ -125,7 +134,7 @@ async fn expired_certificate_is_diagnosed() {
     let (cert, key) = leaf(&issuer, &["127.0.0.1", "localhost"], false, true);
     let server = MockServer::builder().tls_pem(&cert, &key).start().await;
     let c = builder(&server.url()).tls_ca_pem(ca_pem).build().unwrap();
-    let t = c.test_server(0).await;
+    let t = c.test_server(&c.server(0).unwrap()).await;
     assert_eq!(t.diagnosis, Diagnosis::TlsExpired, "{t:?}");
     let r = c.scan_bytes(eicar(), &ScanMeta::new("e")).await;
     assert_eq!(
@@ -159,7 +168,7 @@ async fn plain_client_on_tls_port_fails_cleanly() {
         .unwrap();
     let r = c.scan_bytes(eicar(), &ScanMeta::new("e")).await;
     assert!(r.verdict.is_failed(), "{r:?}");
-    assert!(!c.test_server(0).await.ok);
+    assert!(!c.test_server(&c.server(0).unwrap()).await.ok);
 }
 
 #[tokio::test]
@@ -243,7 +252,7 @@ async fn handshake_failure_is_a_refusal_unless_a_client_certificate_was_sent() {
             .starts_with("the server refused the TLS handshake:"),
         "{e}"
     );
-    let t = c.test_server(0).await;
+    let t = c.test_server(&c.server(0).unwrap()).await;
     assert_eq!(t.diagnosis, Diagnosis::TlsOther, "{t:?}");
     assert!(t.hint.contains("refused the TLS handshake"), "{}", t.hint);
 
@@ -265,5 +274,8 @@ async fn handshake_failure_is_a_refusal_unless_a_client_certificate_was_sent() {
             .starts_with("the server rejected the client certificate:"),
         "{e}"
     );
-    assert_eq!(c.test_server(0).await.diagnosis, Diagnosis::TlsClientCert);
+    assert_eq!(
+        c.test_server(&c.server(0).unwrap()).await.diagnosis,
+        Diagnosis::TlsClientCert
+    );
 }

@@ -1,0 +1,350 @@
+//! The request heads, as pure functions of the configuration and the file's metadata:
+//! the scan request (`RESPMOD` or `REQMOD` with its embedded HTTP heads, `Preview`,
+//! `Allow: 204`, identity and extra headers, the file name percent-encoded in the request
+//! line) and the `OPTIONS` request.
+
+use bytes::{Bytes, BytesMut};
+use icap_proto::{
+    BodyKind, HeaderName, HeaderValue, Headers, HttpRequestHead, HttpResponseHead, Method,
+    RequestHead, Uri,
+};
+
+use super::cfg::ClientConfig;
+use super::meta::ScanMeta;
+use crate::error::Error;
+
+/// The `User-Agent` of every request.
+const USER_AGENT: &str = concat!("icap-client/", env!("CARGO_PKG_VERSION"));
+
+/// The encoded head of a scan request: `size` is the body's declared length (`None`: not
+/// known, no `Content-Length`), `preview` the preview size announced, if any.
+pub(super) fn scan_head(
+    cfg: &ClientConfig,
+    static_headers: &Headers,
+    uri: &Uri,
+    meta: &ScanMeta,
+    size: Option<u64>,
+    preview: Option<u64>,
+) -> Result<Bytes, Error> {
+    let mut head = RequestHead::new(cfg.method, uri.clone());
+    let h = &mut head.headers;
+    push_header(h, "Host", &host_header(uri))?;
+    push_header(h, "User-Agent", USER_AGENT)?;
+    if cfg.allow_204 {
+        push_header(h, "Allow", "204")?;
+    }
+    if let Some(p) = preview {
+        h.push(HeaderName::from_static("Preview"), HeaderValue::from_u64(p));
+    }
+    if cfg.identity.enabled {
+        if let Some(u) = &meta.uploader {
+            cfg.identity.apply(u, h)?;
+        }
+        for (n, v) in static_headers {
+            h.push(n.clone(), v.clone());
+        }
+        for (n, v) in &meta.headers {
+            push_header(h, n, v)?;
+        }
+    }
+    let target = format!(
+        "/{}",
+        percent_encode(meta.filename.as_deref().unwrap_or("upload"))
+    );
+    let ctype = meta
+        .content_type
+        .as_deref()
+        .unwrap_or("application/octet-stream");
+    let bad = |e: icap_proto::EncodeError| Error::config(format!("embedded HTTP head: {e}"));
+    if cfg.method == Method::Reqmod {
+        let mut req = HttpRequestHead::new("POST", &target).map_err(bad)?;
+        req.headers
+            .append("Host", cfg.http_host.as_str())
+            .map_err(bad)?;
+        req.headers.append("Content-Type", ctype).map_err(bad)?;
+        if let Some(n) = size {
+            req.headers.push(
+                HeaderName::from_static("Content-Length"),
+                HeaderValue::from_u64(n),
+            );
+        }
+        head.http_request = Some(req);
+        head.body = Some(BodyKind::Request);
+    } else {
+        let mut req = HttpRequestHead::new("GET", &target).map_err(bad)?;
+        req.headers
+            .append("Host", cfg.http_host.as_str())
+            .map_err(bad)?;
+        let mut res = HttpResponseHead::new(200, "OK").map_err(bad)?;
+        res.headers.append("Content-Type", ctype).map_err(bad)?;
+        if let Some(n) = size {
+            res.headers.push(
+                HeaderName::from_static("Content-Length"),
+                HeaderValue::from_u64(n),
+            );
+        }
+        head.http_request = Some(req);
+        head.http_response = Some(res);
+        head.body = Some(BodyKind::Response);
+    }
+    let mut out = BytesMut::with_capacity(512);
+    head.encode(&mut out)
+        .map_err(|e| Error::config(format!("ICAP request: {e}")))?;
+    Ok(out.freeze())
+}
+
+/// The encoded head of an `OPTIONS` request for `uri`.
+pub(super) fn options_head(uri: &Uri) -> Result<Bytes, Error> {
+    let mut head = RequestHead::new(Method::Options, uri.clone());
+    head.headers
+        .append("Host", host_header(uri).as_str())
+        .map_err(|e| Error::config(format!("host header: {e}")))?;
+    head.headers
+        .append("User-Agent", USER_AGENT)
+        .expect("static header is valid");
+    let mut bytes = BytesMut::new();
+    head.encode(&mut bytes)
+        .map_err(|e| Error::config(format!("OPTIONS request: {e}")))?;
+    Ok(bytes.freeze())
+}
+
+/// Appends a header given as text; a configuration error if the name is not a token or
+/// the value holds CR, LF or NUL (no header injection).
+pub(super) fn push_header(h: &mut Headers, name: &str, value: &str) -> Result<(), Error> {
+    let n = HeaderName::new(name.to_owned().into_bytes())
+        .map_err(|e| Error::config(format!("invalid header name {name:?}: {e}")))?;
+    let v = HeaderValue::new(value.to_owned().into_bytes()).map_err(|_| {
+        Error::config(format!(
+            "refused header {name}: value {value:?} contains CR, LF or NUL"
+        ))
+    })?;
+    h.push(n, v);
+    Ok(())
+}
+
+/// The `Host` header for `uri`: an IPv6 address in brackets, the port only if the URL
+/// names one.
+fn host_header(u: &Uri) -> String {
+    let host = if u.host().contains(':') {
+        format!("[{}]", u.host())
+    } else {
+        u.host().to_owned()
+    };
+    match u.explicit_port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host,
+    }
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters and `/`.
+fn percent_encode(s: &str) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::{IdentityHeaders, Uploader};
+
+    fn uri(s: &str) -> Uri {
+        s.parse().expect("valid test URI")
+    }
+
+    /// The head as text, split into its lines (the ICAP head, then the embedded heads).
+    fn lines(b: &Bytes) -> Vec<String> {
+        String::from_utf8(b.to_vec())
+            .expect("heads are ASCII")
+            .split("\r\n")
+            .map(str::to_owned)
+            .collect()
+    }
+
+    fn head(
+        cfg: &ClientConfig,
+        meta: &ScanMeta,
+        size: Option<u64>,
+        preview: Option<u64>,
+    ) -> Vec<String> {
+        let b = scan_head(
+            cfg,
+            &Headers::new(),
+            &uri("icap://av.example.net/avscan"),
+            meta,
+            size,
+            preview,
+        )
+        .expect("valid head");
+        lines(&b)
+    }
+
+    #[test]
+    fn respmod_wraps_the_file_in_a_get_and_a_200() {
+        let got = head(
+            &ClientConfig::default(),
+            &ScanMeta::new("report.pdf"),
+            Some(68),
+            None,
+        );
+        let at = |l: &str| {
+            got.iter()
+                .position(|x| x == l)
+                .unwrap_or_else(|| panic!("no {l:?} in {got:#?}"))
+        };
+        assert_eq!(got[0], "RESPMOD icap://av.example.net/avscan ICAP/1.0");
+        at("Host: av.example.net");
+        at(&format!("User-Agent: {USER_AGENT}"));
+        at("Allow: 204");
+        assert!(
+            got.iter()
+                .any(|l| l.starts_with("Encapsulated: req-hdr=0, res-hdr=")
+                    && l.contains(", res-body=")),
+            "{got:#?}"
+        );
+        let get = at("GET /report.pdf HTTP/1.1");
+        let res = at("HTTP/1.1 200 OK");
+        assert!(get < res);
+        assert!(at("Host: upload.local") > get);
+        assert!(at("Content-Type: application/octet-stream") > res);
+        assert!(at("Content-Length: 68") > res);
+        assert!(
+            !got.iter().any(|l| l.starts_with("Preview:")),
+            "no preview unless asked"
+        );
+        assert!(
+            got.ends_with(&[String::new(), String::new()]),
+            "the head ends in a blank line"
+        );
+    }
+
+    #[test]
+    fn reqmod_sends_the_file_as_a_post_body() {
+        let cfg = ClientConfig {
+            method: Method::Reqmod,
+            ..ClientConfig::default()
+        };
+        let meta = ScanMeta::new("a.txt").with_content_type("text/plain");
+        let got = head(&cfg, &meta, Some(5), None);
+        assert_eq!(got[0], "REQMOD icap://av.example.net/avscan ICAP/1.0");
+        assert!(
+            got.iter()
+                .any(|l| l.starts_with("Encapsulated: req-hdr=0, req-body=")),
+            "{got:#?}"
+        );
+        let post = got
+            .iter()
+            .position(|l| l == "POST /a.txt HTTP/1.1")
+            .expect("request line");
+        assert!(got[post..].contains(&"Content-Type: text/plain".to_owned()));
+        assert!(got[post..].contains(&"Content-Length: 5".to_owned()));
+        assert!(
+            !got.iter().any(|l| l.starts_with("HTTP/1.1 ")),
+            "no embedded response"
+        );
+    }
+
+    #[test]
+    fn preview_allow_204_and_an_unknown_size() {
+        let cfg = ClientConfig {
+            allow_204: false,
+            ..ClientConfig::default()
+        };
+        let got = head(&cfg, &ScanMeta::default(), None, Some(1024));
+        assert!(got.contains(&"Preview: 1024".to_owned()), "{got:#?}");
+        assert!(!got.iter().any(|l| l.starts_with("Allow:")), "{got:#?}");
+        assert!(
+            !got.iter().any(|l| l.starts_with("Content-Length:")),
+            "{got:#?}"
+        );
+        assert!(
+            got.contains(&"GET /upload HTTP/1.1".to_owned()),
+            "a file without a name: {got:#?}"
+        );
+    }
+
+    #[test]
+    fn identity_and_extra_headers_only_when_enabled() {
+        let mut statics = Headers::new();
+        push_header(&mut statics, "X-Tenant", "acme").expect("valid header");
+        let meta = ScanMeta::new("a")
+            .with_uploader(Uploader::new("alice"))
+            .with_header("X-Trace", "7");
+        let on = ClientConfig {
+            identity: IdentityHeaders::filecloud(),
+            ..ClientConfig::default()
+        };
+        let b =
+            scan_head(&on, &statics, &uri("icap://h/s"), &meta, Some(1), None).expect("valid head");
+        let got = lines(&b);
+        assert!(got.contains(&"X-Tenant: acme".to_owned()), "{got:#?}");
+        assert!(got.contains(&"X-Trace: 7".to_owned()), "{got:#?}");
+        assert!(
+            got.iter().any(|l| l.ends_with(": alice")),
+            "the uploader's name: {got:#?}"
+        );
+        let off = ClientConfig {
+            identity: IdentityHeaders::disabled(),
+            ..ClientConfig::default()
+        };
+        let b = scan_head(&off, &statics, &uri("icap://h/s"), &meta, Some(1), None)
+            .expect("valid head");
+        let got = lines(&b);
+        assert!(
+            !got.iter().any(|l| l.starts_with("X-")),
+            "the identity switch turns all off: {got:#?}"
+        );
+        assert!(!got.iter().any(|l| l.contains("alice")), "{got:#?}");
+    }
+
+    #[test]
+    fn file_names_are_percent_encoded_in_the_request_line() {
+        let cases = [
+            ("report.pdf", "/report.pdf"),
+            ("a b.txt", "/a%20b.txt"),
+            ("dir/x~_-.bin", "/dir/x~_-.bin"),
+            ("ü%?#\r\n.exe", "/%C3%BC%25%3F%23%0D%0A.exe"),
+        ];
+        for (name, target) in cases {
+            assert_eq!(percent_encode(name), &target[1..], "{name:?}");
+            let got = head(
+                &ClientConfig::default(),
+                &ScanMeta::new(name),
+                Some(1),
+                None,
+            );
+            assert!(
+                got.contains(&format!("GET {target} HTTP/1.1")),
+                "{name:?}: {got:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn host_header_and_options_head() {
+        assert_eq!(host_header(&uri("icap://av/s")), "av");
+        assert_eq!(host_header(&uri("icap://av:1345/s")), "av:1345");
+        assert_eq!(host_header(&uri("icap://[::1]:1344/s")), "[::1]:1344");
+        let got = lines(&options_head(&uri("icap://av:1345/s")).expect("valid head"));
+        assert_eq!(got[0], "OPTIONS icap://av:1345/s ICAP/1.0");
+        assert!(got.contains(&"Host: av:1345".to_owned()), "{got:#?}");
+        assert_eq!(got[2], format!("User-Agent: {USER_AGENT}"));
+        assert_eq!(got[3..], ["", ""], "nothing else, no body: {got:#?}");
+    }
+
+    #[test]
+    fn header_values_with_line_breaks_are_refused() {
+        let mut h = Headers::new();
+        assert!(push_header(&mut h, "X-Ok", "fine").is_ok());
+        assert!(push_header(&mut h, "X-Bad", "a\r\nX-Injected: 1").is_err());
+        assert!(push_header(&mut h, "Bad Name", "v").is_err());
+        assert_eq!(h.len(), 1);
+    }
+}

@@ -1,0 +1,50 @@
+//! [`ScanMeta`]: what is known about a file besides its bytes. Plain data.
+
+use crate::identity::Uploader;
+
+/// What is known about the file being scanned, besides its bytes.
+///
+/// ```
+/// use icap_client::{ScanMeta, Uploader};
+/// let meta = ScanMeta::new("report.pdf")
+///     .with_uploader(Uploader::new("alice"))
+///     .with_header("X-Tenant", "acme");
+/// assert_eq!(meta.filename.as_deref(), Some("report.pdf"));
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct ScanMeta {
+    /// The file name, sent in the embedded HTTP request line (some servers use the
+    /// extension) and used for `Transfer-*` decisions.
+    pub filename: Option<String>,
+    /// Who uploaded it.
+    pub uploader: Option<Uploader>,
+    /// Extra ICAP headers for this scan (subject to the identity switch).
+    pub headers: Vec<(String, String)>,
+    /// `Content-Type` of the embedded HTTP message.
+    pub content_type: Option<String>,
+}
+
+impl ScanMeta {
+    /// Metadata with a file name.
+    pub fn new(filename: impl Into<String>) -> Self {
+        ScanMeta {
+            filename: Some(filename.into()),
+            ..ScanMeta::default()
+        }
+    }
+    /// Sets the uploader.
+    pub fn with_uploader(mut self, u: Uploader) -> Self {
+        self.uploader = Some(u);
+        self
+    }
+    /// Adds an ICAP header.
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+    /// Sets the `Content-Type`.
+    pub fn with_content_type(mut self, ct: impl Into<String>) -> Self {
+        self.content_type = Some(ct.into());
+        self
+    }
+}
