@@ -1,7 +1,12 @@
 //! The configuration file (TOML) and the admin API share this schema.
+//!
+//! The file turns into a value, [`FileSettings`], that
+//! [`MockServerBuilder::config`](crate::MockServerBuilder::config) consumes; this module
+//! knows nothing of the server. Every mistake is a [`ConfigError`] naming the key (and,
+//! for TOML syntax, the line) where it is known.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use icap_proto::{Limits, Method};
@@ -9,8 +14,77 @@ use serde::{Deserialize, Serialize};
 
 use crate::matchers::{self, Match};
 use crate::mock::{Fault, FaultKind, Mock, MockBuilder, Verdict};
-use crate::server::MockServerBuilder;
+use crate::proxy::upstream::{Upstream, UpstreamError, UpstreamFailure};
+use crate::replay::{Replay, ReplayError};
 use crate::service::{Dialect, ServiceConfig, Signature};
+use crate::transport_faults::TransportFaults;
+
+/// What is wrong with a configuration (a file, or a rule posted to the admin API). The
+/// messages are the ones the mock has always printed; the fields say where.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The text is not TOML, or does not fit the schema (an unknown key, a wrong type).
+    #[error("{message}")]
+    Toml {
+        /// toml's own description, with the line and a caret.
+        message: String,
+        /// The 1-based line of the mistake, when toml knows it.
+        line: Option<usize>,
+    },
+    /// A file the configuration names could not be read.
+    #[error("reading {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// An upstream URL or CA is unusable.
+    #[error("{source}")]
+    Upstream {
+        /// The key (`service.upstream`, `service.upstream_ca`, ...).
+        key: &'static str,
+        /// What is wrong with it.
+        source: UpstreamError,
+    },
+    /// A `recorded:DIR` dialect names a directory that is not a recording.
+    #[error("{source}")]
+    Replay {
+        /// The key (`rule.then.dialect`).
+        key: &'static str,
+        /// Why the recording cannot be loaded.
+        source: ReplayError,
+    },
+    /// A key has a value the mock does not understand.
+    #[error("{message}")]
+    Invalid {
+        /// The key, dotted (`service.methods`, `rule.then.verdict`, `tls`, ...).
+        key: &'static str,
+        /// What is wrong with the value.
+        message: String,
+    },
+}
+
+impl ConfigError {
+    /// The key the error is about, when there is one.
+    pub fn key(&self) -> Option<&'static str> {
+        match self {
+            ConfigError::Upstream { key, .. }
+            | ConfigError::Replay { key, .. }
+            | ConfigError::Invalid { key, .. } => Some(key),
+            ConfigError::Toml { .. } | ConfigError::Read { .. } => None,
+        }
+    }
+
+    fn invalid(key: &'static str) -> impl FnOnce(String) -> ConfigError {
+        move |message| ConfigError::Invalid { key, message }
+    }
+
+    fn upstream(key: &'static str) -> impl FnOnce(UpstreamError) -> ConfigError {
+        move |source| ConfigError::Upstream { key, source }
+    }
+}
 
 /// A whole configuration file.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -228,7 +302,7 @@ pub enum FaultValue {
 
 impl FaultsSpec {
     /// The transport faults, in [`TransportFaults::parse`](crate::transport_faults::TransportFaults::parse)'s vocabulary.
-    pub fn to_faults(&self) -> Result<crate::transport_faults::TransportFaults, String> {
+    pub fn to_faults(&self) -> Result<TransportFaults, ConfigError> {
         let text = match self {
             FaultsSpec::Text(t) => t.clone(),
             FaultsSpec::Table(map) => {
@@ -238,36 +312,48 @@ impl FaultsSpec {
                         FaultValue::Number(n) => n.to_string(),
                         FaultValue::Text(t) if !t.contains([',', '=']) => t.clone(),
                         FaultValue::Text(t) => {
-                            return Err(format!("transport fault {k} = {t:?}: one value only"));
+                            return Err(ConfigError::Invalid {
+                                key: "service.upstream.faults",
+                                message: format!("transport fault {k} = {t:?}: one value only"),
+                            });
                         }
                     };
                     if k.contains([',', '=']) {
-                        return Err(format!("transport fault name {k:?}"));
+                        return Err(ConfigError::Invalid {
+                            key: "service.upstream.faults",
+                            message: format!("transport fault name {k:?}"),
+                        });
                     }
                     items.push(format!("{k}={v}"));
                 }
                 items.join(",")
             }
         };
-        crate::transport_faults::TransportFaults::parse(&text)
+        TransportFaults::parse(&text).map_err(ConfigError::invalid("service.upstream.faults"))
     }
 }
 
 impl UpstreamSpec {
     /// The upstream, before the flat `upstream_*` keys of the service apply.
-    pub fn to_upstream(&self) -> Result<crate::proxy::Upstream, String> {
+    pub fn to_upstream(&self) -> Result<Upstream, ConfigError> {
         let t = match self {
             UpstreamSpec::Url(url) => {
-                return crate::proxy::Upstream::parse(url).map_err(|e| e.to_string());
+                return Upstream::parse(url).map_err(ConfigError::upstream("service.upstream"));
             }
             UpstreamSpec::Table(t) => t,
         };
-        let mut up = crate::proxy::Upstream::parse(&t.url).map_err(|e| e.to_string())?;
+        let mut up =
+            Upstream::parse(&t.url).map_err(ConfigError::upstream("service.upstream.url"))?;
         if let Some(ca) = &t.ca {
-            up = up.with_ca_pem(&read(ca)?).map_err(|e| e.to_string())?;
+            up = up
+                .with_ca_pem(&read(ca)?)
+                .map_err(ConfigError::upstream("service.upstream.ca"))?;
         }
         if let Some(f) = &t.failure {
-            up = up.with_failure(crate::proxy::UpstreamFailure::parse(f)?);
+            up = up.with_failure(
+                UpstreamFailure::parse(f)
+                    .map_err(ConfigError::invalid("service.upstream.failure"))?,
+            );
         }
         if let Some(ms) = t.timeout_ms {
             up = up.with_timeout(Duration::from_millis(ms));
@@ -291,19 +377,23 @@ impl UpstreamSpec {
     }
 }
 
-fn parse_method(s: &str) -> Result<Method, String> {
-    Method::from_bytes(s.trim().to_ascii_uppercase().as_bytes())
-        .ok_or_else(|| format!("unknown ICAP method {s:?}"))
+fn parse_method(key: &'static str, s: &str) -> Result<Method, ConfigError> {
+    Method::from_bytes(s.trim().to_ascii_uppercase().as_bytes()).ok_or_else(|| {
+        ConfigError::Invalid {
+            key,
+            message: format!("unknown ICAP method {s:?}"),
+        }
+    })
 }
 
 impl ServiceSpec {
     /// The service configuration.
-    pub fn to_service(&self) -> Result<ServiceConfig, String> {
+    pub fn to_service(&self) -> Result<ServiceConfig, ConfigError> {
         let mut s = ServiceConfig::new(&self.name).dialect(self.dialect);
         if let Some(m) = &self.methods {
             let methods = m
                 .iter()
-                .map(|x| parse_method(x))
+                .map(|x| parse_method("service.methods", x))
                 .collect::<Result<Vec<_>, _>>()?;
             s = s.methods(&methods);
         }
@@ -336,24 +426,34 @@ impl ServiceSpec {
             if let Signature::Sha256 { sha256, .. } = sig
                 && (sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()))
             {
-                return Err(format!("signature sha256 {sha256:?} is not 64 hex digits"));
+                return Err(ConfigError::Invalid {
+                    key: "service.signatures",
+                    message: format!("signature sha256 {sha256:?} is not 64 hex digits"),
+                });
             }
             s = s.signature(sig.clone());
         }
         if let Some(spec) = &self.upstream {
             let mut up = spec.to_upstream()?;
             if let Some(ca) = &self.upstream_ca {
-                up = up.with_ca_pem(&read(ca)?).map_err(|e| e.to_string())?;
+                up = up
+                    .with_ca_pem(&read(ca)?)
+                    .map_err(ConfigError::upstream("service.upstream_ca"))?;
             }
             if let Some(f) = &self.upstream_failure {
-                up = up.with_failure(crate::proxy::UpstreamFailure::parse(f)?);
+                up = up.with_failure(
+                    UpstreamFailure::parse(f)
+                        .map_err(ConfigError::invalid("service.upstream_failure"))?,
+                );
             }
             if let Some(ms) = self.upstream_timeout_ms {
                 up = up.with_timeout(Duration::from_millis(ms));
             }
             if let Some(spec) = &self.upstream_faults {
-                up = up
-                    .with_transport_faults(crate::transport_faults::TransportFaults::parse(spec)?);
+                up = up.with_transport_faults(
+                    TransportFaults::parse(spec)
+                        .map_err(ConfigError::invalid("service.upstream_faults"))?,
+                );
             }
             s = s.upstream(up);
         }
@@ -444,7 +544,7 @@ pub struct RuleSpec {
 }
 
 impl ThenSpec {
-    fn verdict(&self) -> Result<Verdict, String> {
+    fn verdict(&self) -> Result<Verdict, ConfigError> {
         let mut v = match self.verdict.as_deref().unwrap_or("scan") {
             "scan" => Verdict::scan(),
             "clean" => Verdict::clean(),
@@ -453,22 +553,35 @@ impl ThenSpec {
                 self.status.unwrap_or(500),
                 self.error_code.as_deref().unwrap_or("internal_error"),
             ),
-            "status" => Verdict::status(
-                self.status
-                    .ok_or("verdict \"status\" needs a \"status\" code")?,
-            ),
-            other => return Err(format!("unknown verdict {other:?}")),
+            "status" => Verdict::status(self.status.ok_or_else(|| ConfigError::Invalid {
+                key: "rule.then.status",
+                message: "verdict \"status\" needs a \"status\" code".into(),
+            })?),
+            other => {
+                return Err(ConfigError::Invalid {
+                    key: "rule.then.verdict",
+                    message: format!("unknown verdict {other:?}"),
+                });
+            }
         };
         if let Some(dir) = self
             .dialect
             .as_deref()
             .and_then(|d| d.strip_prefix("recorded:"))
         {
-            let replay = crate::replay::Replay::load(dir).map_err(|e| e.to_string())?;
+            let replay = Replay::load(dir).map_err(|source| ConfigError::Replay {
+                key: "rule.then.dialect",
+                source,
+            })?;
             v = v.with_recorded(replay);
         } else if let Some(d) = &self.dialect {
-            let d: Dialect = serde_json::from_value(serde_json::Value::String(d.clone()))
-                .map_err(|e| format!("dialect {d:?}: {e}"))?;
+            let d: Dialect =
+                serde_json::from_value(serde_json::Value::String(d.clone())).map_err(|e| {
+                    ConfigError::Invalid {
+                        key: "rule.then.dialect",
+                        message: format!("dialect {d:?}: {e}"),
+                    }
+                })?;
             v = v.with_dialect(d);
         }
         for (n, val) in &self.headers {
@@ -477,12 +590,16 @@ impl ThenSpec {
         Ok(v)
     }
 
-    fn fault(&self) -> Result<Option<FaultKind>, String> {
+    fn fault(&self) -> Result<Option<FaultKind>, ConfigError> {
         self.fault
             .as_deref()
             .map(|name| {
-                FaultKind::parse(name, self.delay_ms, self.status)
-                    .ok_or_else(|| format!("unknown fault {name:?}"))
+                FaultKind::parse(name, self.delay_ms, self.status).ok_or_else(|| {
+                    ConfigError::Invalid {
+                        key: "rule.then.fault",
+                        message: format!("unknown fault {name:?}"),
+                    }
+                })
             })
             .transpose()
     }
@@ -490,14 +607,14 @@ impl ThenSpec {
 
 impl RuleSpec {
     /// Builds the mock this rule describes.
-    pub fn to_mock(&self) -> Result<Mock, String> {
+    pub fn to_mock(&self) -> Result<Mock, ConfigError> {
         fn add(b: MockBuilder, m: impl Match) -> MockBuilder {
             b.and(m)
         }
         let w = &self.when;
         let mut b: MockBuilder = Mock::given(matchers::any());
         if let Some(m) = &w.method {
-            b = add(b, matchers::method(parse_method(m)?));
+            b = add(b, matchers::method(parse_method("rule.when.method", m)?));
         }
         if let Some(s) = &w.service {
             b = add(b, matchers::service(s));
@@ -540,7 +657,10 @@ impl RuleSpec {
             self.probability.is_some(),
         ];
         if schedules.iter().filter(|x| **x).count() > 1 {
-            return Err("use only one of times, every, probability".into());
+            return Err(ConfigError::Invalid {
+                key: "rule",
+                message: "use only one of times, every, probability".into(),
+            });
         }
         if let Some(n) = self.times {
             mock = mock.times(n);
@@ -550,7 +670,10 @@ impl RuleSpec {
         }
         if let Some(p) = self.probability {
             if !(0.0..=1.0).contains(&p) {
-                return Err(format!("probability {p} is not between 0 and 1"));
+                return Err(ConfigError::Invalid {
+                    key: "rule.probability",
+                    message: format!("probability {p} is not between 0 and 1"),
+                });
             }
             mock = mock.probability(p, self.seed.unwrap_or(0));
         }
@@ -612,66 +735,121 @@ impl FaultSpec {
 }
 
 /// Reads a file for the configuration, naming it in the error.
-fn read(path: &std::path::Path) -> Result<String, String> {
-    std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// How the server is to serve `icaps://`, as a configuration file says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TlsSettings {
+    /// A CA and a certificate generated at start.
+    Generated,
+    /// This certificate chain and key (PEM text, read from the files).
+    Pem {
+        /// The certificate chain.
+        cert: String,
+        /// The private key.
+        key: String,
+    },
+}
+
+/// What a configuration file sets, checked and with its files read: the value
+/// [`MockServerBuilder::config`](crate::MockServerBuilder::config) consumes. `None` leaves
+/// the builder's own setting.
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct FileSettings {
+    /// The services, in file order.
+    pub services: Vec<ServiceConfig>,
+    /// The rules, in the order they are mounted.
+    pub mocks: Vec<Mock>,
+    /// The whole-head deadline.
+    pub header_read_timeout: Option<Duration>,
+    /// The idle timeout.
+    pub idle_timeout: Option<Duration>,
+    /// Body bytes kept for rules.
+    pub body_capture: Option<usize>,
+    /// Per-request triggers on or off.
+    pub triggers: Option<bool>,
+    /// The `.slow` trigger's delay.
+    pub trigger_delay: Option<Duration>,
+    /// Journal entries kept.
+    pub journal_limit: Option<usize>,
+    /// Journal bytes kept.
+    pub journal_bytes: Option<usize>,
+    /// SHA-256 of each body in the journal.
+    pub body_digest: Option<bool>,
+    /// Decoder limits (icap-proto's defaults with the file's overrides).
+    pub limits: Limits,
+    /// TLS, if the file turns it on.
+    pub tls: Option<TlsSettings>,
+    /// The CA (PEM) client certificates must chain to.
+    pub client_ca_pem: Option<String>,
+    /// Where to write a generated CA.
+    pub ca_out: Option<PathBuf>,
 }
 
 impl ConfigFile {
     /// Parses TOML text.
-    pub fn from_toml(text: &str) -> Result<Self, String> {
-        toml::from_str(text).map_err(|e| e.to_string())
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e: toml::de::Error| ConfigError::Toml {
+            line: e.span().map(|s| {
+                memchr::memchr_iter(b'\n', &text.as_bytes()[..s.start.min(text.len())]).count() + 1
+            }),
+            message: e.to_string(),
+        })
     }
 
-    /// Applies the file to a builder (services, rules, timeouts, limits, TLS files).
-    /// Returns the builder and the path to write a generated CA to, if any.
-    pub fn apply(
-        &self,
-        mut b: MockServerBuilder,
-    ) -> Result<(MockServerBuilder, Option<PathBuf>), String> {
-        for s in &self.services {
-            b = b.service(s.to_service()?);
-        }
-        for r in &self.rules {
-            b = b.mock(r.to_mock()?);
-        }
-        if let Some(ms) = self.header_read_timeout_ms {
-            b = b.header_read_timeout(Duration::from_millis(ms));
-        }
-        if let Some(ms) = self.idle_timeout_ms {
-            b = b.idle_timeout(Duration::from_millis(ms));
-        }
-        if let Some(n) = self.body_capture {
-            b = b.body_capture(n);
-        }
-        if let Some(t) = self.triggers {
-            b = b.triggers(t);
-        }
-        if let Some(ms) = self.trigger_delay_ms {
-            b = b.trigger_delay(Duration::from_millis(ms));
-        }
-        if let Some(n) = self.journal_limit {
-            b = b.journal_limit(n);
-        }
-        if let Some(n) = self.journal_bytes {
-            b = b.journal_bytes(n);
-        }
-        if let Some(on) = self.body_digest {
-            b = b.body_digest(on);
-        }
-        b = b.limits(self.limits.to_limits());
-        let mut ca_out = None;
+    /// Checks the file and reads the files it names (TLS): the settings for
+    /// [`MockServerBuilder::config`](crate::MockServerBuilder::config).
+    pub fn settings(&self) -> Result<FileSettings, ConfigError> {
+        let ms = |v: Option<u64>| v.map(Duration::from_millis);
+        let mut out = FileSettings {
+            services: self
+                .services
+                .iter()
+                .map(ServiceSpec::to_service)
+                .collect::<Result<_, _>>()?,
+            mocks: self
+                .rules
+                .iter()
+                .map(RuleSpec::to_mock)
+                .collect::<Result<_, _>>()?,
+            header_read_timeout: ms(self.header_read_timeout_ms),
+            idle_timeout: ms(self.idle_timeout_ms),
+            body_capture: self.body_capture,
+            triggers: self.triggers,
+            trigger_delay: ms(self.trigger_delay_ms),
+            journal_limit: self.journal_limit,
+            journal_bytes: self.journal_bytes,
+            body_digest: self.body_digest,
+            limits: self.limits.to_limits(),
+            ..FileSettings::default()
+        };
         if let Some(t) = &self.tls {
-            match (&t.cert, &t.key) {
-                (Some(c), Some(k)) => b = b.tls_pem(&read(c)?, &read(k)?),
-                (None, None) if t.generated => b = b.tls_generated(),
-                (None, None) => {}
-                _ => return Err("tls: give both cert and key".into()),
-            }
+            out.tls = match (&t.cert, &t.key) {
+                (Some(c), Some(k)) => Some(TlsSettings::Pem {
+                    cert: read(c)?,
+                    key: read(k)?,
+                }),
+                (None, None) if t.generated => Some(TlsSettings::Generated),
+                (None, None) => None,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        key: "tls",
+                        message: "tls: give both cert and key".into(),
+                    });
+                }
+            };
             if let Some(ca) = &t.client_ca {
-                b = b.client_auth_ca_pem(&read(ca)?);
+                out.client_ca_pem = Some(read(ca)?);
             }
-            ca_out.clone_from(&t.ca_out);
+            out.ca_out.clone_from(&t.ca_out);
         }
-        Ok((b, ca_out))
+        Ok(out)
     }
 }

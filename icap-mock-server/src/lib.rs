@@ -57,24 +57,29 @@ pub mod config;
 mod connection;
 mod dialect;
 mod journal;
+mod listener;
 pub mod matchers;
 mod mock;
 pub mod proxy;
 pub mod record;
 pub mod replay;
 mod request;
+mod rng;
 mod scan;
 mod server;
 mod service;
+mod shutdown;
+mod state;
 pub mod tls;
 pub mod transport_faults;
 pub mod verify;
 
 pub use journal::{DEFAULT_JOURNAL_BYTES, DEFAULT_JOURNAL_LIMIT, Transaction};
+pub use listener::Outage;
 pub use mock::{Action, Fault, FaultKind, Mock, MockBuilder, Respond, Times, Verdict, VerdictKind};
 pub use request::Request;
 pub use scan::EICAR;
-pub use server::{DEFAULT_HEAD_DEADLINE, MockServer, MockServerBuilder, Outage, StartError};
+pub use server::{DEFAULT_HEAD_DEADLINE, MockServer, MockServerBuilder, StartError};
 pub use service::{DEFAULT_ECHO_THRESHOLD, Dialect, ServiceConfig, Signature, glob_match};
 
 /// Re-exported so users need not depend on icap-proto for `Method` and `Limits`.

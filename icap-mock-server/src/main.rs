@@ -180,9 +180,9 @@ async fn main() -> anyhow::Result<()> {
         {
             admin = Some(a.parse().with_context(|| format!("admin = {a:?}"))?);
         }
-        let (b, file_ca_out) = file.apply(builder).map_err(|e| anyhow::anyhow!("{e}"))?;
-        builder = b;
-        ca_out = ca_out.or(file_ca_out);
+        let settings = file.settings().map_err(|e| anyhow::anyhow!("{e}"))?;
+        ca_out = ca_out.or_else(|| settings.ca_out.clone());
+        builder = builder.config(settings);
     }
     if let Some(l) = listen {
         builder = builder.listen(l);

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::matchers::Match;
 use crate::request::Request;
+use crate::rng::splitmix64;
 use crate::service::Dialect;
 
 /// What the server answers (when no fault gets in the way).
@@ -514,12 +515,6 @@ impl Mock {
         self.name = Some(name.to_owned());
         self
     }
-
-    /// Adds the mock to `server`. Mocks mounted later take precedence.
-    #[allow(clippy::unused_async)] // async like wiremock's, so rules may later sync with I/O
-    pub async fn mount(self, server: &crate::MockServer) {
-        server.add_mock(self);
-    }
 }
 
 impl MockBuilder {
@@ -539,15 +534,6 @@ impl MockBuilder {
             name: None,
         }
     }
-}
-
-/// `splitmix64`: a tiny, good-enough seeded generator.
-pub(crate) fn splitmix64(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 /// A mounted mock with its counters.

@@ -745,7 +745,7 @@ async fn a_rule_can_answer_in_a_recorded_dialect() {
         dir.path().display()
     );
     let file = ConfigFile::from_toml(&toml).unwrap();
-    let (builder, _) = file.apply(MockServer::builder()).unwrap();
+    let builder = MockServer::builder().config(file.settings().unwrap());
     let server = builder.start().await;
     let mut c = Conn::open(&server).await;
     // A clean body, but the rule says: answer *.exe the way the recorded server did.
@@ -771,7 +771,7 @@ async fn a_rule_can_answer_in_a_recorded_dialect() {
     assert_eq!(c.answer(Method::Respmod).await.status(), 204);
     // A dialect that is neither built in nor a recording is refused.
     let bad = ConfigFile::from_toml("[[rule]]\nthen = { dialect = \"nope\" }\n").unwrap();
-    assert!(bad.apply(MockServer::builder()).is_err());
+    assert!(bad.settings().is_err());
 }
 
 async fn scan_clean(proxy: &MockServer) -> u16 {
@@ -922,7 +922,7 @@ async fn a_stale_pooled_connection_is_retried_once_on_a_fresh_one() {
 
 async fn proxy_from_toml(toml: &str) -> MockServer {
     let file = icap_mock_server::config::ConfigFile::from_toml(toml).unwrap();
-    let (builder, _) = file.apply(MockServer::builder()).unwrap();
+    let builder = MockServer::builder().config(file.settings().unwrap());
     builder.start().await
 }
 
@@ -988,7 +988,7 @@ async fn transport_faults_and_the_pool_come_from_the_configuration_file() {
         let toml =
             format!("[[service]]\nname = \"avscan\"\n[service.upstream]\nurl = \"{url}\"\n{bad}");
         let file = icap_mock_server::config::ConfigFile::from_toml(&toml);
-        let applied = file.map(|f| f.apply(MockServer::builder()).map(|_| ()));
+        let applied = file.map(|f| f.settings().map(|_| ()));
         assert!(!matches!(applied, Ok(Ok(()))), "{bad}");
     }
 }

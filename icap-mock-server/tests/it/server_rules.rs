@@ -438,7 +438,7 @@ when = { filename = "*.tar" }
 then = { fault = "delay_continue", delay_ms = 18446744073709551615 }
 "#;
     let file = ConfigFile::from_toml(toml).unwrap();
-    let (builder, _) = file.apply(MockServer::builder()).unwrap();
+    let builder = MockServer::builder().config(file.settings().unwrap());
     let server = builder.start().await;
     let mut c = Conn::open(&server).await;
     c.send(b"OPTIONS icap://127.0.0.1/avscan ICAP/1.0\r\nHost: x\r\n\r\n")

@@ -25,14 +25,17 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
+mod replay;
+
 use crate::dialect;
-use crate::journal::{Transaction, compact_head};
-use crate::mock::{Action, FaultKind, Selection, Selector, Verdict, VerdictKind, splitmix64};
-use crate::proxy::Held;
+use crate::journal::{Transaction, compact_head, hex};
+use crate::mock::{Action, FaultKind, Selection, Selector, Verdict, VerdictKind};
 use crate::request::Request;
+use crate::rng::splitmix64;
 use crate::scan::Scanner;
-use crate::server::{Compiled, Shared};
 use crate::service::{Dialect, ServiceConfig, Signature, glob_match};
+use crate::shutdown::Shutdown;
+use crate::state::{Compiled, FAULT_MARKER, State, VERDICT_MARKER};
 
 /// A stream the server can serve: TCP, TLS over TCP, or an in-memory duplex.
 pub(crate) trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {
@@ -98,6 +101,16 @@ pub(crate) fn deadline_after(d: Duration) -> Instant {
     now.checked_add(d)
         .or_else(|| now.checked_add(Duration::from_secs(30 * 365 * 86_400)))
         .unwrap_or(now)
+}
+
+/// Request events the connection read ahead (while body rules were deciding), forwarded
+/// before anything else is read from the client.
+#[derive(Default)]
+pub(crate) struct Held {
+    pub(crate) events: VecDeque<Event<RequestHead>>,
+    /// The connection answered the client's preview with its own `100 Continue` to hold
+    /// more of the body: the upstream's `100 Continue` is then not passed on.
+    pub(crate) continued: bool,
 }
 
 /// What holding a proxied request for body rules came to.
@@ -280,15 +293,6 @@ impl Tx {
     }
 }
 
-fn hex(b: &[u8]) -> String {
-    use std::fmt::Write;
-    let mut s = String::with_capacity(b.len() * 2);
-    for x in b {
-        let _ = write!(s, "{x:02x}");
-    }
-    s
-}
-
 /// Faults that need a response body to break.
 fn breaks_body(f: Option<FaultKind>) -> bool {
     matches!(
@@ -371,7 +375,8 @@ pub(crate) struct Connection<S> {
     pub(crate) stream: S,
     pub(crate) buf: BytesMut,
     peer: Option<SocketAddr>,
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) state: Arc<State>,
+    shutdown: Arc<Shutdown>,
     attached: Vec<String>,
     /// The current request's exchange; a new one per request, on the same buffer.
     pub(crate) exchange: ServerExchange,
@@ -380,13 +385,19 @@ pub(crate) struct Connection<S> {
 const READ_RESERVE: usize = 64 * 1024;
 
 impl<S: Stream> Connection<S> {
-    pub(crate) fn new(stream: S, peer: Option<SocketAddr>, shared: Arc<Shared>) -> Self {
-        let limits = shared.settings.limits;
+    pub(crate) fn new(
+        stream: S,
+        peer: Option<SocketAddr>,
+        state: Arc<State>,
+        shutdown: Arc<Shutdown>,
+    ) -> Self {
+        let limits = state.settings.limits;
         Connection {
             stream,
             buf: BytesMut::with_capacity(READ_RESERVE),
             peer,
-            shared,
+            state,
+            shutdown,
             attached: Vec::new(),
             exchange: ServerExchange::new(limits),
         }
@@ -416,7 +427,7 @@ impl<S: Stream> Connection<S> {
             let _ = tokio::time::timeout(Duration::from_secs(1), self.stream.shutdown()).await;
         }
         for s in &self.attached {
-            self.shared.detach(s);
+            self.state.detach(s);
         }
     }
 
@@ -435,7 +446,8 @@ impl<S: Stream> Connection<S> {
     /// Reads and drops whatever comes, answering nothing, until the client gives up, the
     /// idle timeout passes or the server shuts down; then the connection closes.
     pub(crate) async fn stay_silent(&mut self) -> Next {
-        let shared = self.shared.clone();
+        let shared = self.state.clone();
+        let shutdown = self.shutdown.clone();
         let idle = deadline_after(shared.settings.idle_timeout);
         let mut sink = [0u8; 4096];
         loop {
@@ -444,26 +456,17 @@ impl<S: Stream> Connection<S> {
                     Ok(Ok(n)) if n > 0 => {}
                     _ => break,
                 },
-                () = Self::shutdown_signal(&shared) => break,
+                () = shutdown.wait() => break,
             }
         }
         Next::Close
     }
 
-    async fn shutdown_signal(shared: &Shared) {
-        let notified = shared.shutdown_notify.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        if shared.is_shutting_down() {
-            return;
-        }
-        notified.await;
-    }
-
     async fn read_head(&mut self) -> Result<Option<RequestHead>, ConnError> {
-        self.exchange = ServerExchange::new(self.shared.settings.limits);
+        self.exchange = ServerExchange::new(self.state.settings.limits);
         if self.buf.is_empty() {
-            let shared = self.shared.clone();
+            let shared = self.state.clone();
+            let shutdown = self.shutdown.clone();
             let idle = deadline_after(shared.settings.idle_timeout);
             tokio::select! {
                 r = self.read_more(idle) => match r {
@@ -471,12 +474,12 @@ impl<S: Stream> Connection<S> {
                     Ok(_) => {}
                     Err(e) => return Err(e),
                 },
-                () = Self::shutdown_signal(&shared) => return Ok(None),
+                () = shutdown.wait() => return Ok(None),
             }
         }
         // The whole-head deadline: from the first byte of the request to the end of its
         // head, embedded HTTP heads included, however the bytes trickle in.
-        let deadline = deadline_after(self.shared.settings.header_read_timeout);
+        let deadline = deadline_after(self.state.settings.header_read_timeout);
         loop {
             match self.exchange.poll_event(&mut self.buf) {
                 Err(e) => return Err(ConnError::Protocol(e)),
@@ -502,7 +505,7 @@ impl<S: Stream> Connection<S> {
             {
                 return Ok(ev);
             }
-            let deadline = deadline_after(self.shared.settings.idle_timeout);
+            let deadline = deadline_after(self.state.settings.idle_timeout);
             if self.read_more(deadline).await? == 0 {
                 return Err(match self.exchange.handle_eof() {
                     Err(e) => ConnError::Protocol(e),
@@ -542,7 +545,7 @@ impl<S: Stream> Connection<S> {
     /// Answers a broken request with a bare status and `Connection: close`; the caller
     /// closes the connection next.
     pub(crate) async fn send_status(&mut self, status: u16, method: Method) {
-        let istag = self.shared.istag();
+        let istag = self.state.istag();
         let mut head = dialect::base(status, &istag, &[]);
         let _ = head.headers.append("Connection", "close");
         let mut out = BytesMut::new();
@@ -567,11 +570,11 @@ impl<S: Stream> Connection<S> {
             rule = ?r.rule,
             "transaction"
         );
-        self.shared.record(tx.record.clone());
+        self.state.record(tx.record.clone());
     }
 
     async fn transaction(&mut self, head: RequestHead) -> Next {
-        let shared = self.shared.clone();
+        let shared = self.state.clone();
         let settings = &shared.settings;
         let service = head.uri.service().to_owned();
         let has_body = head.body.is_some();
@@ -965,7 +968,7 @@ impl<S: Stream> Connection<S> {
     /// to `limit` body bytes) so that the rule can still answer instead of the upstream.
     /// A preview is answered with the mock's own `100 Continue` when the rule needs more.
     async fn hold_for_rules(&mut self, tx: &mut Tx, limit: u64) -> Hold {
-        let capture = self.shared.settings.body_capture;
+        let capture = self.state.settings.body_capture;
         let method = tx.request_head.method;
         let mut held = Held::default();
         let mut bytes = 0u64;
@@ -1057,7 +1060,7 @@ impl<S: Stream> Connection<S> {
                 }
             }
             Selection::None => {
-                if self.shared.settings.triggers {
+                if self.state.settings.triggers {
                     match self.trigger(tx) {
                         Trigger::Found(p) => p,
                         Trigger::Absent => Plan::scan(),
@@ -1074,7 +1077,7 @@ impl<S: Stream> Connection<S> {
 
     /// Which trigger applies, if it can be known yet.
     fn trigger(&self, tx: &Tx) -> Trigger {
-        let delay = self.shared.settings.trigger_delay;
+        let delay = self.state.settings.trigger_delay;
         let scanner = &tx.scanner;
         if let Some(f) = scanner.found(tx.snap.fault_marker) {
             return Trigger::from(fault_trigger(&String::from_utf8_lossy(&f.captured), delay));
@@ -1084,10 +1087,7 @@ impl<S: Stream> Connection<S> {
         }
         let url = tx.req.url().map(|u| crate::request::percent_decode(&u));
         for text in url.iter().chain(tx.req.filename().iter()) {
-            for (marker, fault) in [
-                (crate::server::FAULT_MARKER, true),
-                (crate::server::VERDICT_MARKER, false),
-            ] {
+            for (marker, fault) in [(FAULT_MARKER, true), (VERDICT_MARKER, false)] {
                 let marker = std::str::from_utf8(marker).expect("markers are ASCII");
                 if let Some(i) = text.find(marker) {
                     let token: String = text[i + marker.len()..]
@@ -1133,7 +1133,7 @@ impl<S: Stream> Connection<S> {
         }
         tx.complete();
         let svc = &tx.svc;
-        let mut o = OptionsResponse::new(svc.methods.clone(), &self.shared.istag());
+        let mut o = OptionsResponse::new(svc.methods.clone(), &self.state.istag());
         o.service = Some(svc.description.clone());
         o.max_connections = svc.max_connections;
         o.options_ttl = svc.options_ttl;
@@ -1150,7 +1150,7 @@ impl<S: Stream> Connection<S> {
         let mut out = BytesMut::new();
         let head = o
             .to_head()
-            .unwrap_or_else(|_| dialect::base(500, &self.shared.istag(), &[]));
+            .unwrap_or_else(|_| dialect::base(500, &self.state.istag(), &[]));
         head.encode(Method::Options, &mut out)
             .expect("an OPTIONS head always encodes");
         tx.record.status = Some(head.status.as_u16());
@@ -1207,7 +1207,7 @@ impl<S: Stream> Connection<S> {
         loop {
             match self.next_event().await {
                 Ok(Event::Data(d)) => {
-                    let cap = self.shared.settings.body_capture;
+                    let cap = self.state.settings.body_capture;
                     tx.feed(&d, cap);
                 }
                 Ok(Event::PreviewEnd { ieof: true }) => tx.record.ieof = true,
@@ -1285,7 +1285,7 @@ impl<S: Stream> Connection<S> {
     }
 
     fn echo_head(&self, tx: &Tx) -> ResponseHead {
-        let istag = self.shared.istag();
+        let istag = self.state.istag();
         let extra = tx
             .plan
             .as_ref()
@@ -1307,7 +1307,7 @@ impl<S: Stream> Connection<S> {
 
     /// Builds the final answer: head bytes and body bytes (chunked, last chunk included).
     fn build_response(&self, tx: &mut Tx, plan: &Plan) -> (ResponseHead, BytesMut, BytesMut) {
-        let istag = self.shared.istag();
+        let istag = self.state.istag();
         let dialect = tx.dialect(plan);
         let extra = &plan.verdict.headers;
         let method = tx.request_head.method;

@@ -1,369 +1,24 @@
-//! Proxy mode: a request no rule answers goes to a real ICAP server, and its answer comes
-//! back, streamed both ways.
-//!
-//! ```text
-//!  client ─► ServerExchange ─► chunks ─► upstream      (preview, ieof, rest after 100)
-//!  client ◄─ ServerExchange ◄─ chunks ◄─ ClientExchange ◄─ upstream
-//!                                   └──► Tape (record) ◄┘
-//! ```
-//!
-//! Both sides' rules come from icap-proto: the request is read through the connection's
-//! [`ServerExchange`](icap_proto::ServerExchange) and the answer through a
-//! [`ClientExchange`] built from the same request, so a `100 Continue`, an answer inside
-//! the preview or an early answer is passed on only when it is legal for the client, and
-//! the connection to the client is reused only when both exchanges allow it. Memory per
-//! connection is two read buffers whatever the body size: body chunks are forwarded as they
-//! are decoded. The one exception is bounded: while a mounted body rule has not decided,
-//! the connection holds up to [`Upstream::with_hold_limit`] body bytes back so
-//! the rule can still answer instead of the upstream.
-//!
-//! Upstream connections are kept alive in a small pool per [`Upstream`] (see
-//! [`Upstream::with_max_idle`]): one goes back to the pool only when its
-//! [`ClientExchange::reuse`] says yes, no transport fault cut it and nothing failed. A
-//! pooled connection that turns out stale (the upstream closed it while idle) is replaced
-//! by a fresh one once, when nothing of the request but its head has gone out and nothing
-//! of an answer has come back.
+//! The proxied exchange: the request streamed to the upstream, its answer streamed back
+//! (and recorded), both through icap-proto's exchanges.
 
 use std::collections::VecDeque;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-use std::task::Poll;
 use std::time::Duration;
 
 use bytes::BytesMut;
 use icap_proto::exchange::ClientEvent;
 use icap_proto::{
-    ClientExchange, Event, Headers, Method, RequestHead, RequestPlan, ResponseHead, Scheme,
-    StatusCode, Uri, chunked,
+    ClientExchange, Event, Headers, Method, RequestHead, RequestPlan, ResponseHead, StatusCode,
+    chunked,
 };
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
-use crate::connection::{Connection, Next, Stream};
-use crate::journal::Transaction;
+use super::upstream::{Failure, Io, Upstream, UpstreamFailure, connect_fresh};
+use crate::connection::{Connection, Held, Next, Stream, deadline_after};
+use crate::journal::{Transaction, hex};
 use crate::record::Tape;
-use crate::transport_faults::{Cut, Shaper, TransportFaults};
-
-/// What the client gets when the upstream fails (refuses, times out, breaks the protocol).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum UpstreamFailure {
-    /// An ICAP status like a gateway's: `502 Bad Gateway` (refused, closed, broken
-    /// answer) or `504 Gateway Timeout`, with `X-Mock-Upstream-Error` saying why, then a
-    /// close. Once the answer's head has gone out a status cannot follow: the connection
-    /// is reset instead.
-    #[default]
-    Status,
-    /// Close the connection without a word.
-    Close,
-}
-
-impl UpstreamFailure {
-    /// `status` or `close`.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "status" => Ok(UpstreamFailure::Status),
-            "close" => Ok(UpstreamFailure::Close),
-            _ => Err(format!("upstream failure {s:?}: use status or close")),
-        }
-    }
-}
-
-/// Why an upstream setting is refused.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum UpstreamError {
-    /// The URL is not `icap://host[:port]/service` or `icaps://...`.
-    #[error("upstream URL {0:?} is not icap[s]://host[:port]/service")]
-    InvalidUrl(String),
-    /// The CA file did not parse.
-    #[error("upstream CA: {0}")]
-    Ca(String),
-}
-
-/// A real ICAP server to forward to.
-///
-/// ```
-/// use icap_mock_server::proxy::{Upstream, UpstreamFailure};
-/// use std::time::Duration;
-/// let up = Upstream::parse("icap://127.0.0.1:1344/avscan")
-///     .unwrap()
-///     .with_timeout(Duration::from_secs(30))
-///     .with_failure(UpstreamFailure::Close);
-/// assert_eq!(up.url(), "icap://127.0.0.1:1344/avscan");
-/// assert!(Upstream::parse("http://x/y").is_err());
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Upstream {
-    url: String,
-    ca_pem: Option<String>,
-    failure: UpstreamFailure,
-    connect_timeout: Duration,
-    timeout: Duration,
-    max_idle: usize,
-    idle_timeout: Duration,
-    hold_limit: u64,
-    pub(crate) faults: TransportFaults,
-    pool: PoolHandle,
-}
-
-/// Default number of body bytes held back while a body rule has not decided (1 MiB).
-pub const DEFAULT_HOLD_LIMIT: u64 = 1024 * 1024;
-
-/// Default number of idle keep-alive connections kept per upstream.
-pub const DEFAULT_MAX_IDLE: usize = 8;
-
-/// Default time an idle upstream connection is kept before it is dropped.
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Idle upstream connections, newest last. Shared by the clones of one [`Upstream`].
-#[derive(Default)]
-struct Pool {
-    idle: Mutex<Vec<(Box<dyn Io>, Instant)>>,
-    opened: std::sync::atomic::AtomicU64,
-}
-
-/// The pool is state, not configuration: two upstreams with the same settings are equal
-/// whatever their pools hold.
-#[derive(Clone, Default)]
-struct PoolHandle(Arc<Pool>);
-
-impl PartialEq for PoolHandle {
-    fn eq(&self, _: &Self) -> bool {
-        true
-    }
-}
-impl Eq for PoolHandle {}
-
-impl std::fmt::Debug for PoolHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let idle = self.0.idle.lock().map_or(0, |v| v.len());
-        f.debug_struct("Pool").field("idle", &idle).finish()
-    }
-}
-
-impl Pool {
-    /// The newest idle connection still fresh and still open, if any.
-    async fn take(&self, idle_timeout: Duration) -> Option<Box<dyn Io>> {
-        loop {
-            let (mut io, since) = self.idle.lock().ok()?.pop()?;
-            if since.elapsed() > idle_timeout {
-                continue;
-            }
-            if still_open(&mut io).await {
-                return Some(io);
-            }
-        }
-    }
-
-    /// Keeps `io` for the next request, dropping the oldest beyond `max_idle`.
-    fn put(&self, io: Box<dyn Io>, max_idle: usize, idle_timeout: Duration) {
-        if max_idle == 0 {
-            return;
-        }
-        let Ok(mut idle) = self.idle.lock() else {
-            return;
-        };
-        idle.retain(|(_, since)| since.elapsed() <= idle_timeout);
-        while idle.len() >= max_idle {
-            idle.remove(0);
-        }
-        idle.push((io, Instant::now()));
-    }
-}
-
-/// Whether an idle connection is still usable: a read would wait. A close, an error or
-/// bytes nobody asked for all make it unusable.
-async fn still_open(io: &mut Box<dyn Io>) -> bool {
-    let mut byte = [0u8; 1];
-    std::future::poll_fn(|cx| {
-        let mut rb = tokio::io::ReadBuf::new(&mut byte);
-        match Pin::new(&mut **io).poll_read(cx, &mut rb) {
-            Poll::Pending => Poll::Ready(true),
-            Poll::Ready(_) => Poll::Ready(false),
-        }
-    })
-    .await
-}
-
-impl Upstream {
-    /// Parses `icap://host[:port]/service` (port 1344 by default) or `icaps://...`
-    /// (port 11344 by default; the certificate is verified against the system's web
-    /// roots unless [`with_ca_pem`](Self::with_ca_pem) names a CA).
-    pub fn parse(url: &str) -> Result<Self, UpstreamError> {
-        let uri = Uri::parse(url.to_owned()).map_err(|_| UpstreamError::InvalidUrl(url.into()))?;
-        if uri.service().is_empty() {
-            return Err(UpstreamError::InvalidUrl(url.into()));
-        }
-        Ok(Upstream {
-            url: url.to_owned(),
-            ca_pem: None,
-            failure: UpstreamFailure::default(),
-            connect_timeout: Duration::from_secs(10),
-            timeout: Duration::from_secs(60),
-            max_idle: DEFAULT_MAX_IDLE,
-            idle_timeout: DEFAULT_IDLE_TIMEOUT,
-            hold_limit: DEFAULT_HOLD_LIMIT,
-            faults: TransportFaults::default(),
-            pool: PoolHandle::default(),
-        })
-    }
-
-    /// Trusts only this CA (PEM) for `icaps://`.
-    pub fn with_ca_pem(mut self, pem: &str) -> Result<Self, UpstreamError> {
-        crate::tls::parse_certs(pem).map_err(UpstreamError::Ca)?;
-        self.ca_pem = Some(pem.to_owned());
-        Ok(self)
-    }
-
-    /// What the client gets when the upstream fails (default [`UpstreamFailure::Status`]).
-    #[must_use]
-    pub fn with_failure(mut self, failure: UpstreamFailure) -> Self {
-        self.failure = failure;
-        self
-    }
-
-    /// How long the TCP (and TLS) connect may take (default 10 s).
-    #[must_use]
-    pub fn with_connect_timeout(mut self, d: Duration) -> Self {
-        self.connect_timeout = d;
-        self
-    }
-
-    /// How long the proxy waits for the upstream's next byte (default 60 s); past it,
-    /// `504` (or a close, see [`UpstreamFailure`]).
-    #[must_use]
-    pub fn with_timeout(mut self, d: Duration) -> Self {
-        self.timeout = d;
-        self
-    }
-
-    /// Transport faults on the proxied path (see [`TransportFaults`]).
-    #[must_use]
-    pub fn with_transport_faults(mut self, faults: TransportFaults) -> Self {
-        self.faults = faults;
-        self
-    }
-
-    /// How many idle keep-alive connections to this upstream are kept for the next
-    /// requests (default [`DEFAULT_MAX_IDLE`]; 0: a new connection per request, closed
-    /// after it).
-    #[must_use]
-    pub fn with_max_idle(mut self, n: usize) -> Self {
-        self.max_idle = n;
-        self
-    }
-
-    /// How long an idle upstream connection is kept (default [`DEFAULT_IDLE_TIMEOUT`]).
-    /// Keep it below the upstream's own keep-alive timeout.
-    #[must_use]
-    pub fn with_idle_timeout(mut self, d: Duration) -> Self {
-        self.idle_timeout = d;
-        self
-    }
-
-    /// How many body bytes the proxy holds back while a mounted rule that looks at the
-    /// body (`body_contains`, `body_size`, a closure, ...) has not decided yet (default
-    /// [`DEFAULT_HOLD_LIMIT`]). The rule can then still answer instead of the upstream.
-    /// Past the bound the request is forwarded with the held bytes first, and the
-    /// journal's `note` says so; 0 forwards at once (only head rules decide).
-    #[must_use]
-    pub fn with_hold_limit(mut self, bytes: u64) -> Self {
-        self.hold_limit = bytes;
-        self
-    }
-
-    /// The hold bound (see [`with_hold_limit`](Self::with_hold_limit)).
-    pub fn hold_limit(&self) -> u64 {
-        self.hold_limit
-    }
-
-    /// How many connections to the upstream were opened so far (by this upstream and its
-    /// clones).
-    pub fn connections_opened(&self) -> u64 {
-        self.pool
-            .0
-            .opened
-            .load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    /// How many idle connections wait in the pool now.
-    pub fn idle_connections(&self) -> usize {
-        self.pool.0.idle.lock().map_or(0, |v| v.len())
-    }
-
-    /// The URL.
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
-    fn uri(&self) -> Uri {
-        Uri::parse(self.url.clone()).expect("checked by Upstream::parse")
-    }
-
-    async fn connect(&self) -> Result<Box<dyn Io>, String> {
-        let uri = self.uri();
-        let host = uri.host().trim_start_matches('[').trim_end_matches(']');
-        let tcp = TcpStream::connect((host, uri.port()))
-            .await
-            .map_err(|e| format!("connect {}:{}: {e}", uri.host(), uri.port()))?;
-        self.pool
-            .0
-            .opened
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let _ = tcp.set_nodelay(true);
-        if uri.scheme() == Scheme::Icap {
-            return Ok(Box::new(tcp));
-        }
-        let mut roots = rustls::RootCertStore::empty();
-        match &self.ca_pem {
-            Some(pem) => {
-                for c in crate::tls::parse_certs(pem)? {
-                    roots.add(c).map_err(|e| format!("upstream CA: {e}"))?;
-                }
-            }
-            None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-        }
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        let name = rustls_pki_types::ServerName::try_from(host.to_owned())
-            .map_err(|e| format!("upstream host name: {e}"))?;
-        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-            .connect(name, tcp)
-            .await
-            .map_err(|e| format!("TLS to upstream: {e}"))?;
-        Ok(Box::new(tls))
-    }
-}
-
-/// A new connection to `upstream`, within its connect timeout.
-async fn connect_fresh(upstream: &Upstream) -> Result<Box<dyn Io>, Failure> {
-    tokio::time::timeout(upstream.connect_timeout, upstream.connect())
-        .await
-        .map_err(|_| Failure::Timeout)?
-        .map_err(Failure::Bad)
-}
-
-/// Request events the connection read ahead (while body rules were deciding), forwarded
-/// before anything else is read from the client.
-#[derive(Default)]
-pub(crate) struct Held {
-    pub(crate) events: VecDeque<Event<RequestHead>>,
-    /// The connection answered the client's preview with its own `100 Continue` to hold
-    /// more of the body: the upstream's `100 Continue` is then not passed on.
-    pub(crate) continued: bool,
-}
-
-/// A byte stream to the upstream.
-pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+use crate::transport_faults::{Cut, Shaper};
 
 /// How much of the upstream's answer may wait in memory while the proxy is busy writing
 /// the request to it (so that an upstream which answers while it reads is never
@@ -409,17 +64,6 @@ struct Relay {
     await_continue: bool,
 }
 
-enum Failure {
-    /// Upstream refused, closed or broke the protocol.
-    Bad(String),
-    /// Upstream went silent.
-    Timeout,
-    /// The client went away or broke its request.
-    Client,
-    /// A transport fault ended the client's connection.
-    Cut(Cut),
-}
-
 impl Relay {
     fn new(
         io: Box<dyn Io>,
@@ -444,7 +88,7 @@ impl Relay {
             up_done: false,
             response_has_body: false,
             ieof: false,
-            deadline: crate::connection::deadline_after(upstream.timeout),
+            deadline: deadline_after(upstream.timeout),
             timeout: upstream.timeout,
             received: 0,
             forwarded: false,
@@ -474,7 +118,7 @@ impl Relay {
     }
 
     fn touch(&mut self) {
-        self.deadline = crate::connection::deadline_after(self.timeout);
+        self.deadline = deadline_after(self.timeout);
     }
 
     /// Forwards body bytes; once the answer has begun, an upstream that stops reading
@@ -560,7 +204,7 @@ impl<S: Stream> Connection<S> {
         upstream: &Upstream,
         held: Held,
     ) -> Next {
-        let mut tape = match &self.shared.settings.record {
+        let mut tape = match &self.state.settings.record {
             Some(r) => Tape::open(r, rec.id, head.method.as_str()).await,
             None => None,
         };
@@ -651,7 +295,7 @@ impl<S: Stream> Connection<S> {
             .expect("static reason is valid");
         let _ = head
             .headers
-            .append("ISTag", format!("\"{}\"", self.shared.istag()).as_str());
+            .append("ISTag", format!("\"{}\"", self.state.istag()).as_str());
         let clean: String = why
             .chars()
             .map(|c| if c.is_ascii_graphic() { c } else { ' ' })
@@ -675,7 +319,7 @@ impl<S: Stream> Connection<S> {
         tape: &mut Option<Tape>,
         mut held: Held,
     ) -> Result<Next, Failure> {
-        let limits = self.shared.settings.limits;
+        let limits = self.state.settings.limits;
         let mut out_head = head.clone();
         let uri = upstream.uri();
         out_head.uri = uri.clone();
@@ -766,7 +410,7 @@ impl<S: Stream> Connection<S> {
         head_bytes: &[u8],
         plan: impl Fn(bool) -> RequestPlan,
     ) -> Result<Next, Failure> {
-        let limits = self.shared.settings.limits;
+        let limits = self.state.settings.limits;
         r.write_up(head_bytes, false).await?;
         loop {
             // The client's side first: forward what is decoded.
@@ -1030,13 +674,4 @@ impl<S: Stream> Connection<S> {
             None => Ok(()),
         }
     }
-}
-
-pub(crate) fn hex(b: &[u8]) -> String {
-    use std::fmt::Write;
-    let mut s = String::with_capacity(b.len() * 2);
-    for x in b {
-        let _ = write!(s, "{x:02x}");
-    }
-    s
 }
