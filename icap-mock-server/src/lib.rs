@@ -79,8 +79,9 @@ pub use listener::Outage;
 pub use mock::{Action, Fault, FaultKind, Mock, MockBuilder, Respond, Times, Verdict, VerdictKind};
 pub use request::Request;
 pub use scan::EICAR;
-pub use server::{DEFAULT_HEAD_DEADLINE, MockServer, MockServerBuilder, StartError};
+pub use server::{MockServer, MockServerBuilder, StartError};
 pub use service::{DEFAULT_ECHO_THRESHOLD, Dialect, ServiceConfig, Signature, glob_match};
+pub use state::DEFAULT_HEAD_DEADLINE;
 
 /// Re-exported so users need not depend on icap-proto for `Method` and `Limits`.
 pub use icap_proto::{Limits, Method};

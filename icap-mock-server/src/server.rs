@@ -10,7 +10,7 @@ use tokio::task::JoinHandle;
 
 use crate::admin::AdminHandle;
 use crate::config::{FileSettings, TlsSettings};
-use crate::journal::{DEFAULT_JOURNAL_BYTES, DEFAULT_JOURNAL_LIMIT, Transaction};
+use crate::journal::Transaction;
 use crate::listener::{Listener, Outage, accept_loop};
 use crate::mock::Mock;
 use crate::proxy::upstream::Upstream;
@@ -20,9 +20,6 @@ use crate::service::ServiceConfig;
 use crate::shutdown::Shutdown;
 use crate::state::{Settings, State};
 use crate::tls;
-
-/// Default whole-head deadline ([`MockServerBuilder::header_read_timeout`]).
-pub const DEFAULT_HEAD_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Builds a [`MockServer`].
 #[derive(Debug)]
@@ -50,21 +47,7 @@ impl Default for MockServerBuilder {
             services: Vec::new(),
             tls: TlsSetting::None,
             client_ca: None,
-            settings: Settings {
-                services: Vec::new(),
-                limits: Limits::default(),
-                header_read_timeout: DEFAULT_HEAD_DEADLINE,
-                idle_timeout: Duration::from_secs(120),
-                body_capture: 64 * 1024,
-                triggers: true,
-                journal_limit: DEFAULT_JOURNAL_LIMIT,
-                journal_bytes: DEFAULT_JOURNAL_BYTES,
-                trigger_delay: Duration::from_secs(5),
-                body_digest: true,
-                upstream: None,
-                record: None,
-                replay: None,
-            },
+            settings: Settings::default(),
             mocks: Vec::new(),
             admin: None,
         }
@@ -128,7 +111,7 @@ impl MockServerBuilder {
     }
 
     /// The whole-head deadline: time allowed from the first byte of a request to the end of
-    /// its head, embedded HTTP heads included (default 10 s, [`DEFAULT_HEAD_DEADLINE`]).
+    /// its head, embedded HTTP heads included (default 10 s, [`DEFAULT_HEAD_DEADLINE`](crate::DEFAULT_HEAD_DEADLINE)).
     /// A client that sends its head slower than that, even a byte at a time, gets
     /// `408 Request Timeout` and the connection closes. Also bounds the TLS handshake.
     /// Any value is accepted (`Duration::MAX` means no deadline).

@@ -12,13 +12,16 @@ use std::time::Duration;
 
 use icap_proto::Limits;
 
-use crate::journal::{Journal, Transaction};
+use crate::journal::{DEFAULT_JOURNAL_BYTES, DEFAULT_JOURNAL_LIMIT, Journal, Transaction};
 use crate::mock::{Mock, Rule};
 use crate::proxy::upstream::Upstream;
 use crate::record::RecordSettings;
 use crate::replay::Replay;
 use crate::scan::{EICAR, PatternSet};
 use crate::service::{ServiceConfig, Signature};
+
+/// Default whole-head deadline ([`MockServerBuilder::header_read_timeout`](crate::MockServerBuilder::header_read_timeout)).
+pub const DEFAULT_HEAD_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Body markers that select a reply or fault per request (see the README's triggers).
 pub(crate) const FAULT_MARKER: &[u8] = b"ICAP-MOCK-FAULT:";
@@ -44,6 +47,27 @@ pub(crate) struct Settings {
     pub(crate) record: Option<RecordSettings>,
     /// The recording answers are replayed from.
     pub(crate) replay: Option<Arc<Replay>>,
+}
+
+impl Default for Settings {
+    /// The builder's defaults ([`MockServerBuilder`](crate::MockServerBuilder)'s docs).
+    fn default() -> Self {
+        Settings {
+            services: Vec::new(),
+            limits: Limits::default(),
+            header_read_timeout: DEFAULT_HEAD_DEADLINE,
+            idle_timeout: Duration::from_secs(120),
+            body_capture: 64 * 1024,
+            triggers: true,
+            journal_limit: DEFAULT_JOURNAL_LIMIT,
+            journal_bytes: DEFAULT_JOURNAL_BYTES,
+            trigger_delay: Duration::from_secs(5),
+            body_digest: true,
+            upstream: None,
+            record: None,
+            replay: None,
+        }
+    }
 }
 
 /// Rules and the patterns they need, replaced as a whole when a rule is added or removed.
