@@ -13,7 +13,7 @@ use icap_proto::{Limits, Method};
 use serde::{Deserialize, Serialize};
 
 use crate::matchers::{self, Match};
-use crate::mock::{Fault, FaultKind, Mock, MockBuilder, Verdict};
+use crate::mock::{Fault, FaultKind, Mock, MockBuilder, Reply};
 use crate::proxy::upstream::{Upstream, UpstreamError, UpstreamFailure};
 use crate::replay::{Replay, ReplayError};
 use crate::service::{Dialect, ServiceConfig, Signature};
@@ -35,9 +35,9 @@ pub enum ConfigError {
     /// A file the configuration names could not be read.
     #[error("reading {}: {source}", path.display())]
     Read {
-        /// The file.
+        /// The file the configuration names.
         path: PathBuf,
-        /// Why.
+        /// The operating system's reason.
         source: std::io::Error,
     },
     /// An upstream URL or CA is unusable.
@@ -111,10 +111,10 @@ pub struct ConfigFile {
     pub journal_bytes: Option<usize>,
     /// Whether the journal records each body's SHA-256 (default true).
     pub body_digest: Option<bool>,
-    /// Decoder limits.
+    /// `[limits]`: overrides of icap-proto's decoder limits (head size, headers, body).
     #[serde(default)]
     pub limits: LimitsSpec,
-    /// TLS.
+    /// `[tls]`: serve `icaps://` with files or a generated CA, optionally with mTLS.
     pub tls: Option<TlsSpec>,
     /// Services (default: one `avscan`).
     #[serde(default, rename = "service")]
@@ -162,7 +162,7 @@ impl LimitsSpec {
     }
 }
 
-/// `[tls]`.
+/// `[tls]`: a certificate and key from files, or `generated = true`; `client_ca` for mTLS.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct TlsSpec {
@@ -179,7 +179,7 @@ pub struct TlsSpec {
     pub client_ca: Option<PathBuf>,
 }
 
-/// `[[service]]`.
+/// `[[service]]`: one ICAP service, its OPTIONS answer, dialect, signatures and upstream.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceSpec {
@@ -465,7 +465,7 @@ impl ServiceSpec {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct HeaderSpec {
-    /// Header name.
+    /// The header's name, matched case-insensitively.
     pub name: String,
     /// Exact value; absent means "present with any value".
     pub value: Option<String>,
@@ -477,7 +477,7 @@ pub struct HeaderSpec {
 pub struct WhenSpec {
     /// `RESPMOD`, `REQMOD` or `OPTIONS`.
     pub method: Option<String>,
-    /// Service name.
+    /// The service path the request names (`avscan` in `icap://host/avscan`).
     pub service: Option<String>,
     /// An ICAP header.
     pub icap_header: Option<HeaderSpec>,
@@ -525,7 +525,7 @@ pub struct ThenSpec {
 pub struct RuleSpec {
     /// A name for logs and expectation messages.
     pub name: Option<String>,
-    /// Conditions.
+    /// The conditions, all of which must hold (none: every request).
     #[serde(default)]
     pub when: WhenSpec,
     /// The answer.
@@ -544,16 +544,16 @@ pub struct RuleSpec {
 }
 
 impl ThenSpec {
-    fn verdict(&self) -> Result<Verdict, ConfigError> {
+    fn verdict(&self) -> Result<Reply, ConfigError> {
         let mut v = match self.verdict.as_deref().unwrap_or("scan") {
-            "scan" => Verdict::scan(),
-            "clean" => Verdict::clean(),
-            "infected" => Verdict::infected(self.threat.as_deref().unwrap_or("Mock.Rule")),
-            "error" => Verdict::error(
+            "scan" => Reply::scan(),
+            "clean" => Reply::clean(),
+            "infected" => Reply::infected(self.threat.as_deref().unwrap_or("Mock.Rule")),
+            "error" => Reply::error(
                 self.status.unwrap_or(500),
                 self.error_code.as_deref().unwrap_or("internal_error"),
             ),
-            "status" => Verdict::status(self.status.ok_or_else(|| ConfigError::Invalid {
+            "status" => Reply::status(self.status.ok_or_else(|| ConfigError::Invalid {
                 key: "rule.then.status",
                 message: "verdict \"status\" needs a \"status\" code".into(),
             })?),

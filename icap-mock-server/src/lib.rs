@@ -33,14 +33,14 @@
 //! # Example
 //!
 //! ```
-//! use icap_mock_server::{matchers::filename, Fault, Mock, MockServer, Verdict};
+//! use icap_mock_server::{matchers::filename, Fault, Mock, MockServer, Reply};
 //! use std::time::Duration;
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
 //! let server = MockServer::start().await;
 //! assert!(server.url().starts_with("icap://127.0.0.1:"));
 //! Mock::given(filename("*.zip"))
-//!     .respond_with(Verdict::error(500, "password_protected"))
+//!     .respond_with(Reply::error(500, "password_protected"))
 //!     .expect(0)
 //!     .mount(&server)
 //!     .await;
@@ -76,7 +76,7 @@ pub mod verify;
 
 pub use journal::{DEFAULT_JOURNAL_BYTES, DEFAULT_JOURNAL_LIMIT, Transaction};
 pub use listener::Outage;
-pub use mock::{Action, Fault, FaultKind, Mock, MockBuilder, Respond, Times, Verdict, VerdictKind};
+pub use mock::{Fault, FaultKind, Mock, MockBuilder, Reaction, Reply, ReplyKind, Respond, Times};
 pub use request::Request;
 pub use scan::EICAR;
 pub use server::{MockServer, MockServerBuilder, StartError};

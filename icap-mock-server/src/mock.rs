@@ -10,16 +10,17 @@ use crate::request::Request;
 use crate::rng::splitmix64;
 use crate::service::Dialect;
 
-/// What the server answers (when no fault gets in the way).
+/// What the mock is told to reply to a request (when no fault gets in the way): the
+/// scan's finding, clean, a threat, an ICAP error or a bare status, in a dialect.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Verdict {
-    pub(crate) kind: VerdictKind,
+pub struct Reply {
+    pub(crate) kind: ReplyKind,
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) dialect: Option<Dialect>,
     pub(crate) recorded: Option<Recorded>,
 }
 
-/// A recording used as a rule's dialect ([`Verdict::with_recorded`]); two are equal when
+/// A recording used as a rule's dialect ([`Reply::with_recorded`]); two are equal when
 /// they are the same loaded recording.
 #[derive(Debug, Clone)]
 pub(crate) struct Recorded(pub(crate) Arc<crate::replay::Replay>);
@@ -32,10 +33,10 @@ impl PartialEq for Recorded {
 
 impl Eq for Recorded {}
 
-/// The kinds of [`Verdict`].
+/// The kinds of [`Reply`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum VerdictKind {
+pub enum ReplyKind {
     /// Whatever the scan finds (EICAR and the service's signatures): the default.
     Scan,
     /// Clean: `204` where the client allows it, else a `200` echo of the message.
@@ -53,25 +54,25 @@ pub enum VerdictKind {
     Status(u16),
 }
 
-impl Verdict {
+impl Reply {
     /// Scan the body as the server would without a rule (EICAR, signatures).
     pub fn scan() -> Self {
-        Verdict::of(VerdictKind::Scan)
+        Reply::of(ReplyKind::Scan)
     }
 
     /// Clean: `204` if allowed, else `200` echoing the message unmodified.
     pub fn clean() -> Self {
-        Verdict::of(VerdictKind::Clean)
+        Reply::of(ReplyKind::Clean)
     }
 
     /// Infected with `threat`, reported in the service's dialect.
     pub fn infected(threat: &str) -> Self {
-        Verdict::of(VerdictKind::Infected(threat.to_owned()))
+        Reply::of(ReplyKind::Infected(threat.to_owned()))
     }
 
     /// An error: `status` (e.g. 500) with `X-Error-Code: code` (e.g. `password_protected`).
     pub fn error(status: u16, code: &str) -> Self {
-        Verdict::of(VerdictKind::Error {
+        Reply::of(ReplyKind::Error {
             status,
             code: code.to_owned(),
         })
@@ -79,11 +80,11 @@ impl Verdict {
 
     /// A bare status (e.g. 503 or 400) with `ISTag` and nothing encapsulated.
     pub fn status(status: u16) -> Self {
-        Verdict::of(VerdictKind::Status(status))
+        Reply::of(ReplyKind::Status(status))
     }
 
-    fn of(kind: VerdictKind) -> Self {
-        Verdict {
+    fn of(kind: ReplyKind) -> Self {
+        Reply {
             kind,
             headers: Vec::new(),
             dialect: None,
@@ -113,8 +114,8 @@ impl Verdict {
         self
     }
 
-    /// The kind.
-    pub fn kind(&self) -> &VerdictKind {
+    /// What is replied: the scan's finding, clean, a threat, an error or a bare status.
+    pub fn kind(&self) -> &ReplyKind {
         &self.kind
     }
 }
@@ -124,7 +125,7 @@ impl Verdict {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fault {
     pub(crate) kind: FaultKind,
-    pub(crate) then: Verdict,
+    pub(crate) then: Reply,
 }
 
 /// The kinds of [`Fault`]; the README describes what the client sees for each.
@@ -223,18 +224,18 @@ impl Fault {
     fn of(kind: FaultKind) -> Self {
         Fault {
             kind,
-            then: Verdict::scan(),
+            then: Reply::scan(),
         }
     }
 
     /// The verdict sent by faults that eventually answer (default: what the scan finds;
     /// for [`Fault::early_response`], an infection named `Mock.EarlyResponse`).
-    pub fn then(mut self, verdict: Verdict) -> Self {
+    pub fn then(mut self, verdict: Reply) -> Self {
         self.then = verdict;
         self
     }
 
-    /// The kind.
+    /// How the server misbehaves (the README's fault table says what a client sees).
     pub fn kind(&self) -> FaultKind {
         self.kind
     }
@@ -309,48 +310,48 @@ impl Fault {
     }
 }
 
-/// What a responder decided.
+/// What a responder tells the server to do with one request: reply, or misbehave.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
-    /// Answer with a verdict.
-    Verdict(Verdict),
-    /// Misbehave.
+pub enum Reaction {
+    /// Send this reply (on the legal path: the exchange rules apply).
+    Reply(Reply),
+    /// Break the rules in this way, then (for faults that answer at all) send its reply.
     Fault(Fault),
 }
 
-impl From<Verdict> for Action {
-    fn from(v: Verdict) -> Self {
-        Action::Verdict(v)
+impl From<Reply> for Reaction {
+    fn from(v: Reply) -> Self {
+        Reaction::Reply(v)
     }
 }
 
-impl From<Fault> for Action {
+impl From<Fault> for Reaction {
     fn from(f: Fault) -> Self {
-        Action::Fault(f)
+        Reaction::Fault(f)
     }
 }
 
-/// Produces the action for a matched request. Implemented by [`Verdict`], [`Fault`],
-/// [`Action`] and closures `Fn(&Request) -> impl Into<Action>`.
+/// Produces the action for a matched request. Implemented by [`Reply`], [`Fault`],
+/// [`Reaction`] and closures `Fn(&Request) -> impl Into<Reaction>`.
 pub trait Respond: Send + Sync + 'static {
     /// The action for `req`.
-    fn respond(&self, req: &Request) -> Action;
+    fn respond(&self, req: &Request) -> Reaction;
 }
 
-impl Respond for Verdict {
-    fn respond(&self, _: &Request) -> Action {
-        Action::Verdict(self.clone())
+impl Respond for Reply {
+    fn respond(&self, _: &Request) -> Reaction {
+        Reaction::Reply(self.clone())
     }
 }
 
 impl Respond for Fault {
-    fn respond(&self, _: &Request) -> Action {
-        Action::Fault(self.clone())
+    fn respond(&self, _: &Request) -> Reaction {
+        Reaction::Fault(self.clone())
     }
 }
 
-impl Respond for Action {
-    fn respond(&self, _: &Request) -> Action {
+impl Respond for Reaction {
+    fn respond(&self, _: &Request) -> Reaction {
         self.clone()
     }
 }
@@ -358,9 +359,9 @@ impl Respond for Action {
 impl<F, R> Respond for F
 where
     F: Fn(&Request) -> R + Send + Sync + 'static,
-    R: Into<Action>,
+    R: Into<Reaction>,
 {
-    fn respond(&self, req: &Request) -> Action {
+    fn respond(&self, req: &Request) -> Reaction {
         self(req).into()
     }
 }
@@ -524,7 +525,7 @@ impl MockBuilder {
         self
     }
 
-    /// Finishes the mock with its responder: a [`Verdict`], a [`Fault`] or a closure.
+    /// Finishes the mock with its responder: a [`Reply`], a [`Fault`] or a closure.
     pub fn respond_with(self, responder: impl Respond) -> Mock {
         Mock {
             matchers: self.matchers,
@@ -689,7 +690,7 @@ mod tests {
     #[test]
     fn schedules() {
         let mk = |s| {
-            let mut m = Mock::given(crate::matchers::any()).respond_with(Verdict::clean());
+            let mut m = Mock::given(crate::matchers::any()).respond_with(Reply::clean());
             m.schedule = s;
             Rule::new(1, m)
         };

@@ -9,7 +9,7 @@ use super::faults::breaks_body;
 use super::plan::Plan;
 use super::tx::Tx;
 use crate::dialect;
-use crate::mock::{FaultKind, VerdictKind};
+use crate::mock::{FaultKind, ReplyKind};
 use crate::service::ServiceConfig;
 
 /// The head of a `200` echo of the request's message (in the plan's dialect, or the
@@ -18,7 +18,7 @@ pub(super) fn echo_head(istag: &str, tx: &Tx) -> ResponseHead {
     let extra = tx
         .plan
         .as_ref()
-        .map(|p| p.verdict.headers.clone())
+        .map(|p| p.reply.headers.clone())
         .unwrap_or_default();
     let mut head = dialect::base(200, istag, &extra);
     let dialect = tx.plan.as_ref().map_or(tx.svc.dialect, |p| tx.dialect(p));
@@ -45,36 +45,36 @@ pub(super) fn build_response(
     may_204: bool,
 ) -> (ResponseHead, BytesMut, BytesMut) {
     let dialect = tx.dialect(plan);
-    let extra = &plan.verdict.headers;
+    let extra = &plan.reply.headers;
     let method = tx.request_head.method;
     let mut resolved = tx.resolve(plan);
     let filename = tx.req.filename();
     if let Some(FaultKind::UnknownStatus(code)) = plan.fault {
-        resolved = VerdictKind::Status(code);
+        resolved = ReplyKind::Status(code);
     }
     // Faults that break a body need one: a clean answer without one becomes a block page.
     if breaks_body(plan.fault)
-        && matches!(resolved, VerdictKind::Clean)
+        && matches!(resolved, ReplyKind::Clean)
         && (may_204 || tx.request_head.body.is_none())
     {
-        resolved = VerdictKind::Infected("Mock.Fault".into());
+        resolved = ReplyKind::Infected("Mock.Fault".into());
     }
     let (head, body): (ResponseHead, Option<Bytes>) = match &resolved {
         // `resolve` never gives `Scan`; were it to, a scan that found nothing is clean.
-        VerdictKind::Clean | VerdictKind::Scan if may_204 => {
+        ReplyKind::Clean | ReplyKind::Scan if may_204 => {
             (dialect::no_content(dialect, istag, extra), None)
         }
-        VerdictKind::Clean | VerdictKind::Scan => {
+        ReplyKind::Clean | ReplyKind::Scan => {
             let h = echo_head(istag, tx);
             let body = h.body.map(|_| std::mem::take(&mut tx.echo).freeze());
             (h, body)
         }
-        VerdictKind::Infected(t) => {
+        ReplyKind::Infected(t) => {
             tx.record.threat = Some(t.clone());
             dialect::infected(dialect, t, filename.as_deref(), istag, extra)
         }
-        VerdictKind::Error { status, code } => (dialect::error(*status, code, istag, extra), None),
-        VerdictKind::Status(code) => (dialect::base(*code, istag, extra), None),
+        ReplyKind::Error { status, code } => (dialect::error(*status, code, istag, extra), None),
+        ReplyKind::Status(code) => (dialect::base(*code, istag, extra), None),
     };
     let mut head = head;
     if body.is_none() {
@@ -162,7 +162,7 @@ mod tests {
     use super::super::plan::Plan;
     use super::super::testing::{feed, respmod, state, tx};
     use super::{build_response, continue_bytes, options_head, refusal};
-    use crate::mock::{FaultKind, Verdict};
+    use crate::mock::{FaultKind, Reply};
     use crate::service::ServiceConfig;
 
     fn text(b: &[u8]) -> String {
@@ -209,15 +209,15 @@ mod tests {
         let st = state(true, Vec::new());
         let rows = [
             (
-                Plan::reply(Verdict::error(500, "password_protected")),
+                Plan::reply(Reply::error(500, "password_protected")),
                 500,
                 Some("X-Error-Code: password_protected"),
             ),
-            (Plan::reply(Verdict::status(503)), 503, None),
+            (Plan::reply(Reply::status(503)), 503, None),
             (
                 Plan {
                     fault: Some(FaultKind::UnknownStatus(299)),
-                    verdict: Verdict::clean(),
+                    reply: Reply::clean(),
                     rule: None,
                 },
                 299,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::plan::{Decision, Plan};
 use super::tx::Tx;
-use crate::mock::{Action, FaultKind, Selection, Verdict, VerdictKind};
+use crate::mock::{FaultKind, Reaction, Reply, ReplyKind, Selection};
 use crate::request::percent_decode;
 use crate::state::{FAULT_MARKER, Settings, VERDICT_MARKER};
 
@@ -21,15 +21,15 @@ pub(super) fn fault_trigger(token: &str, settings_delay: Duration) -> Option<Pla
     Some(Plan::fault(kind))
 }
 
-/// Parses a verdict trigger: `clean`, `infected[:Name]`, `error[:code[:status]]`,
+/// Parses a reply trigger: `clean`, `infected[:Name]`, `error[:code[:status]]`,
 /// `status:NNN`.
 pub(super) fn verdict_trigger(token: &str) -> Option<Plan> {
     let mut parts = token.splitn(2, ':');
     let kind = parts.next()?;
     let rest = parts.next().filter(|s| !s.is_empty());
-    let verdict = match kind {
-        "clean" => Verdict::clean(),
-        "infected" => Verdict::infected(rest.unwrap_or("Mock.Trigger")),
+    let reply = match kind {
+        "clean" => Reply::clean(),
+        "infected" => Reply::infected(rest.unwrap_or("Mock.Trigger")),
         "error" => {
             let (code, status) = match rest {
                 Some(r) => match r.split_once(':') {
@@ -38,31 +38,31 @@ pub(super) fn verdict_trigger(token: &str) -> Option<Plan> {
                 },
                 None => ("internal_error", 500),
             };
-            Verdict::error(status, code)
+            Reply::error(status, code)
         }
-        "status" => Verdict::status(rest?.parse().ok()?),
+        "status" => Reply::status(rest?.parse().ok()?),
         _ => return None,
     };
-    Some(Plan::reply(verdict))
+    Some(Plan::reply(reply))
 }
 
 /// File-name suffix triggers.
 pub(super) fn filename_trigger(name: &str, delay: Duration) -> Option<Plan> {
     let lower = name.to_ascii_lowercase();
     let ext = lower.rsplit_once('.')?.1;
-    let (fault, verdict) = match ext {
-        "timeout" => (Some(FaultKind::NeverAnswer), Verdict::scan()),
-        "slow" => (Some(FaultKind::Delay(delay)), Verdict::scan()),
-        "reset" => (Some(FaultKind::Reset), Verdict::scan()),
-        "garbage" => (Some(FaultKind::Garbage), Verdict::scan()),
-        "infected" => (None, Verdict::infected("Mock.Trigger.FileName")),
-        "encrypted" => (None, Verdict::error(500, "password_protected")),
-        "unavailable" => (None, Verdict::status(503)),
+    let (fault, reply) = match ext {
+        "timeout" => (Some(FaultKind::NeverAnswer), Reply::scan()),
+        "slow" => (Some(FaultKind::Delay(delay)), Reply::scan()),
+        "reset" => (Some(FaultKind::Reset), Reply::scan()),
+        "garbage" => (Some(FaultKind::Garbage), Reply::scan()),
+        "infected" => (None, Reply::infected("Mock.Trigger.FileName")),
+        "encrypted" => (None, Reply::error(500, "password_protected")),
+        "unavailable" => (None, Reply::status(503)),
         _ => return None,
     };
     Some(Plan {
         fault,
-        verdict,
+        reply,
         rule: None,
     })
 }
@@ -78,13 +78,13 @@ pub(super) fn decide(settings: &Settings, tx: &mut Tx) -> Decision {
     let plan = match tx.selector.select(&tx.req) {
         Selection::Undecided => return Decision::WaitForRules,
         Selection::Rule(rule) => {
-            let (fault, verdict) = match rule.mock.responder.respond(&tx.req) {
-                Action::Verdict(v) => (None, v),
-                Action::Fault(f) => (Some(f.kind), f.then),
+            let (fault, reply) = match rule.mock.responder.respond(&tx.req) {
+                Reaction::Reply(v) => (None, v),
+                Reaction::Fault(f) => (Some(f.kind), f.then),
             };
             Plan {
                 fault,
-                verdict,
+                reply,
                 rule: Some(rule.id),
             }
         }
@@ -145,7 +145,7 @@ pub(super) fn trigger(delay: Duration, tx: &Tx) -> Decision {
 pub(super) fn answers_at_preview_end(decision: &Decision, tx: &Tx) -> bool {
     match decision {
         Decision::Answer(p) => {
-            !matches!(p.verdict.kind, VerdictKind::Scan) || tx.scan_threat(tx.dialect(p)).is_some()
+            !matches!(p.reply.kind, ReplyKind::Scan) || tx.scan_threat(tx.dialect(p)).is_some()
         }
         Decision::WaitForMarker => tx.scan_threat(tx.svc.dialect).is_some(),
         Decision::WaitForRules => false,
@@ -160,7 +160,7 @@ mod tests {
     use super::super::testing::{feed, respmod, state, tx};
     use super::{answers_at_preview_end, decide, fault_trigger, filename_trigger, verdict_trigger};
     use crate::matchers::{body_contains, filename};
-    use crate::mock::{Fault, FaultKind, Mock, Verdict};
+    use crate::mock::{Fault, FaultKind, Mock, Reply};
 
     #[test]
     fn without_rules_a_file_name_suffix_decides_and_triggers_off_mean_the_scan() {
@@ -168,7 +168,7 @@ mod tests {
         let mut t = tx(&st, respmod("/x/report.infected", None, true));
         assert_eq!(
             decide(&st.settings, &mut t),
-            Decision::Answer(Plan::reply(Verdict::infected("Mock.Trigger.FileName")))
+            Decision::Answer(Plan::reply(Reply::infected("Mock.Trigger.FileName")))
         );
         let off = state(false, Vec::new());
         let mut t = tx(&off, respmod("/x/report.infected", None, true));
@@ -200,7 +200,7 @@ mod tests {
         let mut t = tx(&st, respmod("/f?ICAP-MOCK-VERDICT:status:503", None, true));
         assert_eq!(
             decide(&st.settings, &mut t),
-            Decision::Answer(Plan::reply(Verdict::status(503)))
+            Decision::Answer(Plan::reply(Reply::status(503)))
         );
         let mut t = tx(&st, respmod("/f?ICAP-MOCK-FAULT:no_such_fault", None, true));
         assert_eq!(decide(&st.settings, &mut t), Decision::Answer(Plan::scan()));
@@ -210,12 +210,12 @@ mod tests {
     fn a_mounted_rule_beats_the_triggers_and_its_plan_sticks() {
         let st = state(
             true,
-            vec![Mock::given(filename("*.infected")).respond_with(Verdict::clean())],
+            vec![Mock::given(filename("*.infected")).respond_with(Reply::clean())],
         );
         let mut t = tx(&st, respmod("/x/report.infected", None, true));
         let d = decide(&st.settings, &mut t);
         assert!(d.is_rule(), "{d:?}");
-        assert_eq!(d.clone().or_scan().verdict, Verdict::clean());
+        assert_eq!(d.clone().or_scan().reply, Reply::clean());
         // A marker arriving later changes nothing: the plan is made.
         feed(&mut t, b"ICAP-MOCK-FAULT:reset\r\n", true);
         assert_eq!(decide(&st.settings, &mut t), d);
@@ -225,7 +225,7 @@ mod tests {
     fn a_body_rule_waits_for_the_body_then_decides() {
         let rule = Mock::given(body_contains("SECRET")).respond_with(Fault {
             kind: FaultKind::Garbage,
-            then: Verdict::scan(),
+            then: Reply::scan(),
         });
         let st = state(true, vec![rule]);
         let mut t = tx(&st, respmod("/doc.txt", None, true));
@@ -243,7 +243,7 @@ mod tests {
         assert!(!answers_at_preview_end(&Decision::WaitForRules, &t));
         assert!(!answers_at_preview_end(&Decision::WaitForMarker, &t));
         assert!(!answers_at_preview_end(&Decision::Answer(Plan::scan()), &t));
-        let clean = Decision::Answer(Plan::reply(Verdict::clean()));
+        let clean = Decision::Answer(Plan::reply(Reply::clean()));
         assert!(answers_at_preview_end(&clean, &t));
         let mut t = tx(&st, respmod("/plain.txt", Some(68), true));
         feed(&mut t, crate::EICAR, false);
@@ -270,11 +270,11 @@ mod tests {
             (fault_trigger("sideways", d), None),
             (
                 verdict_trigger("error:quota:507"),
-                Some(Plan::reply(Verdict::error(507, "quota"))),
+                Some(Plan::reply(Reply::error(507, "quota"))),
             ),
             (
                 verdict_trigger("infected"),
-                Some(Plan::reply(Verdict::infected("Mock.Trigger"))),
+                Some(Plan::reply(Reply::infected("Mock.Trigger"))),
             ),
             // A status that is not a number is no trigger.
             (verdict_trigger("status:abc"), None),

@@ -37,7 +37,7 @@ use self::decide::{answers_at_preview_end, decide};
 use self::plan::{Decision, Plan};
 use self::tx::Tx;
 use crate::dialect;
-use crate::mock::{FaultKind, VerdictKind};
+use crate::mock::{FaultKind, ReplyKind};
 use crate::shutdown::Shutdown;
 use crate::state::State;
 
@@ -407,7 +407,7 @@ impl<S: Stream> Connection<S> {
         // A rule whose dialect is a recording answers from it.
         if let Decision::Answer(p) = &decision
             && p.fault.is_none()
-            && let Some(rec) = p.verdict.recorded.clone()
+            && let Some(rec) = p.reply.recorded.clone()
         {
             tx.record.rule = p.rule;
             let next = self
@@ -812,7 +812,7 @@ impl<S: Stream> Connection<S> {
             return true;
         }
         let can_stream = tx.plan.as_ref().is_none_or(|p| {
-            matches!(p.verdict.kind, VerdictKind::Scan | VerdictKind::Clean) && p.only_timing()
+            matches!(p.reply.kind, ReplyKind::Scan | ReplyKind::Clean) && p.only_timing()
         }) && tx.scan_threat(tx.svc.dialect).is_none();
         if !can_stream {
             // The answer will not be an echo (or will be broken anyway): stop keeping it.
@@ -848,14 +848,14 @@ impl<S: Stream> Connection<S> {
         }
         if tx.echo_started {
             // The 200 echo is streaming: finish it if the answer is still "clean".
-            let clean = matches!(tx.resolve(plan), VerdictKind::Clean) && plan.only_timing();
+            let clean = matches!(tx.resolve(plan), ReplyKind::Clean) && plan.only_timing();
             if clean {
                 let mut out = BytesMut::new();
                 chunked::encode_last_chunk(false, &icap_proto::Headers::new(), &mut out);
                 let ok = self.write(&out).await;
                 return self.note_response_end(tx, ok);
             }
-            if let VerdictKind::Infected(t) = tx.resolve(plan) {
+            if let ReplyKind::Infected(t) = tx.resolve(plan) {
                 tx.record.threat = Some(t);
             }
             tx.record.fault = Some("echo_aborted".to_owned());

@@ -1,28 +1,28 @@
 //! What the connection decided to answer: a [`Plan`] once known, a [`Decision`] while
 //! the rules or the triggers may still wait for more of the body.
 
-use crate::mock::{FaultKind, Verdict};
+use crate::mock::{FaultKind, Reply};
 
 /// How a transaction will be answered: the reply, the fault that gets in its way (if
 /// any), and the rule that chose them (none for the scan and for triggers).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Plan {
     pub(super) fault: Option<FaultKind>,
-    pub(super) verdict: Verdict,
+    pub(super) reply: Reply,
     pub(super) rule: Option<u64>,
 }
 
 impl Plan {
     /// No rule, no trigger: answer with what the scan finds.
     pub(super) fn scan() -> Self {
-        Plan::reply(Verdict::scan())
+        Plan::reply(Reply::scan())
     }
 
     /// This reply, no fault, no rule.
-    pub(super) fn reply(verdict: Verdict) -> Self {
+    pub(super) fn reply(reply: Reply) -> Self {
         Plan {
             fault: None,
-            verdict,
+            reply,
             rule: None,
         }
     }
@@ -31,7 +31,7 @@ impl Plan {
     pub(super) fn fault(kind: FaultKind) -> Self {
         Plan {
             fault: Some(kind),
-            verdict: Verdict::scan(),
+            reply: Reply::scan(),
             rule: None,
         }
     }

@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use super::plan::Plan;
 use crate::journal::{Transaction, compact_head, hex};
-use crate::mock::{FaultKind, Selector, VerdictKind};
+use crate::mock::{FaultKind, ReplyKind, Selector};
 use crate::request::Request;
 use crate::scan::Scanner;
 use crate::service::{Dialect, ServiceConfig, Signature, glob_match};
@@ -36,7 +36,7 @@ pub(super) struct Tx {
     pub(super) selector: Selector,
     pub(super) request_head: RequestHead,
     pub(super) seen_data: bool,
-    /// A legal-path answer the exchange refused (a rule's `Verdict::status(299)`, say): it
+    /// A legal-path answer the exchange refused (a rule's `Reply::status(299)`, say): it
     /// was sent as asked, and the connection closes after it.
     pub(super) off_rules: bool,
 }
@@ -171,7 +171,7 @@ impl Tx {
     }
 
     pub(super) fn dialect(&self, plan: &Plan) -> Dialect {
-        plan.verdict.dialect.unwrap_or(self.svc.dialect)
+        plan.reply.dialect.unwrap_or(self.svc.dialect)
     }
 
     /// What the service's signatures found so far (SHA-256 only once complete).
@@ -201,16 +201,16 @@ impl Tx {
         None
     }
 
-    /// The plan's reply with the scan done: never [`VerdictKind::Scan`].
-    pub(super) fn resolve(&self, plan: &Plan) -> VerdictKind {
-        match &plan.verdict.kind {
-            VerdictKind::Scan => {
+    /// The plan's reply with the scan done: never [`ReplyKind::Scan`].
+    pub(super) fn resolve(&self, plan: &Plan) -> ReplyKind {
+        match &plan.reply.kind {
+            ReplyKind::Scan => {
                 if plan.fault == Some(FaultKind::EarlyResponse) && !self.record.complete {
-                    return VerdictKind::Infected("Mock.EarlyResponse".into());
+                    return ReplyKind::Infected("Mock.EarlyResponse".into());
                 }
                 match self.scan_threat(self.dialect(plan)) {
-                    Some(t) => VerdictKind::Infected(t),
-                    None => VerdictKind::Clean,
+                    Some(t) => ReplyKind::Infected(t),
+                    None => ReplyKind::Clean,
                 }
             }
             other => other.clone(),

@@ -1,6 +1,6 @@
 //! OPTIONS, EICAR detection, 204 / 200 echo, preview, keep-alive, journal, signatures.
 
-use icap_mock_server::{Mock, MockServer, ServiceConfig, Verdict, matchers::any};
+use icap_mock_server::{Mock, MockServer, Reply, ServiceConfig, matchers::any};
 use icap_proto::{Method, verdict};
 use sha2::{Digest, Sha256};
 
@@ -50,7 +50,7 @@ async fn istag_changes_when_rules_change() {
     let server = MockServer::start().await;
     let before = server.istag();
     Mock::given(any())
-        .respond_with(Verdict::clean())
+        .respond_with(Reply::clean())
         .mount(&server)
         .await;
     assert_ne!(before, server.istag());

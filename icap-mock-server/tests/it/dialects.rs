@@ -160,11 +160,11 @@ async fn plain() {
 
 #[tokio::test]
 async fn a_verdict_can_override_the_dialect() {
-    use icap_mock_server::{Mock, Verdict, matchers::any};
+    use icap_mock_server::{Mock, Reply, matchers::any};
     let server = MockServer::start().await;
     Mock::given(any())
         .respond_with(
-            Verdict::infected("Other.Shape")
+            Reply::infected("Other.Shape")
                 .with_dialect(Dialect::Kaspersky)
                 .with_header("X-Extra", "1"),
         )
@@ -180,17 +180,17 @@ async fn a_verdict_can_override_the_dialect() {
 
 /// The raw bytes of a clean `204`, a `500` error and a `503`, in `dialect`.
 async fn bodyless_answers(dialect: Dialect) -> (String, [Vec<u8>; 3]) {
-    use icap_mock_server::{Mock, Verdict, matchers};
+    use icap_mock_server::{Mock, Reply, matchers};
     let server = MockServer::builder()
         .service(ServiceConfig::new("av").dialect(dialect))
         .start()
         .await;
     Mock::given(matchers::filename("*.zip"))
-        .respond_with(Verdict::error(500, "password_protected"))
+        .respond_with(Reply::error(500, "password_protected"))
         .mount(&server)
         .await;
     Mock::given(matchers::filename("*.busy"))
-        .respond_with(Verdict::status(503))
+        .respond_with(Reply::status(503))
         .mount(&server)
         .await;
     let istag = server.istag();

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use icap_mock_server::{Limits, Mock, MockServer, ServiceConfig, Verdict, matchers::any};
+use icap_mock_server::{Limits, Mock, MockServer, Reply, ServiceConfig, matchers::any};
 use icap_proto::Method;
 
 use crate::support::*;
@@ -94,11 +94,11 @@ async fn method_not_allowed_for_the_service_is_405() {
 async fn error_500_with_x_error_code_and_bare_statuses() {
     let server = MockServer::start().await;
     Mock::given(icap_mock_server::matchers::filename("*.zip"))
-        .respond_with(Verdict::error(500, "password_protected"))
+        .respond_with(Reply::error(500, "password_protected"))
         .mount(&server)
         .await;
     Mock::given(icap_mock_server::matchers::filename("*.busy"))
-        .respond_with(Verdict::status(503))
+        .respond_with(Reply::status(503))
         .mount(&server)
         .await;
     let mut c = Conn::open(&server).await;
@@ -285,7 +285,7 @@ impl ShutdownWrite for tokio::net::TcpStream {
 async fn any_matcher_is_exported() {
     let server = MockServer::start().await;
     Mock::given(any())
-        .respond_with(Verdict::clean())
+        .respond_with(Reply::clean())
         .expect(1)
         .mount(&server)
         .await;

@@ -4,7 +4,7 @@ use std::io::ErrorKind;
 use std::time::Duration;
 
 use icap_mock_server::matchers::any;
-use icap_mock_server::{Fault, Mock, MockServer, Outage, Verdict};
+use icap_mock_server::{Fault, Mock, MockServer, Outage, Reply};
 use icap_proto::Method;
 use tokio::time::Instant;
 
@@ -187,7 +187,7 @@ async fn bad_chunk_size() {
 
 #[tokio::test(start_paused = true)]
 async fn missing_terminal_chunk() {
-    let server = with_fault(Fault::missing_terminal_chunk().then(Verdict::clean())).await;
+    let server = with_fault(Fault::missing_terminal_chunk().then(Reply::clean())).await;
     let mut c = Conn::open(&server).await;
     c.send(&respmod("avscan", "", RES_HDR, &one_chunk(b"hello")))
         .await;

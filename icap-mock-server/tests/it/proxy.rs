@@ -7,7 +7,7 @@ use icap_mock_server::proxy::{Upstream, UpstreamFailure};
 use icap_mock_server::record::{RecordMeta, RecordSettings};
 use icap_mock_server::replay::{Replay, Unmatched};
 use icap_mock_server::transport_faults::{Cut, TransportFaults};
-use icap_mock_server::{Fault, Mock, MockServer, Verdict, matchers};
+use icap_mock_server::{Fault, Mock, MockServer, Reply, matchers};
 use icap_proto::Method;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
@@ -185,7 +185,7 @@ async fn a_matching_rule_answers_without_forwarding() {
     let upstream = MockServer::start().await;
     let proxy = proxy_to(&upstream).await;
     Mock::given(matchers::filename("*.zip"))
-        .respond_with(Verdict::error(500, "password_protected"))
+        .respond_with(Reply::error(500, "password_protected"))
         .mount(&proxy)
         .await;
     let mut c = Conn::open(&proxy).await;
@@ -850,7 +850,7 @@ async fn an_upstream_error_answer_with_close_is_not_reused() {
     // forbids reuse, so the next request opens a new connection.
     let upstream = MockServer::start().await;
     Mock::given(matchers::any())
-        .respond_with(Verdict::error(500, "broken").with_header("Connection", "close"))
+        .respond_with(Reply::error(500, "broken").with_header("Connection", "close"))
         .times(1)
         .mount(&upstream)
         .await;
@@ -1001,7 +1001,7 @@ async fn proxy_with_body_rule(upstream: &MockServer, hold: Option<u64>) -> MockS
     }
     let proxy = MockServer::builder().upstream(up).start().await;
     Mock::given(matchers::body_contains(b"SECRET"))
-        .respond_with(Verdict::infected("Rule.Secret"))
+        .respond_with(Reply::infected("Rule.Secret"))
         .mount(&proxy)
         .await;
     proxy

@@ -490,10 +490,10 @@ then = { fault = "delay_continue", delay_ms = 18446744073709551615 }
 
 #[tokio::test]
 async fn legal_answers_keep_the_connection_and_off_rule_verdicts_close_it() {
-    use icap_mock_server::{Mock, Verdict, matchers::filename};
+    use icap_mock_server::{Mock, Reply, matchers::filename};
     let server = patient_server().await;
     Mock::given(filename("*.odd"))
-        .respond_with(Verdict::status(299))
+        .respond_with(Reply::status(299))
         .mount(&server)
         .await;
     let mut c = Conn::open(&server).await;
@@ -540,10 +540,10 @@ async fn legal_answers_keep_the_connection_and_off_rule_verdicts_close_it() {
 
 #[tokio::test]
 async fn a_rule_istag_replaces_the_servers_instead_of_doubling_it() {
-    use icap_mock_server::{Mock, Verdict, matchers::any};
+    use icap_mock_server::{Mock, Reply, matchers::any};
     let server = patient_server().await;
     Mock::given(any())
-        .respond_with(Verdict::clean().with_header("ISTag", "\"changed-1\""))
+        .respond_with(Reply::clean().with_header("ISTag", "\"changed-1\""))
         .mount(&server)
         .await;
     let mut c = Conn::open(&server).await;
