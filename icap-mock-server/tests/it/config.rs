@@ -20,7 +20,7 @@ async fn readme_example_config_works() {
     assert_eq!(file.services.len(), 2);
     let builder = MockServer::builder().config(file.settings().unwrap());
     let server = builder.start().await;
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     // Service "symantec" answers in its dialect.
     c.send(&respmod("symantec", "", RES_HDR, &one_chunk(EICAR)))
         .await;

@@ -11,7 +11,7 @@ async fn infected_and_clean(dialect: Dialect) -> (Answer, Answer) {
         .service(ServiceConfig::new("av").dialect(dialect))
         .start()
         .await;
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     c.send(&respmod_with_url(
         "av",
         "Allow: 204\r\n",
@@ -170,7 +170,7 @@ async fn a_verdict_can_override_the_dialect() {
         )
         .mount(&server)
         .await;
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     c.send(&respmod("avscan", "", RES_HDR, &one_chunk(b"x")))
         .await;
     let a = c.answer(Method::Respmod).await;
@@ -194,7 +194,7 @@ async fn bodyless_answers(dialect: Dialect) -> (String, [Vec<u8>; 3]) {
         .mount(&server)
         .await;
     let istag = server.istag();
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     let mut raw = Vec::new();
     for path in ["/clean.txt", "/secret.zip", "/later.busy"] {
         c.send(&respmod_with_url(

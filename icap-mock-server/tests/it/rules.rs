@@ -43,7 +43,7 @@ async fn head_matchers() {
         .respond_with(Reply::infected("ByService"))
         .mount(&server)
         .await;
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     let body = one_chunk(b"x");
     assert_eq!(
         threat_of(
@@ -98,7 +98,7 @@ async fn content_disposition_gives_the_file_name() {
         .respond_with(Reply::infected("Macro"))
         .mount(&server)
         .await;
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     let res =
         b"HTTP/1.1 200 OK\r\nContent-Disposition: attachment; filename=\"Q3 report.docm\"\r\n\r\n";
     assert_eq!(
@@ -120,7 +120,7 @@ async fn body_matchers_work_across_chunks_and_after_the_preview() {
         .respond_with(Reply::error(500, "too_big"))
         .mount(&server)
         .await;
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     // The needle straddles the end of the preview and the next chunk.
     c.send(&respmod(
         "avscan",
@@ -178,7 +178,7 @@ async fn head_rules_answer_right_after_the_preview() {
         .respond_with(Reply::clean())
         .mount(&server)
         .await;
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     c.send(&respmod_with_url(
         "avscan",
         "Preview: 4\r\n",
@@ -218,7 +218,7 @@ async fn closures_as_matchers_and_responders() {
         .respond_with(|_: &Request| Reaction::Fault(Fault::garbage()))
         .mount(&server)
         .await;
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     assert_eq!(
         threat_of(
             &mut c,
@@ -254,7 +254,7 @@ async fn later_mocks_take_precedence_and_not_inverts() {
         .respond_with(Reply::infected("Second"))
         .mount(&server)
         .await;
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     assert_eq!(
         threat_of(
             &mut c,
@@ -293,7 +293,7 @@ async fn schedules_times_every_probability() {
         .probability(0.5, 42)
         .mount(&server)
         .await;
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     let mut run = async |tag: &str, n: usize| {
         let mut out = Vec::new();
         for _ in 0..n {
@@ -322,7 +322,7 @@ async fn schedules_times_every_probability() {
         .probability(0.5, 42)
         .mount(&server2)
         .await;
-    let mut c2 = Conn::open(&server2).await;
+    let mut c2 = Conn::open(server2.addr()).await;
     let mut p2 = Vec::new();
     for _ in 0..40 {
         p2.push(
@@ -346,7 +346,7 @@ async fn expectations_are_verified() {
         .named("two clean")
         .mount(&server)
         .await;
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     for _ in 0..2 {
         c.send(&respmod(
             "avscan",
@@ -383,7 +383,7 @@ async fn ranges_as_expectations_and_reset() {
         .expect(1..=3)
         .mount(&server)
         .await;
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     c.send(&respmod(
         "avscan",
         "Allow: 204\r\n",
