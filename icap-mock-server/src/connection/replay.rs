@@ -10,6 +10,7 @@ use crate::replay::{Replay, Unmatched, decode_answer};
 
 impl<S: Stream> Connection<S> {
     /// Answers the request whose head was just read from the recording.
+    #[allow(clippy::too_many_lines)] // one recorded exchange, read and answered in order: preview, 100 Continue, final answer
     pub(crate) async fn replay(
         &mut self,
         rec: &mut Transaction,
