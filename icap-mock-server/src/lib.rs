@@ -63,6 +63,7 @@ mod mock;
 pub mod proxy;
 pub mod record;
 pub mod replay;
+mod reply;
 mod request;
 mod rng;
 mod scan;
@@ -76,7 +77,8 @@ pub mod verify;
 
 pub use journal::{DEFAULT_JOURNAL_BYTES, DEFAULT_JOURNAL_LIMIT, Transaction};
 pub use listener::Outage;
-pub use mock::{Fault, FaultKind, Mock, MockBuilder, Reaction, Reply, ReplyKind, Respond, Times};
+pub use mock::{Mock, MockBuilder, Times};
+pub use reply::{Fault, FaultKind, Reaction, Reply, ReplyKind, Respond};
 pub use request::Request;
 pub use scan::EICAR;
 pub use server::{MockServer, MockServerBuilder, StartError};

@@ -9,7 +9,7 @@ use super::faults::breaks_body;
 use super::plan::Plan;
 use super::tx::Tx;
 use crate::dialect;
-use crate::mock::{FaultKind, ReplyKind};
+use crate::reply::{FaultKind, ReplyKind};
 use crate::service::ServiceConfig;
 
 /// The head of a `200` echo of the request's message (in the plan's dialect, or the
@@ -162,7 +162,7 @@ mod tests {
     use super::super::plan::Plan;
     use super::super::testing::{feed, respmod, state, tx};
     use super::{build_response, continue_bytes, options_head, refusal};
-    use crate::mock::{FaultKind, Reply};
+    use crate::reply::{FaultKind, Reply};
     use crate::service::ServiceConfig;
 
     fn text(b: &[u8]) -> String {

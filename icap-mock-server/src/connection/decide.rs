@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use super::plan::{Decision, Plan};
 use super::tx::Tx;
-use crate::mock::{FaultKind, Reaction, Reply, ReplyKind, Selection};
+use crate::mock::Selection;
+use crate::reply::{FaultKind, Reaction, Reply, ReplyKind};
 use crate::request::percent_decode;
 use crate::state::{FAULT_MARKER, Settings, VERDICT_MARKER};
 
@@ -160,7 +161,8 @@ mod tests {
     use super::super::testing::{feed, respmod, state, tx};
     use super::{answers_at_preview_end, decide, fault_trigger, filename_trigger, verdict_trigger};
     use crate::matchers::{body_contains, filename};
-    use crate::mock::{Fault, FaultKind, Mock, Reply};
+    use crate::mock::Mock;
+    use crate::reply::{Fault, FaultKind, Reply};
 
     #[test]
     fn without_rules_a_file_name_suffix_decides_and_triggers_off_mean_the_scan() {

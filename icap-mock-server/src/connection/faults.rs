@@ -4,7 +4,7 @@
 
 use bytes::BytesMut;
 
-use crate::mock::FaultKind;
+use crate::reply::FaultKind;
 use crate::rng::splitmix64;
 
 /// Faults that need a response body to break: a clean answer without one becomes a
@@ -115,7 +115,7 @@ mod tests {
         bad_chunk_size, breaks_body, close_mid_response, garbage, missing_terminal_chunk,
         shift_encapsulated, truncated_response, wrong_encapsulated,
     };
-    use crate::mock::FaultKind;
+    use crate::reply::FaultKind;
 
     const HEAD: &[u8] =
         b"ICAP/1.0 200 OK\r\nISTag: \"x\"\r\nEncapsulated: res-hdr=0, res-body=19\r\n\r\nHTTP/1.1 200 OK\r\n\r\n";

@@ -1,7 +1,7 @@
 //! What the connection decided to answer: a [`Plan`] once known, a [`Decision`] while
 //! the rules or the triggers may still wait for more of the body.
 
-use crate::mock::{FaultKind, Reply};
+use crate::reply::{FaultKind, Reply};
 
 /// How a transaction will be answered: the reply, the fault that gets in its way (if
 /// any), and the rule that chose them (none for the scan and for triggers).

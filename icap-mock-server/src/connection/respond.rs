@@ -9,7 +9,7 @@ use super::faults;
 use super::plan::Plan;
 use super::tx::Tx;
 use super::{Connection, Next, Stream};
-use crate::mock::{FaultKind, ReplyKind};
+use crate::reply::{FaultKind, ReplyKind};
 
 impl<S: Stream> Connection<S> {
     pub(super) async fn options(&mut self, tx: &mut Tx) -> Next {

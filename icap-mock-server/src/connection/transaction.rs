@@ -11,7 +11,7 @@ use super::decide::{answers_at_preview_end, decide};
 use super::plan::{Decision, Plan};
 use super::tx::Tx;
 use super::{Connection, Held, Hold, Next, Stream};
-use crate::mock::FaultKind;
+use crate::reply::FaultKind;
 
 /// `n`, except that a kept-alive connection closes when the client asked for that.
 fn keep_unless(close_requested: bool, n: Next) -> Next {

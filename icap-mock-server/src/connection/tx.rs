@@ -10,7 +10,8 @@ use sha2::{Digest, Sha256};
 
 use super::plan::Plan;
 use crate::journal::{Transaction, compact_head, hex};
-use crate::mock::{FaultKind, ReplyKind, Selector};
+use crate::mock::Selector;
+use crate::reply::{FaultKind, ReplyKind};
 use crate::request::Request;
 use crate::scan::Scanner;
 use crate::service::{Dialect, ServiceConfig, Signature, glob_match};
