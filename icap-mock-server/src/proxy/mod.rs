@@ -24,6 +24,7 @@
 //! by a fresh one once, when nothing of the request but its head has gone out and nothing
 //! of an answer has come back.
 
+mod pump;
 pub(crate) mod relay;
 pub(crate) mod upstream;
 

@@ -5,67 +5,63 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use icap_proto::exchange::ClientEvent;
-use icap_proto::{
-    ClientExchange, Event, Headers, Method, RequestHead, RequestPlan, ResponseHead, StatusCode,
-    chunked,
-};
+use icap_proto::{ClientExchange, Event, RequestHead, RequestPlan, ResponseHead, StatusCode};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
 use super::upstream::{Failure, Io, Upstream, UpstreamFailure, connect_fresh};
 use crate::connection::{Connection, Held, Next, Stream, deadline_after};
-use crate::journal::{Transaction, hex};
+use crate::journal::Transaction;
 use crate::record::Tape;
 use crate::transport_faults::{Cut, Shaper};
 
 /// How much of the upstream's answer may wait in memory while the proxy is busy writing
 /// the request to it (so that an upstream which answers while it reads is never
 /// deadlocked against the proxy).
-const UPSTREAM_BUFFER: usize = 1024 * 1024;
-const READ_RESERVE: usize = 64 * 1024;
+pub(super) const UPSTREAM_BUFFER: usize = 1024 * 1024;
+pub(super) const READ_RESERVE: usize = 64 * 1024;
 
 /// The state of one proxied exchange.
 #[allow(clippy::struct_excessive_bools)] // independent facts of one exchange
-struct Relay {
-    up_r: tokio::io::ReadHalf<Box<dyn Io>>,
-    up_w: tokio::io::WriteHalf<Box<dyn Io>>,
-    shape_up: Shaper,
-    shape_down: Shaper,
+pub(super) struct Relay {
+    pub(super) up_r: tokio::io::ReadHalf<Box<dyn Io>>,
+    pub(super) up_w: tokio::io::WriteHalf<Box<dyn Io>>,
+    pub(super) shape_up: Shaper,
+    pub(super) shape_down: Shaper,
     /// Latency still to apply before the answer's first byte.
-    latency: Option<Duration>,
-    ubuf: BytesMut,
-    cx: Option<ClientExchange>,
-    tape: Option<Tape>,
-    hasher: Sha256,
+    pub(super) latency: Option<Duration>,
+    pub(super) ubuf: BytesMut,
+    pub(super) cx: Option<ClientExchange>,
+    pub(super) tape: Option<Tape>,
+    pub(super) hasher: Sha256,
     /// The client's request is still being read.
-    client_open: bool,
+    pub(super) client_open: bool,
     /// The final head went to the client.
-    answered: bool,
+    pub(super) answered: bool,
     /// The upstream stopped taking the request (it answered and closed, say): the rest of
     /// the body is read and dropped.
-    up_done: bool,
-    response_has_body: bool,
-    ieof: bool,
-    deadline: Instant,
-    timeout: Duration,
+    pub(super) up_done: bool,
+    pub(super) response_has_body: bool,
+    pub(super) ieof: bool,
+    pub(super) deadline: Instant,
+    pub(super) timeout: Duration,
     /// Bytes read from the upstream.
-    received: u64,
+    pub(super) received: u64,
     /// A client event (body, preview end) was consumed: the request cannot be sent again.
-    forwarded: bool,
+    pub(super) forwarded: bool,
     /// Something was written to the client.
-    down: bool,
+    pub(super) down: bool,
     /// Events read ahead, forwarded first.
-    held: VecDeque<Event<RequestHead>>,
+    pub(super) held: VecDeque<Event<RequestHead>>,
     /// The client got the proxy's own `100 Continue` (see [`Held::continued`]).
-    self_continued: bool,
+    pub(super) self_continued: bool,
     /// The preview went upstream and the held rest waits for its `100 Continue`.
-    await_continue: bool,
+    pub(super) await_continue: bool,
 }
 
 impl Relay {
-    fn new(
+    pub(super) fn new(
         io: Box<dyn Io>,
         upstream: &Upstream,
         seed: u64,
@@ -101,12 +97,12 @@ impl Relay {
 
     /// Whether the request may go again on another connection: only its head went out,
     /// nothing came back, the client saw nothing.
-    fn may_retry(&self) -> bool {
+    pub(super) fn may_retry(&self) -> bool {
         !self.forwarded && self.received == 0 && !self.down
     }
 
     /// Whether the upstream connection may carry the next request.
-    fn may_reuse(&self) -> bool {
+    pub(super) fn may_reuse(&self) -> bool {
         !self.up_done
             && !self.client_open
             && self
@@ -117,13 +113,13 @@ impl Relay {
             && self.shape_down.cut_reached().is_none()
     }
 
-    fn touch(&mut self) {
+    pub(super) fn touch(&mut self) {
         self.deadline = deadline_after(self.timeout);
     }
 
     /// Forwards body bytes; once the answer has begun, an upstream that stops reading
     /// only ends the forwarding.
-    async fn send_body(&mut self, wire: &[u8]) -> Result<(), Failure> {
+    pub(super) async fn send_body(&mut self, wire: &[u8]) -> Result<(), Failure> {
         if self.up_done {
             return Ok(());
         }
@@ -137,7 +133,7 @@ impl Relay {
     }
 
     /// Writes to the upstream, reading its answer meanwhile (into a bounded buffer).
-    async fn write_up(&mut self, bytes: &[u8], body: bool) -> Result<(), Failure> {
+    pub(super) async fn write_up(&mut self, bytes: &[u8], body: bool) -> Result<(), Failure> {
         if let Some(t) = &mut self.tape {
             if body {
                 t.request_body(bytes);
@@ -258,7 +254,7 @@ impl<S: Stream> Connection<S> {
         next
     }
 
-    async fn upstream_failed(
+    pub(super) async fn upstream_failed(
         &mut self,
         rec: &mut Transaction,
         upstream: &Upstream,
@@ -311,7 +307,7 @@ impl<S: Stream> Connection<S> {
     }
 
     #[allow(clippy::too_many_lines)] // one loop over both sides reads best whole
-    async fn relay(
+    pub(super) async fn relay(
         &mut self,
         rec: &mut Transaction,
         head: &RequestHead,
@@ -398,280 +394,6 @@ impl<S: Stream> Connection<S> {
                 let _ = tokio::time::timeout(Duration::from_secs(1), up_w.shutdown()).await;
             }
             return result;
-        }
-    }
-
-    #[allow(clippy::too_many_lines)] // one loop over both sides reads best whole
-    async fn pump(
-        &mut self,
-        rec: &mut Transaction,
-        method: Method,
-        r: &mut Relay,
-        head_bytes: &[u8],
-        plan: impl Fn(bool) -> RequestPlan,
-    ) -> Result<Next, Failure> {
-        let limits = self.state.settings.limits;
-        r.write_up(head_bytes, false).await?;
-        loop {
-            // The client's side first: forward what is decoded.
-            if r.client_open && !r.await_continue {
-                let next = match r.held.pop_front() {
-                    Some(ev) => Ok(Some(ev)),
-                    None => self.exchange.poll_event(&mut self.buf),
-                };
-                match next {
-                    Err(e) => {
-                        tracing::info!(error = %e, "bad request body on the proxied path");
-                        if !r.answered {
-                            self.send_status(e.status_code(), method).await;
-                            rec.status = Some(e.status_code());
-                        }
-                        return Ok(Next::Close);
-                    }
-                    Ok(Some(ev)) => {
-                        self.on_client_event(rec, r, ev, &plan, limits).await?;
-                        continue;
-                    }
-                    Ok(None) => {}
-                }
-            }
-            if let Some(cx) = r.cx.as_mut() {
-                match cx.poll_event(&mut r.ubuf) {
-                    Err(e) => return Err(Failure::Bad(format!("upstream answer: {e}"))),
-                    Ok(Some(ev)) => {
-                        if self.on_upstream_event(rec, method, r, ev).await? {
-                            break;
-                        }
-                        continue;
-                    }
-                    Ok(None) => {}
-                }
-            }
-            // Read more from whichever side is due.
-            let want_client = r.client_open && self.buf.len() < READ_RESERVE * 4;
-            let want_up = r.cx.is_some() && r.ubuf.len() < UPSTREAM_BUFFER;
-            if self.buf.capacity() - self.buf.len() < READ_RESERVE / 4 {
-                self.buf.reserve(READ_RESERVE);
-            }
-            if r.ubuf.capacity() - r.ubuf.len() < READ_RESERVE / 4 {
-                r.ubuf.reserve(READ_RESERVE);
-            }
-            let before = r.ubuf.len();
-            tokio::select! {
-                res = self.stream.read_buf(&mut self.buf), if want_client => match res {
-                    Ok(0) => {
-                        let _ = self.exchange.handle_eof();
-                        return Err(Failure::Client);
-                    }
-                    Err(_) => return Err(Failure::Client),
-                    Ok(_) => {}
-                },
-                res = r.up_r.read_buf(&mut r.ubuf), if want_up => match res {
-                    Ok(0) | Err(_) => {
-                        let cx = r.cx.as_mut().expect("want_up implies an exchange");
-                        if let Err(e) = cx.handle_eof() {
-                            return Err(Failure::Bad(format!("upstream: {e}")));
-                        }
-                    }
-                    Ok(n) => {
-                        r.received = r.received.saturating_add(n as u64);
-                        if let Some(t) = &mut r.tape {
-                            t.response(&r.ubuf[before..]).await;
-                        }
-                        r.touch();
-                    }
-                },
-                () = tokio::time::sleep_until(r.deadline) => {
-                    if want_client && !want_up {
-                        return Err(Failure::Client);
-                    }
-                    return Err(Failure::Timeout);
-                }
-            }
-        }
-        // The answer is complete. What the client still owes (an early answer) is read
-        // and dropped, so the connection can carry the next request.
-        for ev in std::mem::take(&mut r.held) {
-            if let Event::Data(d) = ev {
-                r.hasher.update(&d);
-                rec.body_len = rec
-                    .body_len
-                    .saturating_add(u64::try_from(d.len()).unwrap_or(u64::MAX));
-            }
-        }
-        while !self.exchange.is_request_done() && self.exchange.must_drain() {
-            match self.next_event().await {
-                Ok(Event::Data(d)) => {
-                    r.hasher.update(&d);
-                    rec.body_len = rec
-                        .body_len
-                        .saturating_add(u64::try_from(d.len()).unwrap_or(u64::MAX));
-                }
-                Ok(Event::End(_)) => break,
-                Ok(_) => {}
-                Err(_) => return Ok(Next::Close),
-            }
-        }
-        rec.complete = self.exchange.is_request_done();
-        rec.body_sha256 = hex(&std::mem::take(&mut r.hasher).finalize());
-        if self.exchange.handle_response_end().is_err() || !self.exchange.reuse().is_yes() {
-            return Ok(Next::Close);
-        }
-        Ok(Next::KeepAlive)
-    }
-
-    async fn on_client_event(
-        &mut self,
-        rec: &mut Transaction,
-        r: &mut Relay,
-        ev: Event<RequestHead>,
-        plan: &impl Fn(bool) -> RequestPlan,
-        limits: icap_proto::Limits,
-    ) -> Result<(), Failure> {
-        match ev {
-            Event::Head(_) => {}
-            Event::Data(d) => {
-                r.forwarded = true;
-                r.hasher.update(&d);
-                let n = u64::try_from(d.len()).unwrap_or(u64::MAX);
-                rec.body_len = rec.body_len.saturating_add(n);
-                if r.cx.as_ref().is_none_or(|c| !c.continued()) && rec.preview.is_some() {
-                    rec.preview_bytes = rec.preview_bytes.saturating_add(n);
-                }
-                // An answer may come before the body ends (a streaming 200 echo): the
-                // upstream still reads the rest.
-                let mut out = BytesMut::with_capacity(d.len().saturating_add(24));
-                chunked::encode_chunk(&d, &mut out);
-                r.send_body(&out).await?;
-            }
-            Event::PreviewEnd { ieof } => {
-                r.forwarded = true;
-                r.ieof = ieof;
-                rec.ieof = ieof;
-                let mut out = BytesMut::new();
-                chunked::encode_last_chunk(ieof, &Headers::new(), &mut out);
-                r.send_body(&out).await?;
-                let mut cx = ClientExchange::new(plan(ieof), limits);
-                if !ieof {
-                    let _ = cx.handle_preview_sent();
-                    // The client already has the proxy's 100 Continue and sent the rest:
-                    // it waits (held) for the upstream's.
-                    r.await_continue = r.self_continued;
-                }
-                r.cx = Some(cx);
-            }
-            Event::End(end) => {
-                r.forwarded = true;
-                r.client_open = false;
-                if !r.ieof {
-                    let mut out = BytesMut::new();
-                    chunked::encode_last_chunk(false, &end.trailers, &mut out);
-                    r.send_body(&out).await?;
-                }
-                if let Some(cx) = r.cx.as_mut() {
-                    let _ = cx.handle_request_sent();
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Passes one upstream event on. True when the answer is complete.
-    async fn on_upstream_event(
-        &mut self,
-        rec: &mut Transaction,
-        method: Method,
-        r: &mut Relay,
-        ev: ClientEvent,
-    ) -> Result<bool, Failure> {
-        match ev {
-            ClientEvent::Continue if r.self_continued => {
-                if !r.await_continue {
-                    return Err(Failure::Bad(
-                        "upstream sent 100 Continue out of turn".into(),
-                    ));
-                }
-                // The client was continued by the proxy already: not passed on.
-                r.await_continue = false;
-            }
-            ClientEvent::Continue => {
-                rec.continued = true;
-                if !self.exchange.may_continue() {
-                    return Err(Failure::Bad(
-                        "upstream sent 100 Continue out of turn".into(),
-                    ));
-                }
-                let cont = ResponseHead::new(StatusCode::CONTINUE);
-                let mut out = BytesMut::new();
-                cont.encode(method, &mut out)
-                    .expect("100 Continue always encodes");
-                self.write_down(r, &out).await?;
-                if self.exchange.handle_continue_sent().is_err() {
-                    return Err(Failure::Client);
-                }
-            }
-            ClientEvent::Head(h) => {
-                rec.status = Some(h.status.as_u16());
-                let mut out = BytesMut::new();
-                h.encode(method, &mut out)
-                    .map_err(|e| Failure::Bad(format!("upstream head does not re-encode: {e}")))?;
-                if let Err(e) = self.exchange.handle_response_sent(&h) {
-                    tracing::info!(error = %e, "upstream answer outside the client's exchange rules; closing after it");
-                }
-                r.answered = true;
-                r.response_has_body = h.body.is_some();
-                self.write_down(r, &out).await?;
-            }
-            ClientEvent::Data(d) => {
-                let mut out = BytesMut::with_capacity(d.len().saturating_add(24));
-                chunked::encode_chunk(&d, &mut out);
-                self.write_down(r, &out).await?;
-            }
-            ClientEvent::End(end) => {
-                if r.response_has_body {
-                    let mut out = BytesMut::new();
-                    chunked::encode_last_chunk(false, &end.trailers, &mut out);
-                    self.write_down(r, &out).await?;
-                }
-                return Ok(true);
-            }
-        }
-        Ok(false)
-    }
-}
-
-impl<S: Stream> Connection<S> {
-    /// Writes part of the answer to the client, through the transport faults.
-    async fn write_down(&mut self, r: &mut Relay, bytes: &[u8]) -> Result<(), Failure> {
-        if let Some(d) = r.latency.take() {
-            tokio::time::sleep(d).await;
-        }
-        r.down = true;
-        if r.shape_down.is_off() {
-            return if self.write(bytes).await {
-                Ok(())
-            } else {
-                Err(Failure::Client)
-            };
-        }
-        let mut pos = 0;
-        while pos < bytes.len() {
-            let n = r
-                .shape_down
-                .next_piece(bytes.len() - pos)
-                .map_err(Failure::Cut)?;
-            if !self.write(&bytes[pos..pos + n]).await {
-                return Err(Failure::Client);
-            }
-            pos += n;
-            let wait = r.shape_down.wrote(n);
-            if !wait.is_zero() {
-                tokio::time::sleep(wait).await;
-            }
-        }
-        match r.shape_down.cut_reached() {
-            Some(how) => Err(Failure::Cut(how)),
-            None => Ok(()),
         }
     }
 }
