@@ -11,9 +11,36 @@
 //!                  │  triggers, signatures ◄── Request ◄──────────┘ (EICAR, patterns,
 //!                  │                                                 SHA-256, size)
 //!                  ▼
-//!            Plan { fault, verdict } ─► dialect (c-icap, Symantec, ...) ─► ResponseHead::encode
-//!                                                                          chunked::encode_*
+//!            Decision::Answer(Plan { fault, reply }) ─► dialect (c-icap, Symantec, ...)
+//!                                                       ─► ResponseHead::encode, chunked
 //!  journal: one Transaction per request (heads, body size and SHA-256, preview, status)
+//! ```
+//!
+//! The modules form layers: each imports only what lies below it, and
+//! `tests/layers.rs` fails on any import circle (`cargo test -p icap-mock-server --test
+//! layers`).
+//!
+//! ```text
+//!  server.rs        MockServer and MockServerBuilder (and Mock::mount): puts the rest together
+//!   ├ admin.rs      the HTTP admin API over the state and the outage switch; its own JSON
+//!   ├ config/       ConfigFile ─► FileSettings (MockServerBuilder::config), ConfigError
+//!   └ listener.rs   the socket, the outage switch, the accept loop
+//!      └ connection/  Connection<S>: bytes in through ServerExchange, bytes out
+//!          transaction.rs  refuse ─► OPTIONS, replay, proxy ─► head phase ─► body phase
+//!          respond.rs      OPTIONS, the streaming echo, the final answer with its fault
+//!          decide.rs       decide(settings, tx) ─► Decision: Answer(Plan) | WaitForRules
+//!                          | WaitForMarker (rules, then triggers, then the scan)
+//!          answer.rs       the answer's encoding: echo head, final answer, refusals, 100
+//!          faults.rs       the byte-breaking fault injectors, as pure functions
+//!          tx.rs, plan.rs  one transaction's state; Plan and Decision
+//!          replay.rs       answers from a recording
+//!        proxy/relay.rs, pump.rs   the proxied exchange (upstream.rs lies below the state)
+//!   shutdown.rs     the shutdown signal
+//!  state.rs         settings, rules snapshot, journal, per-service admission: the bottom
+//!                   floor of serving (mini-redis's db.rs), importing nothing that serves
+//!  below it: mock.rs (Mock, schedules, the rule selector), reply.rs (Reply, Fault,
+//!  Reaction), matchers, request, scan, dialect, service, journal, proxy/upstream.rs,
+//!  record, replay, transport_faults, tls, rng
 //! ```
 //!
 //! All ICAP framing goes through [`icap_proto`], and so do the exchange rules: on the legal

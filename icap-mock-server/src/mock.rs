@@ -168,7 +168,7 @@ impl MockBuilder {
         self
     }
 
-    /// Finishes the mock with its responder: a [`Reply`], a [`Fault`] or a closure.
+    /// Finishes the mock with its responder: a [`Reply`](crate::Reply), a [`Fault`](crate::Fault) or a closure.
     pub fn respond_with(self, responder: impl Respond) -> Mock {
         Mock {
             matchers: self.matchers,

@@ -9,7 +9,7 @@
 //!
 //! Both sides' rules come from icap-proto: the request is read through the connection's
 //! [`ServerExchange`](icap_proto::ServerExchange) and the answer through a
-//! [`ClientExchange`] built from the same request, so a `100 Continue`, an answer inside
+//! [`ClientExchange`](icap_proto::ClientExchange) built from the same request, so a `100 Continue`, an answer inside
 //! the preview or an early answer is passed on only when it is legal for the client, and
 //! the connection to the client is reused only when both exchanges allow it. Memory per
 //! connection is two read buffers whatever the body size: body chunks are forwarded as they
@@ -19,7 +19,7 @@
 //!
 //! Upstream connections are kept alive in a small pool per [`Upstream`] (see
 //! [`Upstream::with_max_idle`]): one goes back to the pool only when its
-//! [`ClientExchange::reuse`] says yes, no transport fault cut it and nothing failed. A
+//! [`ClientExchange::reuse`](icap_proto::ClientExchange::reuse) says yes, no transport fault cut it and nothing failed. A
 //! pooled connection that turns out stale (the upstream closed it while idle) is replaced
 //! by a fresh one once, when nothing of the request but its head has gone out and nothing
 //! of an answer has come back.
