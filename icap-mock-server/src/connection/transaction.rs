@@ -11,6 +11,7 @@ use super::decide::{answers_at_preview_end, decide};
 use super::plan::{Decision, Plan};
 use super::tx::Tx;
 use super::{Connection, Held, Hold, Next, Stream};
+use crate::proxy::upstream::Upstream;
 use crate::reply::FaultKind;
 
 /// `n`, except that a kept-alive connection closes when the client asked for that.
@@ -50,16 +51,7 @@ impl<S: Stream> Connection<S> {
                 return keep(next);
             }
             if let Some(up) = &upstream {
-                let next = self
-                    .forward(
-                        &mut tx.record,
-                        &tx.request_head,
-                        tx.req.filename(),
-                        up,
-                        Held::default(),
-                    )
-                    .await;
-                self.finish_record(&mut tx);
+                let next = self.forward_recorded(&mut tx, up, Held::default()).await;
                 return keep(next);
             }
             return keep(self.options(&mut tx).await);
@@ -167,16 +159,7 @@ impl<S: Stream> Connection<S> {
                         tx.record.complete = false;
                         tx.record.body_sha256.clear();
                         tx.plan = None;
-                        let next = self
-                            .forward(
-                                &mut tx.record,
-                                &tx.request_head,
-                                tx.req.filename(),
-                                up,
-                                held,
-                            )
-                            .await;
-                        self.finish_record(tx);
+                        let next = self.forward_recorded(tx, up, held).await;
                         return Err(keep(next));
                     }
                     Hold::Done(next) => {
@@ -189,16 +172,7 @@ impl<S: Stream> Connection<S> {
             };
             let Some(events) = held else {
                 tx.plan = None;
-                let next = self
-                    .forward(
-                        &mut tx.record,
-                        &tx.request_head,
-                        tx.req.filename(),
-                        up,
-                        Held::default(),
-                    )
-                    .await;
-                self.finish_record(tx);
+                let next = self.forward_recorded(tx, up, Held::default()).await;
                 return Err(keep(next));
             };
             pending = events;
@@ -394,6 +368,27 @@ impl<S: Stream> Connection<S> {
             _ => {}
         }
         None
+    }
+
+    /// Forwards the request (after `held`, the events read ahead) and records the
+    /// transaction; how the connection goes on.
+    pub(super) async fn forward_recorded(
+        &mut self,
+        tx: &mut Tx,
+        up: &Upstream,
+        held: Held,
+    ) -> Next {
+        let next = self
+            .forward(
+                &mut tx.record,
+                &tx.request_head,
+                tx.req.filename(),
+                up,
+                held,
+            )
+            .await;
+        self.finish_record(tx);
+        next
     }
 
     /// Proxy mode, while a mounted rule waits for the body: reads the request ahead (up
