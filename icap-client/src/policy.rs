@@ -216,6 +216,7 @@ impl Guard {
     }
 
     /// Applies the policy to a file already scanned.
+    #[allow(clippy::too_many_lines)] // one verdict through the policy in order (action, quarantine or delete, audit, notice); each step may fail the next
     pub async fn apply(
         &self,
         path: &Path,

@@ -23,7 +23,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 use crate::config::{FaultSpec, RuleSpec};
-use crate::server::{Outage, Shared};
+use crate::journal::Transaction;
+use crate::listener::{Listener, Outage};
+use crate::state::State;
 
 const MAX_HEAD: usize = 16 * 1024;
 const MAX_BODY: usize = 1024 * 1024;
@@ -41,7 +43,19 @@ impl AdminHandle {
     }
 }
 
-pub(crate) async fn start(shared: Arc<Shared>, addr: SocketAddr) -> std::io::Result<AdminHandle> {
+/// The two things the admin API acts on: the state, and the outage switch.
+struct Admin {
+    state: Arc<State>,
+    outage: Arc<Listener>,
+}
+
+/// Serves the admin API on `addr` over `state`, switching outages on `outage`.
+pub(crate) async fn start(
+    state: Arc<State>,
+    outage: Arc<Listener>,
+    addr: SocketAddr,
+) -> std::io::Result<AdminHandle> {
+    let shared = Arc::new(Admin { state, outage });
     let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     let task = tokio::spawn(async move {
@@ -59,7 +73,7 @@ pub(crate) async fn start(shared: Arc<Shared>, addr: SocketAddr) -> std::io::Res
     Ok(AdminHandle { addr, task })
 }
 
-async fn serve(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
+async fn serve(mut stream: TcpStream, shared: &Admin) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(1024);
     let (method, path, body_start, content_length) = loop {
         let mut chunk = [0u8; 4096];
@@ -117,7 +131,7 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, (u16, Value)>
     serde_json::from_slice(body).map_err(|e| (400, json!({"error": e.to_string()})))
 }
 
-fn route(shared: &Shared, method: &str, path: &str, body: &[u8]) -> (u16, Value) {
+fn route(shared: &Admin, method: &str, path: &str, body: &[u8]) -> (u16, Value) {
     let path = path.split('?').next().unwrap_or("");
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     let result: Result<(u16, Value), (u16, Value)> = match (method, segments.as_slice()) {
@@ -125,36 +139,38 @@ fn route(shared: &Shared, method: &str, path: &str, body: &[u8]) -> (u16, Value)
             200,
             json!({
                 "status": "ok",
-                "outage": match shared.outage() {
-                    Outage::None => "none",
-                    Outage::Refuse => "refuse",
-                    Outage::AcceptAndClose => "accept_and_close",
-                },
-                "istag": shared.istag(),
+                "outage": shared.outage.outage().name(),
+                "istag": shared.state.istag(),
             }),
         )),
         ("GET", ["journal"]) => Ok((
             200,
             Value::Array(
                 shared
+                    .state
                     .journal()
                     .iter()
-                    .map(crate::Transaction::to_json)
+                    .map(Transaction::to_json)
                     .collect(),
             ),
         )),
         ("DELETE", ["journal"]) => {
-            shared.clear_journal();
+            shared.state.clear_journal();
             Ok((200, json!({"cleared": true})))
         }
-        ("GET", ["rules"]) => Ok((200, shared.rules_json())),
+        ("GET", ["rules"]) => Ok((200, rules_json(&shared.state))),
         ("POST", ["rules"]) => parse::<RuleSpec>(body).and_then(|spec| {
-            let mock = spec.to_mock().map_err(|e| (400, json!({"error": e})))?;
-            Ok((201, json!({"id": shared.add_rule(mock)})))
+            let mock = spec
+                .to_mock()
+                .map_err(|e| (400, json!({"error": e.to_string()})))?;
+            Ok((201, json!({"id": shared.state.add_rule(mock)})))
         }),
-        ("DELETE", ["rules"]) => Ok((200, json!({"removed": shared.remove_rules(|_| false)}))),
+        ("DELETE", ["rules"]) => Ok((
+            200,
+            json!({"removed": shared.state.remove_rules(|_| false)}),
+        )),
         ("DELETE", ["rules", id]) => match id.parse::<u64>() {
-            Ok(id) => match shared.remove_rules(|r| r.id != id) {
+            Ok(id) => match shared.state.remove_rules(|r| r.id != id) {
                 0 => Err((404, json!({"error": format!("no rule {id}")}))),
                 n => Ok((200, json!({"removed": n}))),
             },
@@ -169,6 +185,7 @@ fn route(shared: &Shared, method: &str, path: &str, body: &[u8]) -> (u16, Value)
             };
             if let Some(o) = outage {
                 shared
+                    .outage
                     .set_outage(o)
                     .map_err(|e| (500, json!({"error": e.to_string()})))?;
                 return Ok((200, json!({"outage": spec.fault})));
@@ -176,12 +193,12 @@ fn route(shared: &Shared, method: &str, path: &str, body: &[u8]) -> (u16, Value)
             let mock = spec
                 .to_rule()
                 .to_mock()
-                .map_err(|e| (400, json!({"error": e})))?;
-            Ok((201, json!({"id": shared.add_rule(mock)})))
+                .map_err(|e| (400, json!({"error": e.to_string()})))?;
+            Ok((201, json!({"id": shared.state.add_rule(mock)})))
         }),
         ("DELETE", ["faults"]) => {
-            let _ = shared.set_outage(Outage::None);
-            let n = shared.remove_rules(|r| {
+            let _ = shared.outage.set_outage(Outage::None);
+            let n = shared.state.remove_rules(|r| {
                 !r.mock
                     .name
                     .as_deref()
@@ -190,7 +207,7 @@ fn route(shared: &Shared, method: &str, path: &str, body: &[u8]) -> (u16, Value)
             Ok((200, json!({"removed": n, "outage": "none"})))
         }
         ("GET", ["verify"]) => {
-            let unmet = shared.unmet_expectations();
+            let unmet = shared.state.unmet_expectations();
             Ok((
                 if unmet.is_empty() { 200 } else { 409 },
                 json!({"unmet": unmet}),
@@ -202,6 +219,29 @@ fn route(shared: &Shared, method: &str, path: &str, body: &[u8]) -> (u16, Value)
         _ => Err((404, json!({"error": "not found"}))),
     };
     result.unwrap_or_else(|e| e)
+}
+
+/// The rules, most recently mounted first, with their counters.
+fn rules_json(state: &State) -> Value {
+    let c = state.snapshot();
+    Value::Array(
+        c.rules
+            .iter()
+            .map(|r| {
+                let st = r
+                    .state
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                json!({
+                    "id": r.id,
+                    "name": r.mock.name,
+                    "matched": st.matched,
+                    "applied": st.applied,
+                    "expect": r.mock.expect.map(|t| t.to_string()),
+                })
+            })
+            .collect(),
+    )
 }
 
 async fn reply(stream: &mut TcpStream, status: u16, value: &Value) -> std::io::Result<()> {

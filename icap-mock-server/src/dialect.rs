@@ -83,6 +83,7 @@ fn block_page(status: u16, reason: &str, version: &str, threat: &str) -> (HttpRe
 }
 
 /// The answer reporting `threat`, with its body (a block page) if any.
+#[allow(clippy::too_many_lines)] // one arm per vendor dialect, each a captured report format; a table reads best whole
 pub(crate) fn infected(
     dialect: Dialect,
     threat: &str,

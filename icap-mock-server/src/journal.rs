@@ -266,6 +266,16 @@ impl Journal {
     }
 }
 
+/// Lower-case hex of `b` (SHA-256 digests in the journal and the recordings).
+pub(crate) fn hex(b: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(b.len() * 2);
+    for x in b {
+        let _ = write!(s, "{x:02x}");
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,9 +11,36 @@
 //!                  │  triggers, signatures ◄── Request ◄──────────┘ (EICAR, patterns,
 //!                  │                                                 SHA-256, size)
 //!                  ▼
-//!            Plan { fault, verdict } ─► dialect (c-icap, Symantec, ...) ─► ResponseHead::encode
-//!                                                                          chunked::encode_*
+//!            Decision::Answer(Plan { fault, reply }) ─► dialect (c-icap, Symantec, ...)
+//!                                                       ─► ResponseHead::encode, chunked
 //!  journal: one Transaction per request (heads, body size and SHA-256, preview, status)
+//! ```
+//!
+//! The modules form layers: each imports only what lies below it, and
+//! `tests/layers.rs` fails on any import circle (`cargo test -p icap-mock-server --test
+//! layers`).
+//!
+//! ```text
+//!  server.rs        MockServer and MockServerBuilder (and Mock::mount): puts the rest together
+//!   ├ admin.rs      the HTTP admin API over the state and the outage switch; its own JSON
+//!   ├ config/       ConfigFile ─► FileSettings (MockServerBuilder::config), ConfigError
+//!   └ listener.rs   the socket, the outage switch, the accept loop
+//!      └ connection/  Connection<S>: bytes in through ServerExchange, bytes out
+//!          transaction.rs  refuse ─► OPTIONS, replay, proxy ─► head phase ─► body phase
+//!          respond.rs      OPTIONS, the streaming echo, the final answer with its fault
+//!          decide.rs       decide(settings, tx) ─► Decision: Answer(Plan) | WaitForRules
+//!                          | WaitForMarker (rules, then triggers, then the scan)
+//!          answer.rs       the answer's encoding: echo head, final answer, refusals, 100
+//!          faults.rs       the byte-breaking fault injectors, as pure functions
+//!          tx.rs, plan.rs  one transaction's state; Plan and Decision
+//!          replay.rs       answers from a recording
+//!        proxy/relay.rs, pump.rs   the proxied exchange (upstream.rs lies below the state)
+//!   shutdown.rs     the shutdown signal
+//!  state.rs         settings, rules snapshot, journal, per-service admission: the bottom
+//!                   floor of serving (mini-redis's db.rs), importing nothing that serves
+//!  below it: mock.rs (Mock, schedules, the rule selector), reply.rs (Reply, Fault,
+//!  Reaction), matchers, request, scan, dialect, service, journal, proxy/upstream.rs,
+//!  record, replay, transport_faults, tls, rng
 //! ```
 //!
 //! All ICAP framing goes through [`icap_proto`], and so do the exchange rules: on the legal
@@ -33,14 +60,14 @@
 //! # Example
 //!
 //! ```
-//! use icap_mock_server::{matchers::filename, Fault, Mock, MockServer, Verdict};
+//! use icap_mock_server::{matchers::filename, Fault, Mock, MockServer, Reply};
 //! use std::time::Duration;
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() {
 //! let server = MockServer::start().await;
 //! assert!(server.url().starts_with("icap://127.0.0.1:"));
 //! Mock::given(filename("*.zip"))
-//!     .respond_with(Verdict::error(500, "password_protected"))
+//!     .respond_with(Reply::error(500, "password_protected"))
 //!     .expect(0)
 //!     .mount(&server)
 //!     .await;
@@ -57,25 +84,33 @@ pub mod config;
 mod connection;
 mod dialect;
 mod journal;
+mod listener;
 pub mod matchers;
 mod mock;
 pub mod proxy;
 pub mod record;
 pub mod replay;
+mod reply;
 mod request;
+mod rng;
 mod scan;
 mod server;
 mod service;
+mod shutdown;
+mod state;
 pub mod tls;
 pub mod transport_faults;
 pub mod verify;
 
 pub use journal::{DEFAULT_JOURNAL_BYTES, DEFAULT_JOURNAL_LIMIT, Transaction};
-pub use mock::{Action, Fault, FaultKind, Mock, MockBuilder, Respond, Times, Verdict, VerdictKind};
+pub use listener::Outage;
+pub use mock::{Mock, MockBuilder, Times};
+pub use reply::{Fault, FaultKind, Reaction, Reply, ReplyKind, Respond};
 pub use request::Request;
 pub use scan::EICAR;
-pub use server::{DEFAULT_HEAD_DEADLINE, MockServer, MockServerBuilder, Outage, StartError};
+pub use server::{MockServer, MockServerBuilder, StartError};
 pub use service::{DEFAULT_ECHO_THRESHOLD, Dialect, ServiceConfig, Signature, glob_match};
+pub use state::DEFAULT_HEAD_DEADLINE;
 
 /// Re-exported so users need not depend on icap-proto for `Method` and `Limits`.
 pub use icap_proto::{Limits, Method};

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use icap_mock_server::MockServer;
 use icap_mock_server::config::ConfigFile;
+use icap_mock_server::{MockServer, MockServerBuilder};
 
 /// A mock ICAP antivirus server: EICAR detection, vendor dialects, rules and faults.
 #[derive(Debug, Parser)]
@@ -92,33 +92,8 @@ enum Command {
     },
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    if args.log_json {
-        logs.json().init();
-    } else {
-        logs.init();
-    }
-
-    if let Some(Command::VerifyDialect { dir, dialect }) = &args.command {
-        let dialect: icap_mock_server::Dialect =
-            serde_json::from_value(serde_json::Value::String(dialect.clone()))
-                .map_err(|e| anyhow::anyhow!("dialect {dialect:?}: {e}"))?;
-        let report = icap_mock_server::verify::verify_dialect(dir, dialect)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        print!("{report}");
-        std::process::exit(i32::from(!report.is_match()));
-    }
-
-    let mut builder = MockServer::builder();
+/// Proxy, record and replay modes from the flags.
+fn modes(args: &Args, mut builder: MockServerBuilder) -> anyhow::Result<MockServerBuilder> {
     if let Some(url) = &args.upstream {
         let mut up = icap_mock_server::proxy::Upstream::parse(url)?
             .with_failure(
@@ -163,6 +138,36 @@ async fn main() -> anyhow::Result<()> {
                 .with_unmatched(unmatched),
         );
     }
+    Ok(builder)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    if args.log_json {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
+
+    if let Some(Command::VerifyDialect { dir, dialect }) = &args.command {
+        let dialect: icap_mock_server::Dialect =
+            serde_json::from_value(serde_json::Value::String(dialect.clone()))
+                .map_err(|e| anyhow::anyhow!("dialect {dialect:?}: {e}"))?;
+        let report = icap_mock_server::verify::verify_dialect(dir, dialect)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        print!("{report}");
+        std::process::exit(i32::from(!report.is_match()));
+    }
+
+    let mut builder = modes(&args, MockServer::builder())?;
     let mut ca_out = args.ca_out.clone();
     let mut listen = args.listen;
     let mut admin = args.admin;
@@ -180,9 +185,9 @@ async fn main() -> anyhow::Result<()> {
         {
             admin = Some(a.parse().with_context(|| format!("admin = {a:?}"))?);
         }
-        let (b, file_ca_out) = file.apply(builder).map_err(|e| anyhow::anyhow!("{e}"))?;
-        builder = b;
-        ca_out = ca_out.or(file_ca_out);
+        let settings = file.settings().map_err(|e| anyhow::anyhow!("{e}"))?;
+        ca_out = ca_out.or_else(|| settings.ca_out.clone());
+        builder = builder.config(settings);
     }
     if let Some(l) = listen {
         builder = builder.listen(l);

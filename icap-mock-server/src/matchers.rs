@@ -64,7 +64,7 @@ pub fn any() -> Any {
     Any
 }
 
-/// See [`any`].
+/// The matcher [`any`] returns.
 #[derive(Debug, Clone, Copy)]
 pub struct Any;
 
@@ -79,7 +79,7 @@ pub fn method(m: icap_proto::Method) -> MethodMatcher {
     MethodMatcher(m)
 }
 
-/// See [`method`].
+/// The matcher [`method`] returns.
 #[derive(Debug, Clone, Copy)]
 pub struct MethodMatcher(Method);
 
@@ -94,7 +94,7 @@ pub fn service(name: &str) -> ServiceMatcher {
     ServiceMatcher(name.trim_start_matches('/').to_owned())
 }
 
-/// See [`service`].
+/// The matcher [`service`] returns.
 #[derive(Debug, Clone)]
 pub struct ServiceMatcher(String);
 
@@ -165,7 +165,7 @@ pub fn url_path_contains(part: &str) -> UrlPathMatcher {
     UrlPathMatcher(part.to_owned())
 }
 
-/// See [`url_path_contains`].
+/// The matcher [`url_path_contains`] returns.
 #[derive(Debug, Clone)]
 pub struct UrlPathMatcher(String);
 
@@ -181,7 +181,7 @@ pub fn filename(glob: &str) -> FilenameMatcher {
     FilenameMatcher(glob.to_owned())
 }
 
-/// See [`filename`].
+/// The matcher [`filename`] returns.
 #[derive(Debug, Clone)]
 pub struct FilenameMatcher(String);
 
@@ -198,7 +198,7 @@ pub fn body_contains(pattern: impl AsRef<[u8]>) -> BodyContains {
     BodyContains(pattern.as_ref().to_vec())
 }
 
-/// See [`body_contains`].
+/// The matcher [`body_contains`] returns.
 #[derive(Debug, Clone)]
 pub struct BodyContains(Vec<u8>);
 
@@ -227,7 +227,7 @@ pub fn body_size(range: impl RangeBounds<u64>) -> BodySize {
     BodySize(own(range.start_bound()), own(range.end_bound()))
 }
 
-/// See [`body_size`].
+/// The matcher [`body_size`] returns.
 #[derive(Debug, Clone, Copy)]
 pub struct BodySize(Bound<u64>, Bound<u64>);
 
@@ -254,7 +254,7 @@ pub fn not<M: Match>(m: M) -> Not<M> {
     Not(m)
 }
 
-/// See [`not`].
+/// The matcher [`not`] returns.
 #[derive(Debug, Clone)]
 pub struct Not<M>(M);
 

@@ -1,340 +1,25 @@
-//! The server: listener, shared state, rules, journal, outage and shutdown.
+//! [`MockServer`], the handle a test holds, and its [`MockServerBuilder`]: they put
+//! together the state, the listener, the admin API and shutdown, each in its own module.
 
-use std::collections::HashMap;
-use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::Poll;
+use std::sync::Arc;
 use std::time::Duration;
 
 use icap_proto::Limits;
-use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use crate::connection::Connection;
-use crate::journal::{DEFAULT_JOURNAL_BYTES, DEFAULT_JOURNAL_LIMIT, Journal, Transaction};
-use crate::mock::{Mock, Rule};
-use crate::scan::{EICAR, PatternSet};
-use crate::service::{ServiceConfig, Signature};
+use crate::admin::AdminHandle;
+use crate::config::{FileSettings, TlsSettings};
+use crate::journal::Transaction;
+use crate::listener::{Listener, Outage, accept_loop};
+use crate::mock::Mock;
+use crate::proxy::upstream::Upstream;
+use crate::record::RecordSettings;
+use crate::replay::Replay;
+use crate::service::ServiceConfig;
+use crate::shutdown::Shutdown;
+use crate::state::{Settings, State};
 use crate::tls;
-
-/// Body markers that select a verdict or fault per request (see the README's triggers).
-pub(crate) const FAULT_MARKER: &[u8] = b"ICAP-MOCK-FAULT:";
-/// See [`FAULT_MARKER`].
-pub(crate) const VERDICT_MARKER: &[u8] = b"ICAP-MOCK-VERDICT:";
-
-/// Default whole-head deadline ([`MockServerBuilder::header_read_timeout`]).
-pub const DEFAULT_HEAD_DEADLINE: Duration = Duration::from_secs(10);
-
-/// Whether and how the server is reachable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Outage {
-    /// Normal service.
-    #[default]
-    None,
-    /// Stop listening: connections are refused until the outage ends.
-    Refuse,
-    /// Accept connections and close them at once, before reading anything.
-    AcceptAndClose,
-}
-
-/// Settings shared by all connections.
-#[derive(Debug, Clone)]
-pub(crate) struct Settings {
-    pub(crate) services: Vec<ServiceConfig>,
-    pub(crate) limits: Limits,
-    pub(crate) header_read_timeout: Duration,
-    pub(crate) idle_timeout: Duration,
-    pub(crate) body_capture: usize,
-    pub(crate) triggers: bool,
-    pub(crate) journal_limit: usize,
-    pub(crate) journal_bytes: usize,
-    pub(crate) trigger_delay: Duration,
-    pub(crate) body_digest: bool,
-    /// The upstream of services that name none (proxy mode).
-    pub(crate) upstream: Option<crate::proxy::Upstream>,
-    /// Where proxied exchanges are recorded.
-    pub(crate) record: Option<crate::record::RecordSettings>,
-    /// The recording answers are replayed from.
-    pub(crate) replay: Option<Arc<crate::replay::Replay>>,
-}
-
-/// Rules and the patterns they need, replaced as a whole when a rule is added or removed.
-#[derive(Debug)]
-pub(crate) struct Compiled {
-    /// Rules in precedence order: most recently mounted first.
-    pub(crate) rules: Arc<Vec<Arc<Rule>>>,
-    pub(crate) patterns: PatternSet,
-    /// The plain patterns in `patterns` order (for `Request::found`).
-    pub(crate) plain: Vec<Vec<u8>>,
-    pub(crate) eicar: usize,
-    pub(crate) fault_marker: usize,
-    pub(crate) verdict_marker: usize,
-    pub(crate) generation: u64,
-}
-
-impl Compiled {
-    fn build(settings: &Settings, rules: Vec<Arc<Rule>>, generation: u64) -> Self {
-        let mut plain: Vec<Vec<u8>> = vec![EICAR.to_vec()];
-        let mut add = |p: Vec<u8>| {
-            if !p.is_empty() && !plain.contains(&p) {
-                plain.push(p);
-            }
-        };
-        for svc in &settings.services {
-            for s in &svc.signatures {
-                if let Signature::Bytes { pattern, .. } = s {
-                    add(pattern.as_bytes().to_vec());
-                }
-            }
-        }
-        for r in &rules {
-            for m in &r.mock.matchers {
-                for p in m.body_patterns() {
-                    add(p);
-                }
-            }
-        }
-        let capture = [FAULT_MARKER.to_vec(), VERDICT_MARKER.to_vec()];
-        let patterns = PatternSet::new(&plain, &capture);
-        Compiled {
-            eicar: patterns
-                .index_of(EICAR)
-                .expect("EICAR is always in the set"),
-            fault_marker: patterns
-                .capture_index_of(FAULT_MARKER)
-                .expect("marker is always in the set"),
-            verdict_marker: patterns
-                .capture_index_of(VERDICT_MARKER)
-                .expect("marker is always in the set"),
-            rules: Arc::new(rules),
-            patterns,
-            plain,
-            generation,
-        }
-    }
-}
-
-/// State shared by the accept loop, the connections, the admin API and the handle.
-pub(crate) struct Shared {
-    pub(crate) settings: Settings,
-    compiled: Mutex<Arc<Compiled>>,
-    next_rule: AtomicU64,
-    // A ring: the oldest entries go in O(1) once a budget is reached.
-    journal: Mutex<Journal>,
-    next_tx: AtomicU64,
-    per_service: Mutex<HashMap<String, u32>>,
-    listener: Mutex<Option<TcpListener>>,
-    listener_changed: Notify,
-    addr: SocketAddr,
-    outage: AtomicU8,
-    shutdown: AtomicBool,
-    pub(crate) shutdown_notify: Notify,
-    tls: Option<tokio_rustls::TlsAcceptor>,
-    istag_base: u64,
-}
-
-impl std::fmt::Debug for Shared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared")
-            .field("addr", &self.addr)
-            .field("tls", &self.tls.is_some())
-            .field("outage", &self.outage())
-            .finish_non_exhaustive()
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding one of these locks leaves consistent data (plain pushes and
-    // swaps), so a poisoned lock is used as is.
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-impl Shared {
-    pub(crate) fn snapshot(&self) -> Arc<Compiled> {
-        lock(&self.compiled).clone()
-    }
-
-    pub(crate) fn service(&self, name: &str) -> Option<&ServiceConfig> {
-        self.settings.services.iter().find(|s| s.name == name)
-    }
-
-    /// The `ISTag` value (without quotes); it changes whenever the rules change.
-    pub(crate) fn istag(&self) -> String {
-        let generation = self.snapshot().generation;
-        format!("mock-{:x}-{generation}", self.istag_base)
-    }
-
-    pub(crate) fn add_rule(&self, mock: Mock) -> u64 {
-        let id = self.next_rule.fetch_add(1, Ordering::Relaxed);
-        let rule = Arc::new(Rule::new(id, mock));
-        let mut c = lock(&self.compiled);
-        let mut rules = vec![rule];
-        rules.extend(c.rules.iter().cloned());
-        *c = Arc::new(Compiled::build(
-            &self.settings,
-            rules,
-            c.generation.wrapping_add(1),
-        ));
-        id
-    }
-
-    /// Removes the rules `keep` rejects; returns how many went.
-    pub(crate) fn remove_rules(&self, keep: impl Fn(&Rule) -> bool) -> usize {
-        let mut c = lock(&self.compiled);
-        let before = c.rules.len();
-        let rules: Vec<Arc<Rule>> = c.rules.iter().filter(|r| keep(r)).cloned().collect();
-        let removed = before - rules.len();
-        if removed > 0 {
-            *c = Arc::new(Compiled::build(
-                &self.settings,
-                rules,
-                c.generation.wrapping_add(1),
-            ));
-        }
-        removed
-    }
-
-    pub(crate) fn next_tx_id(&self) -> u64 {
-        self.next_tx.fetch_add(1, Ordering::Relaxed)
-    }
-
-    pub(crate) fn record(&self, tx: Transaction) {
-        lock(&self.journal).push(tx);
-    }
-
-    pub(crate) fn journal(&self) -> Vec<Transaction> {
-        lock(&self.journal).to_vec()
-    }
-
-    pub(crate) fn journal_bytes(&self) -> usize {
-        lock(&self.journal).bytes()
-    }
-
-    pub(crate) fn clear_journal(&self) {
-        lock(&self.journal).clear();
-    }
-
-    /// Counts a connection against its service's `Max-Connections`; false when full.
-    pub(crate) fn attach(&self, svc: &ServiceConfig) -> bool {
-        let mut m = lock(&self.per_service);
-        let n = m.entry(svc.name.clone()).or_insert(0);
-        if svc.max_connections.is_some_and(|max| *n >= max) {
-            return false;
-        }
-        *n += 1;
-        true
-    }
-
-    pub(crate) fn detach(&self, service: &str) {
-        if let Some(n) = lock(&self.per_service).get_mut(service) {
-            *n = n.saturating_sub(1);
-        }
-    }
-
-    pub(crate) fn is_shutting_down(&self) -> bool {
-        self.shutdown.load(Ordering::Acquire)
-    }
-
-    pub(crate) fn outage(&self) -> Outage {
-        match self.outage.load(Ordering::Acquire) {
-            1 => Outage::Refuse,
-            2 => Outage::AcceptAndClose,
-            _ => Outage::None,
-        }
-    }
-
-    /// Switches the outage mode; `Refuse` closes the listening socket before returning,
-    /// and ending it listens again on the same address before returning.
-    pub(crate) fn set_outage(&self, outage: Outage) -> std::io::Result<()> {
-        let mut l = lock(&self.listener);
-        self.outage.store(
-            match outage {
-                Outage::None => 0,
-                Outage::Refuse => 1,
-                Outage::AcceptAndClose => 2,
-            },
-            Ordering::Release,
-        );
-        match outage {
-            Outage::Refuse => *l = None,
-            Outage::None | Outage::AcceptAndClose => {
-                if l.is_none() && !self.is_shutting_down() {
-                    *l = Some(bind(self.addr)?);
-                }
-            }
-        }
-        drop(l);
-        self.listener_changed.notify_waiters();
-        Ok(())
-    }
-
-    fn begin_shutdown(&self) {
-        self.shutdown.store(true, Ordering::Release);
-        *lock(&self.listener) = None;
-        self.listener_changed.notify_waiters();
-        self.shutdown_notify.notify_waiters();
-    }
-
-    /// Unmet expectations, one line each.
-    pub(crate) fn unmet_expectations(&self) -> Vec<String> {
-        let c = self.snapshot();
-        let mut out = Vec::new();
-        for r in c.rules.iter().rev() {
-            if let Some(want) = r.mock.expect {
-                let st = r
-                    .state
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                if !want.contains(st.applied) {
-                    out.push(format!(
-                        "{} expected {want} request(s), got {} (matched {})",
-                        r.describe(),
-                        st.applied,
-                        st.matched
-                    ));
-                }
-            }
-        }
-        out
-    }
-
-    /// Rules as JSON for the admin API.
-    pub(crate) fn rules_json(&self) -> serde_json::Value {
-        let c = self.snapshot();
-        serde_json::Value::Array(
-            c.rules
-                .iter()
-                .map(|r| {
-                    let st = r
-                        .state
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    serde_json::json!({
-                        "id": r.id,
-                        "name": r.mock.name,
-                        "matched": st.matched,
-                        "applied": st.applied,
-                        "expect": r.mock.expect.map(|t| t.to_string()),
-                    })
-                })
-                .collect(),
-        )
-    }
-}
-
-fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(1024)
-}
 
 /// Builds a [`MockServer`].
 #[derive(Debug)]
@@ -362,21 +47,7 @@ impl Default for MockServerBuilder {
             services: Vec::new(),
             tls: TlsSetting::None,
             client_ca: None,
-            settings: Settings {
-                services: Vec::new(),
-                limits: Limits::default(),
-                header_read_timeout: DEFAULT_HEAD_DEADLINE,
-                idle_timeout: Duration::from_secs(120),
-                body_capture: 64 * 1024,
-                triggers: true,
-                journal_limit: DEFAULT_JOURNAL_LIMIT,
-                journal_bytes: DEFAULT_JOURNAL_BYTES,
-                trigger_delay: Duration::from_secs(5),
-                body_digest: true,
-                upstream: None,
-                record: None,
-                replay: None,
-            },
+            settings: Settings::default(),
             mocks: Vec::new(),
             admin: None,
         }
@@ -386,19 +57,19 @@ impl Default for MockServerBuilder {
 impl MockServerBuilder {
     /// Proxy mode: requests to services without their own upstream, and that no rule
     /// answers, are forwarded to `upstream` (see [`crate::proxy`]).
-    pub fn upstream(mut self, upstream: crate::proxy::Upstream) -> Self {
+    pub fn upstream(mut self, upstream: Upstream) -> Self {
         self.settings.upstream = Some(upstream);
         self
     }
 
     /// Records every proxied exchange (see [`crate::record`]).
-    pub fn record(mut self, settings: crate::record::RecordSettings) -> Self {
+    pub fn record(mut self, settings: RecordSettings) -> Self {
         self.settings.record = Some(settings);
         self
     }
 
     /// Answers from a recording instead of the built-in dialects (see [`crate::replay`]).
-    pub fn replay(mut self, replay: crate::replay::Replay) -> Self {
+    pub fn replay(mut self, replay: Replay) -> Self {
         self.settings.replay = Some(Arc::new(replay));
         self
     }
@@ -440,7 +111,7 @@ impl MockServerBuilder {
     }
 
     /// The whole-head deadline: time allowed from the first byte of a request to the end of
-    /// its head, embedded HTTP heads included (default 10 s, [`DEFAULT_HEAD_DEADLINE`]).
+    /// its head, embedded HTTP heads included (default 10 s, [`DEFAULT_HEAD_DEADLINE`](crate::DEFAULT_HEAD_DEADLINE)).
     /// A client that sends its head slower than that, even a byte at a time, gets
     /// `408 Request Timeout` and the connection closes. Also bounds the TLS handshake.
     /// Any value is accepted (`Duration::MAX` means no deadline).
@@ -505,6 +176,50 @@ impl MockServerBuilder {
         self
     }
 
+    /// Takes what a configuration file sets ([`ConfigFile::settings`](crate::config::ConfigFile::settings)): its services
+    /// and rules are added, its other settings replace the builder's where it gives them.
+    pub fn config(mut self, file: FileSettings) -> Self {
+        for s in file.services {
+            self = self.service(s);
+        }
+        self.mocks.extend(file.mocks);
+        let st = &mut self.settings;
+        if let Some(d) = file.header_read_timeout {
+            st.header_read_timeout = d;
+        }
+        if let Some(d) = file.idle_timeout {
+            st.idle_timeout = d;
+        }
+        if let Some(n) = file.body_capture {
+            st.body_capture = n;
+        }
+        if let Some(on) = file.triggers {
+            st.triggers = on;
+        }
+        if let Some(d) = file.trigger_delay {
+            st.trigger_delay = d;
+        }
+        if let Some(n) = file.journal_limit {
+            st.journal_limit = n;
+        }
+        if let Some(n) = file.journal_bytes {
+            st.journal_bytes = n;
+        }
+        if let Some(on) = file.body_digest {
+            st.body_digest = on;
+        }
+        st.limits = file.limits;
+        match file.tls {
+            Some(TlsSettings::Generated) => self = self.tls_generated(),
+            Some(TlsSettings::Pem { cert, key }) => self = self.tls_pem(&cert, &key),
+            None => {}
+        }
+        if let Some(ca) = file.client_ca_pem {
+            self.client_ca = Some(ca);
+        }
+        self
+    }
+
     /// Mounts a mock at start.
     pub fn mock(mut self, mock: Mock) -> Self {
         self.mocks.push(mock);
@@ -545,39 +260,33 @@ impl MockServerBuilder {
                 (Some(tokio_rustls::TlsAcceptor::from(cfg)), None)
             }
         };
-        let listener = bind(self.listen)?;
-        let addr = listener.local_addr()?;
+        let shutdown = Arc::new(Shutdown::default());
+        let listener = Arc::new(Listener::bind(self.listen, shutdown.clone())?);
+        let addr = listener.addr();
         let istag_base = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        let journal = Journal::new(self.settings.journal_limit, self.settings.journal_bytes);
-        let shared = Arc::new(Shared {
-            compiled: Mutex::new(Arc::new(Compiled::build(&self.settings, Vec::new(), 0))),
-            settings: self.settings,
-            next_rule: AtomicU64::new(1),
-            journal: Mutex::new(journal),
-            next_tx: AtomicU64::new(1),
-            per_service: Mutex::new(HashMap::new()),
-            listener: Mutex::new(Some(listener)),
-            listener_changed: Notify::new(),
-            addr,
-            outage: AtomicU8::new(0),
-            shutdown: AtomicBool::new(false),
-            shutdown_notify: Notify::new(),
-            tls,
-            istag_base,
-        });
+        let state = Arc::new(State::new(self.settings, istag_base));
         for m in self.mocks {
-            shared.add_rule(m);
+            state.add_rule(m);
         }
         let admin = match self.admin {
-            Some(a) => Some(crate::admin::start(shared.clone(), a).await?),
+            Some(a) => Some(crate::admin::start(state.clone(), listener.clone(), a).await?),
             None => None,
         };
-        let task = tokio::spawn(accept_loop(shared.clone()));
-        tracing::info!(%addr, tls = shared.tls.is_some(), "icap-mock-server listening");
+        let is_tls = tls.is_some();
+        let task = tokio::spawn(accept_loop(
+            listener.clone(),
+            state.clone(),
+            shutdown.clone(),
+            tls,
+        ));
+        tracing::info!(%addr, tls = is_tls, "icap-mock-server listening");
         Ok(MockServer {
-            shared,
+            state,
+            listener,
+            shutdown,
+            is_tls,
             addr,
             ca_pem,
             task: Some(task),
@@ -601,83 +310,18 @@ pub enum StartError {
     Generate(#[from] rcgen::Error),
 }
 
-async fn accept_loop(shared: Arc<Shared>) {
-    let mut conns = tokio::task::JoinSet::new();
-    loop {
-        let changed = shared.listener_changed.notified();
-        tokio::pin!(changed);
-        changed.as_mut().enable();
-        if shared.is_shutting_down() {
-            break;
-        }
-        let accepted = std::future::poll_fn(|cx| {
-            if changed.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(None);
-            }
-            let l = lock(&shared.listener);
-            match l.as_ref() {
-                Some(l) => l.poll_accept(cx).map(Some),
-                None => Poll::Pending,
-            }
-        })
-        .await;
-        // Reap finished connections so the set does not grow.
-        while conns.try_join_next().is_some() {}
-        let Some(res) = accepted else { continue };
-        let (stream, peer) = match res {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                // Out of file descriptors and the like: back off instead of spinning.
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                continue;
-            }
-        };
-        if shared.outage() == Outage::AcceptAndClose {
-            tracing::debug!(%peer, "outage: accepted and closed");
-            drop(stream);
-            continue;
-        }
-        let _ = stream.set_nodelay(true);
-        let shared = shared.clone();
-        conns.spawn(async move {
-            match shared.tls.clone() {
-                None => Connection::new(stream, Some(peer), shared).run().await,
-                Some(acceptor) => {
-                    let hs = tokio::time::timeout(
-                        shared.settings.header_read_timeout,
-                        acceptor.accept(stream),
-                    )
-                    .await;
-                    match hs {
-                        Ok(Ok(tls)) => Connection::new(tls, Some(peer), shared).run().await,
-                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                    }
-                }
-            }
-        });
-    }
-    // Graceful: let connections finish their current transaction.
-    let grace = tokio::time::sleep(Duration::from_secs(5));
-    tokio::pin!(grace);
-    loop {
-        tokio::select! {
-            r = conns.join_next() => if r.is_none() { break },
-            () = &mut grace => { conns.abort_all(); break }
-        }
-    }
-}
-
 /// A running mock ICAP server. Dropping it shuts it down and checks the expectations of
 /// its mocks (panicking if one is unmet, unless the thread is already panicking).
 #[derive(Debug)]
 pub struct MockServer {
-    shared: Arc<Shared>,
+    state: Arc<State>,
+    listener: Arc<Listener>,
+    shutdown: Arc<Shutdown>,
+    is_tls: bool,
     addr: SocketAddr,
     ca_pem: Option<String>,
     task: Option<JoinHandle<()>>,
-    admin: Option<crate::admin::AdminHandle>,
+    admin: Option<AdminHandle>,
 }
 
 impl MockServer {
@@ -694,16 +338,12 @@ impl MockServer {
 
     /// `icap://127.0.0.1:PORT/<first service>` (`icaps://` with TLS).
     pub fn url(&self) -> String {
-        self.url_for(&self.shared.settings.services[0].name)
+        self.url_for(&self.state.settings.services[0].name)
     }
 
     /// The URL of the service `service` (which need not exist: useful for 404 tests).
     pub fn url_for(&self, service: &str) -> String {
-        let scheme = if self.shared.tls.is_some() {
-            "icaps"
-        } else {
-            "icap"
-        };
+        let scheme = if self.is_tls { "icaps" } else { "icap" };
         format!(
             "{scheme}://{}/{}",
             self.addr,
@@ -729,7 +369,7 @@ impl MockServer {
 
     /// The current `ISTag` (without quotes); it changes when mocks are mounted or removed.
     pub fn istag(&self) -> String {
-        self.shared.istag()
+        self.state.istag()
     }
 
     /// Starts or ends an outage. Takes effect before it returns.
@@ -737,7 +377,7 @@ impl MockServer {
     /// # Panics
     /// If listening again on the same address fails when an outage ends.
     pub fn set_outage(&self, outage: Outage) {
-        self.shared
+        self.listener
             .set_outage(outage)
             .expect("listening again after the outage");
     }
@@ -745,33 +385,33 @@ impl MockServer {
     /// The transactions received so far, oldest first.
     #[allow(clippy::unused_async)] // async API, as promised to users
     pub async fn journal(&self) -> Vec<Transaction> {
-        self.shared.journal()
+        self.state.journal()
     }
 
     /// The bytes the journal's entries hold now (at most the
     /// [`journal_bytes`](MockServerBuilder::journal_bytes) budget, or one entry if that
     /// alone is larger).
     pub fn journal_bytes(&self) -> usize {
-        self.shared.journal_bytes()
+        self.state.journal_bytes()
     }
 
     /// Alias of [`MockServer::journal`] in wiremock's words.
     #[allow(clippy::unused_async)] // async API, as promised to users
     pub async fn received_requests(&self) -> Vec<Transaction> {
-        self.shared.journal()
+        self.state.journal()
     }
 
     /// Empties the journal.
     #[allow(clippy::unused_async)] // async API, as promised to users
     pub async fn clear_journal(&self) {
-        self.shared.clear_journal();
+        self.state.clear_journal();
     }
 
     /// Removes every mock and empties the journal.
     #[allow(clippy::unused_async)] // async API, as promised to users
     pub async fn reset(&self) {
-        self.shared.remove_rules(|_| false);
-        self.shared.clear_journal();
+        self.state.remove_rules(|_| false);
+        self.state.clear_journal();
     }
 
     /// Checks the expectations of the mounted mocks.
@@ -780,7 +420,7 @@ impl MockServer {
     /// With a message naming each unmet expectation.
     #[allow(clippy::unused_async)] // async API, as promised to users
     pub async fn verify(&self) {
-        let unmet = self.shared.unmet_expectations();
+        let unmet = self.state.unmet_expectations();
         assert!(
             unmet.is_empty(),
             "icap-mock-server: unmet expectations:\n  {}",
@@ -788,14 +428,10 @@ impl MockServer {
         );
     }
 
-    pub(crate) fn add_mock(&self, mock: Mock) {
-        self.shared.add_rule(mock);
-    }
-
     /// Stops accepting, lets connections finish their current transaction (up to 5 s),
     /// and waits for that. Expectations are still checked when the value drops.
     pub async fn shutdown(mut self) {
-        self.shared.begin_shutdown();
+        self.begin_shutdown();
         if let Some(a) = self.admin.take() {
             a.stop();
         }
@@ -805,14 +441,29 @@ impl MockServer {
     }
 }
 
+impl MockServer {
+    fn begin_shutdown(&self) {
+        self.shutdown.begin();
+        self.listener.close();
+    }
+}
+
+impl Mock {
+    /// Adds the mock to `server`. Mocks mounted later take precedence.
+    #[allow(clippy::unused_async)] // async like wiremock's, so rules may later sync with I/O
+    pub async fn mount(self, server: &MockServer) {
+        server.state.add_rule(self);
+    }
+}
+
 impl Drop for MockServer {
     fn drop(&mut self) {
-        self.shared.begin_shutdown();
+        self.begin_shutdown();
         if let Some(a) = self.admin.take() {
             a.stop();
         }
         if !std::thread::panicking() {
-            let unmet = self.shared.unmet_expectations();
+            let unmet = self.state.unmet_expectations();
             assert!(
                 unmet.is_empty(),
                 "icap-mock-server: unmet expectations:\n  {}",

@@ -145,7 +145,7 @@ pub struct ServiceConfig {
     pub(crate) eicar: bool,
     pub(crate) signatures: Vec<Signature>,
     pub(crate) echo_threshold: usize,
-    pub(crate) upstream: Option<crate::proxy::Upstream>,
+    pub(crate) upstream: Option<crate::proxy::upstream::Upstream>,
 }
 
 /// Default size above which a `200` echo starts while the body is still arriving.
@@ -178,7 +178,7 @@ impl ServiceConfig {
     /// Proxy mode for this service: requests no rule answers go to `upstream`, and its
     /// answers come back (see [`crate::proxy`]).
     #[must_use]
-    pub fn upstream(mut self, upstream: crate::proxy::Upstream) -> Self {
+    pub fn upstream(mut self, upstream: crate::proxy::upstream::Upstream) -> Self {
         self.upstream = Some(upstream);
         self
     }

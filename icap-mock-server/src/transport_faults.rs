@@ -188,7 +188,7 @@ impl TransportFaults {
             .unwrap_or(u64::MAX)
             .saturating_mul(2)
             .saturating_add(1);
-        let draw = crate::mock::splitmix64(&mut state) % span;
+        let draw = crate::rng::splitmix64(&mut state) % span;
         let jitter = u64::try_from(self.jitter.as_micros()).unwrap_or(u64::MAX);
         let base = u64::try_from(self.latency.as_micros()).unwrap_or(u64::MAX);
         // base - jitter + draw, never below zero.

@@ -512,7 +512,7 @@ mod tests {
     async fn an_eicar_body_answered_clean_is_a_finding() {
         let server = MockServer::start().await;
         Mock::given(matchers::body_contains(icap_mock_server::EICAR))
-            .respond_with(icap_mock_server::Verdict::clean())
+            .respond_with(icap_mock_server::Reply::clean())
             .mount(&server)
             .await;
         let (s, h) = bench(&[
@@ -739,7 +739,7 @@ mod tests {
 
         let server = MockServer::start().await;
         Mock::given(matchers::method(icap_mock_server::Method::Respmod))
-            .respond_with(icap_mock_server::Verdict::status(503))
+            .respond_with(icap_mock_server::Reply::status(503))
             .mount(&server)
             .await;
         let (s, _) = bench(&["--server", &server.url(), "--scans", "5"]).await;

@@ -241,6 +241,7 @@ fn ms(us: u64) -> String {
 }
 
 /// The report as text.
+#[allow(clippy::too_many_lines)] // the report's sections in print order; one function keeps the layout in one place
 #[allow(clippy::many_single_char_names)] // s, h, c, t: the summary, histogram, counts, text
 pub(crate) fn to_text(s: &Summary, h: &Histogram<u64>) -> String {
     let v = to_json(s, h);

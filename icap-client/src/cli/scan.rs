@@ -57,6 +57,7 @@ fn line(o: &Outcome) -> String {
 }
 
 /// Scans `paths` with `jobs` files at once and prints each outcome; the exit code.
+#[allow(clippy::too_many_lines)] // the scan loop with its output, concurrency and exit code, which share the outcome counts
 pub(crate) async fn scan(
     guard: Guard,
     paths: &[PathBuf],

@@ -11,6 +11,7 @@ use super::conn::ConnArgs;
 use super::output::escape;
 
 /// The config file (if any) with the flags applied over it.
+#[allow(clippy::too_many_lines)] // one flag after another over the file's settings; a flat list reads best whole
 pub(crate) fn settings(cli: &Cli, conn: &ConnArgs, urls: &[String]) -> Result<Settings> {
     let mut s = match &cli.config {
         Some(p) => Settings::load(p)?,

@@ -137,6 +137,7 @@ impl Client {
     }
 
     /// One scan on one server: `Err` for failures that say something about the server.
+    #[allow(clippy::too_many_lines)] // one scan in protocol order (OPTIONS, Transfer-*, preview, body source, exchange); the steps share its state
     pub(super) async fn scan_on(
         &self,
         s: &ServerState,

@@ -144,6 +144,7 @@ impl Settings {
     }
 
     /// A client builder with every setting of the file applied.
+    #[allow(clippy::too_many_lines)] // one settings key after another onto the builder; a flat list reads best whole
     pub fn client_builder(&self) -> Result<ClientBuilder, Error> {
         let mut b = ClientBuilder::default();
         for s in &self.servers {

@@ -3,7 +3,7 @@
 
 use std::process::Output;
 
-use icap_mock_server::{Mock, MockServer, Verdict, matchers};
+use icap_mock_server::{Mock, MockServer, Reply, matchers};
 
 async fn run(args: &[&str]) -> Output {
     tokio::time::timeout(
@@ -110,7 +110,7 @@ async fn bench_reports_json_writes_histograms_and_merges_them() {
 async fn an_undetected_eicar_body_is_a_finding_and_exits_1() {
     let server = MockServer::start().await;
     Mock::given(matchers::body_contains(icap_mock_server::EICAR))
-        .respond_with(Verdict::clean())
+        .respond_with(Reply::clean())
         .mount(&server)
         .await;
     let o = run(&[

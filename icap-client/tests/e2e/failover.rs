@@ -27,7 +27,7 @@ async fn failover_on_503() {
     icap_mock_server::Mock::given(icap_mock_server::matchers::method(
         icap_mock_server::Method::Respmod,
     ))
-    .respond_with(icap_mock_server::Verdict::status(503))
+    .respond_with(icap_mock_server::Reply::status(503))
     .mount(&busy)
     .await;
     let live = MockServer::start().await;

@@ -155,9 +155,7 @@ async fn early_response_stops_the_upload() {
         .start()
         .await;
     Mock::given(respmod())
-        .respond_with(
-            Fault::early_response().then(icap_mock_server::Verdict::infected("Early.Bird")),
-        )
+        .respond_with(Fault::early_response().then(icap_mock_server::Reply::infected("Early.Bird")))
         .mount(&server)
         .await;
     let size = 64 * 1024 * 1024;

@@ -12,6 +12,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Mutex, mpsc};
 
+use icap_test_support::find;
+
 use crate::common::{builder, write};
 
 /// OPTIONS answer of the fake servers: no preview, so a body goes out whole.
@@ -19,10 +21,6 @@ const OPTIONS: &[u8] = b"ICAP/1.0 200 OK\r\nMethods: RESPMOD\r\nISTag: \"fake-1\
 const NO_CONTENT: &[u8] = b"ICAP/1.0 204 No Content\r\nISTag: \"fake-1\"\r\n\r\n";
 /// The end of a chunked body with nothing after it (a terminal chunk).
 const TERMINAL: &[u8] = b"\r\n0\r\n\r\n";
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
 
 /// What a fake server saw.
 #[derive(Default)]

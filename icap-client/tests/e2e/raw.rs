@@ -5,25 +5,11 @@ use icap_client::{ScanMeta, Verdict};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use icap_test_support::read_until;
+
 use crate::common::builder;
 
 const OPTIONS: &[u8] = b"ICAP/1.0 200 OK\r\nMethods: RESPMOD\r\nISTag: \"raw-1\"\r\nPreview: 0\r\nEncapsulated: null-body=0\r\n\r\n";
-
-/// Reads until `end` appears; returns everything read.
-async fn read_until(s: &mut TcpStream, end: &[u8]) -> Vec<u8> {
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !got.windows(end.len()).any(|w| w == end) {
-        let n = s.read(&mut buf).await.unwrap();
-        assert!(
-            n > 0,
-            "client closed early: {:?}",
-            String::from_utf8_lossy(&got)
-        );
-        got.extend_from_slice(&buf[..n]);
-    }
-    got
-}
 
 /// Serves OPTIONS, then one scan answered by `answer` (after the body is in).
 async fn one_scan_server(answer: Vec<u8>) -> String {

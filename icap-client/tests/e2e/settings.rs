@@ -400,7 +400,7 @@ async fn options_are_cached_and_refreshed_on_istag_change() {
     // rule changes the mock's ISTag (an extra ISTag header would be a second, conflicting
     // copy, which the codec reads as no ISTag at all).
     Mock::given(any())
-        .respond_with(icap_mock_server::Verdict::clean())
+        .respond_with(icap_mock_server::Reply::clean())
         .times(1)
         .mount(&server)
         .await;

@@ -76,7 +76,7 @@ async fn cicap_threat_name_is_exact() {
 async fn password_protected_is_not_scanned() {
     let server = MockServer::start().await;
     Mock::given(filename("*.zip"))
-        .respond_with(icap_mock_server::Verdict::error(500, "password_protected"))
+        .respond_with(icap_mock_server::Reply::error(500, "password_protected"))
         .expect(1)
         .mount(&server)
         .await;
@@ -100,7 +100,7 @@ async fn password_protected_is_not_scanned() {
 async fn infected_rule_by_name() {
     let server = MockServer::start().await;
     Mock::given(filename("*.exe"))
-        .respond_with(icap_mock_server::Verdict::infected("Trojan.Test"))
+        .respond_with(icap_mock_server::Reply::infected("Trojan.Test"))
         .mount(&server)
         .await;
     let report = client(&server)
@@ -115,7 +115,7 @@ async fn status_503_is_failed_not_clean() {
     Mock::given(icap_mock_server::matchers::method(
         icap_mock_server::Method::Respmod,
     ))
-    .respond_with(icap_mock_server::Verdict::status(503))
+    .respond_with(icap_mock_server::Reply::status(503))
     .mount(&server)
     .await;
     for body in [&b"clean"[..], eicar()] {

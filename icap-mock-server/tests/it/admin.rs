@@ -41,7 +41,7 @@ async fn health_journal_and_clear() {
         (st, v["status"].as_str(), v["outage"].as_str()),
         (200, Some("ok"), Some("none"))
     );
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     c.send(&respmod(
         "avscan",
         "X-Client-IP: 192.0.2.7\r\nAllow: 204\r\n",
@@ -83,7 +83,7 @@ async fn rules_added_and_removed() {
     assert_eq!(st, 201);
     let id = v["id"].as_u64().unwrap();
     assert_ne!(server.istag(), istag);
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     c.send(&respmod_with_url(
         "avscan",
         "",
@@ -148,7 +148,7 @@ async fn faults_next_n_requests_time_out() {
     .await;
     assert_eq!(st, 201);
     for _ in 0..2 {
-        let mut c = Conn::open(&server).await;
+        let mut c = Conn::open(server.addr()).await;
         c.send(&respmod(
             "avscan",
             "Allow: 204\r\n",
@@ -158,7 +158,7 @@ async fn faults_next_n_requests_time_out() {
         .await;
         assert!(c.silent_for(std::time::Duration::from_secs(30)).await);
     }
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     c.send(&respmod(
         "avscan",
         "Allow: 204\r\n",
@@ -192,7 +192,7 @@ async fn outage_on_and_off() {
     .await;
     let (st, v) = http(admin, "DELETE", "/faults", "").await;
     assert_eq!((st, v["removed"].as_u64()), (200, Some(1)));
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     c.send(&respmod(
         "avscan",
         "Allow: 204\r\n",

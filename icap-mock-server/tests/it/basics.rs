@@ -1,6 +1,6 @@
 //! OPTIONS, EICAR detection, 204 / 200 echo, preview, keep-alive, journal, signatures.
 
-use icap_mock_server::{Mock, MockServer, ServiceConfig, Verdict, matchers::any};
+use icap_mock_server::{Mock, MockServer, Reply, ServiceConfig, matchers::any};
 use icap_proto::{Method, verdict};
 use sha2::{Digest, Sha256};
 
@@ -19,7 +19,7 @@ async fn options_advertises_the_service() {
     let server = MockServer::start().await;
     assert!(server.url().starts_with("icap://127.0.0.1:"));
     assert!(server.url().ends_with("/avscan"));
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     // Squid's shape: no Encapsulated at all.
     c.send(b"OPTIONS icap://127.0.0.1/avscan ICAP/1.0\r\nHost: 127.0.0.1\r\nAllow: 204, trailers\r\n\r\n")
         .await;
@@ -50,11 +50,11 @@ async fn istag_changes_when_rules_change() {
     let server = MockServer::start().await;
     let before = server.istag();
     Mock::given(any())
-        .respond_with(Verdict::clean())
+        .respond_with(Reply::clean())
         .mount(&server)
         .await;
     assert_ne!(before, server.istag());
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     c.send(b"OPTIONS icap://127.0.0.1/avscan ICAP/1.0\r\nHost: x\r\n\r\n")
         .await;
     let a = c.answer(Method::Options).await;
@@ -67,7 +67,7 @@ async fn istag_changes_when_rules_change() {
 #[tokio::test]
 async fn eicar_is_reported_in_the_c_icap_shape() {
     let server = MockServer::start().await;
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     c.send(&respmod(
         "avscan",
         "Allow: 204\r\n",
@@ -100,7 +100,7 @@ async fn eicar_is_reported_in_the_c_icap_shape() {
 #[tokio::test]
 async fn eicar_inside_a_larger_body_split_byte_by_byte() {
     let server = MockServer::start().await;
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     let mut body = filler(5000);
     body.extend_from_slice(EICAR);
     body.extend_from_slice(&filler(777));
@@ -130,7 +130,7 @@ async fn eicar_inside_a_larger_body_split_byte_by_byte() {
 #[tokio::test]
 async fn clean_is_204_only_when_allowed_else_a_200_echo() {
     let server = MockServer::start().await;
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     c.send(&respmod(
         "avscan",
         "Allow: 204\r\n",
@@ -163,7 +163,7 @@ async fn clean_is_204_only_when_allowed_else_a_200_echo() {
 #[tokio::test]
 async fn reqmod_is_scanned_and_echoed() {
     let server = MockServer::start().await;
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     c.send(&reqmod(
         "avscan",
         "",
@@ -196,7 +196,7 @@ async fn reqmod_is_scanned_and_echoed() {
 #[tokio::test]
 async fn preview_gets_100_continue_and_eicar_after_the_preview_is_found() {
     let server = MockServer::start().await;
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     // Preview of 10 clean bytes; EICAR straddles the preview boundary's next chunks.
     let rest = [&b"x"[..], &EICAR[..30], &EICAR[30..]].concat();
     c.send(&respmod(
@@ -223,7 +223,7 @@ async fn preview_gets_100_continue_and_eicar_after_the_preview_is_found() {
 #[tokio::test]
 async fn eicar_in_the_preview_is_answered_straight_away() {
     let server = MockServer::start().await;
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     let mut preview = filler(100);
     preview.extend_from_slice(EICAR);
     c.send(&respmod(
@@ -251,7 +251,7 @@ async fn eicar_in_the_preview_is_answered_straight_away() {
 #[tokio::test]
 async fn preview_with_ieof_may_get_204_without_allow() {
     let server = MockServer::start().await;
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     c.send(&respmod(
         "avscan",
         "Preview: 1024\r\n",
@@ -269,7 +269,7 @@ async fn preview_with_ieof_may_get_204_without_allow() {
 #[tokio::test]
 async fn journal_records_heads_sizes_and_hashes() {
     let server = MockServer::start().await;
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     let body = filler(3000);
     c.send(&respmod_with_url(
         "avscan",
@@ -314,7 +314,7 @@ async fn configured_signatures_bytes_sha256_and_filename() {
         )
         .start()
         .await;
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     let mut body = filler(2000);
     body.extend_from_slice(secret);
     let pieces: Vec<&[u8]> = body.chunks(7).collect();
@@ -367,7 +367,7 @@ async fn many_concurrent_connections_with_keep_alive() {
     for i in 0..40 {
         let addr = server.addr();
         tasks.push(tokio::spawn(async move {
-            let mut c = Conn::open_addr(addr).await;
+            let mut c = Conn::open(addr).await;
             for k in 0..5 {
                 let infected = (i + k) % 3 == 0;
                 let body = if infected {
@@ -396,7 +396,7 @@ async fn many_concurrent_connections_with_keep_alive() {
 #[tokio::test]
 async fn large_clean_body_without_allow_204_is_echoed_while_it_arrives() {
     let server = MockServer::start().await;
-    let c = Conn::open(&server).await;
+    let c = Conn::open(server.addr()).await;
     let body = filler(3 * 1024 * 1024 + 17);
     let req = respmod(
         "avscan",
@@ -436,7 +436,7 @@ async fn large_clean_body_without_allow_204_is_echoed_while_it_arrives() {
 #[tokio::test]
 async fn eicar_late_in_a_streamed_echo_aborts_the_connection() {
     let server = MockServer::start().await;
-    let c = Conn::open(&server).await;
+    let c = Conn::open(server.addr()).await;
     let mut body = filler(200_000);
     body.extend_from_slice(EICAR);
     let req = respmod(

@@ -50,7 +50,7 @@ async fn prints_ready_lines_and_serves() {
     );
     let addr = addr_of(&r.lines[0], "listening on icap://");
     let admin = addr_of(&r.lines[1], "admin on http://");
-    let mut c = Conn::open_addr(addr).await;
+    let mut c = Conn::open(addr).await;
     c.send(&respmod("avscan", "", RES_HDR, &one_chunk(EICAR)))
         .await;
     assert!(

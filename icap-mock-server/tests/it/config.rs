@@ -18,9 +18,9 @@ fn readme_example() -> String {
 async fn readme_example_config_works() {
     let file = ConfigFile::from_toml(&readme_example()).unwrap();
     assert_eq!(file.services.len(), 2);
-    let (builder, _ca_out) = file.apply(MockServer::builder()).unwrap();
+    let builder = MockServer::builder().config(file.settings().unwrap());
     let server = builder.start().await;
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     // Service "symantec" answers in its dialect.
     c.send(&respmod("symantec", "", RES_HDR, &one_chunk(EICAR)))
         .await;
@@ -74,9 +74,38 @@ fn bad_configs_are_refused_with_a_reason() {
         ),
     ];
     for (text, want) in rows {
-        let r =
-            ConfigFile::from_toml(text).and_then(|f| f.apply(MockServer::builder()).map(|_| ()));
-        let e = r.expect_err(text);
+        let r = ConfigFile::from_toml(text).and_then(|f| f.settings().map(|_| ()));
+        let e = r.expect_err(text).to_string();
         assert!(e.contains(want), "{text}: {e}");
     }
+}
+
+#[test]
+fn config_errors_name_the_key_or_the_line() {
+    use icap_mock_server::config::ConfigError;
+    let e = ConfigFile::from_toml("listen = \"x\"\n\nnope = 1\n").unwrap_err();
+    assert!(
+        matches!(e, ConfigError::Toml { line: Some(3), .. }),
+        "{e:?}"
+    );
+    let e = ConfigFile::from_toml("[[rule]]\nthen = { verdict = \"maybe\" }\n")
+        .unwrap()
+        .settings()
+        .unwrap_err();
+    assert_eq!(e.key(), Some("rule.then.verdict"));
+    assert_eq!(e.to_string(), "unknown verdict \"maybe\"");
+    let e = ConfigFile::from_toml(
+        "[tls]\ncert = \"/nonexistent/c.pem\"\nkey = \"/nonexistent/k.pem\"\n",
+    )
+    .unwrap()
+    .settings()
+    .unwrap_err();
+    assert!(
+        matches!(&e, ConfigError::Read { path, .. } if path.ends_with("c.pem")),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string().starts_with("reading /nonexistent/c.pem: "),
+        "{e}"
+    );
 }

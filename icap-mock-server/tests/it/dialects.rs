@@ -11,7 +11,7 @@ async fn infected_and_clean(dialect: Dialect) -> (Answer, Answer) {
         .service(ServiceConfig::new("av").dialect(dialect))
         .start()
         .await;
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     c.send(&respmod_with_url(
         "av",
         "Allow: 204\r\n",
@@ -160,17 +160,17 @@ async fn plain() {
 
 #[tokio::test]
 async fn a_verdict_can_override_the_dialect() {
-    use icap_mock_server::{Mock, Verdict, matchers::any};
+    use icap_mock_server::{Mock, Reply, matchers::any};
     let server = MockServer::start().await;
     Mock::given(any())
         .respond_with(
-            Verdict::infected("Other.Shape")
+            Reply::infected("Other.Shape")
                 .with_dialect(Dialect::Kaspersky)
                 .with_header("X-Extra", "1"),
         )
         .mount(&server)
         .await;
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     c.send(&respmod("avscan", "", RES_HDR, &one_chunk(b"x")))
         .await;
     let a = c.answer(Method::Respmod).await;
@@ -180,21 +180,21 @@ async fn a_verdict_can_override_the_dialect() {
 
 /// The raw bytes of a clean `204`, a `500` error and a `503`, in `dialect`.
 async fn bodyless_answers(dialect: Dialect) -> (String, [Vec<u8>; 3]) {
-    use icap_mock_server::{Mock, Verdict, matchers};
+    use icap_mock_server::{Mock, Reply, matchers};
     let server = MockServer::builder()
         .service(ServiceConfig::new("av").dialect(dialect))
         .start()
         .await;
     Mock::given(matchers::filename("*.zip"))
-        .respond_with(Verdict::error(500, "password_protected"))
+        .respond_with(Reply::error(500, "password_protected"))
         .mount(&server)
         .await;
     Mock::given(matchers::filename("*.busy"))
-        .respond_with(Verdict::status(503))
+        .respond_with(Reply::status(503))
         .mount(&server)
         .await;
     let istag = server.istag();
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     let mut raw = Vec::new();
     for path in ["/clean.txt", "/secret.zip", "/later.busy"] {
         c.send(&respmod_with_url(

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use icap_mock_server::{Limits, Mock, MockServer, ServiceConfig, Verdict, matchers::any};
+use icap_mock_server::{Limits, Mock, MockServer, Reply, ServiceConfig, matchers::any};
 use icap_proto::Method;
 
 use crate::support::*;
@@ -17,13 +17,13 @@ async fn malformed_requests_get_400_and_close() {
         b"RESPMOD icap://127.0.0.1/avscan ICAP/1.0\nHost: x\n\n",
         b"\x00\x01\x02\xff\r\n\r\n",
     ] {
-        let mut c = Conn::open(&server).await;
+        let mut c = Conn::open(server.addr()).await;
         c.send(bad).await;
         let (bytes, _) = c.read_to_close().await;
         assert!(bytes.starts_with(b"ICAP/1.0 400 "), "{:?} -> {:?}", String::from_utf8_lossy(bad), String::from_utf8_lossy(&bytes));
     }
     // Bad chunk in the body: 400 too.
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     c.send(&respmod("avscan", "", RES_HDR, b"zz\r\nhello\r\n0\r\n\r\n"))
         .await;
     let (bytes, _) = c.read_to_close().await;
@@ -37,11 +37,11 @@ async fn malformed_requests_get_400_and_close() {
 #[tokio::test]
 async fn unknown_method_is_501_and_bad_version_505() {
     let server = MockServer::start().await;
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     c.send(b"FROB icap://127.0.0.1/avscan ICAP/1.0\r\nHost: x\r\n\r\n")
         .await;
     assert!(c.read_to_close().await.0.starts_with(b"ICAP/1.0 501 "));
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     c.send(b"OPTIONS icap://127.0.0.1/avscan ICAP/2.0\r\nHost: x\r\n\r\n")
         .await;
     assert!(c.read_to_close().await.0.starts_with(b"ICAP/1.0 505 "));
@@ -51,7 +51,7 @@ async fn unknown_method_is_501_and_bad_version_505() {
 async fn unknown_service_is_404_and_the_connection_stays_usable() {
     let server = MockServer::start().await;
     assert!(server.url_for("nope").ends_with("/nope"));
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     c.send(b"OPTIONS icap://127.0.0.1/nope ICAP/1.0\r\nHost: x\r\n\r\n")
         .await;
     assert_eq!(c.answer(Method::Options).await.status(), 404);
@@ -79,7 +79,7 @@ async fn method_not_allowed_for_the_service_is_405() {
         .service(ServiceConfig::new("resp").methods(&[Method::Respmod]))
         .start()
         .await;
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     c.send(&reqmod("resp", "", "/up", &one_chunk(b"x"))).await;
     let a = c.answer(Method::Reqmod).await;
     assert_eq!(a.status(), 405);
@@ -94,14 +94,14 @@ async fn method_not_allowed_for_the_service_is_405() {
 async fn error_500_with_x_error_code_and_bare_statuses() {
     let server = MockServer::start().await;
     Mock::given(icap_mock_server::matchers::filename("*.zip"))
-        .respond_with(Verdict::error(500, "password_protected"))
+        .respond_with(Reply::error(500, "password_protected"))
         .mount(&server)
         .await;
     Mock::given(icap_mock_server::matchers::filename("*.busy"))
-        .respond_with(Verdict::status(503))
+        .respond_with(Reply::status(503))
         .mount(&server)
         .await;
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     c.send(&respmod_with_url(
         "avscan",
         "",
@@ -133,7 +133,7 @@ async fn over_max_connections_is_503() {
         .await;
     let mut held = Vec::new();
     for _ in 0..2 {
-        let mut c = Conn::open(&server).await;
+        let mut c = Conn::open(server.addr()).await;
         c.send(&respmod(
             "avscan",
             "Allow: 204\r\n",
@@ -144,7 +144,7 @@ async fn over_max_connections_is_503() {
         assert_eq!(c.answer(Method::Respmod).await.status(), 204);
         held.push(c);
     }
-    let mut third = Conn::open(&server).await;
+    let mut third = Conn::open(server.addr()).await;
     third
         .send(&respmod(
             "avscan",
@@ -158,7 +158,7 @@ async fn over_max_connections_is_503() {
     drop(held.pop());
     let mut ok = false;
     for _ in 0..50 {
-        let mut c = Conn::open(&server).await;
+        let mut c = Conn::open(server.addr()).await;
         c.send(&respmod(
             "avscan",
             "Allow: 204\r\n",
@@ -181,12 +181,12 @@ async fn limits_are_enforced() {
         .limits(Limits::default().with_max_head(512).with_max_body(1000))
         .start()
         .await;
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     let big = format!("X-Big: {}\r\n", "a".repeat(600));
     c.send(&respmod("avscan", &big, RES_HDR, &one_chunk(b"x")))
         .await;
     assert!(c.read_to_close().await.0.starts_with(b"ICAP/1.0 400 "));
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     c.send(&respmod("avscan", "", RES_HDR, &one_chunk(&filler(2000))))
         .await;
     assert!(c.read_to_close().await.0.starts_with(b"ICAP/1.0 400 "));
@@ -198,7 +198,7 @@ async fn slow_head_hits_the_header_read_timeout() {
         .header_read_timeout(Duration::from_secs(5))
         .start()
         .await;
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     c.send(b"RESPMOD icap://127.0.0.1/avscan ICAP/1.0\r\nHost: x\r\n")
         .await;
     let started = tokio::time::Instant::now();
@@ -221,7 +221,7 @@ async fn idle_keep_alive_connections_are_closed() {
         .idle_timeout(Duration::from_secs(30))
         .start()
         .await;
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     c.send(&respmod(
         "avscan",
         "Allow: 204\r\n",
@@ -241,7 +241,7 @@ async fn garbage_input_never_panics_the_server() {
     let server = MockServer::start().await;
     let mut seed = 0x1234_5678_u64;
     for i in 0..60 {
-        let mut c = Conn::open(&server).await;
+        let mut c = Conn::open(server.addr()).await;
         let mut junk = respmod(
             "avscan",
             "Preview: 4\r\n",
@@ -259,7 +259,7 @@ async fn garbage_input_never_panics_the_server() {
         c.stream.shutdown_write().await;
     }
     // Still serving.
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     c.send(&respmod(
         "avscan",
         "Allow: 204\r\n",
@@ -285,11 +285,11 @@ impl ShutdownWrite for tokio::net::TcpStream {
 async fn any_matcher_is_exported() {
     let server = MockServer::start().await;
     Mock::given(any())
-        .respond_with(Verdict::clean())
+        .respond_with(Reply::clean())
         .expect(1)
         .mount(&server)
         .await;
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     c.send(&respmod("avscan", "", RES_HDR, &one_chunk(EICAR)))
         .await;
     assert_eq!(c.answer(Method::Respmod).await.status(), 200);

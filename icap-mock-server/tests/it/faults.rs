@@ -4,7 +4,7 @@ use std::io::ErrorKind;
 use std::time::Duration;
 
 use icap_mock_server::matchers::any;
-use icap_mock_server::{Fault, Mock, MockServer, Outage, Verdict};
+use icap_mock_server::{Fault, Mock, MockServer, Outage, Reply};
 use icap_proto::Method;
 use tokio::time::Instant;
 
@@ -23,7 +23,7 @@ fn clean_req() -> Vec<u8> {
 #[tokio::test(start_paused = true)]
 async fn delay_before_the_response() {
     let server = with_fault(Fault::delay(Duration::from_secs(7))).await;
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     let t = Instant::now();
     c.send(&respmod(
         "avscan",
@@ -42,7 +42,7 @@ async fn delay_before_the_response() {
 #[tokio::test(start_paused = true)]
 async fn delay_before_100_continue() {
     let server = with_fault(Fault::delay_continue(Duration::from_secs(3))).await;
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     let t = Instant::now();
     c.send(&respmod(
         "avscan",
@@ -61,7 +61,7 @@ async fn delay_before_100_continue() {
 #[tokio::test(start_paused = true)]
 async fn slow_body_between_response_chunks() {
     let server = with_fault(Fault::slow_body(Duration::from_secs(1))).await;
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     let t = Instant::now();
     c.send(&respmod("avscan", "", RES_HDR, &one_chunk(EICAR)))
         .await;
@@ -74,7 +74,7 @@ async fn slow_body_between_response_chunks() {
 #[tokio::test(start_paused = true)]
 async fn never_answer_lets_the_client_timeout_fire() {
     let server = with_fault(Fault::never_answer()).await;
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     c.send(&clean_req()).await;
     assert!(c.silent_for(Duration::from_secs(60)).await);
     let j = server.journal().await;
@@ -88,13 +88,13 @@ async fn never_answer_lets_the_client_timeout_fire() {
 #[tokio::test]
 async fn close_immediately_and_reset() {
     let server = with_fault(Fault::close_immediately()).await;
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     c.send(&clean_req()).await;
     let (bytes, _) = c.read_to_close().await;
     assert!(bytes.is_empty());
 
     let server = with_fault(Fault::reset()).await;
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     c.send(&clean_req()).await;
     let (bytes, err) = c.read_to_close().await;
     assert!(bytes.is_empty());
@@ -104,7 +104,7 @@ async fn close_immediately_and_reset() {
 #[tokio::test]
 async fn close_after_preview() {
     let server = with_fault(Fault::close_after_preview()).await;
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     c.send(&respmod(
         "avscan",
         "Preview: 2\r\n",
@@ -124,7 +124,7 @@ async fn reset_and_close_mid_body() {
         (Fault::close_mid_body(), None),
     ] {
         let server = with_fault(f).await;
-        let mut c = Conn::open(&server).await;
+        let mut c = Conn::open(server.addr()).await;
         // Head and the first chunk only; the rest never gets a chance.
         let req = respmod("avscan", "", RES_HDR, b"5\r\nhello\r\n");
         c.send(&req).await;
@@ -140,7 +140,7 @@ async fn reset_and_close_mid_body() {
 #[tokio::test]
 async fn close_mid_response() {
     let server = with_fault(Fault::close_mid_response()).await;
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     c.send(&respmod("avscan", "", RES_HDR, &one_chunk(EICAR)))
         .await;
     let (bytes, _) = c.read_to_close().await;
@@ -150,7 +150,7 @@ async fn close_mid_response() {
         "{text}"
     );
     assert!(!text.ends_with("0\r\n\r\n"));
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     c.send(&respmod("avscan", "", RES_HDR, &one_chunk(EICAR)))
         .await;
     assert!(
@@ -164,7 +164,7 @@ async fn close_mid_response() {
 #[tokio::test]
 async fn truncated_response() {
     let server = with_fault(Fault::truncated_response()).await;
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     c.send(&clean_req()).await;
     let (bytes, _) = c.read_to_close().await;
     assert!(bytes.starts_with(b"ICAP/1.0 2"));
@@ -178,7 +178,7 @@ async fn truncated_response() {
 #[tokio::test]
 async fn bad_chunk_size() {
     let server = with_fault(Fault::bad_chunk_size()).await;
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     // Clean with Allow: 204 has no body to break: the block page is sent instead.
     c.send(&clean_req()).await;
     let err = c.try_answer(Method::Respmod).await.unwrap_err();
@@ -187,8 +187,8 @@ async fn bad_chunk_size() {
 
 #[tokio::test(start_paused = true)]
 async fn missing_terminal_chunk() {
-    let server = with_fault(Fault::missing_terminal_chunk().then(Verdict::clean())).await;
-    let mut c = Conn::open(&server).await;
+    let server = with_fault(Fault::missing_terminal_chunk().then(Reply::clean())).await;
+    let mut c = Conn::open(server.addr()).await;
     c.send(&respmod("avscan", "", RES_HDR, &one_chunk(b"hello")))
         .await;
     let r = tokio::time::timeout(Duration::from_secs(30), c.try_answer(Method::Respmod)).await;
@@ -198,7 +198,7 @@ async fn missing_terminal_chunk() {
 #[tokio::test]
 async fn wrong_encapsulated() {
     let server = with_fault(Fault::wrong_encapsulated()).await;
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     c.send(&respmod("avscan", "", RES_HDR, &one_chunk(EICAR)))
         .await;
     let err = c.try_answer(Method::Respmod).await.unwrap_err();
@@ -208,7 +208,7 @@ async fn wrong_encapsulated() {
 #[tokio::test]
 async fn unknown_status() {
     let server = with_fault(Fault::unknown_status(299)).await;
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     c.send(&clean_req()).await;
     let a = c.answer(Method::Respmod).await;
     assert_eq!(a.status(), 299);
@@ -218,7 +218,7 @@ async fn unknown_status() {
 #[tokio::test]
 async fn garbage() {
     let server = with_fault(Fault::garbage()).await;
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     c.send(&clean_req()).await;
     let (bytes, _) = c.read_to_close().await;
     assert_eq!(bytes.len(), 64);
@@ -233,7 +233,7 @@ async fn early_response_while_the_body_is_still_coming() {
         .times(1)
         .mount(&server)
         .await;
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     // Only the head: the answer must come before any body byte is sent.
     let full = respmod("avscan", "", RES_HDR, &one_chunk(b"late body"));
     let head_len = full.len() - one_chunk(b"late body").len();
@@ -260,11 +260,11 @@ async fn scheduled_faults_first_n() {
         .mount(&server)
         .await;
     for _ in 0..2 {
-        let mut c = Conn::open(&server).await;
+        let mut c = Conn::open(server.addr()).await;
         c.send(&clean_req()).await;
         assert!(c.read_to_close().await.0.is_empty());
     }
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     c.send(&clean_req()).await;
     assert_eq!(c.answer(Method::Respmod).await.status(), 204);
 }
@@ -278,12 +278,12 @@ async fn outage_refuse_and_accept_and_close() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ConnectionRefused);
     server.set_outage(Outage::None);
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     c.send(&clean_req()).await;
     assert_eq!(c.answer(Method::Respmod).await.status(), 204);
 
     server.set_outage(Outage::AcceptAndClose);
-    let mut c2 = Conn::open(&server).await;
+    let mut c2 = Conn::open(server.addr()).await;
     c2.send(&clean_req()).await;
     let (bytes, _) = c2.read_to_close().await;
     assert!(bytes.is_empty());
@@ -296,7 +296,7 @@ async fn outage_refuse_and_accept_and_close() {
 #[tokio::test]
 async fn body_marker_triggers() {
     let server = MockServer::start().await;
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     c.send(&respmod(
         "avscan",
         "",
@@ -346,7 +346,7 @@ async fn body_marker_triggers() {
 #[tokio::test(start_paused = true)]
 async fn file_name_triggers() {
     let server = MockServer::start().await;
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     c.send(&respmod_with_url(
         "avscan",
         "",
@@ -394,7 +394,7 @@ async fn file_name_triggers() {
     ))
     .await;
     assert!(c.read_to_close().await.0.is_empty());
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     c.send(&respmod_with_url(
         "avscan",
         "",
@@ -408,7 +408,7 @@ async fn file_name_triggers() {
 #[tokio::test]
 async fn triggers_can_be_switched_off() {
     let server = MockServer::builder().triggers(false).start().await;
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     c.send(&respmod_with_url(
         "avscan",
         "Allow: 204\r\n",
@@ -431,7 +431,7 @@ async fn graceful_shutdown_finishes_the_running_transaction() {
         .mount(&server)
         .await;
     let addr = server.addr();
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     c.send(&clean_req()).await;
     seen.recv().await.expect("the request reached the rule");
     let shutdown = tokio::spawn(server.shutdown());

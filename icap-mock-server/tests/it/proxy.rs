@@ -7,7 +7,7 @@ use icap_mock_server::proxy::{Upstream, UpstreamFailure};
 use icap_mock_server::record::{RecordMeta, RecordSettings};
 use icap_mock_server::replay::{Replay, Unmatched};
 use icap_mock_server::transport_faults::{Cut, TransportFaults};
-use icap_mock_server::{Fault, Mock, MockServer, Verdict, matchers};
+use icap_mock_server::{Fault, Mock, MockServer, Reply, matchers};
 use icap_proto::Method;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
@@ -91,8 +91,8 @@ async fn proxied_answers_match_the_upstream_byte_for_byte() {
         } else {
             Method::Respmod
         };
-        let mut direct = Conn::open(&upstream).await;
-        let mut via = Conn::open(&proxy).await;
+        let mut direct = Conn::open(upstream.addr()).await;
+        let mut via = Conn::open(proxy.addr()).await;
         for p in &parts {
             direct.send(p).await;
             via.send(p).await;
@@ -125,7 +125,7 @@ async fn proxied_answers_match_the_upstream_byte_for_byte() {
 async fn preview_and_100_continue_pass_through() {
     let upstream = MockServer::start().await;
     let proxy = proxy_to(&upstream).await;
-    let mut c = Conn::open(&proxy).await;
+    let mut c = Conn::open(proxy.addr()).await;
     c.send(&respmod_with_url(
         "avscan",
         "Allow: 204\r\nPreview: 4\r\n",
@@ -160,7 +160,7 @@ async fn preview_and_100_continue_pass_through() {
 async fn options_and_istag_come_from_the_upstream() {
     let upstream = MockServer::start().await;
     let proxy = proxy_to(&upstream).await;
-    let mut c = Conn::open(&proxy).await;
+    let mut c = Conn::open(proxy.addr()).await;
     c.send(b"OPTIONS icap://127.0.0.1/avscan ICAP/1.0\r\nHost: x\r\n\r\n")
         .await;
     let a = c.answer(Method::Options).await;
@@ -185,10 +185,10 @@ async fn a_matching_rule_answers_without_forwarding() {
     let upstream = MockServer::start().await;
     let proxy = proxy_to(&upstream).await;
     Mock::given(matchers::filename("*.zip"))
-        .respond_with(Verdict::error(500, "password_protected"))
+        .respond_with(Reply::error(500, "password_protected"))
         .mount(&proxy)
         .await;
-    let mut c = Conn::open(&proxy).await;
+    let mut c = Conn::open(proxy.addr()).await;
     c.send(&respmod_with_url(
         "avscan",
         "Allow: 204\r\n",
@@ -223,7 +223,7 @@ async fn a_dead_upstream_gives_502_or_a_close() {
         .upstream(Upstream::parse(&closed_port_url()).unwrap())
         .start()
         .await;
-    let mut c = Conn::open(&proxy).await;
+    let mut c = Conn::open(proxy.addr()).await;
     c.send(&respmod(
         "avscan",
         "Allow: 204\r\n",
@@ -252,7 +252,7 @@ async fn a_dead_upstream_gives_502_or_a_close() {
         )
         .start()
         .await;
-    let mut c = Conn::open(&proxy).await;
+    let mut c = Conn::open(proxy.addr()).await;
     c.send(&respmod(
         "avscan",
         "Allow: 204\r\n",
@@ -283,7 +283,7 @@ async fn a_silent_upstream_gives_504() {
         )
         .start()
         .await;
-    let mut c = Conn::open(&proxy).await;
+    let mut c = Conn::open(proxy.addr()).await;
     c.send(&respmod(
         "avscan",
         "Allow: 204\r\n",
@@ -321,7 +321,7 @@ async fn recording_keeps_exact_bytes_and_digests_not_bodies() {
         .record(RecordSettings::new(dir.path()))
         .start()
         .await;
-    let mut c = Conn::open(&proxy).await;
+    let mut c = Conn::open(proxy.addr()).await;
     c.send(&respmod_with_url(
         "avscan",
         "Allow: 204\r\n",
@@ -364,7 +364,7 @@ async fn recording_keeps_exact_bytes_and_digests_not_bodies() {
         .record(RecordSettings::new(dir2.path()).keep_bodies_up_to(1024))
         .start()
         .await;
-    let mut c = Conn::open(&proxy).await;
+    let mut c = Conn::open(proxy.addr()).await;
     c.send(&respmod(
         "avscan",
         "Allow: 204\r\n",
@@ -392,7 +392,7 @@ async fn replay_answers_like_the_recorded_server_with_it_gone() {
             .record(RecordSettings::new(dir.path()))
             .start()
             .await;
-        let mut c = Conn::open(&proxy).await;
+        let mut c = Conn::open(proxy.addr()).await;
         c.send(b"OPTIONS icap://127.0.0.1/avscan ICAP/1.0\r\nHost: x\r\n\r\n")
             .await;
         c.answer(Method::Options).await;
@@ -415,7 +415,7 @@ async fn replay_answers_like_the_recorded_server_with_it_gone() {
     let replay = Replay::load(dir.path()).unwrap();
     assert_eq!(replay.len(), requests().len() + 1);
     let server = MockServer::builder().replay(replay).start().await;
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     c.send(b"OPTIONS icap://127.0.0.1/avscan ICAP/1.0\r\nHost: x\r\n\r\n")
         .await;
     let o = c.answer(Method::Options).await;
@@ -458,7 +458,7 @@ async fn replay_answers_like_the_recorded_server_with_it_gone() {
         )
         .start()
         .await;
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     c.send(&respmod(
         "avscan",
         "Allow: 204\r\n",
@@ -481,7 +481,7 @@ async fn replay_matches_by_file_name_when_the_body_differs() {
             .record(RecordSettings::new(dir.path()))
             .start()
             .await;
-        let mut c = Conn::open(&proxy).await;
+        let mut c = Conn::open(proxy.addr()).await;
         c.send(&respmod_with_url(
             "avscan",
             "Allow: 204\r\n",
@@ -497,7 +497,7 @@ async fn replay_matches_by_file_name_when_the_body_differs() {
         .replay(Replay::load(dir.path()).unwrap())
         .start()
         .await;
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     c.send(&respmod_with_url(
         "avscan",
         "Allow: 204\r\n",
@@ -532,7 +532,7 @@ async fn transport_cut_down_ends_the_answer_after_n_bytes() {
     let upstream = MockServer::start().await;
     for how in [Cut::Close, Cut::Reset] {
         let proxy = faulty_proxy(&upstream, TransportFaults::default().cut_down(12, how)).await;
-        let mut c = Conn::open(&proxy).await;
+        let mut c = Conn::open(proxy.addr()).await;
         c.send(&respmod(
             "avscan",
             "Allow: 204\r\n",
@@ -549,7 +549,7 @@ async fn transport_cut_down_ends_the_answer_after_n_bytes() {
 async fn transport_cut_up_ends_the_connection_while_uploading() {
     let upstream = MockServer::start().await;
     let proxy = faulty_proxy(&upstream, TransportFaults::default().cut_up(40, Cut::Close)).await;
-    let mut c = Conn::open(&proxy).await;
+    let mut c = Conn::open(proxy.addr()).await;
     c.send(&respmod(
         "avscan",
         "Allow: 204\r\n",
@@ -565,7 +565,7 @@ async fn transport_cut_up_ends_the_connection_while_uploading() {
 async fn transport_slicing_keeps_the_answer_intact() {
     let upstream = MockServer::start().await;
     let proxy = faulty_proxy(&upstream, TransportFaults::default().slice(3)).await;
-    let mut c = Conn::open(&proxy).await;
+    let mut c = Conn::open(proxy.addr()).await;
     c.send(&respmod(
         "avscan",
         "Allow: 204\r\n",
@@ -589,7 +589,7 @@ async fn transport_latency_bandwidth_and_slow_close_take_their_time() {
         TransportFaults::default().latency(Duration::from_millis(300), Duration::from_millis(50)),
     )
     .await;
-    let mut c = Conn::open(&proxy).await;
+    let mut c = Conn::open(proxy.addr()).await;
     let t = std::time::Instant::now();
     c.send(&request).await;
     c.answer(Method::Respmod).await;
@@ -601,7 +601,7 @@ async fn transport_latency_bandwidth_and_slow_close_take_their_time() {
 
     // 2 KB echo at 5 KB/s: at least about 0.4 s.
     let proxy = faulty_proxy(&upstream, TransportFaults::default().bandwidth_down(5000)).await;
-    let mut c = Conn::open(&proxy).await;
+    let mut c = Conn::open(proxy.addr()).await;
     let t = std::time::Instant::now();
     c.send(&request).await;
     let a = c.answer(Method::Respmod).await;
@@ -614,7 +614,7 @@ async fn transport_latency_bandwidth_and_slow_close_take_their_time() {
 
     // Upload at 5 KB/s: the same.
     let proxy = faulty_proxy(&upstream, TransportFaults::default().bandwidth_up(5000)).await;
-    let mut c = Conn::open(&proxy).await;
+    let mut c = Conn::open(proxy.addr()).await;
     let t = std::time::Instant::now();
     c.send(&request).await;
     c.answer(Method::Respmod).await;
@@ -630,7 +630,7 @@ async fn transport_latency_bandwidth_and_slow_close_take_their_time() {
         TransportFaults::default().slow_close(Duration::from_millis(400)),
     )
     .await;
-    let mut c = Conn::open(&proxy).await;
+    let mut c = Conn::open(proxy.addr()).await;
     let t = std::time::Instant::now();
     c.send(&respmod(
         "avscan",
@@ -657,7 +657,7 @@ async fn transport_timeout_forwards_nothing_and_closes_after_it() {
         TransportFaults::default().timeout(Duration::from_millis(300)),
     )
     .await;
-    let mut c = Conn::open(&proxy).await;
+    let mut c = Conn::open(proxy.addr()).await;
     let t = std::time::Instant::now();
     c.send(&respmod(
         "avscan",
@@ -685,7 +685,7 @@ async fn verify_dialect_finds_where_a_dialect_differs_from_the_recording() {
             .record(RecordSettings::new(dir.path()))
             .start()
             .await;
-        let mut c = Conn::open(&proxy).await;
+        let mut c = Conn::open(proxy.addr()).await;
         for body in [EICAR, b"clean"] {
             c.send(&respmod_with_url(
                 "avscan",
@@ -728,7 +728,7 @@ async fn a_rule_can_answer_in_a_recorded_dialect() {
             .record(RecordSettings::new(dir.path()))
             .start()
             .await;
-        let mut c = Conn::open(&proxy).await;
+        let mut c = Conn::open(proxy.addr()).await;
         c.send(&respmod_with_url(
             "avscan",
             "Allow: 204\r\n",
@@ -745,9 +745,9 @@ async fn a_rule_can_answer_in_a_recorded_dialect() {
         dir.path().display()
     );
     let file = ConfigFile::from_toml(&toml).unwrap();
-    let (builder, _) = file.apply(MockServer::builder()).unwrap();
+    let builder = MockServer::builder().config(file.settings().unwrap());
     let server = builder.start().await;
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     // A clean body, but the rule says: answer *.exe the way the recorded server did.
     c.send(&respmod_with_url(
         "avscan",
@@ -771,11 +771,11 @@ async fn a_rule_can_answer_in_a_recorded_dialect() {
     assert_eq!(c.answer(Method::Respmod).await.status(), 204);
     // A dialect that is neither built in nor a recording is refused.
     let bad = ConfigFile::from_toml("[[rule]]\nthen = { dialect = \"nope\" }\n").unwrap();
-    assert!(bad.apply(MockServer::builder()).is_err());
+    assert!(bad.settings().is_err());
 }
 
 async fn scan_clean(proxy: &MockServer) -> u16 {
-    let mut c = Conn::open(proxy).await;
+    let mut c = Conn::open(proxy.addr()).await;
     c.send(&respmod(
         "avscan",
         "Allow: 204\r\n",
@@ -829,7 +829,7 @@ async fn a_connection_that_saw_a_transport_fault_is_not_reused() {
         .with_transport_faults(TransportFaults::default().cut_down(12, Cut::Close));
     let proxy = MockServer::builder().upstream(up.clone()).start().await;
     for _ in 0..3 {
-        let mut c = Conn::open(&proxy).await;
+        let mut c = Conn::open(proxy.addr()).await;
         c.send(&respmod(
             "avscan",
             "Allow: 204\r\n",
@@ -850,7 +850,7 @@ async fn an_upstream_error_answer_with_close_is_not_reused() {
     // forbids reuse, so the next request opens a new connection.
     let upstream = MockServer::start().await;
     Mock::given(matchers::any())
-        .respond_with(Verdict::error(500, "broken").with_header("Connection", "close"))
+        .respond_with(Reply::error(500, "broken").with_header("Connection", "close"))
         .times(1)
         .mount(&upstream)
         .await;
@@ -864,15 +864,9 @@ async fn an_upstream_error_answer_with_close_is_not_reused() {
 
 /// Reads one ICAP head (up to the empty line) from `s`; false on EOF.
 async fn read_head(s: &mut tokio::net::TcpStream) -> bool {
-    let mut got = Vec::new();
-    let mut b = [0u8; 1];
-    while !got.ends_with(b"\r\n\r\n") {
-        match s.read(&mut b).await {
-            Ok(1) => got.push(b[0]),
-            _ => return false,
-        }
-    }
-    true
+    icap_test_support::try_read_until(s, b"\r\n\r\n")
+        .await
+        .is_some()
 }
 
 #[tokio::test]
@@ -900,7 +894,7 @@ async fn a_stale_pooled_connection_is_retried_once_on_a_fresh_one() {
     });
     let up = Upstream::parse(&format!("icap://127.0.0.1:{port}/avscan")).unwrap();
     let proxy = MockServer::builder().upstream(up.clone()).start().await;
-    let mut c = Conn::open(&proxy).await;
+    let mut c = Conn::open(proxy.addr()).await;
     for _ in 0..3 {
         c.send(b"OPTIONS icap://127.0.0.1/avscan ICAP/1.0\r\nHost: x\r\n\r\n")
             .await;
@@ -922,7 +916,7 @@ async fn a_stale_pooled_connection_is_retried_once_on_a_fresh_one() {
 
 async fn proxy_from_toml(toml: &str) -> MockServer {
     let file = icap_mock_server::config::ConfigFile::from_toml(toml).unwrap();
-    let (builder, _) = file.apply(MockServer::builder()).unwrap();
+    let builder = MockServer::builder().config(file.settings().unwrap());
     builder.start().await
 }
 
@@ -937,7 +931,7 @@ async fn transport_faults_and_the_pool_come_from_the_configuration_file() {
     ))
     .await;
     for _ in 0..2 {
-        let mut c = Conn::open(&proxy).await;
+        let mut c = Conn::open(proxy.addr()).await;
         c.send(&respmod(
             "avscan",
             "Allow: 204\r\n",
@@ -957,7 +951,7 @@ async fn transport_faults_and_the_pool_come_from_the_configuration_file() {
         ),
     ] {
         let proxy = proxy_from_toml(&toml).await;
-        let mut c = Conn::open(&proxy).await;
+        let mut c = Conn::open(proxy.addr()).await;
         c.send(&respmod(
             "avscan",
             "Allow: 204\r\n",
@@ -988,7 +982,7 @@ async fn transport_faults_and_the_pool_come_from_the_configuration_file() {
         let toml =
             format!("[[service]]\nname = \"avscan\"\n[service.upstream]\nurl = \"{url}\"\n{bad}");
         let file = icap_mock_server::config::ConfigFile::from_toml(&toml);
-        let applied = file.map(|f| f.apply(MockServer::builder()).map(|_| ()));
+        let applied = file.map(|f| f.settings().map(|_| ()));
         assert!(!matches!(applied, Ok(Ok(()))), "{bad}");
     }
 }
@@ -1001,7 +995,7 @@ async fn proxy_with_body_rule(upstream: &MockServer, hold: Option<u64>) -> MockS
     }
     let proxy = MockServer::builder().upstream(up).start().await;
     Mock::given(matchers::body_contains(b"SECRET"))
-        .respond_with(Verdict::infected("Rule.Secret"))
+        .respond_with(Reply::infected("Rule.Secret"))
         .mount(&proxy)
         .await;
     proxy
@@ -1017,7 +1011,7 @@ fn threat_of(a: &Answer) -> Option<String> {
 async fn a_body_rule_answers_a_proxied_request_without_forwarding_it() {
     let upstream = MockServer::start().await;
     let proxy = proxy_with_body_rule(&upstream, None).await;
-    let mut c = Conn::open(&proxy).await;
+    let mut c = Conn::open(proxy.addr()).await;
     // No preview: the pattern in the middle of the body.
     c.send(&respmod(
         "avscan",
@@ -1056,7 +1050,7 @@ async fn a_body_rule_answers_a_proxied_request_without_forwarding_it() {
 async fn a_body_rule_sees_past_the_preview_on_the_proxied_path() {
     let upstream = MockServer::start().await;
     let proxy = proxy_with_body_rule(&upstream, None).await;
-    let mut c = Conn::open(&proxy).await;
+    let mut c = Conn::open(proxy.addr()).await;
     // The pattern after the preview: the mock continues the client itself, then its
     // rule answers.
     c.send(&respmod_with_url(
@@ -1105,7 +1099,7 @@ async fn a_body_rule_sees_past_the_preview_on_the_proxied_path() {
 async fn past_the_hold_limit_a_proxied_request_is_forwarded_and_the_journal_says_so() {
     let upstream = MockServer::start().await;
     let proxy = proxy_with_body_rule(&upstream, Some(16)).await;
-    let mut c = Conn::open(&proxy).await;
+    let mut c = Conn::open(proxy.addr()).await;
     let filler = vec![b'z'; 64];
     c.send(&respmod(
         "avscan",

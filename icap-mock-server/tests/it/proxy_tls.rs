@@ -57,7 +57,7 @@ async fn plain_to_the_client_icaps_to_a_verified_upstream() {
         .await;
     assert!(proxy.url().starts_with("icap://"));
 
-    let mut c = Conn::open(&proxy).await;
+    let mut c = Conn::open(proxy.addr()).await;
     c.send(&clean_request()).await;
     assert_eq!(c.answer(Method::Respmod).await.status(), 204);
     c.send(&eicar_request()).await;
@@ -89,7 +89,7 @@ async fn an_upstream_certificate_that_does_not_verify_is_a_gateway_error() {
         )
         .start()
         .await;
-    let mut c = Conn::open(&proxy).await;
+    let mut c = Conn::open(proxy.addr()).await;
     c.send(&clean_request()).await;
     let a = c.answer(Method::Respmod).await;
     assert_eq!(a.status(), 502, "{}", a.text());
@@ -100,7 +100,7 @@ async fn an_upstream_certificate_that_does_not_verify_is_a_gateway_error() {
         .upstream(Upstream::parse(&upstream.url()).unwrap())
         .start()
         .await;
-    let mut c = Conn::open(&proxy).await;
+    let mut c = Conn::open(proxy.addr()).await;
     c.send(&clean_request()).await;
     assert_eq!(c.answer(Method::Respmod).await.status(), 502);
     assert_eq!(scans_seen(&upstream).await, 0);

@@ -4,7 +4,7 @@ use icap_mock_server::matchers::{
     any, body_contains, body_size, filename, http_header, icap_header, method, not, service,
     url_path_contains,
 };
-use icap_mock_server::{Action, Fault, Mock, MockServer, Request, ServiceConfig, Verdict};
+use icap_mock_server::{Fault, Mock, MockServer, Reaction, Reply, Request, ServiceConfig};
 use icap_proto::{Method, verdict};
 
 use crate::support::*;
@@ -23,27 +23,27 @@ async fn head_matchers() {
         .start()
         .await;
     Mock::given(icap_header("X-Client-IP", "10.9.9.9"))
-        .respond_with(Verdict::infected("ByClientIp"))
+        .respond_with(Reply::infected("ByClientIp"))
         .mount(&server)
         .await;
     Mock::given(http_header("Content-Type", "application/x-evil"))
-        .respond_with(Verdict::infected("ByHttpHeader"))
+        .respond_with(Reply::infected("ByHttpHeader"))
         .mount(&server)
         .await;
     Mock::given(url_path_contains("/quarantine/"))
-        .respond_with(Verdict::infected("ByPath"))
+        .respond_with(Reply::infected("ByPath"))
         .mount(&server)
         .await;
     Mock::given(filename("*.bad"))
         .and(method(Method::Respmod))
-        .respond_with(Verdict::infected("ByName"))
+        .respond_with(Reply::infected("ByName"))
         .mount(&server)
         .await;
     Mock::given(service("other"))
-        .respond_with(Verdict::infected("ByService"))
+        .respond_with(Reply::infected("ByService"))
         .mount(&server)
         .await;
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     let body = one_chunk(b"x");
     assert_eq!(
         threat_of(
@@ -95,10 +95,10 @@ async fn head_matchers() {
 async fn content_disposition_gives_the_file_name() {
     let server = MockServer::start().await;
     Mock::given(filename("*.docm"))
-        .respond_with(Verdict::infected("Macro"))
+        .respond_with(Reply::infected("Macro"))
         .mount(&server)
         .await;
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     let res =
         b"HTTP/1.1 200 OK\r\nContent-Disposition: attachment; filename=\"Q3 report.docm\"\r\n\r\n";
     assert_eq!(
@@ -113,14 +113,14 @@ async fn content_disposition_gives_the_file_name() {
 async fn body_matchers_work_across_chunks_and_after_the_preview() {
     let server = MockServer::start().await;
     Mock::given(body_contains(b"NEEDLE-IN-HAYSTACK"))
-        .respond_with(Verdict::infected("ByBody"))
+        .respond_with(Reply::infected("ByBody"))
         .mount(&server)
         .await;
     Mock::given(body_size(10_000..))
-        .respond_with(Verdict::error(500, "too_big"))
+        .respond_with(Reply::error(500, "too_big"))
         .mount(&server)
         .await;
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     // The needle straddles the end of the preview and the next chunk.
     c.send(&respmod(
         "avscan",
@@ -144,7 +144,7 @@ async fn body_matchers_work_across_chunks_and_after_the_preview() {
     // precedence waits for the rest of the body).
     server.reset().await;
     Mock::given(body_contains(b"NEEDLE-IN-HAYSTACK"))
-        .respond_with(Verdict::infected("ByBody"))
+        .respond_with(Reply::infected("ByBody"))
         .mount(&server)
         .await;
     c.send(&respmod(
@@ -171,14 +171,14 @@ async fn body_matchers_work_across_chunks_and_after_the_preview() {
 async fn head_rules_answer_right_after_the_preview() {
     let server = MockServer::start().await;
     Mock::given(filename("*.exe"))
-        .respond_with(Verdict::infected("Exe"))
+        .respond_with(Reply::infected("Exe"))
         .mount(&server)
         .await;
     Mock::given(filename("*.txt"))
-        .respond_with(Verdict::clean())
+        .respond_with(Reply::clean())
         .mount(&server)
         .await;
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     c.send(&respmod_with_url(
         "avscan",
         "Preview: 4\r\n",
@@ -206,7 +206,7 @@ async fn closures_as_matchers_and_responders() {
     let server = MockServer::start().await;
     Mock::given(|req: &Request| req.body.len() == 3 && req.body_complete)
         .respond_with(|req: &Request| {
-            Verdict::infected(&format!(
+            Reply::infected(&format!(
                 "Len{}From{}",
                 req.body_len,
                 req.icap_header("X-Client-IP").unwrap_or_default()
@@ -214,11 +214,11 @@ async fn closures_as_matchers_and_responders() {
         })
         .mount(&server)
         .await;
-    Mock::given(icap_header("X-Action", "fault"))
-        .respond_with(|_: &Request| Action::Fault(Fault::garbage()))
+    Mock::given(icap_header("X-Reaction", "fault"))
+        .respond_with(|_: &Request| Reaction::Fault(Fault::garbage()))
         .mount(&server)
         .await;
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     assert_eq!(
         threat_of(
             &mut c,
@@ -235,7 +235,7 @@ async fn closures_as_matchers_and_responders() {
     );
     c.send(&respmod(
         "avscan",
-        "X-Action: fault\r\n",
+        "X-Reaction: fault\r\n",
         RES_HDR,
         &one_chunk(b"abc"),
     ))
@@ -247,14 +247,14 @@ async fn closures_as_matchers_and_responders() {
 async fn later_mocks_take_precedence_and_not_inverts() {
     let server = MockServer::start().await;
     Mock::given(any())
-        .respond_with(Verdict::infected("First"))
+        .respond_with(Reply::infected("First"))
         .mount(&server)
         .await;
     Mock::given(not(filename("*.keep")))
-        .respond_with(Verdict::infected("Second"))
+        .respond_with(Reply::infected("Second"))
         .mount(&server)
         .await;
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     assert_eq!(
         threat_of(
             &mut c,
@@ -279,21 +279,21 @@ async fn later_mocks_take_precedence_and_not_inverts() {
 async fn schedules_times_every_probability() {
     let server = MockServer::start().await;
     Mock::given(icap_header("X-T", "times"))
-        .respond_with(Verdict::infected("T"))
+        .respond_with(Reply::infected("T"))
         .times(2)
         .mount(&server)
         .await;
     Mock::given(icap_header("X-T", "every"))
-        .respond_with(Verdict::infected("E"))
+        .respond_with(Reply::infected("E"))
         .every(3)
         .mount(&server)
         .await;
     Mock::given(icap_header("X-T", "prob"))
-        .respond_with(Verdict::infected("P"))
+        .respond_with(Reply::infected("P"))
         .probability(0.5, 42)
         .mount(&server)
         .await;
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     let mut run = async |tag: &str, n: usize| {
         let mut out = Vec::new();
         for _ in 0..n {
@@ -318,11 +318,11 @@ async fn schedules_times_every_probability() {
     // Same seed, same sequence.
     let server2 = MockServer::start().await;
     Mock::given(any())
-        .respond_with(Verdict::infected("P"))
+        .respond_with(Reply::infected("P"))
         .probability(0.5, 42)
         .mount(&server2)
         .await;
-    let mut c2 = Conn::open(&server2).await;
+    let mut c2 = Conn::open(server2.addr()).await;
     let mut p2 = Vec::new();
     for _ in 0..40 {
         p2.push(
@@ -341,12 +341,12 @@ async fn schedules_times_every_probability() {
 async fn expectations_are_verified() {
     let server = MockServer::start().await;
     Mock::given(any())
-        .respond_with(Verdict::clean())
+        .respond_with(Reply::clean())
         .expect(2)
         .named("two clean")
         .mount(&server)
         .await;
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     for _ in 0..2 {
         c.send(&respmod(
             "avscan",
@@ -367,7 +367,7 @@ async fn expectations_are_verified() {
 async fn unmet_expectations_panic_on_drop() {
     let server = MockServer::start().await;
     Mock::given(filename("*.nope"))
-        .respond_with(Verdict::clean())
+        .respond_with(Reply::clean())
         .expect(1)
         .named("never hit")
         .mount(&server)
@@ -379,11 +379,11 @@ async fn unmet_expectations_panic_on_drop() {
 async fn ranges_as_expectations_and_reset() {
     let server = MockServer::start().await;
     Mock::given(any())
-        .respond_with(Verdict::clean())
+        .respond_with(Reply::clean())
         .expect(1..=3)
         .mount(&server)
         .await;
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     c.send(&respmod(
         "avscan",
         "Allow: 204\r\n",

@@ -30,7 +30,7 @@ async fn patient_server() -> MockServer {
 /// Sends `bytes` and returns what came back until the close, and how long it took. Fails
 /// the test if the server keeps the connection open past `FAST` (bounded at 5 s).
 async fn answer_and_close(server: &MockServer, bytes: &[u8]) -> (Vec<u8>, Duration) {
-    let mut c = Conn::open(server).await;
+    let mut c = Conn::open(server.addr()).await;
     let started = std::time::Instant::now();
     c.send(bytes).await;
     let (got, _) = tokio::time::timeout(Duration::from_secs(5), c.read_to_close())
@@ -232,7 +232,7 @@ async fn every_framing_error_answers_a_status_and_closes() {
 async fn a_message_cut_short_by_the_client_is_400_not_silence() {
     let server = patient_server().await;
     // Half a head, then the client closes its side.
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     c.send(b"RESPMOD icap://127.0.0.1/avscan ICAP/1.0\r\nHost: x\r\n")
         .await;
     c.stream.shutdown().await.unwrap();
@@ -247,7 +247,7 @@ async fn a_message_cut_short_by_the_client_is_400_not_silence() {
     );
     assert!(started.elapsed() < FAST);
     // Half a body.
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     c.send(&respmod("avscan", "Allow: 204\r\n", RES_HDR, b"a\r\nhel"))
         .await;
     c.stream.shutdown().await.unwrap();
@@ -308,7 +308,7 @@ async fn silence_inside_a_body_gets_408_at_the_idle_timeout() {
         .idle_timeout(Duration::from_secs(5))
         .start()
         .await;
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     c.send(&respmod("avscan", "Allow: 204\r\n", RES_HDR, b"5\r\nhel"))
         .await;
     let started = tokio::time::Instant::now();
@@ -331,7 +331,7 @@ async fn a_head_within_the_deadline_is_served() {
         .header_read_timeout(Duration::from_secs(2))
         .start()
         .await;
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     let req = respmod("avscan", "Allow: 204\r\n", RES_HDR, &one_chunk(b"x"));
     for piece in req.chunks(40) {
         c.send(piece).await;
@@ -348,7 +348,7 @@ async fn huge_configured_timeouts_and_delays_do_not_panic() {
         .trigger_delay(Duration::MAX)
         .start()
         .await;
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     c.send(b"OPTIONS icap://127.0.0.1/avscan ICAP/1.0\r\nHost: x\r\n\r\n")
         .await;
     assert_eq!(c.answer(Method::Options).await.status(), 200);
@@ -362,7 +362,7 @@ async fn huge_configured_timeouts_and_delays_do_not_panic() {
     assert_eq!(c.answer(Method::Respmod).await.status(), 204);
     // `.slow` sleeps for the (endless) trigger delay: the connection stays open and silent
     // instead of dying with its task.
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     c.send(&respmod_with_url(
         "avscan",
         "Allow: 204\r\n",
@@ -372,7 +372,7 @@ async fn huge_configured_timeouts_and_delays_do_not_panic() {
     .await;
     assert!(c.silent_for(Duration::from_millis(500)).await);
     // `never_answer` waits for the (endless) idle timeout the same way.
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     c.send(&respmod_with_url(
         "avscan",
         "Allow: 204\r\n",
@@ -382,7 +382,7 @@ async fn huge_configured_timeouts_and_delays_do_not_panic() {
     .await;
     assert!(c.silent_for(Duration::from_millis(500)).await);
     // And a body marker asking for a delay of u64::MAX milliseconds.
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     c.send(&respmod(
         "avscan",
         "Allow: 204\r\n",
@@ -392,7 +392,7 @@ async fn huge_configured_timeouts_and_delays_do_not_panic() {
     .await;
     assert!(c.silent_for(Duration::from_millis(500)).await);
     // Still serving.
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     c.send(&respmod(
         "avscan",
         "Allow: 204\r\n",
@@ -438,9 +438,9 @@ when = { filename = "*.tar" }
 then = { fault = "delay_continue", delay_ms = 18446744073709551615 }
 "#;
     let file = ConfigFile::from_toml(toml).unwrap();
-    let (builder, _) = file.apply(MockServer::builder()).unwrap();
+    let builder = MockServer::builder().config(file.settings().unwrap());
     let server = builder.start().await;
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     c.send(b"OPTIONS icap://127.0.0.1/avscan ICAP/1.0\r\nHost: x\r\n\r\n")
         .await;
     let a = c.answer(Method::Options).await;
@@ -458,7 +458,7 @@ then = { fault = "delay_continue", delay_ms = 18446744073709551615 }
     .await;
     assert_eq!(c.answer(Method::Respmod).await.status(), 204);
     for (name, preview) in [("a.iso", ""), ("a.gz", ""), ("a.tar", "Preview: 1\r\n")] {
-        let mut c = Conn::open(&server).await;
+        let mut c = Conn::open(server.addr()).await;
         let body = if preview.is_empty() {
             one_chunk(b"xy")
         } else {
@@ -490,13 +490,13 @@ then = { fault = "delay_continue", delay_ms = 18446744073709551615 }
 
 #[tokio::test]
 async fn legal_answers_keep_the_connection_and_off_rule_verdicts_close_it() {
-    use icap_mock_server::{Mock, Verdict, matchers::filename};
+    use icap_mock_server::{Mock, Reply, matchers::filename};
     let server = patient_server().await;
     Mock::given(filename("*.odd"))
-        .respond_with(Verdict::status(299))
+        .respond_with(Reply::status(299))
         .mount(&server)
         .await;
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     // Legal answers: 204 with Allow: 204, 204 to a preview, a 200 echo, an infection; the
     // exchange lets the connection be reused after each.
     c.send(&respmod(
@@ -540,13 +540,13 @@ async fn legal_answers_keep_the_connection_and_off_rule_verdicts_close_it() {
 
 #[tokio::test]
 async fn a_rule_istag_replaces_the_servers_instead_of_doubling_it() {
-    use icap_mock_server::{Mock, Verdict, matchers::any};
+    use icap_mock_server::{Mock, Reply, matchers::any};
     let server = patient_server().await;
     Mock::given(any())
-        .respond_with(Verdict::clean().with_header("ISTag", "\"changed-1\""))
+        .respond_with(Reply::clean().with_header("ISTag", "\"changed-1\""))
         .mount(&server)
         .await;
-    let mut c = Conn::open(&server).await;
+    let mut c = Conn::open(server.addr()).await;
     c.send(&respmod(
         "avscan",
         "Allow: 204\r\n",

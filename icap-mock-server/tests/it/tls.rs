@@ -123,7 +123,7 @@ async fn the_proxy_speaks_tls_on_either_side() {
         )
         .start()
         .await;
-    let mut c = Conn::open(&proxy).await;
+    let mut c = Conn::open(proxy.addr()).await;
     c.send(b"OPTIONS icap://127.0.0.1/avscan ICAP/1.0\r\nHost: x\r\n\r\n")
         .await;
     let a = c.answer(Method::Options).await;
@@ -135,7 +135,7 @@ async fn the_proxy_speaks_tls_on_either_side() {
         .upstream(Upstream::parse(&upstream.url()).unwrap())
         .start()
         .await;
-    let mut c = Conn::open(&proxy).await;
+    let mut c = Conn::open(proxy.addr()).await;
     c.send(b"OPTIONS icap://127.0.0.1/avscan ICAP/1.0\r\nHost: x\r\n\r\n")
         .await;
     let a = c.answer(Method::Options).await;

@@ -127,6 +127,7 @@ enum Want {
     Err(ProtocolError),
 }
 
+#[allow(clippy::too_many_lines)] // a table-driven test: its rows read best as one list
 #[test]
 fn client_rules_table() {
     use ProtocolError as P;

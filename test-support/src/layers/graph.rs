@@ -1,11 +1,81 @@
-//! Circles in the import graph: strongly connected components (Tarjan), each reported as
-//! one real circle through its first file.
+//! Files as a graph: an edge from each file to every module file it names, and the
+//! circles (strongly connected groups of more than one file).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 
-/// For each component of more than one node, the nodes of the shortest circle through its
-/// smallest node, in edge order.
-pub(crate) fn cycles_of(graph: &[BTreeSet<usize>]) -> Vec<Vec<usize>> {
+use super::source::paths;
+use super::tree::Module;
+
+/// The module each file's paths name, per file index.
+pub(super) fn edges(modules: &[Module]) -> Vec<BTreeSet<usize>> {
+    let index: BTreeMap<(usize, &[String]), usize> = modules
+        .iter()
+        .enumerate()
+        .map(|(i, m)| ((m.root, m.path.as_slice()), i))
+        .collect();
+    modules
+        .iter()
+        .enumerate()
+        .map(|(me, m)| {
+            let mut to = BTreeSet::new();
+            for p in paths(&m.code) {
+                if let Some(target) = resolve(m, &p, &index)
+                    && target != me
+                {
+                    to.insert(target);
+                }
+            }
+            to
+        })
+        .collect()
+}
+
+/// The deepest known module a path names, seen from module `m`.
+pub(super) fn resolve(
+    m: &Module,
+    p: &[String],
+    index: &BTreeMap<(usize, &[String]), usize>,
+) -> Option<usize> {
+    let first = p.first()?;
+    let mut abs: Vec<String> = match first.as_str() {
+        "crate" => Vec::new(),
+        "self" => m.path.clone(),
+        "super" => {
+            let mut base = m.path.clone();
+            let mut rest = p;
+            while rest.first().is_some_and(|s| s == "super") {
+                base.pop()?;
+                rest = &rest[1..];
+            }
+            base.extend(rest.iter().cloned());
+            return deepest(m.root, &base, index);
+        }
+        name if m.children.iter().any(|c| c == name) => {
+            let mut base = m.path.clone();
+            base.push(name.to_owned());
+            base
+        }
+        _ => return None,
+    };
+    abs.extend(p[1..].iter().cloned());
+    deepest(m.root, &abs, index)
+}
+
+pub(super) fn deepest(
+    root: usize,
+    abs: &[String],
+    index: &BTreeMap<(usize, &[String]), usize>,
+) -> Option<usize> {
+    let abs: Vec<String> = abs.iter().filter(|s| *s != "self").cloned().collect();
+    (0..=abs.len())
+        .rev()
+        .find_map(|n| index.get(&(root, &abs[..n])).copied())
+}
+
+/// Strongly connected components with more than one module (Tarjan), each in an order
+/// that follows its edges where it can, as files.
+pub(super) fn cycles_of(modules: &[Module], graph: &[BTreeSet<usize>]) -> Vec<Vec<PathBuf>> {
     struct State<'g> {
         graph: &'g [BTreeSet<usize>],
         index: Vec<Option<usize>>,
@@ -45,7 +115,7 @@ pub(crate) fn cycles_of(graph: &[BTreeSet<usize>]) -> Vec<Vec<usize>> {
             }
         }
     }
-    let n = graph.len();
+    let n = modules.len();
     let mut s = State {
         graph,
         index: vec![None; n],
@@ -90,7 +160,7 @@ pub(crate) fn cycles_of(graph: &[BTreeSet<usize>]) -> Vec<Vec<usize>> {
             }
             order.push(start);
             order.reverse();
-            order
+            order.into_iter().map(|i| modules[i].file.clone()).collect()
         })
         .collect()
 }

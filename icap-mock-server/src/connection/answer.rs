@@ -1,0 +1,275 @@
+//! The answer's encoding, as free functions over the transaction: the `200` echo's
+//! head, the final answer for a plan (in the dialect, chunked body included), the
+//! OPTIONS answer, the refusals (`404`, `405`, `503`) and `100 Continue`.
+
+use bytes::{Bytes, BytesMut};
+use icap_proto::{BodyKind, Method, OptionsResponse, ResponseHead, StatusCode, chunked};
+
+use super::faults::breaks_body;
+use super::plan::Plan;
+use super::tx::Tx;
+use crate::dialect;
+use crate::reply::{FaultKind, ReplyKind};
+use crate::service::ServiceConfig;
+
+/// The head of a `200` echo of the request's message (in the plan's dialect, or the
+/// service's before a plan is made).
+pub(super) fn echo_head(istag: &str, tx: &Tx) -> ResponseHead {
+    let extra = tx
+        .plan
+        .as_ref()
+        .map(|p| p.reply.headers.clone())
+        .unwrap_or_default();
+    let mut head = dialect::base(200, istag, &extra);
+    let dialect = tx.plan.as_ref().map_or(tx.svc.dialect, |p| tx.dialect(p));
+    dialect::clean_headers(dialect, &mut head);
+    let rh = &tx.request_head;
+    if rh.method == Method::Reqmod {
+        head.http_request.clone_from(&rh.http_request);
+        head.body = rh.body.filter(|b| *b == BodyKind::Request);
+    } else {
+        head.http_response.clone_from(&rh.http_response);
+        head.body = rh.body.filter(|b| *b == BodyKind::Response);
+    }
+    head
+}
+
+/// The final answer for `plan`: the head, its bytes and the body's bytes (chunked, last
+/// chunk included; empty without a body). `may_204` is the exchange's word on whether a
+/// `204` is legal here. Notes the status and any threat in the journal entry; takes the
+/// kept echo body.
+pub(super) fn build_response(
+    istag: &str,
+    tx: &mut Tx,
+    plan: &Plan,
+    may_204: bool,
+) -> (ResponseHead, BytesMut, BytesMut) {
+    let dialect = tx.dialect(plan);
+    let extra = &plan.reply.headers;
+    let method = tx.request_head.method;
+    let mut resolved = tx.resolve(plan);
+    let filename = tx.req.filename();
+    if let Some(FaultKind::UnknownStatus(code)) = plan.fault {
+        resolved = ReplyKind::Status(code);
+    }
+    // Faults that break a body need one: a clean answer without one becomes a block page.
+    if breaks_body(plan.fault)
+        && matches!(resolved, ReplyKind::Clean)
+        && (may_204 || tx.request_head.body.is_none())
+    {
+        resolved = ReplyKind::Infected("Mock.Fault".into());
+    }
+    let (head, body): (ResponseHead, Option<Bytes>) = match &resolved {
+        // `resolve` never gives `Scan`; were it to, a scan that found nothing is clean.
+        ReplyKind::Clean | ReplyKind::Scan if may_204 => {
+            (dialect::no_content(dialect, istag, extra), None)
+        }
+        ReplyKind::Clean | ReplyKind::Scan => {
+            let h = echo_head(istag, tx);
+            let body = h.body.map(|_| std::mem::take(&mut tx.echo).freeze());
+            (h, body)
+        }
+        ReplyKind::Infected(t) => {
+            tx.record.threat = Some(t.clone());
+            dialect::infected(dialect, t, filename.as_deref(), istag, extra)
+        }
+        ReplyKind::Error { status, code } => (dialect::error(*status, code, istag, extra), None),
+        ReplyKind::Status(code) => (dialect::base(*code, istag, extra), None),
+    };
+    let mut head = head;
+    if body.is_none() {
+        dialect::frame_bodyless(dialect, &mut head);
+    }
+    let mut head_bytes = BytesMut::new();
+    let (head, body) = if head.encode(method, &mut head_bytes).is_ok() {
+        (head, body)
+    } else {
+        head_bytes.clear();
+        let bare = dialect::base(500, istag, &[]);
+        bare.encode(method, &mut head_bytes)
+            .expect("a bare status head always encodes");
+        (bare, None)
+    };
+    tx.record.status = Some(head.status.as_u16());
+    let mut body_bytes = BytesMut::new();
+    if let Some(b) = body {
+        chunked::encode_body(&b, &mut body_bytes);
+    }
+    (head, head_bytes, body_bytes)
+}
+
+/// The OPTIONS answer for `svc`.
+pub(super) fn options_head(istag: &str, svc: &ServiceConfig) -> ResponseHead {
+    let mut o = OptionsResponse::new(svc.methods.clone(), istag);
+    o.service = Some(svc.description.clone());
+    o.max_connections = svc.max_connections;
+    o.options_ttl = svc.options_ttl;
+    o.preview = svc.preview;
+    o.transfer_preview.clone_from(&svc.transfer_preview);
+    o.transfer_ignore.clone_from(&svc.transfer_ignore);
+    o.transfer_complete.clone_from(&svc.transfer_complete);
+    o.allow_204 = svc.allow_204;
+    o.service_id = Some("icap-mock-server".to_owned());
+    let _ = o.headers.append(
+        "X-Include",
+        "X-Client-IP, X-Client-Username, X-Authenticated-User",
+    );
+    o.to_head()
+        .unwrap_or_else(|_| dialect::base(500, istag, &[]))
+}
+
+/// A refusal before the body: `status` (`404`, `405` with `Allow`, `503`) framed in the
+/// service's dialect, with its bytes.
+pub(super) fn refusal(
+    istag: &str,
+    svc: &ServiceConfig,
+    status: u16,
+    method: Method,
+) -> (ResponseHead, BytesMut) {
+    let mut head = dialect::base(status, istag, &[]);
+    dialect::frame_bodyless(svc.dialect, &mut head);
+    if status == 405 {
+        let allowed: Vec<&str> = svc.methods.iter().map(|m| m.as_str()).collect();
+        let _ = head
+            .headers
+            .append("Allow", format!("OPTIONS, {}", allowed.join(", ")).as_str());
+    }
+    let mut out = BytesMut::new();
+    head.encode(method, &mut out)
+        .expect("a bare status head always encodes");
+    (head, out)
+}
+
+/// `100 Continue` with the `ISTag`, or without one (`istag` `None`: the proxy's own).
+pub(super) fn continue_bytes(istag: Option<&str>, method: Method) -> BytesMut {
+    let mut cont = ResponseHead::new(StatusCode::CONTINUE);
+    if let Some(istag) = istag {
+        cont.headers
+            .append("ISTag", format!("\"{istag}\"").as_str())
+            .expect("ISTag is a valid header value");
+    }
+    let mut out = BytesMut::new();
+    cont.encode(method, &mut out)
+        .expect("100 Continue always encodes");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::BytesMut;
+    use icap_proto::Method;
+
+    use super::super::plan::Plan;
+    use super::super::testing::{feed, respmod, state, tx};
+    use super::{build_response, continue_bytes, options_head, refusal};
+    use crate::reply::{FaultKind, Reply};
+    use crate::service::ServiceConfig;
+
+    fn text(b: &[u8]) -> String {
+        String::from_utf8_lossy(b).into_owned()
+    }
+
+    #[test]
+    fn a_clean_file_gets_204_where_allowed_and_an_echo_otherwise() {
+        let st = state(true, Vec::new());
+        let mut t = tx(&st, respmod("/a.txt", None, true));
+        feed(&mut t, b"hello", true);
+        let (head, bytes, body) = build_response("tag", &mut t, &Plan::scan(), true);
+        assert_eq!(head.status.as_u16(), 204);
+        assert!(
+            text(&bytes).starts_with("ICAP/1.0 204 "),
+            "{}",
+            text(&bytes)
+        );
+        assert!(text(&bytes).contains("ISTag: \"tag\"\r\n"));
+        assert!(body.is_empty());
+        assert_eq!(t.record.status, Some(204));
+
+        let mut t = tx(&st, respmod("/a.txt", None, false));
+        feed(&mut t, b"hello", true);
+        t.echo = BytesMut::from(&b"hello"[..]);
+        let (head, _, body) = build_response("tag", &mut t, &Plan::scan(), false);
+        assert_eq!(head.status.as_u16(), 200);
+        assert_eq!(&body[..], b"5\r\nhello\r\n0\r\n\r\n");
+    }
+
+    #[test]
+    fn eicar_is_reported_as_the_dialects_threat_and_noted_in_the_journal() {
+        let st = state(true, Vec::new());
+        let mut t = tx(&st, respmod("/eicar.com", None, true));
+        feed(&mut t, crate::EICAR, true);
+        let (head, bytes, _) = build_response("tag", &mut t, &Plan::scan(), true);
+        assert_eq!(head.status.as_u16(), 200);
+        let threat = t.record.threat.clone().expect("a threat");
+        assert!(text(&bytes).contains(&threat), "{}", text(&bytes));
+    }
+
+    #[test]
+    fn errors_statuses_and_the_unknown_status_fault_set_the_status_line() {
+        let st = state(true, Vec::new());
+        let rows = [
+            (
+                Plan::reply(Reply::error(500, "password_protected")),
+                500,
+                Some("X-Error-Code: password_protected"),
+            ),
+            (Plan::reply(Reply::status(503)), 503, None),
+            (
+                Plan {
+                    fault: Some(FaultKind::UnknownStatus(299)),
+                    reply: Reply::clean(),
+                    rule: None,
+                },
+                299,
+                None,
+            ),
+        ];
+        for (plan, status, header) in rows {
+            let mut t = tx(&st, respmod("/a.zip", None, true));
+            feed(&mut t, b"PK", true);
+            let (head, bytes, body) = build_response("tag", &mut t, &plan, true);
+            assert_eq!(head.status.as_u16(), status, "{plan:?}");
+            assert!(text(&bytes).starts_with(&format!("ICAP/1.0 {status} ")));
+            if let Some(h) = header {
+                assert!(text(&bytes).contains(h), "{}", text(&bytes));
+            }
+            assert!(body.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_body_breaking_fault_turns_a_clean_204_into_a_block_page() {
+        let st = state(true, Vec::new());
+        let mut t = tx(&st, respmod("/a.txt", None, true));
+        feed(&mut t, b"hello", true);
+        let plan = Plan::fault(FaultKind::BadChunkSize);
+        let (head, _, body) = build_response("tag", &mut t, &plan, true);
+        assert_ne!(head.status.as_u16(), 204);
+        assert_eq!(t.record.threat.as_deref(), Some("Mock.Fault"));
+        assert!(!body.is_empty(), "the fault needs a body to break");
+    }
+
+    #[test]
+    fn refusals_options_and_continue_encode_as_the_rfc_says() {
+        let svc = ServiceConfig::new("avscan");
+        let (head, bytes) = refusal("tag", &svc, 405, Method::Respmod);
+        assert_eq!(head.status.as_u16(), 405);
+        assert!(
+            text(&bytes).contains("Allow: OPTIONS, RESPMOD, REQMOD\r\n"),
+            "{}",
+            text(&bytes)
+        );
+        let (_, bytes) = refusal("tag", &svc, 404, Method::Reqmod);
+        assert!(!text(&bytes).contains("Allow:"));
+
+        let o = options_head("tag", &svc);
+        assert_eq!(o.status.as_u16(), 200);
+        assert!(o.headers.get("Methods").is_some());
+
+        let cont = continue_bytes(Some("tag"), Method::Respmod);
+        assert!(text(&cont).starts_with("ICAP/1.0 100 "), "{}", text(&cont));
+        assert!(text(&cont).contains("ISTag: \"tag\"\r\n"));
+        assert!(cont.ends_with(b"\r\n\r\n"));
+        assert!(!text(&continue_bytes(None, Method::Respmod)).contains("ISTag"));
+    }
+}

@@ -1,0 +1,220 @@
+//! The state of one transaction: what was read so far (journal entry, the request the
+//! rules see, scanner, digest, body kept for an echo) and the plan once decided.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use icap_proto::RequestHead;
+use sha2::{Digest, Sha256};
+
+use super::plan::Plan;
+use crate::journal::{Transaction, compact_head, hex};
+use crate::mock::Selector;
+use crate::reply::{FaultKind, ReplyKind};
+use crate::request::Request;
+use crate::scan::Scanner;
+use crate::service::{Dialect, ServiceConfig, Signature, glob_match};
+use crate::state::{Compiled, State};
+
+/// The state of one transaction.
+#[allow(clippy::struct_excessive_bools)] // independent facts of one message
+pub(super) struct Tx {
+    pub(super) record: Transaction,
+    pub(super) req: Request,
+    pub(super) svc: ServiceConfig,
+    pub(super) snap: Arc<Compiled>,
+    pub(super) scanner: Scanner,
+    /// `None` when neither the journal nor a signature needs the body's SHA-256.
+    pub(super) hasher: Option<Sha256>,
+    pub(super) capture: BytesMut,
+    /// The message body kept for a `200` echo (until the echo starts streaming).
+    pub(super) echo: BytesMut,
+    pub(super) echo_wanted: bool,
+    pub(super) echo_started: bool,
+    pub(super) in_preview: bool,
+    pub(super) plan: Option<Plan>,
+    pub(super) selector: Selector,
+    pub(super) request_head: RequestHead,
+    pub(super) seen_data: bool,
+    /// A legal-path answer the exchange refused (a rule's `Reply::status(299)`, say): it
+    /// was sent as asked, and the connection closes after it.
+    pub(super) off_rules: bool,
+}
+
+impl Tx {
+    /// The state of a transaction whose head was just read: its journal entry, the
+    /// request the rules see, a scanner over the current rules snapshot.
+    pub(super) fn new(state: &State, head: RequestHead, peer: Option<SocketAddr>) -> Self {
+        let service = head.uri.service().to_owned();
+        let has_body = head.body.is_some();
+        let preview = head.preview().ok().flatten().filter(|_| has_body);
+        let snap = state.snapshot();
+        let svc = state
+            .service(&service)
+            .cloned()
+            .unwrap_or_else(|| ServiceConfig::new(&service));
+        // The journal outlives the connection: its copy of the head must not keep the
+        // connection's read buffer alive.
+        let kept = compact_head(&head);
+        let record = Transaction {
+            id: state.next_tx_id(),
+            peer,
+            method: head.method,
+            service: service.clone(),
+            uri: String::from_utf8_lossy(head.uri.as_bytes()).into_owned(),
+            icap_headers: kept.headers,
+            http_request: kept.http_request,
+            http_response: kept.http_response,
+            body_len: 0,
+            body_sha256: String::new(),
+            preview,
+            preview_bytes: 0,
+            ieof: false,
+            allow_204: head.allows_204(),
+            status: None,
+            continued: false,
+            threat: None,
+            fault: None,
+            rule: None,
+            complete: false,
+            note: None,
+        };
+        let req = Request {
+            method: head.method,
+            service,
+            uri: record.uri.clone(),
+            icap_headers: head.headers.clone(),
+            http_request: head.http_request.clone(),
+            http_response: head.http_response.clone(),
+            preview,
+            body_len: 0,
+            body: Bytes::new(),
+            body_truncated: false,
+            body_complete: !has_body,
+            peer,
+            found: Arc::new(Vec::new()),
+        };
+        let hasher = (state.settings.body_digest
+            || svc
+                .signatures
+                .iter()
+                .any(|s| matches!(s, Signature::Sha256 { .. })))
+        .then(Sha256::new);
+        Tx {
+            record,
+            req,
+            echo_wanted: has_body && !head.allows_204(),
+            svc,
+            scanner: Scanner::new(&snap.patterns),
+            selector: Selector::new(snap.rules.clone()),
+            snap,
+            hasher,
+            capture: BytesMut::new(),
+            echo: BytesMut::new(),
+            echo_started: false,
+            in_preview: preview.is_some(),
+            plan: None,
+            request_head: head,
+            seen_data: false,
+            off_rules: false,
+        }
+    }
+
+    /// Notes the plan's fault and rule in the journal entry.
+    pub(super) fn note_fault(&mut self, plan: &Plan) {
+        self.record.fault = plan.fault.map(|f| f.name().to_owned());
+        self.record.rule = plan.rule;
+    }
+
+    pub(super) fn feed(&mut self, d: &Bytes, capture_max: usize) {
+        self.scanner.feed(&self.snap.patterns, d);
+        if let Some(h) = &mut self.hasher {
+            h.update(d);
+        }
+        let n = u64::try_from(d.len()).unwrap_or(u64::MAX);
+        self.record.body_len = self.record.body_len.saturating_add(n);
+        if self.in_preview {
+            self.record.preview_bytes = self.record.preview_bytes.saturating_add(n);
+        }
+        if self.capture.len() < capture_max {
+            let n = (capture_max - self.capture.len()).min(d.len());
+            self.capture.extend_from_slice(&d[..n]);
+        }
+    }
+
+    pub(super) fn refresh(&mut self) {
+        self.req.body_len = self.record.body_len;
+        self.req.body = Bytes::copy_from_slice(&self.capture);
+        self.req.body_truncated = (self.capture.len() as u64) < self.record.body_len;
+        let found: Vec<Vec<u8>> = self
+            .snap
+            .plain
+            .iter()
+            .filter(|p| {
+                self.snap
+                    .patterns
+                    .index_of(p)
+                    .is_some_and(|i| self.scanner.found(i).is_some())
+            })
+            .cloned()
+            .collect();
+        self.req.found = Arc::new(found);
+    }
+
+    pub(super) fn complete(&mut self) {
+        self.scanner.finish(&self.snap.patterns);
+        self.req.body_complete = true;
+        self.record.complete = true;
+        if let Some(h) = self.hasher.take() {
+            self.record.body_sha256 = hex(&h.finalize());
+        }
+    }
+
+    pub(super) fn dialect(&self, plan: &Plan) -> Dialect {
+        plan.reply.dialect.unwrap_or(self.svc.dialect)
+    }
+
+    /// What the service's signatures found so far (SHA-256 only once complete).
+    pub(super) fn scan_threat(&self, dialect: Dialect) -> Option<String> {
+        if self.svc.eicar && self.scanner.found(self.snap.eicar).is_some() {
+            return Some(dialect.eicar_name().to_owned());
+        }
+        for sig in &self.svc.signatures {
+            let hit = match sig {
+                Signature::Bytes { pattern, .. } => self
+                    .snap
+                    .patterns
+                    .index_of(pattern.as_bytes())
+                    .is_some_and(|i| self.scanner.found(i).is_some()),
+                Signature::Sha256 { sha256, .. } => {
+                    self.record.complete && self.record.body_sha256.eq_ignore_ascii_case(sha256)
+                }
+                Signature::FileName { filename, .. } => self
+                    .req
+                    .filename()
+                    .is_some_and(|n| glob_match(filename, &n)),
+            };
+            if hit {
+                return Some(sig.name().to_owned());
+            }
+        }
+        None
+    }
+
+    /// The plan's reply with the scan done: never [`ReplyKind::Scan`].
+    pub(super) fn resolve(&self, plan: &Plan) -> ReplyKind {
+        match &plan.reply.kind {
+            ReplyKind::Scan => {
+                if plan.fault == Some(FaultKind::EarlyResponse) && !self.record.complete {
+                    return ReplyKind::Infected("Mock.EarlyResponse".into());
+                }
+                match self.scan_threat(self.dialect(plan)) {
+                    Some(t) => ReplyKind::Infected(t),
+                    None => ReplyKind::Clean,
+                }
+            }
+            other => other.clone(),
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! The mock's state, shared by the listener, the connections, the admin API and the
+//! handle: the settings, the rules snapshot, the journal and the per-service admission.
+//!
+//! The bottom floor of the server (mini-redis's `db.rs`): it imports nothing that serves
+//! connections, so every module above can hold an `Arc<State>` without a circle. The
+//! listener and its outage switch live in `listener.rs`, shutdown in `shutdown.rs`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use icap_proto::Limits;
+
+use crate::journal::{DEFAULT_JOURNAL_BYTES, DEFAULT_JOURNAL_LIMIT, Journal, Transaction};
+use crate::mock::{Mock, Rule};
+use crate::proxy::upstream::Upstream;
+use crate::record::RecordSettings;
+use crate::replay::Replay;
+use crate::scan::{EICAR, PatternSet};
+use crate::service::{ServiceConfig, Signature};
+
+/// Default whole-head deadline ([`MockServerBuilder::header_read_timeout`](crate::MockServerBuilder::header_read_timeout)).
+pub const DEFAULT_HEAD_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Body markers that select a reply or fault per request (see the README's triggers).
+pub(crate) const FAULT_MARKER: &[u8] = b"ICAP-MOCK-FAULT:";
+/// See [`FAULT_MARKER`].
+pub(crate) const VERDICT_MARKER: &[u8] = b"ICAP-MOCK-VERDICT:";
+
+/// Settings shared by all connections.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) services: Vec<ServiceConfig>,
+    pub(crate) limits: Limits,
+    pub(crate) header_read_timeout: Duration,
+    pub(crate) idle_timeout: Duration,
+    pub(crate) body_capture: usize,
+    pub(crate) triggers: bool,
+    pub(crate) journal_limit: usize,
+    pub(crate) journal_bytes: usize,
+    pub(crate) trigger_delay: Duration,
+    pub(crate) body_digest: bool,
+    /// The upstream of services that name none (proxy mode).
+    pub(crate) upstream: Option<Upstream>,
+    /// Where proxied exchanges are recorded.
+    pub(crate) record: Option<RecordSettings>,
+    /// The recording answers are replayed from.
+    pub(crate) replay: Option<Arc<Replay>>,
+}
+
+impl Default for Settings {
+    /// The builder's defaults ([`MockServerBuilder`](crate::MockServerBuilder)'s docs).
+    fn default() -> Self {
+        Settings {
+            services: Vec::new(),
+            limits: Limits::default(),
+            header_read_timeout: DEFAULT_HEAD_DEADLINE,
+            idle_timeout: Duration::from_secs(120),
+            body_capture: 64 * 1024,
+            triggers: true,
+            journal_limit: DEFAULT_JOURNAL_LIMIT,
+            journal_bytes: DEFAULT_JOURNAL_BYTES,
+            trigger_delay: Duration::from_secs(5),
+            body_digest: true,
+            upstream: None,
+            record: None,
+            replay: None,
+        }
+    }
+}
+
+/// Rules and the patterns they need, replaced as a whole when a rule is added or removed.
+#[derive(Debug)]
+pub(crate) struct Compiled {
+    /// Rules in precedence order: most recently mounted first.
+    pub(crate) rules: Arc<Vec<Arc<Rule>>>,
+    pub(crate) patterns: PatternSet,
+    /// The plain patterns in `patterns` order (for `Request::found`).
+    pub(crate) plain: Vec<Vec<u8>>,
+    pub(crate) eicar: usize,
+    pub(crate) fault_marker: usize,
+    pub(crate) verdict_marker: usize,
+    pub(crate) generation: u64,
+}
+
+impl Compiled {
+    pub(crate) fn build(settings: &Settings, rules: Vec<Arc<Rule>>, generation: u64) -> Self {
+        let mut plain: Vec<Vec<u8>> = vec![EICAR.to_vec()];
+        let mut add = |p: Vec<u8>| {
+            if !p.is_empty() && !plain.contains(&p) {
+                plain.push(p);
+            }
+        };
+        for svc in &settings.services {
+            for s in &svc.signatures {
+                if let Signature::Bytes { pattern, .. } = s {
+                    add(pattern.as_bytes().to_vec());
+                }
+            }
+        }
+        for r in &rules {
+            for m in &r.mock.matchers {
+                for p in m.body_patterns() {
+                    add(p);
+                }
+            }
+        }
+        let capture = [FAULT_MARKER.to_vec(), VERDICT_MARKER.to_vec()];
+        let patterns = PatternSet::new(&plain, &capture);
+        Compiled {
+            eicar: patterns
+                .index_of(EICAR)
+                .expect("EICAR is always in the set"),
+            fault_marker: patterns
+                .capture_index_of(FAULT_MARKER)
+                .expect("marker is always in the set"),
+            verdict_marker: patterns
+                .capture_index_of(VERDICT_MARKER)
+                .expect("marker is always in the set"),
+            rules: Arc::new(rules),
+            patterns,
+            plain,
+            generation,
+        }
+    }
+}
+
+/// State shared by the listener, the connections, the admin API and the handle.
+pub(crate) struct State {
+    pub(crate) settings: Settings,
+    compiled: Mutex<Arc<Compiled>>,
+    next_rule: AtomicU64,
+    // A ring: the oldest entries go in O(1) once a budget is reached.
+    journal: Mutex<Journal>,
+    next_tx: AtomicU64,
+    per_service: Mutex<HashMap<String, u32>>,
+    istag_base: u64,
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State")
+            .field("services", &self.settings.services.len())
+            .field("istag_base", &self.istag_base)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of these locks leaves consistent data (plain pushes and
+    // swaps), so a poisoned lock is used as is.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl State {
+    /// Fresh state: no rules, an empty journal, every service at zero connections.
+    /// `istag_base` makes the `ISTag` differ between runs.
+    pub(crate) fn new(settings: Settings, istag_base: u64) -> Self {
+        let journal = Journal::new(settings.journal_limit, settings.journal_bytes);
+        State {
+            compiled: Mutex::new(Arc::new(Compiled::build(&settings, Vec::new(), 0))),
+            settings,
+            next_rule: AtomicU64::new(1),
+            journal: Mutex::new(journal),
+            next_tx: AtomicU64::new(1),
+            per_service: Mutex::new(HashMap::new()),
+            istag_base,
+        }
+    }
+
+    pub(crate) fn snapshot(&self) -> Arc<Compiled> {
+        lock(&self.compiled).clone()
+    }
+
+    pub(crate) fn service(&self, name: &str) -> Option<&ServiceConfig> {
+        self.settings.services.iter().find(|s| s.name == name)
+    }
+
+    /// The `ISTag` value (without quotes); it changes whenever the rules change.
+    pub(crate) fn istag(&self) -> String {
+        let generation = self.snapshot().generation;
+        format!("mock-{:x}-{generation}", self.istag_base)
+    }
+
+    pub(crate) fn add_rule(&self, mock: Mock) -> u64 {
+        let id = self.next_rule.fetch_add(1, Ordering::Relaxed);
+        let rule = Arc::new(Rule::new(id, mock));
+        let mut c = lock(&self.compiled);
+        let mut rules = vec![rule];
+        rules.extend(c.rules.iter().cloned());
+        *c = Arc::new(Compiled::build(
+            &self.settings,
+            rules,
+            c.generation.wrapping_add(1),
+        ));
+        id
+    }
+
+    /// Removes the rules `keep` rejects; returns how many went.
+    pub(crate) fn remove_rules(&self, keep: impl Fn(&Rule) -> bool) -> usize {
+        let mut c = lock(&self.compiled);
+        let before = c.rules.len();
+        let rules: Vec<Arc<Rule>> = c.rules.iter().filter(|r| keep(r)).cloned().collect();
+        let removed = before - rules.len();
+        if removed > 0 {
+            *c = Arc::new(Compiled::build(
+                &self.settings,
+                rules,
+                c.generation.wrapping_add(1),
+            ));
+        }
+        removed
+    }
+
+    pub(crate) fn next_tx_id(&self) -> u64 {
+        self.next_tx.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn record(&self, tx: Transaction) {
+        lock(&self.journal).push(tx);
+    }
+
+    pub(crate) fn journal(&self) -> Vec<Transaction> {
+        lock(&self.journal).to_vec()
+    }
+
+    pub(crate) fn journal_bytes(&self) -> usize {
+        lock(&self.journal).bytes()
+    }
+
+    pub(crate) fn clear_journal(&self) {
+        lock(&self.journal).clear();
+    }
+
+    /// Counts a connection against its service's `Max-Connections`; false when full.
+    pub(crate) fn attach(&self, svc: &ServiceConfig) -> bool {
+        let mut m = lock(&self.per_service);
+        let n = m.entry(svc.name.clone()).or_insert(0);
+        if svc.max_connections.is_some_and(|max| *n >= max) {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    pub(crate) fn detach(&self, service: &str) {
+        if let Some(n) = lock(&self.per_service).get_mut(service) {
+            *n = n.saturating_sub(1);
+        }
+    }
+
+    /// Unmet expectations, one line each.
+    pub(crate) fn unmet_expectations(&self) -> Vec<String> {
+        let c = self.snapshot();
+        let mut out = Vec::new();
+        for r in c.rules.iter().rev() {
+            if let Some(want) = r.mock.expect {
+                let st = r
+                    .state
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if !want.contains(st.applied) {
+                    out.push(format!(
+                        "{} expected {want} request(s), got {} (matched {})",
+                        r.describe(),
+                        st.applied,
+                        st.matched
+                    ));
+                }
+            }
+        }
+        out
+    }
+}
