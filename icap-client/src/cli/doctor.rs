@@ -54,13 +54,13 @@ pub(crate) async fn doctor(s: &Settings, json: bool) -> Result<u8> {
                 report
                     .error
                     .as_ref()
-                    .map(ToString::to_string)
+                    .map(|e| format!("{e:#}"))
                     .unwrap_or_default()
             ),
             None => report
                 .error
                 .as_ref()
-                .map(ToString::to_string)
+                .map(|e| format!("{e:#}"))
                 .unwrap_or_default(),
         },
         hint: if report.ok {
@@ -86,7 +86,7 @@ pub(crate) async fn doctor(s: &Settings, json: bool) -> Result<u8> {
                 _ => report
                     .error
                     .as_ref()
-                    .map(ToString::to_string)
+                    .map(|e| format!("{e:#}"))
                     .unwrap_or_default(),
             },
             hint: if report.tls_version.is_some() {

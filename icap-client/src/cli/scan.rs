@@ -51,7 +51,7 @@ fn line(o: &Outcome) -> String {
             }
             other => format!("NOT SCANNED ({other:?})"),
         },
-        Verdict::Failed { error } => format!("ERROR ({error})"),
+        Verdict::Failed { error } => format!("ERROR ({error:#})"),
     };
     format!("{path}: {what}{action}")
 }

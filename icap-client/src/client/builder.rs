@@ -13,7 +13,7 @@ use super::cfg::ClientConfig;
 use super::heads::push_header;
 use super::shared::{Client, LOG_TARGET};
 use crate::config::{HealthConfig, PreviewMode, Roots, Strategy, Timeouts, TlsOptions};
-use crate::error::Error;
+use crate::error::{Error, escaped};
 use crate::identity::IdentityHeaders;
 use crate::server::ServerState;
 use crate::transport::Endpoint;
@@ -52,6 +52,12 @@ impl ClientBuilder {
     /// Adds a server by URL: `icap://host[:port]/service` or `icaps://...` (Secure ICAP).
     /// Several servers are used per [`ClientBuilder::strategy`].
     pub fn server(self, url: &str) -> Self {
+        if !url.contains("://") {
+            return self.fail(Error::config(format!(
+                "server URL {}: missing icap:// or icaps:// (icap://host:port/SERVICE)",
+                escaped(url)
+            )));
+        }
         match url.parse::<Uri>() {
             Ok(u) if !u.service().is_empty() => {
                 let mut s = self;
@@ -62,7 +68,7 @@ impl ClientBuilder {
                 "server URL {url:?} names no service (icap://host:port/SERVICE)"
             ))),
             Err(e) => {
-                self.fail(Error::config(format!("invalid server URL {url:?}: {e}")).with_source(e))
+                self.fail(Error::config(format!("invalid server URL {url:?}")).with_source(e))
             }
         }
     }
@@ -79,8 +85,7 @@ impl ClientBuilder {
                 s
             }
             Err(e) => self.fail(
-                Error::config(format!("invalid server {host}:{port:?}/{service}: {e}"))
-                    .with_source(e),
+                Error::config(format!("invalid server {host}:{port:?}/{service}")).with_source(e),
             ),
         }
     }

@@ -34,11 +34,8 @@ impl Client {
             }
             Err(e) => {
                 return Self::failed_now(
-                    Error::new(
-                        ErrorKind::Io,
-                        format!("cannot read {}: {e}", path.display()),
-                    )
-                    .with_source(e),
+                    Error::new(ErrorKind::Io, format!("cannot read {}", path.display()))
+                        .with_source(e),
                 );
             }
         };

@@ -56,7 +56,7 @@ fn peer_error(e: ProtocolError) -> Error {
         ProtocolError::ClosedMidResponse => {
             Error::closed("server closed the connection in the middle of the response")
         }
-        e => Error::protocol(format!("invalid response: {e} ({})", e.rule())).with_source(e),
+        e => Error::protocol(format!("invalid response ({})", e.rule())).with_source(e),
     }
 }
 

@@ -18,13 +18,14 @@ pub enum DurationSetting {
     Text(String),
 }
 
-/// Why a duration setting was refused. Each names the setting and quotes the value as
-/// given (escaped, so that a control character cannot break the message).
+/// Why a duration setting was refused. Each holds the setting and the value as given
+/// (escaped, so that a control character cannot break the message); its text says only
+/// why, the [`Error`] it is the source of names the setting and the value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum DurationError {
     /// Not a number with a known unit.
-    #[error("{setting} = {value}: not a duration (250ms, 5s, 2m, 1h or a number of seconds)")]
+    #[error("not a duration (250ms, 5s, 2m, 1h or a number of seconds)")]
     Invalid {
         /// The setting.
         setting: String,
@@ -32,7 +33,7 @@ pub enum DurationError {
         value: String,
     },
     /// Below zero.
-    #[error("{setting} = {value}: a duration cannot be negative")]
+    #[error("a duration cannot be negative")]
     Negative {
         /// The setting.
         setting: String,
@@ -40,7 +41,7 @@ pub enum DurationError {
         value: String,
     },
     /// NaN or infinite.
-    #[error("{setting} = {value}: not a finite number")]
+    #[error("not a finite number")]
     NotFinite {
         /// The setting.
         setting: String,
@@ -48,7 +49,7 @@ pub enum DurationError {
         value: String,
     },
     /// Too large for any clock (longer than about 584 billion years).
-    #[error("{setting} = {value}: too large (timeouts are cut to 365 days anyway)")]
+    #[error("too large (timeouts are cut to 365 days anyway)")]
     TooLarge {
         /// The setting.
         setting: String,
@@ -59,7 +60,12 @@ pub enum DurationError {
 
 impl DurationError {
     fn into_error(self) -> Error {
-        Error::config(self.to_string()).with_source(self)
+        // Hyper's rule: this level names the setting and the value, the source says why.
+        let (Self::Invalid { setting, value }
+        | Self::Negative { setting, value }
+        | Self::NotFinite { setting, value }
+        | Self::TooLarge { setting, value }) = &self;
+        Error::config(format!("{setting} = {value}")).with_source(self.clone())
     }
 }
 

@@ -135,12 +135,10 @@ pub fn parse_action(word: &str, dir: Option<&Path>) -> Result<FileAction, Error>
 impl Settings {
     /// Reads a TOML file.
     pub fn load(path: &Path) -> Result<Self, Error> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Error::config(format!("config {}: {e}", escaped_path(path))).with_source(e)
-        })?;
-        toml::from_str(&text).map_err(|e| {
-            Error::config(format!("config {}: {e}", escaped_path(path))).with_source(e)
-        })
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::config(format!("config {}", escaped_path(path))).with_source(e))?;
+        toml::from_str(&text)
+            .map_err(|e| Error::config(format!("config {}", escaped_path(path))).with_source(e))
     }
 
     /// A client builder with every setting of the file applied.

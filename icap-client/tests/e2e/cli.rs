@@ -94,13 +94,22 @@ async fn scan_folder_exit_codes_and_policy() {
     assert_eq!(o.status.code(), Some(1), "{o:?}");
     assert!(stdout(&o).contains("Eicar-Test-Signature FOUND"));
     assert!(bad.exists());
-    // Default policy deletes; JSON lines; audit log (outside the scanned folder).
+    // The default reports (as clamscan): exit 1, the file kept, and the notice says so.
+    let o = run(&["scan", "-s", &server.url(), p(&bad)]).await;
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(bad.exists());
+    assert!(stdout(&o).contains("Eicar-Test-Signature FOUND"), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(!err.contains("not accepted"), "{err}");
+    assert!(err.contains("kept"), "{err}");
+    // --remove deletes; JSON lines; audit log (outside the scanned folder).
     let logs = tempfile::tempdir().unwrap();
     let audit = logs.path().join("audit.jsonl");
     let o = run(&[
         "scan",
         "-s",
         &server.url(),
+        "--remove",
         "--json",
         "--jobs",
         "2",
@@ -135,6 +144,25 @@ async fn scan_folder_exit_codes_and_policy() {
     assert_eq!(o.status.code(), Some(1));
     assert!(!bad.exists());
     assert_eq!(std::fs::read_dir(&q).unwrap().count(), 1);
+    // --move DIR, clamscan's short form of quarantine.
+    let bad = write(&sub, "eicar3.com", eicar());
+    let o = run(&["scan", "-s", &server.url(), "--move", p(&q), p(&bad)]).await;
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(!bad.exists());
+    assert_eq!(std::fs::read_dir(&q).unwrap().count(), 2);
+    assert!(stdout(&o).contains("quarantined to"), "{o:?}");
+    // The two forms cannot be combined.
+    let o = run(&[
+        "scan",
+        "-s",
+        &server.url(),
+        "--remove",
+        "--move",
+        p(&q),
+        p(&bad),
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
 }
 
 #[tokio::test]
@@ -505,4 +533,51 @@ async fn options_and_doctor_say_when_istag_is_missing() {
     ])
     .await;
     assert_eq!(o.status.code(), Some(0), "--lenient-istag {o:?}");
+}
+
+#[tokio::test]
+async fn errors_print_each_cause_once_and_say_what_to_do() {
+    let f = tempfile::NamedTempFile::new().unwrap();
+    let o = run(&[
+        "scan",
+        "-s",
+        "icaps://127.0.0.1:1/avscan",
+        "--tls-ca",
+        "/nonexistent/ca.pem",
+        p(f.path()),
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert_eq!(
+        stderr(&o),
+        "icap-client: CA file \"/nonexistent/ca.pem\": No such file or directory (os error 2)\n"
+    );
+    // A connect error: the OS's reason once, in the per-file line and in the alert.
+    let port = refused_port().await;
+    let o = run(&["options", &format!("icap://127.0.0.1:{port}/avscan")]).await;
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    let out = stdout(&o);
+    let line = out
+        .lines()
+        .find(|l| l.contains("error:"))
+        .expect("an error line");
+    assert_eq!(
+        line.trim(),
+        format!("error: connect 127.0.0.1:{port}: Connection refused (os error 111)")
+    );
+    // Errors that say what to do.
+    let o = run(&["scan", "-s", "127.0.0.1:1344/avscan", p(f.path())]).await;
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(
+        stderr(&o).contains("missing icap:// or icaps://"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&["scan", p(f.path())]).await;
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(
+        stderr(&o).contains("give --server URL or --config FILE"),
+        "{}",
+        stderr(&o)
+    );
 }
