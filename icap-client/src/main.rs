@@ -57,7 +57,9 @@ fn init_logging(cli: &Cli) {
     if cli.debug {
         filter.push_str(",icap_client=debug");
     } else {
-        filter.push_str(",icap_client::wire=off");
+        // "Server marked down" is said once by the commands themselves (an ALERT line):
+        // the library's log line would say it a second time.
+        filter.push_str(",icap_client::client=error,icap_client::wire=off");
     }
     if cli.debug_wire {
         filter.push_str(",icap_client::wire=debug");
@@ -69,6 +71,8 @@ fn init_logging(cli: &Cli) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour only on a terminal: never escape sequences in a pipe or a file.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(true)
         .init();
 }

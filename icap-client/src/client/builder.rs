@@ -11,7 +11,7 @@ use icap_proto::{HeaderValue, Headers, Limits, Method, OptionsRules, Scheme, Uri
 
 use super::cfg::ClientConfig;
 use super::heads::push_header;
-use super::shared::{Client, LOG_TARGET};
+use super::shared::Client;
 use crate::config::{HealthConfig, PreviewMode, Roots, Strategy, Timeouts, TlsOptions};
 use crate::error::{Error, escaped};
 use crate::identity::IdentityHeaders;
@@ -309,7 +309,9 @@ impl ClientBuilder {
             .map_err(|_| Error::config("invalid HTTP host"))?;
         let tls = if cfg.servers.iter().any(|u| u.scheme() == Scheme::Icaps) {
             if cfg.tls.danger_accept_invalid_certs {
-                tracing::warn!(target: LOG_TARGET,
+                // Under the TLS module's target: this warning must not be filtered with
+                // the client's routine ones.
+                tracing::warn!(target: "icap_client::tls",
                     "danger_accept_invalid_certs: TLS certificates of ICAP servers will NOT be verified"
                 );
             }

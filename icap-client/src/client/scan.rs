@@ -229,6 +229,7 @@ impl Client {
                     declared: size,
                     max_size,
                     digest: cfg.digest,
+                    progress: meta.progress.clone(),
                 }),
                 max_answer_body: cfg.max_adapted_body,
             };

@@ -111,6 +111,9 @@ impl Sender {
                 break;
             }
             self.read += n as u64;
+            if let Some(p) = &plan.progress {
+                p.add(n as u64);
+            }
             if let Some(max) = plan.max_size
                 && plan.declared.is_none()
                 && self.read > max

@@ -99,9 +99,17 @@ async fn scan_folder_exit_codes_and_policy() {
     assert_eq!(o.status.code(), Some(1), "{o:?}");
     assert!(bad.exists());
     assert!(stdout(&o).contains("Eicar-Test-Signature FOUND"), "{o:?}");
-    let err = String::from_utf8_lossy(&o.stderr).into_owned();
-    assert!(!err.contains("not accepted"), "{err}");
-    assert!(err.contains("kept"), "{err}");
+    assert!(!stdout(&o).contains("deleted"), "{o:?}");
+    // The uploader's notice (JSON events on stderr) matches the policy.
+    let o = run(&["scan", "-s", &server.url(), "--json", p(&bad)]).await;
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let notice = stderr(&o)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|e| e["event"] == "notice")
+        .map_or_else(|| panic!("no notice in {}", stderr(&o)), |e| e.to_string());
+    assert!(notice.contains("kept (policy: report only)"), "{notice}");
+    assert!(!notice.contains("not accepted"), "{notice}");
     // --remove deletes; JSON lines; audit log (outside the scanned folder).
     let logs = tempfile::tempdir().unwrap();
     let audit = logs.path().join("audit.jsonl");
@@ -120,7 +128,12 @@ async fn scan_folder_exit_codes_and_policy() {
     .await;
     assert_eq!(o.status.code(), Some(1), "{o:?}");
     let lines = json_lines(&o);
-    assert_eq!(lines.len(), 2);
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[2]["summary"]["infected"], 1, "{lines:?}");
+    assert_eq!(lines[2]["summary"]["clean"], 1);
+    assert_eq!(lines[2]["summary"]["exit_code"], 1);
+    assert!(lines[0]["report"]["duration_ms"].is_u64(), "{lines:?}");
+    assert!(lines[2]["summary"]["duration_ms"].is_u64());
     let infected = lines
         .iter()
         .find(|l| l["report"]["verdict"] == "infected")
@@ -580,4 +593,141 @@ async fn errors_print_each_cause_once_and_say_what_to_do() {
         "{}",
         stderr(&o)
     );
+}
+
+#[tokio::test]
+async fn a_dead_server_is_said_once_then_one_line_per_file() {
+    let port = refused_port().await;
+    let url = format!("icap://127.0.0.1:{port}/avscan");
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..18 {
+        write(dir.path(), &format!("f{i:02}.txt"), b"data");
+    }
+    write(dir.path(), "empty.txt", b"");
+    std::os::unix::fs::symlink(dir.path().join("nowhere"), dir.path().join("dangling")).unwrap();
+    let o = run(&["scan", "-s", &url, "--jobs", "4", p(dir.path())]).await;
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    let out = stdout(&o);
+    let err = stderr(&o);
+    // One line per path on stdout.
+    assert_eq!(out.lines().count(), 20, "{out}");
+    assert_eq!(
+        out.matches(": ERROR (server unreachable)").count(),
+        18,
+        "{out}"
+    );
+    assert!(out.contains("empty.txt: Empty file"), "{out}");
+    assert!(out.contains("dangling: Symbolic link (dangling)"), "{out}");
+    // The server's trouble once, with its cause; no per-file alert or notice, no log
+    // line, no escape sequence in a pipe.
+    let alerts: Vec<&str> = err.lines().filter(|l| l.starts_with("ALERT")).collect();
+    assert_eq!(alerts.len(), 1, "{err}");
+    assert!(alerts[0].contains(&url), "{err}");
+    assert!(alerts[0].contains("Connection refused"), "{err}");
+    assert!(!err.contains("NOTICE"), "{err}");
+    assert!(!err.contains("WARN"), "{err}");
+    assert!(!err.contains('\u{1b}') && !out.contains('\u{1b}'), "{err}");
+    // The summary agrees with the exit code.
+    assert!(err.contains("Errors: 18\n"), "{err}");
+    assert!(err.contains("Skipped: 2 "), "{err}");
+    assert!(err.contains("Exit code: 2 (18 errors)"), "{err}");
+}
+
+#[tokio::test]
+async fn too_large_counts_as_not_scanned_and_explains_exit_2() {
+    let server = MockServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let small = write(dir.path(), "small.txt", b"ok");
+    let big = write(dir.path(), "big.bin", &[b'a'; 100]);
+    let o = run(&[
+        "scan",
+        "-s",
+        &server.url(),
+        "--max-size",
+        "10",
+        p(&small),
+        p(&big),
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    let err = stderr(&o);
+    assert!(err.contains("Scanned files: 1\n"), "{err}");
+    assert!(err.contains("Not scanned: 1 (1 too large)\n"), "{err}");
+    assert!(err.contains("Errors: 0\n"), "{err}");
+    assert!(
+        err.contains("Exit code: 2 (1 not scanned (1 too large for the size limit))"),
+        "{err}"
+    );
+    let o = run(&[
+        "scan",
+        "-s",
+        &server.url(),
+        "--max-size",
+        "10",
+        "--json",
+        p(&big),
+    ])
+    .await;
+    let last = json_lines(&o).pop().unwrap();
+    assert_eq!(last["summary"]["not_scanned"], 1, "{last}");
+    assert_eq!(last["summary"]["too_large"], 1);
+    assert_eq!(last["summary"]["exit_code"], 2);
+}
+
+#[tokio::test]
+async fn scan_progress_moves_on_a_terminal_and_is_silent_in_a_pipe() {
+    use icap_mock_server::{Fault, Mock};
+    let server = MockServer::start().await;
+    Mock::given(icap_mock_server::matchers::method(
+        icap_mock_server::Method::Respmod,
+    ))
+    .respond_with(Fault::delay(std::time::Duration::from_millis(1500)))
+    .mount(&server)
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let slow = write(dir.path(), "slow-file.bin", &vec![b'a'; 200_000]);
+    let cmd = format!(
+        "'{}' scan -s '{}' '{}'",
+        env!("CARGO_BIN_EXE_icap-client"),
+        server.url(),
+        p(&slow)
+    );
+    let o = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        tokio::process::Command::new("script")
+            .args(["-q", "-e", "-f", "-c", &cmd, "/dev/null"])
+            .env_remove("RUST_LOG")
+            .env("TERM", "xterm")
+            .output(),
+    )
+    .await
+    .expect("ends by itself")
+    .expect("util-linux `script` runs (package bsdutils)");
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{text}");
+    let lines: Vec<&str> = text
+        .split(['\r', '\n'])
+        .filter(|l| l.contains("files ·") && l.contains("sent"))
+        .collect();
+    assert!(lines.len() >= 2, "no progress line in: {text:?}");
+    let mut distinct = lines.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert!(distinct.len() >= 2, "the line never changed: {lines:?}");
+    // The file in flight, its bytes and a rate.
+    assert!(
+        lines.iter().any(|l| l.contains("slow-file.bin")),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("KiB") || l.contains("kB")),
+        "{lines:?}"
+    );
+    assert!(lines.iter().all(|l| l.contains("/s")), "{lines:?}");
+    assert!(text.contains("slow-file.bin: OK"), "{text}");
+    // Piped: no progress at all.
+    let o = run(&["scan", "-s", &server.url(), p(&slow)]).await;
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert!(!stderr(&o).contains("files ·"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains('\r'), "{}", stderr(&o));
 }
