@@ -330,10 +330,97 @@ async fn doctor_passes_and_fails() {
     let o = run(&["doctor", &blind.url()]).await;
     assert_eq!(o.status.code(), Some(2));
     assert!(stdout(&o).contains("[FAIL] eicar sample"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("[SKIP] tls"), "{}", stdout(&o));
+    assert!(
+        stdout(&o)
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with("verdict: NOT READY (eicar sample failed); next: the EICAR test file"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[tokio::test]
+async fn doctor_never_passes_what_it_did_not_check() {
+    // A dead port: options fails, everything else is SKIP with the reason.
     let port = refused_port().await;
-    let o = run(&["doctor", &format!("icap://127.0.0.1:{port}/avscan")]).await;
+    let url = format!("icap://127.0.0.1:{port}/avscan");
+    let o = run(&["doctor", &url]).await;
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    let out = stdout(&o);
+    assert!(!out.contains("[PASS]"), "{out}");
+    assert!(out.contains("[FAIL] options"), "{out}");
+    assert!(out.contains("refused"), "{out}");
+    for step in [
+        "tls",
+        "clean sample",
+        "eicar sample",
+        "large sample",
+        "oversize sample",
+    ] {
+        assert!(out.contains(&format!("[SKIP] {step}")), "{step}: {out}");
+    }
+    assert_eq!(
+        out.matches("not run: the server did not pass the OPTIONS check")
+            .count(),
+        4
+    );
+    let last = out.lines().last().unwrap();
+    assert!(
+        last.starts_with("verdict: NOT READY (options failed); next: connection refused: is the ICAP server running"),
+        "{last}"
+    );
+    // The same over icaps://: no handshake was reached, so TLS is not judged either way.
+    let o = run(&[
+        "doctor",
+        &format!("icaps://127.0.0.1:{port}/avscan"),
+        "--json",
+    ])
+    .await;
     assert_eq!(o.status.code(), Some(2));
-    assert!(stdout(&o).contains("refused"));
+    let v = &json_lines(&o)[0];
+    assert_eq!(v["pass"], false);
+    let status: Vec<&str> = v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        status,
+        ["fail", "skip", "skip", "skip", "skip", "skip"],
+        "{v}"
+    );
+    assert!(
+        v["next"].as_str().unwrap().contains("connection refused"),
+        "{v}"
+    );
+    // A live mock: every check runs and passes (TLS is SKIP on plain icap://).
+    let server = MockServer::start().await;
+    let o = run(&["doctor", &server.url()]).await;
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let out = stdout(&o);
+    for step in [
+        "options",
+        "clean sample",
+        "eicar sample",
+        "large sample",
+        "oversize sample",
+    ] {
+        assert!(out.contains(&format!("[PASS] {step}")), "{step}: {out}");
+    }
+    assert!(
+        out.lines()
+            .last()
+            .unwrap()
+            .starts_with("verdict: READY; next: scan with: icap-client scan -s "),
+        "{out}"
+    );
+    let o = run(&["doctor", &server.url(), "--json"]).await;
+    let v = &json_lines(&o)[0];
+    assert!(v["steps"][2]["ms"].is_u64(), "{v}");
 }
 
 #[tokio::test]
