@@ -50,7 +50,7 @@
 //!  connection/    Connection: the exchange loop · sender (source integrity) · plan · wire
 //!  transport.rs   TCP (bind, keepalive) and TLS streams · tls.rs rustls configuration
 //!  identity.rs    uploader identity headers · config.rs timeouts, health, TLS options
-//!  error.rs       Error, ErrorKind, Phase · hex.rs digests as hex
+//!  error.rs       Error, ErrorKind, Phase
 //! ```
 //!
 //! The `icap-client` binary (feature `cli`) adds `main.rs`, `cli/` (arguments, settings
@@ -97,7 +97,6 @@ mod connection;
 mod diagnosis;
 mod error;
 mod events;
-mod hex;
 mod identity;
 mod policy;
 mod server;

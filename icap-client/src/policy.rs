@@ -13,7 +13,6 @@ use crate::audit::{Action, AuditEntry};
 use crate::client::{Client, ScanMeta};
 use crate::error::{Error, ErrorKind};
 use crate::events::{Alert, AlertKind, Event, HealthEvent, HealthSink, Notice};
-use crate::hex::hex;
 use crate::identity::Uploader;
 use crate::verdict::{ScanReport, Verdict};
 
@@ -443,7 +442,7 @@ async fn file_sha256(path: &Path) -> Option<String> {
             }
             h.update(&buf[..n]);
         }
-        Some(hex(&h.finalize()))
+        Some(format!("{:x}", h.finalize()))
     })
     .await
     .ok()

@@ -318,11 +318,27 @@ mod tests {
             ("2m", 120_000),
             ("1.5", 1500),
             ("1h", 3_600_000),
+            ("3", 3000),
+            (" 5s ", 5000),
+            ("2min", 120_000),
+            ("1h 30m", 5_400_000),
+            ("1000000h", 365 * 24 * 3_600_000),
         ] {
             assert_eq!(parse_duration(t).unwrap(), Duration::from_millis(ms), "{t}");
         }
-        for bad in ["", "5x", "s", "-1s"] {
+        for bad in ["", "5x", "s", "-1s", "5 fortnights", "nan", "-1"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        for (t, word) in [
+            ("-5s", "negative"),
+            ("-1", "negative"),
+            ("99999999999999999999999h", "too large"),
+            ("1e300", "too large"),
+            ("soon", "not a duration"),
+        ] {
+            let e = parse_duration_of("--x", t).unwrap_err();
+            assert!(format!("{e:#}").starts_with("--x = "), "{e:#}");
+            assert!(format!("{e:#}").contains(word), "{t}: {e:#}");
         }
     }
 
