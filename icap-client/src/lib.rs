@@ -83,6 +83,13 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Errors
+//!
+//! [`Error`] follows hyper's rule: `{}` prints its own level, the cause is in
+//! [`source()`](std::error::Error::source), so a chain printer (anyhow's `{:#}`) shows each
+//! cause once; `{:#}` on an [`Error`] prints the whole chain (`CA file "/x": No such file or
+//! directory (os error 2)`), as its JSON `message` and the audit log do.
+//!
 //! # Logging
 //!
 //! Each transaction logs at DEBUG under the target `icap_client` ("basic debug logging").
@@ -119,3 +126,8 @@ pub use identity::{IdentityHeaders, Uploader, UserType};
 pub use policy::{FileAction, Guard, Outcome, Policy};
 pub use server::ServerHandle;
 pub use verdict::{NotScannedReason, ScanReport, Threat, Verdict, VerdictKind};
+
+// The README's examples run as doctests, so they cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
