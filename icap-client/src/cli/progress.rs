@@ -103,8 +103,8 @@ impl Live {
             .fold(s.done_bytes, |n, (_, p)| n.saturating_add(p.bytes()))
     }
 
-    /// Removes the line.
-    pub(crate) fn close(self) {
+    /// Stops the ticker and removes the line (whoever still holds a clone of `self`).
+    pub(crate) fn close(&self) {
         if let Some(t) = &self.ticker {
             t.abort();
         }

@@ -284,9 +284,7 @@ pub(crate) async fn scan(
     tokio::task::yield_now().await;
     drop(guard);
     let _ = tokio::time::timeout(Duration::from_millis(200), printer).await;
-    if let Ok(l) = Arc::try_unwrap(live) {
-        l.close();
-    }
+    live.close();
     let code = tally.code();
     let elapsed = start.elapsed();
     if json {

@@ -718,6 +718,11 @@ async fn a_dead_server_is_said_once_then_one_line_per_file() {
     assert!(err.contains("Errors: 18\n"), "{err}");
     assert!(err.contains("Skipped: 2 "), "{err}");
     assert!(err.contains("Exit code: 2 (18 errors)"), "{err}");
+    // Log lines too are plain text in a pipe.
+    let o = run(&["--debug", "scan", "-s", &url, p(dir.path())]).await;
+    let err = stderr(&o);
+    assert!(err.contains("DEBUG"), "{err}");
+    assert!(!err.contains('\u{1b}'), "{err}");
 }
 
 #[tokio::test]
@@ -817,4 +822,38 @@ async fn scan_progress_moves_on_a_terminal_and_is_silent_in_a_pipe() {
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     assert!(!stderr(&o).contains("files ·"), "{}", stderr(&o));
     assert!(!stderr(&o).contains('\r'), "{}", stderr(&o));
+}
+
+#[tokio::test]
+async fn the_config_files_on_infected_applies_when_no_flag_is_given() {
+    let server = MockServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(
+        dir.path(),
+        "c.toml",
+        format!(
+            "servers = [\"{}\"]\n[policy]\non_infected = \"delete\"\n",
+            server.url()
+        )
+        .as_bytes(),
+    );
+    let files = tempfile::tempdir().unwrap();
+    let bad = write(files.path(), "e.com", eicar());
+    // A flag wins over the file: kept.
+    let o = run(&[
+        "scan",
+        "--config",
+        p(&cfg),
+        "--on-infected",
+        "report",
+        p(&bad),
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(bad.exists());
+    // No flag: the file's word, delete.
+    let o = run(&["scan", "--config", p(&cfg), p(&bad)]).await;
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(!bad.exists());
+    assert!(stdout(&o).contains("(deleted)"), "{o:?}");
 }
