@@ -30,9 +30,9 @@ printf '%s%s' 'X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-' 'ANTIVIRUS-TEST-FILE
 echo; echo "== icap-client options $url"
 "$bin/icap-client" options "$url"
 
-echo; echo "== icap-client scan --on-infected report (files are kept; the default policy deletes infected files)"
+echo; echo "== icap-client scan (reports only, as clamscan: --remove or --move DIR act on infected files)"
 set +e
-"$bin/icap-client" scan --no-progress --on-infected report --server "$url" \
+"$bin/icap-client" scan --no-progress --server "$url" \
   --header "X-FILECLOUD-USER-NAME:alice" "$work/uploads"
 code=$?
 set -e

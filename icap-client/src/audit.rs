@@ -133,28 +133,13 @@ impl Serialize for AuditEntry {
     }
 }
 
-/// `YYYY-MM-DDTHH:MM:SS.mmmZ` (civil-from-days, proleptic Gregorian).
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ`, by `humantime`. The time is first clamped to what it can
+/// print (1970 to 9999): it panics before the epoch and fails past the year 9999, and an
+/// audit entry's time is a public field anyone can set.
 pub(crate) fn rfc3339(t: SystemTime) -> String {
-    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs();
-    let days = (secs / 86_400).cast_signed();
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60,
-        d.subsec_millis()
-    )
+    // 9999-12-31T23:59:59.999Z, the last instant humantime prints.
+    let last = SystemTime::UNIX_EPOCH + Duration::from_millis(253_402_300_799_999);
+    humantime::format_rfc3339_millis(t.clamp(SystemTime::UNIX_EPOCH, last)).to_string()
 }
 
 #[cfg(test)]
@@ -168,6 +153,12 @@ mod tests {
         assert_eq!(at(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(at(951_782_400), "2000-02-29T00:00:00.000Z");
         assert_eq!(at(1_700_000_000), "2023-11-14T22:13:20.000Z");
+        // Out of range: clamped, never a panic.
+        let before = SystemTime::UNIX_EPOCH.checked_sub(Duration::from_secs(5));
+        if let Some(b) = before {
+            assert_eq!(rfc3339(b), "1970-01-01T00:00:00.000Z");
+        }
+        assert_eq!(at(300_000_000_000), "9999-12-31T23:59:59.999Z");
     }
 
     fn entry(action: Action, verdict: VerdictKind, error: Option<&str>) -> AuditEntry {

@@ -142,7 +142,7 @@ impl Error {
         {
             return tls_error(e, None);
         }
-        Error::closed(format!("{what}: {e}")).with_source(e)
+        Error::closed(what).with_source(e)
     }
 
     /// What kind of failure this is, the part a caller can act on (retry, fix the
@@ -234,9 +234,21 @@ impl fmt::Debug for Error {
     }
 }
 
+/// `{}` prints this error's own level only, as hyper does: the cause is in
+/// [`source()`](std::error::Error::source), so that a chain printer (anyhow's `{:#}`, the
+/// CLI) shows each cause once. `{:#}` prints the whole chain, `a: b: c`, for a log line or
+/// a JSON message that must stand alone.
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
+        f.write_str(&self.message)?;
+        if f.alternate() {
+            let mut next = std::error::Error::source(self);
+            while let Some(e) = next {
+                write!(f, ": {e}")?;
+                next = e.source();
+            }
+        }
+        Ok(())
     }
 }
 
@@ -266,7 +278,7 @@ impl serde::Serialize for Error {
             ErrorKind::Source => "source".to_owned(),
         };
         st.serialize_field("kind", &kind)?;
-        st.serialize_field("message", &self.to_string())?;
+        st.serialize_field("message", &format!("{self:#}"))?;
         st.end()
     }
 }
@@ -331,12 +343,40 @@ pub(crate) fn tls_error(e: std::io::Error, client_cert: Option<bool>) -> Error {
         TlsProblem::Refused => "the server refused the TLS handshake",
         TlsProblem::Other => "TLS handshake failed",
     };
-    Error::new(ErrorKind::Tls(problem), format!("{what}: {e}")).with_source(e)
+    Error::new(ErrorKind::Tls(problem), what).with_source(e)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_cause_is_printed_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
+        let e = Error::config("CA file \"/x\"").with_source(io);
+        assert_eq!(e.to_string(), "CA file \"/x\"");
+        assert_eq!(format!("{e:#}"), "CA file \"/x\": gone");
+        assert_eq!(
+            std::error::Error::source(&e).map(ToString::to_string),
+            Some("gone".into())
+        );
+        let v = serde_json::to_value(&e).unwrap();
+        assert_eq!(v["message"], "CA file \"/x\": gone");
+        // anyhow's chain printer, as the CLI uses it.
+        assert_eq!(anyhow_like(&e), "CA file \"/x\": gone");
+    }
+
+    /// The chain as anyhow's `{:#}` prints it: each level's `{}` joined by ": ".
+    fn anyhow_like(e: &Error) -> String {
+        let mut s = e.to_string();
+        let mut next = std::error::Error::source(e);
+        while let Some(c) = next {
+            s.push_str(": ");
+            s.push_str(&c.to_string());
+            next = c.source();
+        }
+        s
+    }
 
     #[test]
     fn escaped_keeps_one_line() {
@@ -357,16 +397,16 @@ mod tests {
         use rustls::AlertDescription::{CertificateRequired, HandshakeFailure};
         let e = tls_error(alert(HandshakeFailure), Some(false));
         assert_eq!(e.tls_problem(), Some(TlsProblem::Refused));
+        assert_eq!(e.to_string(), "the server refused the TLS handshake");
         assert!(
-            e.to_string()
-                .starts_with("the server refused the TLS handshake:"),
-            "{e}"
+            format!("{e:#}").starts_with("the server refused the TLS handshake: "),
+            "{e:#}"
         );
         let e = tls_error(alert(HandshakeFailure), Some(true));
         assert_eq!(e.tls_problem(), Some(TlsProblem::ClientCertRejected));
         assert!(
             e.to_string().contains("rejected the client certificate"),
-            "{e}"
+            "{e:#}"
         );
         let e = tls_error(alert(HandshakeFailure), None);
         assert_eq!(e.tls_problem(), Some(TlsProblem::Refused));

@@ -50,7 +50,7 @@
 //!  connection/    Connection: the exchange loop · sender (source integrity) · plan · wire
 //!  transport.rs   TCP (bind, keepalive) and TLS streams · tls.rs rustls configuration
 //!  identity.rs    uploader identity headers · config.rs timeouts, health, TLS options
-//!  error.rs       Error, ErrorKind, Phase · hex.rs digests as hex
+//!  error.rs       Error, ErrorKind, Phase
 //! ```
 //!
 //! The `icap-client` binary (feature `cli`) adds `main.rs`, `cli/` (arguments, settings
@@ -83,6 +83,13 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Errors
+//!
+//! [`Error`] follows hyper's rule: `{}` prints its own level, the cause is in
+//! [`source()`](std::error::Error::source), so a chain printer (anyhow's `{:#}`) shows each
+//! cause once; `{:#}` on an [`Error`] prints the whole chain (`CA file "/x": No such file or
+//! directory (os error 2)`), as its JSON `message` and the audit log do.
+//!
 //! # Logging
 //!
 //! Each transaction logs at DEBUG under the target `icap_client` ("basic debug logging").
@@ -97,7 +104,6 @@ mod connection;
 mod diagnosis;
 mod error;
 mod events;
-mod hex;
 mod identity;
 mod policy;
 mod server;
@@ -107,7 +113,7 @@ mod transport;
 mod verdict;
 
 pub use audit::{Action, AuditEntry};
-pub use client::{Client, ClientBuilder, DEFAULT_MAX_ADAPTED_BODY, ScanMeta};
+pub use client::{Client, ClientBuilder, DEFAULT_MAX_ADAPTED_BODY, Progress, ScanMeta};
 pub use config::{
     DEFAULT_MAX_SIZE, HealthConfig, Keepalive, MAX_TIMEOUT, PreviewMode, Roots, Strategy, Timeouts,
     TlsOptions,
@@ -120,3 +126,8 @@ pub use identity::{IdentityHeaders, Uploader, UserType};
 pub use policy::{FileAction, Guard, Outcome, Policy};
 pub use server::ServerHandle;
 pub use verdict::{NotScannedReason, ScanReport, Threat, Verdict, VerdictKind};
+
+// The README's examples run as doctests, so they cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -10,8 +10,8 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Parser;
-use icap_client::Guard;
 use icap_client::settings::parse_action;
+use icap_client::{FileAction, Guard};
 
 mod bench;
 mod cli;
@@ -57,7 +57,9 @@ fn init_logging(cli: &Cli) {
     if cli.debug {
         filter.push_str(",icap_client=debug");
     } else {
-        filter.push_str(",icap_client::wire=off");
+        // "Server marked down" is said once by the commands themselves (an ALERT line):
+        // the library's log line would say it a second time.
+        filter.push_str(",icap_client::client=error,icap_client::wire=off");
     }
     if cli.debug_wire {
         filter.push_str(",icap_client::wire=debug");
@@ -69,6 +71,8 @@ fn init_logging(cli: &Cli) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour only on a terminal: never escape sequences in a pipe or a file.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(true)
         .init();
 }
@@ -85,6 +89,8 @@ async fn run(cli: Cli) -> Result<u8> {
             servers,
             jobs,
             json,
+            remove,
+            move_to,
             on_infected,
             delete_on_scan_fail,
             audit_log,
@@ -94,9 +100,19 @@ async fn run(cli: Cli) -> Result<u8> {
             let s = settings(&cli, conn, servers)?;
             let client = s.client_builder()?.build()?;
             let mut policy = s.policy()?;
-            if let Some(w) = on_infected {
-                policy.on_infected = parse_action(w, s.policy.quarantine_dir.as_deref())?;
-            }
+            // clamscan's convention: report unless told otherwise (--remove, --move, or
+            // the config file's on_infected). The library's Policy::default() deletes.
+            policy.on_infected = if *remove {
+                FileAction::Delete
+            } else if let Some(dir) = move_to {
+                FileAction::Quarantine(dir.clone())
+            } else if let Some(w) = on_infected {
+                parse_action(w, s.policy.quarantine_dir.as_deref())?
+            } else if s.policy.on_infected.is_some() {
+                policy.on_infected
+            } else {
+                FileAction::Keep
+            };
             if *delete_on_scan_fail {
                 policy.delete_on_scan_fail = true;
             }

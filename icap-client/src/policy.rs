@@ -13,7 +13,6 @@ use crate::audit::{Action, AuditEntry};
 use crate::client::{Client, ScanMeta};
 use crate::error::{Error, ErrorKind};
 use crate::events::{Alert, AlertKind, Event, HealthEvent, HealthSink, Notice};
-use crate::hex::hex;
 use crate::identity::Uploader;
 use crate::verdict::{ScanReport, Verdict};
 
@@ -144,14 +143,14 @@ impl Guard {
                     .append(true)
                     .open(p)
                     .map_err(|e| {
-                        Error::config(format!("audit log {}: {e}", p.display())).with_source(e)
+                        Error::config(format!("audit log {}", p.display())).with_source(e)
                     })?,
             ))),
             None => None,
         };
         if let FileAction::Quarantine(dir) = &policy.on_infected {
             std::fs::create_dir_all(dir).map_err(|e| {
-                Error::config(format!("quarantine folder {}: {e}", dir.display())).with_source(e)
+                Error::config(format!("quarantine folder {}", dir.display())).with_source(e)
             })?;
         }
         let (events, _) = broadcast::channel(1024);
@@ -272,8 +271,15 @@ impl Guard {
                     AlertKind::Infected,
                     format!("Virus found in {shown}: {names}; {done}"),
                 ));
+                // The notice says what happened to the file: "not accepted" only when
+                // the policy took it away.
+                let fate = match &action {
+                    Action::Deleted | Action::Quarantined { .. } => " and was not accepted",
+                    Action::Kept | Action::None => "; it was kept (policy: report only)",
+                    Action::ActionFailed { .. } => "; removing it failed",
+                };
                 events.push(notice(format!(
-                    "The file {name} contains a virus ({names}) and was not accepted"
+                    "The file {name} contains a virus ({names}){fate}"
                 )));
                 (action, format!("ICAP found {names} in {shown}; {done}"))
             }
@@ -304,7 +310,7 @@ impl Guard {
                     };
                     events.push(alert(
                         AlertKind::ScanFailed,
-                        format!("ICAP scan of {shown} failed: {error}; the file was removed"),
+                        format!("ICAP scan of {shown} failed: {error:#}; the file was removed"),
                     ));
                     events.push(notice(format!(
                         "The file {name} could not be scanned for viruses and was removed"
@@ -314,7 +320,7 @@ impl Guard {
                     events.push(alert(
                         AlertKind::ScanFailed,
                         format!(
-                            "ICAP scan of {shown} failed: {error}; the file was kept unscanned"
+                            "ICAP scan of {shown} failed: {error:#}; the file was kept unscanned"
                         ),
                     ));
                     events.push(notice(format!(
@@ -322,7 +328,7 @@ impl Guard {
                     )));
                     (
                         Action::Kept,
-                        format!("ICAP scan of {shown} failed: {error}"),
+                        format!("ICAP scan of {shown} failed: {error:#}"),
                     )
                 }
             }
@@ -345,7 +351,7 @@ impl Guard {
             duration: report.duration,
             uploader: uploader.cloned(),
             message,
-            error: report.verdict.error().map(ToString::to_string),
+            error: report.verdict.error().map(|e| format!("{e:#}")),
         };
         if let Some(f) = &self.audit {
             let mut line = serde_json::to_vec(&audit).expect("audit entries serialise");
@@ -397,15 +403,14 @@ async fn act(path: &Path, what: &FileAction) -> Action {
         FileAction::Quarantine(dir) => match quarantine(path, dir).await {
             Ok(to) => Action::Quarantined { to },
             Err(e) => Action::ActionFailed {
-                error: e.to_string(),
+                error: format!("{e:#}"),
             },
         },
     }
 }
 
 async fn quarantine(path: &Path, dir: &Path) -> Result<PathBuf, Error> {
-    let io =
-        |e: std::io::Error| Error::new(ErrorKind::Io, format!("quarantine: {e}")).with_source(e);
+    let io = |e: std::io::Error| Error::new(ErrorKind::Io, "quarantine").with_source(e);
     tokio::fs::create_dir_all(dir).await.map_err(io)?;
     let name = path
         .file_name()
@@ -438,7 +443,7 @@ async fn file_sha256(path: &Path) -> Option<String> {
             }
             h.update(&buf[..n]);
         }
-        Some(hex(&h.finalize()))
+        Some(format!("{:x}", h.finalize()))
     })
     .await
     .ok()

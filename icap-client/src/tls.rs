@@ -18,7 +18,7 @@ pub(crate) fn client_config(opts: &TlsOptions) -> Result<Arc<rustls::ClientConfi
     let provider = Arc::new(ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| Error::config(format!("TLS setup: {e}")).with_source(e))?;
+        .map_err(|e| Error::config("TLS setup").with_source(e))?;
     let builder = if opts.danger_accept_invalid_certs {
         builder
             .dangerous()
@@ -29,11 +29,10 @@ pub(crate) fn client_config(opts: &TlsOptions) -> Result<Arc<rustls::ClientConfi
     let pem = match (&opts.client_cert, &opts.client_cert_pem) {
         (Some((cert, key)), _) => Some((
             std::fs::read(cert).map_err(|e| {
-                Error::config(format!("client certificate {}: {e}", escaped_path(cert)))
-                    .with_source(e)
+                Error::config(format!("client certificate {}", escaped_path(cert))).with_source(e)
             })?,
             std::fs::read(key).map_err(|e| {
-                Error::config(format!("client key {}: {e}", escaped_path(key))).with_source(e)
+                Error::config(format!("client key {}", escaped_path(key))).with_source(e)
             })?,
         )),
         (None, Some((c, k))) => Some((c.clone().into_bytes(), k.clone().into_bytes())),
@@ -51,7 +50,7 @@ pub(crate) fn client_config(opts: &TlsOptions) -> Result<Arc<rustls::ClientConfi
                 .map_err(|e| Error::config(format!("client key PEM: {e}")))?;
             builder
                 .with_client_auth_cert(chain, key)
-                .map_err(|e| Error::config(format!("client certificate: {e}")).with_source(e))?
+                .map_err(|e| Error::config("client certificate").with_source(e))?
         }
         None => builder.with_no_client_auth(),
     };
@@ -66,7 +65,7 @@ fn roots(roots: &Roots) -> Result<RootCertStore, Error> {
             let cert = cert.map_err(|e| Error::config(format!("{what}: {e}")))?;
             store
                 .add(cert)
-                .map_err(|e| Error::config(format!("{what}: {e}")).with_source(e))?;
+                .map_err(|e| Error::config(what).with_source(e))?;
             n += 1;
         }
         if n == 0 {
@@ -86,7 +85,7 @@ fn roots(roots: &Roots) -> Result<RootCertStore, Error> {
         }
         Roots::CaFile(path) => {
             let pem = std::fs::read(path).map_err(|e| {
-                Error::config(format!("CA file {}: {e}", escaped_path(path))).with_source(e)
+                Error::config(format!("CA file {}", escaped_path(path))).with_source(e)
             })?;
             add_pem(&mut store, &pem, &format!("CA file {}", escaped_path(path)))?;
         }

@@ -117,13 +117,11 @@ pub(crate) async fn connect(ep: &Endpoint, t: &Timeouts) -> Result<Transport, Er
     let tcp = tokio::time::timeout(t.connect, connect_tcp(ep))
         .await
         .map_err(|_| Error::timeout(Phase::Connect))??;
-    tcp.set_nodelay(true).map_err(|e| {
-        Error::new(ErrorKind::Connect, format!("set TCP_NODELAY: {e}")).with_source(e)
-    })?;
+    tcp.set_nodelay(true)
+        .map_err(|e| Error::new(ErrorKind::Connect, "set TCP_NODELAY").with_source(e))?;
     if let Some(k) = t.keepalive {
-        set_keepalive(&tcp, k).map_err(|e| {
-            Error::new(ErrorKind::Connect, format!("set TCP keepalive: {e}")).with_source(e)
-        })?;
+        set_keepalive(&tcp, k)
+            .map_err(|e| Error::new(ErrorKind::Connect, "set TCP keepalive").with_source(e))?;
     }
     let Some((config, sni)) = &ep.tls else {
         return Ok(Transport::Tcp(tcp));
@@ -148,7 +146,7 @@ async fn connect_tcp(ep: &Endpoint) -> Result<TcpStream, Error> {
         .map_err(|e| {
             Error::new(
                 ErrorKind::Connect,
-                format!("cannot resolve {}: {e}", escaped(&ep.host)),
+                format!("cannot resolve {}", escaped(&ep.host)),
             )
             .with_source(e)
         })?
@@ -185,7 +183,7 @@ fn set_keepalive(tcp: &TcpStream, k: Keepalive) -> io::Result<()> {
 
 async fn connect_addr(addr: SocketAddr, bind: Option<IpAddr>) -> Result<TcpStream, Error> {
     let map = |what: &str, e: io::Error| {
-        Error::new(ErrorKind::Connect, format!("{what} {addr}: {e}")).with_source(e)
+        Error::new(ErrorKind::Connect, format!("{what} {addr}")).with_source(e)
     };
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()

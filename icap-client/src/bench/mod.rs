@@ -182,10 +182,18 @@ fn bodies(a: &BenchArgs) -> Result<Bodies> {
     let mut clean = Vec::new();
     let mut held = 0u64;
     if let Some(dir) = &a.corpus {
-        let mut files = Vec::new();
-        let mut errors = Vec::new();
-        crate::cli::files::collect(std::slice::from_ref(dir), &mut files, &mut errors);
-        if let Some((p, e)) = errors.first() {
+        use crate::cli::files::{Skipped, Walk, collect};
+        let mut walk = Walk::default();
+        collect(std::slice::from_ref(dir), &mut walk);
+        // Empty files stay in the corpus (the walk sets them apart for `scan`).
+        let mut files: Vec<_> = walk.files.into_iter().map(|(p, _)| p).collect();
+        files.extend(
+            walk.skipped
+                .into_iter()
+                .filter(|(_, why)| *why == Skipped::EmptyFile)
+                .map(|(p, _)| p),
+        );
+        if let Some((p, e)) = walk.errors.first() {
             bail!("--corpus {}: {e}", crate::cli::output::shown_path(p));
         }
         if files.len() > MAX_CORPUS_FILES {

@@ -59,8 +59,15 @@ pub(crate) enum Command {
         /// One JSON object per file on stdout (and events as JSON on stderr).
         #[arg(long)]
         json: bool,
-        /// What to do with infected files: delete (default), quarantine=DIR, report.
-        #[arg(long)]
+        /// Delete infected files (clamscan's --remove). Default: report only.
+        #[arg(long, conflicts_with_all = ["move_to", "on_infected"])]
+        remove: bool,
+        /// Move infected files into DIR (clamscan's --move). Default: report only.
+        #[arg(long = "move", value_name = "DIR", conflicts_with = "on_infected")]
+        move_to: Option<PathBuf>,
+        /// What to do with infected files, the long form: report (default), delete,
+        /// quarantine=DIR.
+        #[arg(long, value_name = "ACTION")]
         on_infected: Option<String>,
         /// Delete files whose scan failed (audit: "ICAP removed <path> due to scan fail").
         #[arg(long)]

@@ -1,5 +1,7 @@
 //! `icap-client doctor`: a server checked end to end (OPTIONS, TLS, a clean sample,
-//! EICAR, a sample past the preview, an oversize sample), PASS or FAIL per step.
+//! EICAR, a sample past the preview, an oversize sample): PASS or FAIL per step, SKIP
+//! with the reason for a step that could not run (never PASS for what was not checked),
+//! and a last line with the verdict and the next step.
 
 use std::time::{Duration, Instant};
 
@@ -11,10 +13,32 @@ use serde_json::json;
 use super::files::eicar;
 use super::output::{ms, shown};
 
-/// One checked step, as printed.
+/// What became of a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Status {
+    Pass,
+    Fail,
+    /// Not run, or nothing to check: `detail` says why.
+    Skip,
+}
+
+impl Status {
+    fn of(pass: bool) -> Self {
+        if pass { Status::Pass } else { Status::Fail }
+    }
+    fn word(self) -> &'static str {
+        match self {
+            Status::Pass => "PASS",
+            Status::Fail => "FAIL",
+            Status::Skip => "SKIP",
+        }
+    }
+}
+
+/// One step, as printed.
 struct Step {
     name: &'static str,
-    pass: bool,
+    status: Status,
     detail: String,
     hint: String,
     time: Duration,
@@ -34,7 +58,7 @@ pub(crate) async fn doctor(s: &Settings, json: bool) -> Result<u8> {
     let preview = report.options.as_ref().and_then(|o| o.preview);
     steps.push(Step {
         name: "options",
-        pass: report.ok,
+        status: Status::of(report.ok),
         detail: match &report.options {
             Some(o) => {
                 let mut d = format!(
@@ -55,13 +79,13 @@ pub(crate) async fn doctor(s: &Settings, json: bool) -> Result<u8> {
                 report
                     .error
                     .as_ref()
-                    .map(ToString::to_string)
+                    .map(|e| format!("{e:#}"))
                     .unwrap_or_default()
             ),
             None => report
                 .error
                 .as_ref()
-                .map(ToString::to_string)
+                .map(|e| format!("{e:#}"))
                 .unwrap_or_default(),
         },
         hint: if report.ok {
@@ -71,37 +95,50 @@ pub(crate) async fn doctor(s: &Settings, json: bool) -> Result<u8> {
         },
         time: t.elapsed(),
     });
-    let tls_step = if url.starts_with("icaps://") {
+    let tls_step = if !url.starts_with("icaps://") {
         Step {
             name: "tls",
-            pass: report.tls_version.is_some(),
-            detail: match (&report.tls_version, &report.tls_cipher) {
-                (Some(v), Some(c)) => format!(
-                    "{v} {c}, certificate verified{}",
-                    if s.tls.insecure {
-                        " NOT (insecure mode)"
-                    } else {
-                        ""
-                    }
-                ),
-                _ => report
-                    .error
-                    .as_ref()
-                    .map(ToString::to_string)
-                    .unwrap_or_default(),
-            },
-            hint: if report.tls_version.is_some() {
-                String::new()
-            } else {
-                report.hint.clone()
-            },
+            status: Status::Skip,
+            detail: "plain icap:// (no TLS); use icaps:// for Secure ICAP".into(),
+            hint: String::new(),
+            time: Duration::ZERO,
+        }
+    } else if let (Some(v), Some(c)) = (&report.tls_version, &report.tls_cipher) {
+        Step {
+            name: "tls",
+            status: Status::Pass,
+            detail: format!(
+                "{v} {c}, certificate verified{}",
+                if s.tls.insecure {
+                    " NOT (insecure mode)"
+                } else {
+                    ""
+                }
+            ),
+            hint: String::new(),
+            time: report.connect.unwrap_or_default(),
+        }
+    } else if report
+        .error
+        .as_ref()
+        .is_some_and(icap_client::Error::is_tls)
+    {
+        Step {
+            name: "tls",
+            status: Status::Fail,
+            detail: report
+                .error
+                .as_ref()
+                .map(|e| format!("{e:#}"))
+                .unwrap_or_default(),
+            hint: report.hint.clone(),
             time: report.connect.unwrap_or_default(),
         }
     } else {
         Step {
             name: "tls",
-            pass: true,
-            detail: "plain icap:// (no TLS); use icaps:// for Secure ICAP".into(),
+            status: Status::Skip,
+            detail: "no TLS handshake was reached (see options)".into(),
             hint: String::new(),
             time: Duration::ZERO,
         }
@@ -118,7 +155,7 @@ pub(crate) async fn doctor(s: &Settings, json: bool) -> Result<u8> {
             .await;
         steps.push(Step {
             name: "clean sample",
-            pass: r.verdict.is_clean(),
+            status: Status::of(r.verdict.is_clean()),
             detail: format!(
                 "{} (status {})",
                 r.verdict.label(),
@@ -137,7 +174,7 @@ pub(crate) async fn doctor(s: &Settings, json: bool) -> Result<u8> {
             .await;
         steps.push(Step {
             name: "eicar sample",
-            pass: r.verdict.is_infected(),
+            status: Status::of(r.verdict.is_infected()),
             detail: match &r.verdict {
                 Verdict::Infected { threats } => format!("found {}", threats[0].name),
                 v => v.label().to_owned(),
@@ -164,7 +201,7 @@ pub(crate) async fn doctor(s: &Settings, json: bool) -> Result<u8> {
             .await;
         steps.push(Step {
             name: "large sample",
-            pass: r.verdict.is_clean(),
+            status: Status::of(r.verdict.is_clean()),
             detail: format!("{big} bytes (past the preview): {}", r.verdict.label()),
             hint: match &r.verdict {
                 Verdict::Clean => String::new(),
@@ -173,63 +210,106 @@ pub(crate) async fn doctor(s: &Settings, json: bool) -> Result<u8> {
             },
             time: t.elapsed(),
         });
+    } else {
+        for name in ["clean sample", "eicar sample", "large sample"] {
+            // Each could only fail for the reason the options step gave.
+            steps.push(Step {
+                name,
+                status: Status::Skip,
+                detail: "not run: the server did not pass the OPTIONS check".into(),
+                hint: String::new(),
+                time: Duration::ZERO,
+            });
+        }
     }
-    let limit = client.max_size().unwrap_or(icap_client::DEFAULT_MAX_SIZE);
-    let oversize = s.client_builder()?.max_size(Some(limit)).build()?;
-    let t = Instant::now();
-    let r = oversize
-        .scan_reader(
-            tokio::io::repeat(0),
-            Some(limit.saturating_add(1)),
-            &ScanMeta::new("oversize.bin"),
-        )
-        .await;
-    steps.push(Step {
-        name: "oversize sample",
-        pass: matches!(
-            r.verdict,
-            Verdict::NotScanned {
-                reason: NotScannedReason::TooLarge { .. }
-            }
-        ),
-        detail: format!(
-            "{} bytes with a {limit} byte limit: {}",
-            limit.saturating_add(1),
-            r.verdict.label()
-        ),
-        hint: String::new(),
-        time: t.elapsed(),
-    });
+    // The oversize check is the client's own size limit: it sends nothing, so it says
+    // something about this setup only next to a server that works.
+    if report.ok {
+        let limit = client.max_size().unwrap_or(icap_client::DEFAULT_MAX_SIZE);
+        let oversize = s.client_builder()?.max_size(Some(limit)).build()?;
+        let t = Instant::now();
+        let r = oversize
+            .scan_reader(
+                tokio::io::repeat(0),
+                Some(limit.saturating_add(1)),
+                &ScanMeta::new("oversize.bin"),
+            )
+            .await;
+        steps.push(Step {
+            name: "oversize sample",
+            status: Status::of(matches!(
+                r.verdict,
+                Verdict::NotScanned {
+                    reason: NotScannedReason::TooLarge { .. }
+                }
+            )),
+            detail: format!(
+                "{} bytes with a {limit} byte limit: {}",
+                limit.saturating_add(1),
+                r.verdict.label()
+            ),
+            hint: String::new(),
+            time: t.elapsed(),
+        });
+    } else {
+        steps.push(Step {
+            name: "oversize sample",
+            status: Status::Skip,
+            detail: "not run: the server did not pass the OPTIONS check".into(),
+            hint: String::new(),
+            time: Duration::ZERO,
+        });
+    }
 
-    let all = steps.iter().all(|s| s.pass);
+    let failed = steps.iter().find(|s| s.status == Status::Fail);
+    let (verdict, next) = match failed {
+        None => (
+            "READY".to_owned(),
+            format!("scan with: icap-client scan -s {url} FILE..."),
+        ),
+        Some(f) if f.hint.is_empty() => (
+            format!("NOT READY ({} failed)", f.name),
+            format!("fix the {} check, then run doctor again", f.name),
+        ),
+        Some(f) => (format!("NOT READY ({} failed)", f.name), f.hint.clone()),
+    };
     if json {
         let v: Vec<_> = steps
             .iter()
-            .map(|s| json!({"step": s.name, "pass": s.pass, "detail": s.detail, "hint": s.hint, "ms": s.time.as_secs_f64() * 1000.0}))
+            .map(|s| {
+                json!({
+                    "step": s.name,
+                    "status": s.status.word().to_ascii_lowercase(),
+                    "pass": s.status == Status::Pass,
+                    "detail": s.detail,
+                    "hint": s.hint,
+                    "ms": u64::try_from(s.time.as_millis()).unwrap_or(u64::MAX),
+                })
+            })
             .collect();
-        println!("{}", json!({"server": url, "pass": all, "steps": v}));
+        println!(
+            "{}",
+            json!({"server": url, "pass": failed.is_none(), "verdict": verdict, "next": next, "steps": v})
+        );
     } else {
         println!("icap-client doctor {url}");
         for s in &steps {
             println!(
                 "  [{}] {:<16} {:>9}  {}",
-                if s.pass { "PASS" } else { "FAIL" },
+                s.status.word(),
                 s.name,
-                format!("{:.1} ms", s.time.as_secs_f64() * 1000.0),
+                if s.status == Status::Skip {
+                    "-".to_owned()
+                } else {
+                    format!("{:.1} ms", s.time.as_secs_f64() * 1000.0)
+                },
                 s.detail
             );
             if !s.hint.is_empty() {
                 println!("         hint: {}", s.hint);
             }
         }
-        println!(
-            "{}",
-            if all {
-                "all checks passed"
-            } else {
-                "some checks FAILED"
-            }
-        );
+        println!("verdict: {verdict}; next: {next}");
     }
-    Ok(if all { 0 } else { 2 })
+    Ok(if failed.is_none() { 0 } else { 2 })
 }

@@ -26,7 +26,7 @@ pub(crate) async fn options(client: &Client, json: bool) -> Result<u8> {
         );
         println!("  hint: {}", r.hint);
         if let Some(e) = &r.error {
-            println!("  error: {}", shown(&e.to_string()));
+            println!("  error: {}", shown(&format!("{e:#}")));
         }
         if r.diagnosis == Diagnosis::MissingIsTag {
             println!(

@@ -119,6 +119,11 @@ pub(crate) fn settings(cli: &Cli, conn: &ConnArgs, urls: &[String]) -> Result<Se
         };
         s.limits.set(n.trim(), v)?;
     }
+    if s.servers.is_empty() && s.server.is_none() {
+        bail!(
+            "no ICAP server: give --server URL or --config FILE (options and doctor take the URL as an argument)"
+        );
+    }
     if cli.debug_wire {
         s.logging.payload = true;
         s.logging.payload_body_cap = Some(cli.debug_wire_cap);

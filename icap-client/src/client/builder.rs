@@ -11,9 +11,9 @@ use icap_proto::{HeaderValue, Headers, Limits, Method, OptionsRules, Scheme, Uri
 
 use super::cfg::ClientConfig;
 use super::heads::push_header;
-use super::shared::{Client, LOG_TARGET};
+use super::shared::Client;
 use crate::config::{HealthConfig, PreviewMode, Roots, Strategy, Timeouts, TlsOptions};
-use crate::error::Error;
+use crate::error::{Error, escaped};
 use crate::identity::IdentityHeaders;
 use crate::server::ServerState;
 use crate::transport::Endpoint;
@@ -52,6 +52,12 @@ impl ClientBuilder {
     /// Adds a server by URL: `icap://host[:port]/service` or `icaps://...` (Secure ICAP).
     /// Several servers are used per [`ClientBuilder::strategy`].
     pub fn server(self, url: &str) -> Self {
+        if !url.contains("://") {
+            return self.fail(Error::config(format!(
+                "server URL {}: missing icap:// or icaps:// (icap://host:port/SERVICE)",
+                escaped(url)
+            )));
+        }
         match url.parse::<Uri>() {
             Ok(u) if !u.service().is_empty() => {
                 let mut s = self;
@@ -62,7 +68,7 @@ impl ClientBuilder {
                 "server URL {url:?} names no service (icap://host:port/SERVICE)"
             ))),
             Err(e) => {
-                self.fail(Error::config(format!("invalid server URL {url:?}: {e}")).with_source(e))
+                self.fail(Error::config(format!("invalid server URL {url:?}")).with_source(e))
             }
         }
     }
@@ -79,8 +85,7 @@ impl ClientBuilder {
                 s
             }
             Err(e) => self.fail(
-                Error::config(format!("invalid server {host}:{port:?}/{service}: {e}"))
-                    .with_source(e),
+                Error::config(format!("invalid server {host}:{port:?}/{service}")).with_source(e),
             ),
         }
     }
@@ -304,7 +309,9 @@ impl ClientBuilder {
             .map_err(|_| Error::config("invalid HTTP host"))?;
         let tls = if cfg.servers.iter().any(|u| u.scheme() == Scheme::Icaps) {
             if cfg.tls.danger_accept_invalid_certs {
-                tracing::warn!(target: LOG_TARGET,
+                // Under the TLS module's target: this warning must not be filtered with
+                // the client's routine ones.
+                tracing::warn!(target: "icap_client::tls",
                     "danger_accept_invalid_certs: TLS certificates of ICAP servers will NOT be verified"
                 );
             }

@@ -121,7 +121,7 @@ impl Client {
         tracing::warn!(target: LOG_TARGET, server = %s.url, error = %e, "ICAP server marked down");
         self.emit_health(HealthEvent::Down {
             server: s.url.clone(),
-            message: format!("ICAP server {} is unavailable: {e}", s.url),
+            message: format!("ICAP server {} is unavailable: {e:#}", s.url),
         });
     }
 
@@ -167,7 +167,7 @@ impl Client {
             }
         }
         let msg = match last {
-            Some(e) => format!("no ICAP server available: {e}"),
+            Some(e) => format!("no ICAP server available: {e:#}"),
             None => "no ICAP server available (all marked down)".into(),
         };
         Err(Error::new(ErrorKind::Unavailable, msg))

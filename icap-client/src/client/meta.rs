@@ -1,5 +1,6 @@
 //! [`ScanMeta`]: what is known about a file besides its bytes. Plain data.
 
+pub use crate::connection::Progress;
 use crate::identity::Uploader;
 
 /// What is known about the file being scanned, besides its bytes.
@@ -22,6 +23,9 @@ pub struct ScanMeta {
     pub headers: Vec<(String, String)>,
     /// `Content-Type` of the embedded HTTP message.
     pub content_type: Option<String>,
+    /// Counts the body bytes handed to the connection while the scan runs, for a progress
+    /// display (bytes sent again by a retry count again).
+    pub progress: Option<Progress>,
 }
 
 impl ScanMeta {
@@ -40,6 +44,11 @@ impl ScanMeta {
     /// Adds an ICAP header.
     pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.headers.push((name.into(), value.into()));
+        self
+    }
+    /// Counts the body bytes sent into `p` ([`ScanMeta::progress`]).
+    pub fn with_progress(mut self, p: Progress) -> Self {
+        self.progress = Some(p);
         self
     }
     /// Sets the `Content-Type`.

@@ -24,5 +24,5 @@ mod source;
 
 pub use builder::ClientBuilder;
 pub use cfg::DEFAULT_MAX_ADAPTED_BODY;
-pub use meta::ScanMeta;
+pub use meta::{Progress, ScanMeta};
 pub use shared::Client;

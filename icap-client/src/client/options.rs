@@ -91,9 +91,8 @@ impl Client {
                     if head.status.as_u16() != 200 {
                         return Err(verdict::status_error(head.status.as_u16(), &head));
                     }
-                    let o = OptionsResponse::from_head_with(&head, &cfg.options_rules).map_err(
-                        |e| Error::protocol(format!("invalid OPTIONS answer: {e}")).with_source(e),
-                    )?;
+                    let o = OptionsResponse::from_head_with(&head, &cfg.options_rules)
+                        .map_err(|e| Error::protocol("invalid OPTIONS answer").with_source(e))?;
                     return Ok((o, OptionsTiming { connect, rtt, tls }));
                 }
                 Err(e) if co.reused && !fresh && is_stale(&e) => {

@@ -16,7 +16,6 @@ use super::source::{Source, open_checked};
 use crate::config::PreviewMode;
 use crate::connection::{BodyPlan, BodySource, ExchangeOutcome, FileStamp, Outgoing};
 use crate::error::{Error, ErrorKind, Phase};
-use crate::hex::hex;
 use crate::server::ServerState;
 use crate::verdict::{self, NotScannedReason, ScanReport, Verdict};
 
@@ -34,11 +33,8 @@ impl Client {
             }
             Err(e) => {
                 return Self::failed_now(
-                    Error::new(
-                        ErrorKind::Io,
-                        format!("cannot read {}: {e}", path.display()),
-                    )
-                    .with_source(e),
+                    Error::new(ErrorKind::Io, format!("cannot read {}", path.display()))
+                        .with_source(e),
                 );
             }
         };
@@ -233,6 +229,7 @@ impl Client {
                     declared: size,
                     max_size,
                     digest: cfg.digest,
+                    progress: meta.progress.clone(),
                 }),
                 max_answer_body: cfg.max_adapted_body,
             };
@@ -282,7 +279,9 @@ impl Client {
         } else {
             report.size = report.size.max(ex.sent);
         }
-        report.sha256 = ex.sent_sha256.map(|d| hex(&d));
+        report.sha256 = ex
+            .sent_sha256
+            .map(|d| format!("{:x}", sha2::digest::Output::<sha2::Sha256>::from(d)));
         s.note_istag(ex.head.istag());
         tracing::debug!(target: LOG_TARGET,
             status = ex.head.status.as_u16(),

@@ -28,18 +28,10 @@ impl Source<'_> {
 /// announces.
 pub(super) async fn open_checked(path: &Path, stamp: FileStamp) -> Result<tokio::fs::File, Error> {
     let f = tokio::fs::File::open(path).await.map_err(|e| {
-        Error::new(
-            ErrorKind::Io,
-            format!("cannot open {}: {e}", path.display()),
-        )
-        .with_source(e)
+        Error::new(ErrorKind::Io, format!("cannot open {}", path.display())).with_source(e)
     })?;
     let now = f.metadata().await.map(|m| FileStamp::of(&m)).map_err(|e| {
-        Error::new(
-            ErrorKind::Io,
-            format!("cannot read {}: {e}", path.display()),
-        )
-        .with_source(e)
+        Error::new(ErrorKind::Io, format!("cannot read {}", path.display())).with_source(e)
     })?;
     if now != stamp {
         return Err(Error::new(

@@ -35,6 +35,7 @@ mod plan;
 mod sender;
 mod wire;
 
+pub use plan::Progress;
 pub(crate) use plan::{BodyPlan, BodySource, ExchangeError, ExchangeOutcome, FileStamp, Outgoing};
 
 use sender::{Next, SendState, Sender};
@@ -56,7 +57,7 @@ fn peer_error(e: ProtocolError) -> Error {
         ProtocolError::ClosedMidResponse => {
             Error::closed("server closed the connection in the middle of the response")
         }
-        e => Error::protocol(format!("invalid response: {e} ({})", e.rule())).with_source(e),
+        e => Error::protocol(format!("invalid response ({})", e.rule())).with_source(e),
     }
 }
 
@@ -467,6 +468,7 @@ mod tests {
                 declared: None,
                 max_size: None,
                 digest: true,
+                progress: None,
             }),
             max_answer_body: None,
         }
@@ -571,6 +573,7 @@ mod tests {
                     declared: Some(1024),
                     max_size: None,
                     digest: false,
+                    progress: None,
                 }),
                 max_answer_body: None,
             };
@@ -635,6 +638,7 @@ mod tests {
                 declared: Some(10),
                 max_size: None,
                 digest: true,
+                progress: None,
             }),
             max_answer_body: None,
         };

@@ -1,6 +1,8 @@
 //! What goes into an exchange (the request, its body and where the body comes from) and
 //! what comes out of it (the outcome, or the error with what it means for a retry).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -23,6 +25,35 @@ impl FileStamp {
             len: m.len(),
             modified: m.modified().ok(),
         }
+    }
+}
+
+/// A counter of body bytes sent, shared between a scan and whoever shows its progress.
+/// Cheap to clone: clones count into the same total.
+///
+/// ```
+/// use icap_client::{Progress, ScanMeta};
+/// let p = Progress::default();
+/// let meta = ScanMeta::new("big.iso").with_progress(p.clone());
+/// assert_eq!(p.bytes(), 0); // grows while `scan_file(.., &meta)` sends the file
+/// # drop(meta);
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Progress(Arc<AtomicU64>);
+
+impl Progress {
+    /// Body bytes sent so far.
+    pub fn bytes(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn add(&self, n: u64) {
+        // Saturating: a counter that wraps would show a rate going backwards.
+        let _ = self
+            .0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_add(n))
+            });
     }
 }
 
@@ -49,6 +80,8 @@ pub(crate) struct BodyPlan<'a> {
     pub(crate) max_size: Option<u64>,
     /// Compute the SHA-256 of the body sent and of the body received.
     pub(crate) digest: bool,
+    /// Counts the body bytes read from the source for sending.
+    pub(crate) progress: Option<Progress>,
 }
 
 /// One request to send: the encoded head and, except for `OPTIONS`, a body.

@@ -99,7 +99,7 @@ impl Sender {
                 Ok(n) => n,
                 Err(e) => {
                     let mut err = ExchangeError::new(
-                        Error::new(ErrorKind::Io, format!("reading the file: {e}")).with_source(e),
+                        Error::new(ErrorKind::Io, "reading the file").with_source(e),
                     );
                     err.source_read = self.read;
                     return Err(err);
@@ -111,6 +111,9 @@ impl Sender {
                 break;
             }
             self.read += n as u64;
+            if let Some(p) = &plan.progress {
+                p.add(n as u64);
+            }
             if let Some(max) = plan.max_size
                 && plan.declared.is_none()
                 && self.read > max
@@ -148,9 +151,8 @@ impl Sender {
     async fn finish_source(&mut self, plan: &mut BodyPlan<'_>) -> Result<(), ExchangeError> {
         let mut probe = [0u8; 1];
         let more = read_some(&mut plan.source, &mut probe).await.map_err(|e| {
-            let mut err = ExchangeError::new(
-                Error::new(ErrorKind::Io, format!("reading the file: {e}")).with_source(e),
-            );
+            let mut err =
+                ExchangeError::new(Error::new(ErrorKind::Io, "reading the file").with_source(e));
             err.source_read = self.read;
             err
         })?;
@@ -167,7 +169,7 @@ impl Sender {
         if let BodySource::File(f, stamp) = &plan.source {
             let now = f.metadata().await.map(|m| FileStamp::of(&m)).map_err(|e| {
                 let mut err = ExchangeError::new(
-                    Error::new(ErrorKind::Io, format!("checking the file: {e}")).with_source(e),
+                    Error::new(ErrorKind::Io, "checking the file").with_source(e),
                 );
                 err.source_read = self.read;
                 err

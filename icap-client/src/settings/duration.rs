@@ -1,5 +1,5 @@
 //! Durations as the configuration file and the flags write them: seconds, or text such
-//! as `"250ms"`, `"5s"`, `"2m"`, `"1h"`, bounded by [`MAX_TIMEOUT`].
+//! as `"250ms"`, `"5s"`, `"2m"`, `"1h"` (parsed by `humantime`), bounded by [`MAX_TIMEOUT`].
 
 use std::time::Duration;
 
@@ -18,13 +18,14 @@ pub enum DurationSetting {
     Text(String),
 }
 
-/// Why a duration setting was refused. Each names the setting and quotes the value as
-/// given (escaped, so that a control character cannot break the message).
+/// Why a duration setting was refused. Each holds the setting and the value as given
+/// (escaped, so that a control character cannot break the message); its text says only
+/// why, the [`Error`] it is the source of names the setting and the value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum DurationError {
     /// Not a number with a known unit.
-    #[error("{setting} = {value}: not a duration (250ms, 5s, 2m, 1h or a number of seconds)")]
+    #[error("not a duration (250ms, 5s, 2m, 1h, 1h 30m or a number of seconds)")]
     Invalid {
         /// The setting.
         setting: String,
@@ -32,7 +33,7 @@ pub enum DurationError {
         value: String,
     },
     /// Below zero.
-    #[error("{setting} = {value}: a duration cannot be negative")]
+    #[error("a duration cannot be negative")]
     Negative {
         /// The setting.
         setting: String,
@@ -40,7 +41,7 @@ pub enum DurationError {
         value: String,
     },
     /// NaN or infinite.
-    #[error("{setting} = {value}: not a finite number")]
+    #[error("not a finite number")]
     NotFinite {
         /// The setting.
         setting: String,
@@ -48,7 +49,7 @@ pub enum DurationError {
         value: String,
     },
     /// Too large for any clock (longer than about 584 billion years).
-    #[error("{setting} = {value}: too large (timeouts are cut to 365 days anyway)")]
+    #[error("too large (timeouts are cut to 365 days anyway)")]
     TooLarge {
         /// The setting.
         setting: String,
@@ -59,7 +60,12 @@ pub enum DurationError {
 
 impl DurationError {
     fn into_error(self) -> Error {
-        Error::config(self.to_string()).with_source(self)
+        // Hyper's rule: this level names the setting and the value, the source says why.
+        let (Self::Invalid { setting, value }
+        | Self::Negative { setting, value }
+        | Self::NotFinite { setting, value }
+        | Self::TooLarge { setting, value }) = &self;
+        Error::config(format!("{setting} = {value}")).with_source(self.clone())
     }
 }
 
@@ -89,8 +95,9 @@ fn seconds(secs: f64, setting: &str, shown: &str) -> Result<Duration, DurationEr
         .map_err(|_| DurationError::TooLarge { setting, value })
 }
 
-/// Parses `"250ms"`, `"5s"`, `"2m"`, `"1h"` or a bare number of seconds, at most
-/// [`MAX_TIMEOUT`] (longer ones are cut to it).
+/// Parses a bare number of seconds (`"1.5"`) or humantime's duration text (`"250ms"`,
+/// `"5s"`, `"2m"`, `"2min"`, `"1h"`, `"1h 30m"`), at most [`MAX_TIMEOUT`] (longer ones are
+/// cut to it).
 pub fn parse_duration(t: &str) -> Result<Duration, Error> {
     parse_duration_of("duration", t)
 }
@@ -98,24 +105,29 @@ pub fn parse_duration(t: &str) -> Result<Duration, Error> {
 /// [`parse_duration`] for the setting named `setting`, which the error names.
 pub fn parse_duration_of(setting: &str, t: &str) -> Result<Duration, Error> {
     let trimmed = t.trim();
-    let split = trimmed
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == '+'))
-        .unwrap_or(trimmed.len());
-    let (num, unit) = trimmed.split_at(split);
-    let invalid = || {
-        DurationError::Invalid {
-            setting: setting.to_owned(),
-            value: escaped(t),
+    let (setting_s, value) = (setting.to_owned(), escaped(t));
+    // A bare number is seconds, fractions and signs included (humantime wants a unit).
+    if let Ok(n) = trimmed.parse::<f64>() {
+        return seconds(n, setting, t).map_err(DurationError::into_error);
+    }
+    if trimmed.starts_with('-') {
+        return Err(DurationError::Negative {
+            setting: setting_s,
+            value,
         }
-        .into_error()
-    };
-    let n: f64 = num.parse().map_err(|_| invalid())?;
-    let secs = match unit.trim() {
-        "" | "s" => n,
-        "ms" => n / 1000.0,
-        "m" | "min" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(invalid()),
-    };
-    seconds(secs, setting, t).map_err(DurationError::into_error)
+        .into_error());
+    }
+    match humantime::parse_duration(trimmed) {
+        Ok(d) => Ok(d.min(MAX_TIMEOUT)),
+        Err(humantime::DurationError::NumberOverflow) => Err(DurationError::TooLarge {
+            setting: setting_s,
+            value,
+        }
+        .into_error()),
+        Err(_) => Err(DurationError::Invalid {
+            setting: setting_s,
+            value,
+        }
+        .into_error()),
+    }
 }

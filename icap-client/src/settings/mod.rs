@@ -135,12 +135,10 @@ pub fn parse_action(word: &str, dir: Option<&Path>) -> Result<FileAction, Error>
 impl Settings {
     /// Reads a TOML file.
     pub fn load(path: &Path) -> Result<Self, Error> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Error::config(format!("config {}: {e}", escaped_path(path))).with_source(e)
-        })?;
-        toml::from_str(&text).map_err(|e| {
-            Error::config(format!("config {}: {e}", escaped_path(path))).with_source(e)
-        })
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::config(format!("config {}", escaped_path(path))).with_source(e))?;
+        toml::from_str(&text)
+            .map_err(|e| Error::config(format!("config {}", escaped_path(path))).with_source(e))
     }
 
     /// A client builder with every setting of the file applied.
@@ -321,11 +319,27 @@ mod tests {
             ("2m", 120_000),
             ("1.5", 1500),
             ("1h", 3_600_000),
+            ("3", 3000),
+            (" 5s ", 5000),
+            ("2min", 120_000),
+            ("1h 30m", 5_400_000),
+            ("1000000h", 365 * 24 * 3_600_000),
         ] {
             assert_eq!(parse_duration(t).unwrap(), Duration::from_millis(ms), "{t}");
         }
-        for bad in ["", "5x", "s", "-1s"] {
+        for bad in ["", "5x", "s", "-1s", "5 fortnights", "nan", "-1"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        for (t, word) in [
+            ("-5s", "negative"),
+            ("-1", "negative"),
+            ("99999999999999999999999h", "too large"),
+            ("1e300", "too large"),
+            ("soon", "not a duration"),
+        ] {
+            let e = parse_duration_of("--x", t).unwrap_err();
+            assert!(format!("{e:#}").starts_with("--x = "), "{e:#}");
+            assert!(format!("{e:#}").contains(word), "{t}: {e:#}");
         }
     }
 

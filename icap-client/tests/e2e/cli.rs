@@ -94,13 +94,30 @@ async fn scan_folder_exit_codes_and_policy() {
     assert_eq!(o.status.code(), Some(1), "{o:?}");
     assert!(stdout(&o).contains("Eicar-Test-Signature FOUND"));
     assert!(bad.exists());
-    // Default policy deletes; JSON lines; audit log (outside the scanned folder).
+    // The default reports (as clamscan): exit 1, the file kept, and the notice says so.
+    let o = run(&["scan", "-s", &server.url(), p(&bad)]).await;
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(bad.exists());
+    assert!(stdout(&o).contains("Eicar-Test-Signature FOUND"), "{o:?}");
+    assert!(!stdout(&o).contains("deleted"), "{o:?}");
+    // The uploader's notice (JSON events on stderr) matches the policy.
+    let o = run(&["scan", "-s", &server.url(), "--json", p(&bad)]).await;
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let notice = stderr(&o)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|e| e["event"] == "notice")
+        .map_or_else(|| panic!("no notice in {}", stderr(&o)), |e| e.to_string());
+    assert!(notice.contains("kept (policy: report only)"), "{notice}");
+    assert!(!notice.contains("not accepted"), "{notice}");
+    // --remove deletes; JSON lines; audit log (outside the scanned folder).
     let logs = tempfile::tempdir().unwrap();
     let audit = logs.path().join("audit.jsonl");
     let o = run(&[
         "scan",
         "-s",
         &server.url(),
+        "--remove",
         "--json",
         "--jobs",
         "2",
@@ -111,7 +128,12 @@ async fn scan_folder_exit_codes_and_policy() {
     .await;
     assert_eq!(o.status.code(), Some(1), "{o:?}");
     let lines = json_lines(&o);
-    assert_eq!(lines.len(), 2);
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[2]["summary"]["infected"], 1, "{lines:?}");
+    assert_eq!(lines[2]["summary"]["clean"], 1);
+    assert_eq!(lines[2]["summary"]["exit_code"], 1);
+    assert!(lines[0]["report"]["duration_ms"].is_u64(), "{lines:?}");
+    assert!(lines[2]["summary"]["duration_ms"].is_u64());
     let infected = lines
         .iter()
         .find(|l| l["report"]["verdict"] == "infected")
@@ -135,6 +157,25 @@ async fn scan_folder_exit_codes_and_policy() {
     assert_eq!(o.status.code(), Some(1));
     assert!(!bad.exists());
     assert_eq!(std::fs::read_dir(&q).unwrap().count(), 1);
+    // --move DIR, clamscan's short form of quarantine.
+    let bad = write(&sub, "eicar3.com", eicar());
+    let o = run(&["scan", "-s", &server.url(), "--move", p(&q), p(&bad)]).await;
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(!bad.exists());
+    assert_eq!(std::fs::read_dir(&q).unwrap().count(), 2);
+    assert!(stdout(&o).contains("quarantined to"), "{o:?}");
+    // The two forms cannot be combined.
+    let o = run(&[
+        "scan",
+        "-s",
+        &server.url(),
+        "--remove",
+        "--move",
+        p(&q),
+        p(&bad),
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
 }
 
 #[tokio::test]
@@ -289,10 +330,97 @@ async fn doctor_passes_and_fails() {
     let o = run(&["doctor", &blind.url()]).await;
     assert_eq!(o.status.code(), Some(2));
     assert!(stdout(&o).contains("[FAIL] eicar sample"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("[SKIP] tls"), "{}", stdout(&o));
+    assert!(
+        stdout(&o)
+            .lines()
+            .last()
+            .unwrap()
+            .starts_with("verdict: NOT READY (eicar sample failed); next: the EICAR test file"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[tokio::test]
+async fn doctor_never_passes_what_it_did_not_check() {
+    // A dead port: options fails, everything else is SKIP with the reason.
     let port = refused_port().await;
-    let o = run(&["doctor", &format!("icap://127.0.0.1:{port}/avscan")]).await;
+    let url = format!("icap://127.0.0.1:{port}/avscan");
+    let o = run(&["doctor", &url]).await;
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    let out = stdout(&o);
+    assert!(!out.contains("[PASS]"), "{out}");
+    assert!(out.contains("[FAIL] options"), "{out}");
+    assert!(out.contains("refused"), "{out}");
+    for step in [
+        "tls",
+        "clean sample",
+        "eicar sample",
+        "large sample",
+        "oversize sample",
+    ] {
+        assert!(out.contains(&format!("[SKIP] {step}")), "{step}: {out}");
+    }
+    assert_eq!(
+        out.matches("not run: the server did not pass the OPTIONS check")
+            .count(),
+        4
+    );
+    let last = out.lines().last().unwrap();
+    assert!(
+        last.starts_with("verdict: NOT READY (options failed); next: connection refused: is the ICAP server running"),
+        "{last}"
+    );
+    // The same over icaps://: no handshake was reached, so TLS is not judged either way.
+    let o = run(&[
+        "doctor",
+        &format!("icaps://127.0.0.1:{port}/avscan"),
+        "--json",
+    ])
+    .await;
     assert_eq!(o.status.code(), Some(2));
-    assert!(stdout(&o).contains("refused"));
+    let v = &json_lines(&o)[0];
+    assert_eq!(v["pass"], false);
+    let status: Vec<&str> = v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        status,
+        ["fail", "skip", "skip", "skip", "skip", "skip"],
+        "{v}"
+    );
+    assert!(
+        v["next"].as_str().unwrap().contains("connection refused"),
+        "{v}"
+    );
+    // A live mock: every check runs and passes (TLS is SKIP on plain icap://).
+    let server = MockServer::start().await;
+    let o = run(&["doctor", &server.url()]).await;
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let out = stdout(&o);
+    for step in [
+        "options",
+        "clean sample",
+        "eicar sample",
+        "large sample",
+        "oversize sample",
+    ] {
+        assert!(out.contains(&format!("[PASS] {step}")), "{step}: {out}");
+    }
+    assert!(
+        out.lines()
+            .last()
+            .unwrap()
+            .starts_with("verdict: READY; next: scan with: icap-client scan -s "),
+        "{out}"
+    );
+    let o = run(&["doctor", &server.url(), "--json"]).await;
+    let v = &json_lines(&o)[0];
+    assert!(v["steps"][2]["ms"].is_u64(), "{v}");
 }
 
 #[tokio::test]
@@ -505,4 +633,227 @@ async fn options_and_doctor_say_when_istag_is_missing() {
     ])
     .await;
     assert_eq!(o.status.code(), Some(0), "--lenient-istag {o:?}");
+}
+
+#[tokio::test]
+async fn errors_print_each_cause_once_and_say_what_to_do() {
+    let f = tempfile::NamedTempFile::new().unwrap();
+    let o = run(&[
+        "scan",
+        "-s",
+        "icaps://127.0.0.1:1/avscan",
+        "--tls-ca",
+        "/nonexistent/ca.pem",
+        p(f.path()),
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert_eq!(
+        stderr(&o),
+        "icap-client: CA file \"/nonexistent/ca.pem\": No such file or directory (os error 2)\n"
+    );
+    // A connect error: the OS's reason once, in the per-file line and in the alert.
+    let port = refused_port().await;
+    let o = run(&["options", &format!("icap://127.0.0.1:{port}/avscan")]).await;
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    let out = stdout(&o);
+    let line = out
+        .lines()
+        .find(|l| l.contains("error:"))
+        .expect("an error line");
+    assert_eq!(
+        line.trim(),
+        format!("error: connect 127.0.0.1:{port}: Connection refused (os error 111)")
+    );
+    // Errors that say what to do.
+    let o = run(&["scan", "-s", "127.0.0.1:1344/avscan", p(f.path())]).await;
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(
+        stderr(&o).contains("missing icap:// or icaps://"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&["scan", p(f.path())]).await;
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    assert!(
+        stderr(&o).contains("give --server URL or --config FILE"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[tokio::test]
+async fn a_dead_server_is_said_once_then_one_line_per_file() {
+    let port = refused_port().await;
+    let url = format!("icap://127.0.0.1:{port}/avscan");
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..18 {
+        write(dir.path(), &format!("f{i:02}.txt"), b"data");
+    }
+    write(dir.path(), "empty.txt", b"");
+    std::os::unix::fs::symlink(dir.path().join("nowhere"), dir.path().join("dangling")).unwrap();
+    let o = run(&["scan", "-s", &url, "--jobs", "4", p(dir.path())]).await;
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    let out = stdout(&o);
+    let err = stderr(&o);
+    // One line per path on stdout.
+    assert_eq!(out.lines().count(), 20, "{out}");
+    assert_eq!(
+        out.matches(": ERROR (server unreachable)").count(),
+        18,
+        "{out}"
+    );
+    assert!(out.contains("empty.txt: Empty file"), "{out}");
+    assert!(out.contains("dangling: Symbolic link (dangling)"), "{out}");
+    // The server's trouble once, with its cause; no per-file alert or notice, no log
+    // line, no escape sequence in a pipe.
+    let alerts: Vec<&str> = err.lines().filter(|l| l.starts_with("ALERT")).collect();
+    assert_eq!(alerts.len(), 1, "{err}");
+    assert!(alerts[0].contains(&url), "{err}");
+    assert!(alerts[0].contains("Connection refused"), "{err}");
+    assert!(!err.contains("NOTICE"), "{err}");
+    assert!(!err.contains("WARN"), "{err}");
+    assert!(!err.contains('\u{1b}') && !out.contains('\u{1b}'), "{err}");
+    // The summary agrees with the exit code.
+    assert!(err.contains("Errors: 18\n"), "{err}");
+    assert!(err.contains("Skipped: 2 "), "{err}");
+    assert!(err.contains("Exit code: 2 (18 errors)"), "{err}");
+    // Log lines too are plain text in a pipe.
+    let o = run(&["--debug", "scan", "-s", &url, p(dir.path())]).await;
+    let err = stderr(&o);
+    assert!(err.contains("DEBUG"), "{err}");
+    assert!(!err.contains('\u{1b}'), "{err}");
+}
+
+#[tokio::test]
+async fn too_large_counts_as_not_scanned_and_explains_exit_2() {
+    let server = MockServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let small = write(dir.path(), "small.txt", b"ok");
+    let big = write(dir.path(), "big.bin", &[b'a'; 100]);
+    let o = run(&[
+        "scan",
+        "-s",
+        &server.url(),
+        "--max-size",
+        "10",
+        p(&small),
+        p(&big),
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    let err = stderr(&o);
+    assert!(err.contains("Scanned files: 1\n"), "{err}");
+    assert!(err.contains("Not scanned: 1 (1 too large)\n"), "{err}");
+    assert!(err.contains("Errors: 0\n"), "{err}");
+    assert!(
+        err.contains("Exit code: 2 (1 not scanned (1 too large for the size limit))"),
+        "{err}"
+    );
+    let o = run(&[
+        "scan",
+        "-s",
+        &server.url(),
+        "--max-size",
+        "10",
+        "--json",
+        p(&big),
+    ])
+    .await;
+    let last = json_lines(&o).pop().unwrap();
+    assert_eq!(last["summary"]["not_scanned"], 1, "{last}");
+    assert_eq!(last["summary"]["too_large"], 1);
+    assert_eq!(last["summary"]["exit_code"], 2);
+}
+
+#[tokio::test]
+async fn scan_progress_moves_on_a_terminal_and_is_silent_in_a_pipe() {
+    use icap_mock_server::{Fault, Mock};
+    let server = MockServer::start().await;
+    Mock::given(icap_mock_server::matchers::method(
+        icap_mock_server::Method::Respmod,
+    ))
+    .respond_with(Fault::delay(std::time::Duration::from_millis(1500)))
+    .mount(&server)
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let slow = write(dir.path(), "slow-file.bin", &vec![b'a'; 200_000]);
+    let cmd = format!(
+        "'{}' scan -s '{}' '{}'",
+        env!("CARGO_BIN_EXE_icap-client"),
+        server.url(),
+        p(&slow)
+    );
+    let o = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        tokio::process::Command::new("script")
+            .args(["-q", "-e", "-f", "-c", &cmd, "/dev/null"])
+            .env_remove("RUST_LOG")
+            .env("TERM", "xterm")
+            .output(),
+    )
+    .await
+    .expect("ends by itself")
+    .expect("util-linux `script` runs (package bsdutils)");
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{text}");
+    let lines: Vec<&str> = text
+        .split(['\r', '\n'])
+        .filter(|l| l.contains("files ·") && l.contains("sent"))
+        .collect();
+    assert!(lines.len() >= 2, "no progress line in: {text:?}");
+    let mut distinct = lines.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert!(distinct.len() >= 2, "the line never changed: {lines:?}");
+    // The file in flight, its bytes and a rate.
+    assert!(
+        lines.iter().any(|l| l.contains("slow-file.bin")),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("KiB") || l.contains("kB")),
+        "{lines:?}"
+    );
+    assert!(lines.iter().all(|l| l.contains("/s")), "{lines:?}");
+    assert!(text.contains("slow-file.bin: OK"), "{text}");
+    // Piped: no progress at all.
+    let o = run(&["scan", "-s", &server.url(), p(&slow)]).await;
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert!(!stderr(&o).contains("files ·"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains('\r'), "{}", stderr(&o));
+}
+
+#[tokio::test]
+async fn the_config_files_on_infected_applies_when_no_flag_is_given() {
+    let server = MockServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(
+        dir.path(),
+        "c.toml",
+        format!(
+            "servers = [\"{}\"]\n[policy]\non_infected = \"delete\"\n",
+            server.url()
+        )
+        .as_bytes(),
+    );
+    let files = tempfile::tempdir().unwrap();
+    let bad = write(files.path(), "e.com", eicar());
+    // A flag wins over the file: kept.
+    let o = run(&[
+        "scan",
+        "--config",
+        p(&cfg),
+        "--on-infected",
+        "report",
+        p(&bad),
+    ])
+    .await;
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(bad.exists());
+    // No flag: the file's word, delete.
+    let o = run(&["scan", "--config", p(&cfg), p(&bad)]).await;
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(!bad.exists());
+    assert!(stdout(&o).contains("(deleted)"), "{o:?}");
 }

@@ -439,8 +439,8 @@ fn absurd_durations_in_toml_are_refused_by_name_not_a_panic() {
         ));
         let e = s.client_builder().expect_err(value);
         assert!(e.is_config(), "{value}: {e:?}");
-        let msg = e.to_string();
-        assert!(msg.contains("timeouts.connect"), "{value}: {msg}");
+        assert!(e.to_string().contains("timeouts.connect"), "{value}: {e}");
+        let msg = format!("{e:#}");
         assert!(msg.contains(word), "{value}: {msg}");
         let typed = std::error::Error::source(&e)
             .and_then(|s| s.downcast_ref::<icap_client::settings::DurationError>());

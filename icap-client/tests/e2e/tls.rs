@@ -247,10 +247,10 @@ async fn handshake_failure_is_a_refusal_unless_a_client_certificate_was_sent() {
     let r = c.scan_bytes(&b"x"[..], &ScanMeta::new("a")).await;
     let e = r.verdict.error().expect("failed");
     assert_eq!(e.tls_problem(), Some(TlsProblem::Refused), "{e:?}");
+    assert_eq!(e.to_string(), "the server refused the TLS handshake");
     assert!(
-        e.to_string()
-            .starts_with("the server refused the TLS handshake:"),
-        "{e}"
+        format!("{e:#}").starts_with("the server refused the TLS handshake: "),
+        "{e:#}"
     );
     let t = c.test_server(&c.server(0).unwrap()).await;
     assert_eq!(t.diagnosis, Diagnosis::TlsOther, "{t:?}");
@@ -270,9 +270,8 @@ async fn handshake_failure_is_a_refusal_unless_a_client_certificate_was_sent() {
         "{e:?}"
     );
     assert!(
-        e.to_string()
-            .starts_with("the server rejected the client certificate:"),
-        "{e}"
+        format!("{e:#}").starts_with("the server rejected the client certificate: "),
+        "{e:#}"
     );
     assert_eq!(
         c.test_server(&c.server(0).unwrap()).await.diagnosis,
