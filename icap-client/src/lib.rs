@@ -107,6 +107,7 @@ mod events;
 mod identity;
 mod policy;
 mod server;
+#[cfg(feature = "config")]
 pub mod settings;
 mod tls;
 mod transport;

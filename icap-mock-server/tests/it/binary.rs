@@ -59,11 +59,17 @@ async fn prints_ready_lines_and_serves() {
             .header("X-Infection-Found")
             .is_some()
     );
-    let (st, v) = crate::admin::http(admin, "GET", "/journal", "").await;
-    assert_eq!(
-        (st, v[0]["threat"].as_str()),
-        (200, Some("Eicar-Test-Signature"))
-    );
+    // The journal entry is completed just after the answer is written: wait for it.
+    let mut got = (0, None);
+    for _ in 0..100 {
+        let (st, v) = crate::admin::http(admin, "GET", "/journal", "").await;
+        got = (st, v[0]["threat"].as_str().map(str::to_owned));
+        if got.1.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(got, (200, Some("Eicar-Test-Signature".to_owned())));
     r.child.kill().await.unwrap();
 }
 
