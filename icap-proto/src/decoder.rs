@@ -1,4 +1,8 @@
 //! Resumable message decoders: bytes in, [`Event`]s out.
+//!
+//! About 600 lines on purpose: the request and response decoders are two faces of one
+//! private state machine (`Core`: head framing, sections, chunked body, limits), and
+//! keeping them together keeps every transition of that machine in one place.
 
 use bytes::{Buf, Bytes, BytesMut};
 

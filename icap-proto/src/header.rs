@@ -1,4 +1,8 @@
 //! Header names, values and the ordered header map.
+//!
+//! One file of about 600 lines on purpose: the inline small-field representation, the
+//! validation of names and values and the map share private invariants (what `Repr` may
+//! hold, which bytes were checked) that a split would have to make crate-visible.
 
 use std::fmt;
 
