@@ -7,6 +7,7 @@
 //! | [`build`] | requests and chunked bodies written by hand: the test is the referee, not the codec |
 //! | [`raw`] | [`Conn`], a connection speaking raw bytes whose answers are decoded by icap-proto and kept raw too; [`read_until`] for fake servers |
 //! | [`layers`] | [`assert_no_import_cycles`] over a crate's modules |
+//! | [`terminal`] | [`on_terminal`]: a command run on a pseudo-terminal, for what a CLI shows only there |
 //!
 //! ```
 //! use icap_test_support::{chunks, one_chunk};
@@ -17,7 +18,9 @@
 pub mod build;
 pub mod layers;
 pub mod raw;
+pub mod terminal;
 
 pub use build::{RES_HDR, chunks, filler, find, one_chunk, reqmod, respmod, respmod_with_url};
 pub use layers::{assert_no_import_cycles, import_cycles};
 pub use raw::{Answer, Conn, read_until, try_read_until};
+pub use terminal::{drawn_lines, on_terminal};

@@ -249,35 +249,31 @@ async fn bench_over_tls() {
 }
 
 /// On a terminal the live line moves: run under a pseudo-terminal (util-linux `script`,
-/// which Debian always has), the progress line shows scans/s, MB/s, errors and p50/p99,
+/// which Debian always has; `icap_test_support::on_terminal`), the progress line shows scans/s, MB/s, errors and p50/p99,
 /// and is redrawn with new figures while the run goes on.
 #[cfg(target_os = "linux")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn progress_moves_on_a_terminal() {
     let server = MockServer::start().await;
-    let cmd = format!(
-        "'{}' bench --server '{}' --duration 2500ms --connections 2",
+    let url = server.url();
+    let o = icap_test_support::on_terminal(
         env!("CARGO_BIN_EXE_icap-client"),
-        server.url()
-    );
-    let o = tokio::time::timeout(
+        &[
+            "bench",
+            "--server",
+            &url,
+            "--duration",
+            "2500ms",
+            "--connections",
+            "2",
+        ],
         std::time::Duration::from_secs(30),
-        tokio::process::Command::new("script")
-            .args(["-q", "-e", "-f", "-c", &cmd, "/dev/null"])
-            .env_remove("RUST_LOG")
-            .env("TERM", "xterm")
-            .output(),
     )
-    .await
-    .expect("ends by itself")
-    .expect("util-linux `script` runs (package bsdutils)");
+    .await;
     let text = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(0), "{text}");
     // Progress lines are redrawn in place ("\r" or cursor moves), each with the live figures.
-    let lines: Vec<&str> = text
-        .split(['\r', '\n'])
-        .filter(|l| l.contains("scans/s") && l.contains("errors  p50"))
-        .collect();
+    let lines = icap_test_support::drawn_lines(&text, &["scans/s", "errors  p50"]);
     assert!(lines.len() >= 2, "no moving progress line in: {text:?}");
     let mut distinct = lines.clone();
     distinct.sort_unstable();

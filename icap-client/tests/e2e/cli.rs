@@ -778,29 +778,16 @@ async fn scan_progress_moves_on_a_terminal_and_is_silent_in_a_pipe() {
     .await;
     let dir = tempfile::tempdir().unwrap();
     let slow = write(dir.path(), "slow-file.bin", &vec![b'a'; 200_000]);
-    let cmd = format!(
-        "'{}' scan -s '{}' '{}'",
+    let url = server.url();
+    let o = icap_test_support::on_terminal(
         env!("CARGO_BIN_EXE_icap-client"),
-        server.url(),
-        p(&slow)
-    );
-    let o = tokio::time::timeout(
+        &["scan", "-s", &url, p(&slow)],
         std::time::Duration::from_secs(30),
-        tokio::process::Command::new("script")
-            .args(["-q", "-e", "-f", "-c", &cmd, "/dev/null"])
-            .env_remove("RUST_LOG")
-            .env("TERM", "xterm")
-            .output(),
     )
-    .await
-    .expect("ends by itself")
-    .expect("util-linux `script` runs (package bsdutils)");
+    .await;
     let text = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(0), "{text}");
-    let lines: Vec<&str> = text
-        .split(['\r', '\n'])
-        .filter(|l| l.contains("files ·") && l.contains("sent"))
-        .collect();
+    let lines = icap_test_support::drawn_lines(&text, &["files ·", "sent"]);
     assert!(lines.len() >= 2, "no progress line in: {text:?}");
     let mut distinct = lines.clone();
     distinct.sort_unstable();
