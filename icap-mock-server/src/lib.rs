@@ -79,6 +79,7 @@
 //! # }
 //! ```
 
+#[cfg(feature = "admin")]
 mod admin;
 pub mod config;
 mod connection;
@@ -102,6 +103,8 @@ pub mod tls;
 pub mod transport_faults;
 pub mod verify;
 
+#[cfg(feature = "admin")]
+pub use admin::DEFAULT_ADMIN_BODY_LIMIT;
 pub use journal::{DEFAULT_JOURNAL_BYTES, DEFAULT_JOURNAL_LIMIT, Transaction};
 pub use listener::Outage;
 pub use mock::{Mock, MockBuilder, Times};
@@ -109,7 +112,7 @@ pub use reply::{Fault, FaultKind, Reaction, Reply, ReplyKind, Respond};
 pub use request::Request;
 pub use scan::EICAR;
 pub use server::{MockServer, MockServerBuilder, StartError};
-pub use service::{DEFAULT_ECHO_THRESHOLD, Dialect, ServiceConfig, Signature, glob_match};
+pub use service::{DEFAULT_ECHO_THRESHOLD, Dialect, ServiceConfig, Signature};
 pub use state::DEFAULT_HEAD_DEADLINE;
 
 /// Re-exported so users need not depend on icap-proto for `Method` and `Limits`.
