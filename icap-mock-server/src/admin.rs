@@ -7,6 +7,8 @@
 //! ([`DEFAULT_ADMIN_BODY_LIMIT`] unless the builder says otherwise); a larger one gets
 //! `413`.
 
+#![cfg(feature = "admin")]
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

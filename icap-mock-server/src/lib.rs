@@ -79,7 +79,6 @@
 //! # }
 //! ```
 
-#[cfg(feature = "admin")]
 mod admin;
 pub mod config;
 mod connection;
