@@ -230,9 +230,9 @@ fn filtered(state: &State, q: &JournalQuery) -> Vec<Transaction> {
         .filter(|t| q.service.as_deref().is_none_or(|s| t.service == s))
         .filter(|t| q.unmatched.is_none_or(|u| t.rule.is_none() == u))
         .filter(|t| {
-            q.filename.as_deref().is_none_or(|g| {
-                filename(t).is_some_and(|n| crate::service::glob_match(g, &n))
-            })
+            q.filename
+                .as_deref()
+                .is_none_or(|g| filename(t).is_some_and(|n| crate::service::glob_match(g, &n)))
         })
         .take(q.limit.unwrap_or(usize::MAX))
         .collect()
@@ -258,7 +258,9 @@ fn filename(t: &Transaction) -> Option<String> {
     let target = String::from_utf8_lossy(t.http_request.as_ref()?.target()).into_owned();
     // An absolute target: the path starts after the authority.
     let path = match target.find("://") {
-        Some(i) => target[i + 3..].find('/').map_or("", |j| &target[i + 3 + j..]),
+        Some(i) => target[i + 3..]
+            .find('/')
+            .map_or("", |j| &target[i + 3 + j..]),
         None => &target,
     };
     let path = path.split(['?', '#']).next().unwrap_or("");
@@ -266,10 +268,7 @@ fn filename(t: &Transaction) -> Option<String> {
     (!last.is_empty()).then(|| last.to_owned())
 }
 
-async fn journal(
-    Shared(a): Shared_,
-    q: Result<Query<JournalQuery>, QueryRejection>,
-) -> Json {
+async fn journal(Shared(a): Shared_, q: Result<Query<JournalQuery>, QueryRejection>) -> Json {
     match journal_query(q) {
         Ok(q) => ok(Value::Array(
             filtered(&a.state, &q)
@@ -281,10 +280,7 @@ async fn journal(
     }
 }
 
-async fn journal_count(
-    Shared(a): Shared_,
-    q: Result<Query<JournalQuery>, QueryRejection>,
-) -> Json {
+async fn journal_count(Shared(a): Shared_, q: Result<Query<JournalQuery>, QueryRejection>) -> Json {
     match journal_query(q) {
         Ok(q) => ok(json!({"count": filtered(&a.state, &q).len()})),
         Err(e) => e,

@@ -111,7 +111,7 @@ pub use reply::{Fault, FaultKind, Reaction, Reply, ReplyKind, Respond};
 pub use request::Request;
 pub use scan::EICAR;
 pub use server::{MockServer, MockServerBuilder, StartError};
-pub use service::{DEFAULT_ECHO_THRESHOLD, Dialect, ServiceConfig, Signature};
+pub use service::{DEFAULT_ECHO_THRESHOLD, Dialect, ServiceConfig, Signature, UnknownDialect};
 pub use state::DEFAULT_HEAD_DEADLINE;
 
 /// Re-exported so users need not depend on icap-proto for `Method` and `Limits`.
