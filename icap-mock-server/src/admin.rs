@@ -75,7 +75,7 @@ struct Admin {
     body_limit: usize,
 }
 
-type Shared_ = Shared<Arc<Admin>>;
+type AdminState = Shared<Arc<Admin>>;
 
 /// An answer: a status and a JSON value.
 struct Json(StatusCode, Value);
@@ -169,7 +169,7 @@ async fn read_json<T: serde::de::DeserializeOwned>(admin: &Admin, body: Body) ->
     serde_json::from_slice(&bytes).map_err(|e| error(StatusCode::BAD_REQUEST, e.to_string()))
 }
 
-async fn health(Shared(a): Shared_) -> Json {
+async fn health(Shared(a): AdminState) -> Json {
     ok(json!({
         "status": "ok",
         "outage": a.outage.outage().name(),
@@ -177,7 +177,7 @@ async fn health(Shared(a): Shared_) -> Json {
     }))
 }
 
-async fn reset(Shared(a): Shared_) -> Json {
+async fn reset(Shared(a): AdminState) -> Json {
     let outage = set_outage(&a, Outage::None);
     let removed = a.state.remove_rules(|_| false);
     lock(&a.specs).clear();
@@ -268,7 +268,7 @@ fn filename(t: &Transaction) -> Option<String> {
     (!last.is_empty()).then(|| last.to_owned())
 }
 
-async fn journal(Shared(a): Shared_, q: Result<Query<JournalQuery>, QueryRejection>) -> Json {
+async fn journal(Shared(a): AdminState, q: Result<Query<JournalQuery>, QueryRejection>) -> Json {
     match journal_query(q) {
         Ok(q) => ok(Value::Array(
             filtered(&a.state, &q)
@@ -280,14 +280,17 @@ async fn journal(Shared(a): Shared_, q: Result<Query<JournalQuery>, QueryRejecti
     }
 }
 
-async fn journal_count(Shared(a): Shared_, q: Result<Query<JournalQuery>, QueryRejection>) -> Json {
+async fn journal_count(
+    Shared(a): AdminState,
+    q: Result<Query<JournalQuery>, QueryRejection>,
+) -> Json {
     match journal_query(q) {
         Ok(q) => ok(json!({"count": filtered(&a.state, &q).len()})),
         Err(e) => e,
     }
 }
 
-async fn clear_journal(Shared(a): Shared_) -> Json {
+async fn clear_journal(Shared(a): AdminState) -> Json {
     let n = a.state.journal().len();
     a.state.clear_journal();
     ok(json!({"cleared": true, "removed": n}))
@@ -323,7 +326,7 @@ fn rule_json(a: &Admin, r: &crate::mock::Rule) -> Value {
     v
 }
 
-async fn rules(Shared(a): Shared_) -> Json {
+async fn rules(Shared(a): AdminState) -> Json {
     let c = a.state.snapshot();
     ok(Value::Array(
         c.rules.iter().map(|r| rule_json(&a, r)).collect(),
@@ -342,7 +345,7 @@ fn rule_id(id: Result<Path<String>, PathRejection>) -> Result<u64, Json> {
     })
 }
 
-async fn rule(Shared(a): Shared_, id: Result<Path<String>, PathRejection>) -> Json {
+async fn rule(Shared(a): AdminState, id: Result<Path<String>, PathRejection>) -> Json {
     let id = match rule_id(id) {
         Ok(id) => id,
         Err(e) => return e,
@@ -354,7 +357,7 @@ async fn rule(Shared(a): Shared_, id: Result<Path<String>, PathRejection>) -> Js
     }
 }
 
-async fn add_rule(Shared(a): Shared_, body: Body) -> Json {
+async fn add_rule(Shared(a): AdminState, body: Body) -> Json {
     let spec: RuleSpec = match read_json(&a, body).await {
         Ok(s) => s,
         Err(e) => return e,
@@ -382,13 +385,13 @@ fn mount(a: &Admin, mock: crate::mock::Mock, spec: RuleSpec) -> u64 {
     id
 }
 
-async fn remove_all_rules(Shared(a): Shared_) -> Json {
+async fn remove_all_rules(Shared(a): AdminState) -> Json {
     let n = a.state.remove_rules(|_| false);
     lock(&a.specs).clear();
     ok(json!({"removed": n}))
 }
 
-async fn remove_rule(Shared(a): Shared_, id: Result<Path<String>, PathRejection>) -> Json {
+async fn remove_rule(Shared(a): AdminState, id: Result<Path<String>, PathRejection>) -> Json {
     let id = match rule_id(id) {
         Ok(id) => id,
         Err(e) => return e,
@@ -408,7 +411,7 @@ fn set_outage(a: &Admin, o: Outage) -> Result<(), Json> {
         .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
 
-async fn add_fault(Shared(a): Shared_, body: Body) -> Json {
+async fn add_fault(Shared(a): AdminState, body: Body) -> Json {
     let spec: FaultSpec = match read_json(&a, body).await {
         Ok(s) => s,
         Err(e) => return e,
@@ -463,7 +466,7 @@ async fn add_fault(Shared(a): Shared_, body: Body) -> Json {
     }
 }
 
-async fn clear_faults(Shared(a): Shared_) -> Json {
+async fn clear_faults(Shared(a): AdminState) -> Json {
     if let Err(e) = set_outage(&a, Outage::None) {
         return e;
     }
@@ -478,7 +481,7 @@ async fn clear_faults(Shared(a): Shared_) -> Json {
     ok(json!({"removed": n, "outage": Outage::None.name()}))
 }
 
-async fn verify(Shared(a): Shared_) -> Json {
+async fn verify(Shared(a): AdminState) -> Json {
     let unmet = a.state.unmet_expectations();
     Json(
         if unmet.is_empty() {

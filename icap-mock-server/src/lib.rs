@@ -22,7 +22,7 @@
 //!
 //! ```text
 //!  server.rs        MockServer and MockServerBuilder (and Mock::mount): puts the rest together
-//!   ├ admin.rs      the HTTP admin API over the state and the outage switch; its own JSON
+//!   ├ admin.rs      the HTTP admin API (axum, feature `admin`) over the state and the outage switch
 //!   ├ config/       ConfigFile ─► FileSettings (MockServerBuilder::config), ConfigError
 //!   └ listener.rs   the socket, the outage switch, the accept loop
 //!      └ connection/  Connection<S>: bytes in through ServerExchange, bytes out

@@ -245,7 +245,7 @@ impl MockServerBuilder {
     }
 
     /// The largest request body the admin API reads (default
-    /// [`DEFAULT_ADMIN_BODY_LIMIT`](crate::admin::DEFAULT_ADMIN_BODY_LIMIT), 1 MiB); larger ones
+    /// [`DEFAULT_ADMIN_BODY_LIMIT`](crate::DEFAULT_ADMIN_BODY_LIMIT), 1 MiB); larger ones
     /// get `413`. Takes effect with [`MockServerBuilder::admin`].
     #[cfg(feature = "admin")]
     pub fn admin_body_limit(mut self, bytes: usize) -> Self {
