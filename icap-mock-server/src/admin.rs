@@ -1,34 +1,57 @@
-//! The HTTP admin API: a small HTTP/1.1 server (one request per connection) speaking JSON.
+//! The HTTP admin API (feature `admin`): JSON over HTTP/1.1 with keep-alive, served by
+//! axum. The README's "Admin API reference" lists every route with an example; a test
+//! checks that the table and the router agree.
 //!
-//! | request | effect |
-//! |---|---|
-//! | `GET /health` | `{"status":"ok","outage":"none","istag":"..."}` |
-//! | `GET /journal` | the transactions, oldest first |
-//! | `DELETE /journal` | empties the journal |
-//! | `GET /rules` | the rules with their counters |
-//! | `POST /rules` | adds a rule ([`RuleSpec`](crate::config::RuleSpec) as JSON); answers `{"id": N}` |
-//! | `DELETE /rules/N` | removes rule N |
-//! | `DELETE /rules` | removes every rule |
-//! | `POST /faults` | [`FaultSpec`](crate::config::FaultSpec): a fault rule, or an outage mode |
-//! | `DELETE /faults` | ends the outage, removes the rules added through `/faults` |
-//! | `GET /verify` | `{"unmet": [...]}`, status 409 if an expectation is unmet |
+//! Every answer is `application/json`, errors included (`{"error": "..."}`, with the
+//! valid names where a name was wrong). Request bodies are read up to a limit
+//! ([`DEFAULT_ADMIN_BODY_LIMIT`] unless the builder says otherwise); a larger one gets
+//! `413`.
 
+#![cfg(feature = "admin")]
+
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 
+use axum::Router;
+use axum::body::Body;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State as Shared};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use crate::config::{FaultSpec, RuleSpec};
+use crate::config::{FAULT_NAMES, FaultSpec, RuleSpec};
 use crate::journal::Transaction;
 use crate::listener::{Listener, Outage};
-use crate::state::State;
+use crate::state::{State, lock};
 
-const MAX_HEAD: usize = 16 * 1024;
-const MAX_BODY: usize = 1024 * 1024;
+/// Largest request body the admin API reads by default (1 MiB).
+pub const DEFAULT_ADMIN_BODY_LIMIT: usize = 1024 * 1024;
+
+/// The routes, as `METHOD /path`; the README's table and the 404 answer list the same.
+const ROUTES: &[&str] = &[
+    "GET /health",
+    "POST /reset",
+    "GET /journal",
+    "GET /journal/count",
+    "DELETE /journal",
+    "GET /rules",
+    "POST /rules",
+    "DELETE /rules",
+    "GET /rules/{id}",
+    "DELETE /rules/{id}",
+    "POST /faults",
+    "DELETE /faults",
+    "GET /verify",
+];
+
+/// The outage modes `POST /faults` switches to, under the names `/health` reports.
+const OUTAGE_NAMES: &[&str] = &["refuse", "accept_and_close", "none"];
 
 /// A running admin API.
 #[derive(Debug)]
@@ -43,10 +66,38 @@ impl AdminHandle {
     }
 }
 
-/// The two things the admin API acts on: the state, and the outage switch.
+/// What the handlers share: the state, the outage switch, and the specs of the rules
+/// added through the API (so `GET /rules` can show their `when` and `then`).
 struct Admin {
     state: Arc<State>,
     outage: Arc<Listener>,
+    specs: Mutex<HashMap<u64, RuleSpec>>,
+    body_limit: usize,
+}
+
+type AdminState = Shared<Arc<Admin>>;
+
+/// An answer: a status and a JSON value.
+struct Json(StatusCode, Value);
+
+impl IntoResponse for Json {
+    fn into_response(self) -> Response {
+        let body = serde_json::to_vec_pretty(&self.1).unwrap_or_default();
+        (
+            self.0,
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response()
+    }
+}
+
+fn ok(v: Value) -> Json {
+    Json(StatusCode::OK, v)
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Json {
+    Json(status, json!({"error": message.into()}))
 }
 
 /// Serves the admin API on `addr` over `state`, switching outages on `outage`.
@@ -54,213 +105,390 @@ pub(crate) async fn start(
     state: Arc<State>,
     outage: Arc<Listener>,
     addr: SocketAddr,
+    body_limit: usize,
 ) -> std::io::Result<AdminHandle> {
-    let shared = Arc::new(Admin { state, outage });
     let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
+    let app = router(Arc::new(Admin {
+        state,
+        outage,
+        specs: Mutex::new(HashMap::new()),
+        body_limit,
+    }));
     let task = tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                continue;
-            };
-            let shared = shared.clone();
-            tokio::spawn(async move {
-                let _ = tokio::time::timeout(Duration::from_secs(10), serve(stream, &shared)).await;
-            });
+        // serve returns only on an accept error it cannot retry; the API then stops.
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::warn!(error = %e, "admin API stopped");
         }
     });
     Ok(AdminHandle { addr, task })
 }
 
-async fn serve(mut stream: TcpStream, shared: &Admin) -> std::io::Result<()> {
-    let mut buf = Vec::with_capacity(1024);
-    let (method, path, body_start, content_length) = loop {
-        let mut chunk = [0u8; 4096];
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        let mut headers = [httparse::EMPTY_HEADER; 32];
-        let mut req = httparse::Request::new(&mut headers);
-        match req.parse(&buf) {
-            Ok(httparse::Status::Complete(end)) => {
-                let len = req
-                    .headers
-                    .iter()
-                    .find(|h| h.name.eq_ignore_ascii_case("Content-Length"))
-                    .and_then(|h| {
-                        std::str::from_utf8(h.value)
-                            .ok()?
-                            .trim()
-                            .parse::<usize>()
-                            .ok()
-                    })
-                    .unwrap_or(0);
-                break (
-                    req.method.unwrap_or("").to_owned(),
-                    req.path.unwrap_or("/").to_owned(),
-                    end,
-                    len,
-                );
-            }
-            Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD => {}
-            _ => {
-                return reply(&mut stream, 400, &json!({"error": "malformed request"})).await;
-            }
-        }
-    };
-    if content_length > MAX_BODY {
-        return reply(&mut stream, 413, &json!({"error": "body too large"})).await;
-    }
-    while buf.len() < body_start + content_length {
-        let mut chunk = [0u8; 4096];
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    let body = &buf[body_start..body_start + content_length];
-    let (status, value) = route(shared, &method, &path, body);
-    reply(&mut stream, status, &value).await
+fn router(admin: Arc<Admin>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/reset", post(reset))
+        .route("/journal", get(journal).delete(clear_journal))
+        .route("/journal/count", get(journal_count))
+        .route("/rules", get(rules).post(add_rule).delete(remove_all_rules))
+        .route("/rules/{id}", get(rule).delete(remove_rule))
+        .route("/faults", post(add_fault).delete(clear_faults))
+        .route("/verify", get(verify))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(admin)
 }
 
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, (u16, Value)> {
-    serde_json::from_slice(body).map_err(|e| (400, json!({"error": e.to_string()})))
-}
-
-fn route(shared: &Admin, method: &str, path: &str, body: &[u8]) -> (u16, Value) {
-    let path = path.split('?').next().unwrap_or("");
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let result: Result<(u16, Value), (u16, Value)> = match (method, segments.as_slice()) {
-        ("GET", ["health"]) => Ok((
-            200,
-            json!({
-                "status": "ok",
-                "outage": shared.outage.outage().name(),
-                "istag": shared.state.istag(),
-            }),
-        )),
-        ("GET", ["journal"]) => Ok((
-            200,
-            Value::Array(
-                shared
-                    .state
-                    .journal()
-                    .iter()
-                    .map(Transaction::to_json)
-                    .collect(),
-            ),
-        )),
-        ("DELETE", ["journal"]) => {
-            shared.state.clear_journal();
-            Ok((200, json!({"cleared": true})))
-        }
-        ("GET", ["rules"]) => Ok((200, rules_json(&shared.state))),
-        ("POST", ["rules"]) => parse::<RuleSpec>(body).and_then(|spec| {
-            let mock = spec
-                .to_mock()
-                .map_err(|e| (400, json!({"error": e.to_string()})))?;
-            Ok((201, json!({"id": shared.state.add_rule(mock)})))
-        }),
-        ("DELETE", ["rules"]) => Ok((
-            200,
-            json!({"removed": shared.state.remove_rules(|_| false)}),
-        )),
-        ("DELETE", ["rules", id]) => match id.parse::<u64>() {
-            Ok(id) => match shared.state.remove_rules(|r| r.id != id) {
-                0 => Err((404, json!({"error": format!("no rule {id}")}))),
-                n => Ok((200, json!({"removed": n}))),
-            },
-            Err(_) => Err((400, json!({"error": "rule id must be a number"}))),
-        },
-        ("POST", ["faults"]) => parse::<FaultSpec>(body).and_then(|spec| {
-            let outage = match spec.fault.as_str() {
-                "outage" | "refuse" => Some(Outage::Refuse),
-                "accept_and_close" => Some(Outage::AcceptAndClose),
-                "none" => Some(Outage::None),
-                _ => None,
-            };
-            if let Some(o) = outage {
-                shared
-                    .outage
-                    .set_outage(o)
-                    .map_err(|e| (500, json!({"error": e.to_string()})))?;
-                return Ok((200, json!({"outage": spec.fault})));
-            }
-            let mock = spec
-                .to_rule()
-                .to_mock()
-                .map_err(|e| (400, json!({"error": e.to_string()})))?;
-            Ok((201, json!({"id": shared.state.add_rule(mock)})))
-        }),
-        ("DELETE", ["faults"]) => {
-            let _ = shared.outage.set_outage(Outage::None);
-            let n = shared.state.remove_rules(|r| {
-                !r.mock
-                    .name
-                    .as_deref()
-                    .is_some_and(|n| n.starts_with("fault:"))
-            });
-            Ok((200, json!({"removed": n, "outage": "none"})))
-        }
-        ("GET", ["verify"]) => {
-            let unmet = shared.state.unmet_expectations();
-            Ok((
-                if unmet.is_empty() { 200 } else { 409 },
-                json!({"unmet": unmet}),
-            ))
-        }
-        (_, ["health" | "journal" | "rules" | "faults" | "verify", ..]) => {
-            Err((405, json!({"error": "method not allowed"})))
-        }
-        _ => Err((404, json!({"error": "not found"}))),
-    };
-    result.unwrap_or_else(|e| e)
-}
-
-/// The rules, most recently mounted first, with their counters.
-fn rules_json(state: &State) -> Value {
-    let c = state.snapshot();
-    Value::Array(
-        c.rules
-            .iter()
-            .map(|r| {
-                let st = r
-                    .state
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                json!({
-                    "id": r.id,
-                    "name": r.mock.name,
-                    "matched": st.matched,
-                    "applied": st.applied,
-                    "expect": r.mock.expect.map(|t| t.to_string()),
-                })
-            })
-            .collect(),
+async fn not_found() -> Json {
+    Json(
+        StatusCode::NOT_FOUND,
+        json!({"error": "no such route", "routes": ROUTES}),
     )
 }
 
-async fn reply(stream: &mut TcpStream, status: u16, value: &Value) -> std::io::Result<()> {
-    let body = serde_json::to_vec_pretty(value).unwrap_or_default();
-    let reason = match status {
-        200 => "OK",
-        201 => "Created",
-        400 => "Bad Request",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        409 => "Conflict",
-        413 => "Payload Too Large",
-        _ => "Internal Server Error",
+async fn method_not_allowed() -> Json {
+    Json(
+        StatusCode::METHOD_NOT_ALLOWED,
+        json!({"error": "method not allowed on this path", "routes": ROUTES}),
+    )
+}
+
+/// The body as JSON of type `T`, within the limit.
+async fn read_json<T: serde::de::DeserializeOwned>(admin: &Admin, body: Body) -> Result<T, Json> {
+    let bytes = axum::body::to_bytes(body, admin.body_limit)
+        .await
+        .map_err(|_| {
+            error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!(
+                    "request body over the limit of {} bytes (or cut short)",
+                    admin.body_limit
+                ),
+            )
+        })?;
+    serde_json::from_slice(&bytes).map_err(|e| error(StatusCode::BAD_REQUEST, e.to_string()))
+}
+
+async fn health(Shared(a): AdminState) -> Json {
+    ok(json!({
+        "status": "ok",
+        "outage": a.outage.outage().name(),
+        "istag": a.state.istag(),
+    }))
+}
+
+async fn reset(Shared(a): AdminState) -> Json {
+    let outage = set_outage(&a, Outage::None);
+    let removed = a.state.remove_rules(|_| false);
+    lock(&a.specs).clear();
+    let journal = a.state.journal().len();
+    a.state.clear_journal();
+    outage.map_or_else(
+        |e| e,
+        |()| {
+            ok(json!({
+                "removed_rules": removed,
+                "removed_journal_entries": journal,
+                "outage": Outage::None.name(),
+            }))
+        },
+    )
+}
+
+/// `GET /journal` and `GET /journal/count` filters.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JournalQuery {
+    /// At most this many entries (the oldest that pass the other filters).
+    limit: Option<usize>,
+    /// Only entries whose id is greater (a cursor: the last id seen).
+    since: Option<u64>,
+    /// Only requests to this service.
+    service: Option<String>,
+    /// Only requests whose file name matches this glob.
+    filename: Option<String>,
+    /// `true`: only requests no rule answered; `false`: only those a rule answered.
+    unmatched: Option<bool>,
+}
+
+const JOURNAL_QUERY: &str = "limit, since, service, filename, unmatched";
+
+fn journal_query(q: Result<Query<JournalQuery>, QueryRejection>) -> Result<JournalQuery, Json> {
+    q.map(|Query(q)| q).map_err(|e| {
+        error(
+            StatusCode::BAD_REQUEST,
+            format!("{}; valid parameters: {JOURNAL_QUERY}", e.body_text()),
+        )
+    })
+}
+
+fn filtered(state: &State, q: &JournalQuery) -> Vec<Transaction> {
+    state
+        .journal()
+        .into_iter()
+        .filter(|t| q.since.is_none_or(|s| t.id > s))
+        .filter(|t| q.service.as_deref().is_none_or(|s| t.service == s))
+        .filter(|t| q.unmatched.is_none_or(|u| t.rule.is_none() == u))
+        .filter(|t| {
+            q.filename
+                .as_deref()
+                .is_none_or(|g| filename(t).is_some_and(|n| crate::service::glob_match(g, &n)))
+        })
+        .take(q.limit.unwrap_or(usize::MAX))
+        .collect()
+}
+
+/// The file name of a journal entry, as rules see it: the embedded heads'
+/// `Content-Disposition`, else the last segment of the embedded URL's path.
+fn filename(t: &Transaction) -> Option<String> {
+    let disposition = t
+        .http_response
+        .as_ref()
+        .and_then(|r| r.headers.get("Content-Disposition"))
+        .or_else(|| {
+            t.http_request
+                .as_ref()
+                .and_then(|r| r.headers.get("Content-Disposition"))
+        });
+    if let Some(n) =
+        disposition.and_then(|v| crate::request::disposition_filename(&v.to_str_lossy()))
+    {
+        return Some(n);
+    }
+    let target = String::from_utf8_lossy(t.http_request.as_ref()?.target()).into_owned();
+    // An absolute target: the path starts after the authority.
+    let path = match target.find("://") {
+        Some(i) => target[i + 3..]
+            .find('/')
+            .map_or("", |j| &target[i + 3 + j..]),
+        None => &target,
     };
-    let head = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(&body).await?;
-    stream.shutdown().await
+    let path = path.split(['?', '#']).next().unwrap_or("");
+    let last = path.rsplit('/').next().unwrap_or("");
+    (!last.is_empty()).then(|| last.to_owned())
+}
+
+async fn journal(Shared(a): AdminState, q: Result<Query<JournalQuery>, QueryRejection>) -> Json {
+    match journal_query(q) {
+        Ok(q) => ok(Value::Array(
+            filtered(&a.state, &q)
+                .iter()
+                .map(Transaction::to_json)
+                .collect(),
+        )),
+        Err(e) => e,
+    }
+}
+
+async fn journal_count(
+    Shared(a): AdminState,
+    q: Result<Query<JournalQuery>, QueryRejection>,
+) -> Json {
+    match journal_query(q) {
+        Ok(q) => ok(json!({"count": filtered(&a.state, &q).len()})),
+        Err(e) => e,
+    }
+}
+
+async fn clear_journal(Shared(a): AdminState) -> Json {
+    let n = a.state.journal().len();
+    a.state.clear_journal();
+    ok(json!({"cleared": true, "removed": n}))
+}
+
+/// One rule: its counters, and its `when`/`then` if it came through the API.
+fn rule_json(a: &Admin, r: &crate::mock::Rule) -> Value {
+    let (matched, applied) = {
+        let st = lock(&r.state);
+        (st.matched, st.applied)
+    };
+    let spec = lock(&a.specs).get(&r.id).cloned();
+    let mut v = json!({
+        "id": r.id,
+        "name": r.mock.name,
+        "matched": matched,
+        "applied": applied,
+        "expect": r.mock.expect.map(|t| t.to_string()),
+        "source": if spec.is_some() { "admin" } else { "code" },
+    });
+    if let (Some(spec), Some(obj)) = (spec, v.as_object_mut()) {
+        for (k, val) in [
+            ("when", serde_json::to_value(&spec.when)),
+            ("then", serde_json::to_value(&spec.then)),
+            ("times", serde_json::to_value(spec.times)),
+            ("every", serde_json::to_value(spec.every)),
+            ("probability", serde_json::to_value(spec.probability)),
+            ("seed", serde_json::to_value(spec.seed)),
+        ] {
+            obj.insert(k.to_owned(), val.unwrap_or(Value::Null));
+        }
+    }
+    v
+}
+
+async fn rules(Shared(a): AdminState) -> Json {
+    let c = a.state.snapshot();
+    ok(Value::Array(
+        c.rules.iter().map(|r| rule_json(&a, r)).collect(),
+    ))
+}
+
+fn rule_id(id: Result<Path<String>, PathRejection>) -> Result<u64, Json> {
+    let Ok(Path(id)) = id else {
+        return Err(error(StatusCode::BAD_REQUEST, "bad rule id"));
+    };
+    id.parse::<u64>().map_err(|_| {
+        error(
+            StatusCode::BAD_REQUEST,
+            format!("rule id {id:?} is not a number (ids are in GET /rules)"),
+        )
+    })
+}
+
+async fn rule(Shared(a): AdminState, id: Result<Path<String>, PathRejection>) -> Json {
+    let id = match rule_id(id) {
+        Ok(id) => id,
+        Err(e) => return e,
+    };
+    let c = a.state.snapshot();
+    match c.rules.iter().find(|r| r.id == id) {
+        Some(r) => ok(rule_json(&a, r)),
+        None => error(StatusCode::NOT_FOUND, format!("no rule {id}")),
+    }
+}
+
+async fn add_rule(Shared(a): AdminState, body: Body) -> Json {
+    let spec: RuleSpec = match read_json(&a, body).await {
+        Ok(s) => s,
+        Err(e) => return e,
+    };
+    match spec.to_mock() {
+        Ok(mock) => {
+            let spec = spec.effective();
+            let id = mount(&a, mock, spec.clone());
+            Json(
+                StatusCode::CREATED,
+                json!({"id": id, "when": spec.when, "then": spec.then}),
+            )
+        }
+        Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
+    }
+}
+
+/// Adds a rule and remembers its spec under its id.
+fn mount(a: &Admin, mock: crate::mock::Mock, spec: RuleSpec) -> u64 {
+    // The spec goes in under the lock, so a concurrent GET /rules never sees the rule
+    // without it.
+    let mut specs = lock(&a.specs);
+    let id = a.state.add_rule(mock);
+    specs.insert(id, spec);
+    id
+}
+
+async fn remove_all_rules(Shared(a): AdminState) -> Json {
+    let n = a.state.remove_rules(|_| false);
+    lock(&a.specs).clear();
+    ok(json!({"removed": n}))
+}
+
+async fn remove_rule(Shared(a): AdminState, id: Result<Path<String>, PathRejection>) -> Json {
+    let id = match rule_id(id) {
+        Ok(id) => id,
+        Err(e) => return e,
+    };
+    match a.state.remove_rules(|r| r.id != id) {
+        0 => error(StatusCode::NOT_FOUND, format!("no rule {id}")),
+        n => {
+            lock(&a.specs).remove(&id);
+            ok(json!({"removed": n}))
+        }
+    }
+}
+
+fn set_outage(a: &Admin, o: Outage) -> Result<(), Json> {
+    a.outage
+        .set_outage(o)
+        .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+async fn add_fault(Shared(a): AdminState, body: Body) -> Json {
+    let spec: FaultSpec = match read_json(&a, body).await {
+        Ok(s) => s,
+        Err(e) => return e,
+    };
+    let outage = match spec.fault.as_str() {
+        // `outage` is the old spelling of `refuse`; the answer uses /health's word.
+        "refuse" | "outage" => Some(Outage::Refuse),
+        "accept_and_close" => Some(Outage::AcceptAndClose),
+        "none" => Some(Outage::None),
+        _ => None,
+    };
+    if let Some(o) = outage {
+        return match set_outage(&a, o) {
+            Ok(()) => ok(json!({"outage": o.name()})),
+            Err(e) => e,
+        };
+    }
+    if !FAULT_NAMES.contains(&spec.fault.as_str())
+        && crate::reply::FaultKind::parse(&spec.fault, None, None).is_none()
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "unknown fault {:?}; valid faults: {}; outage modes: {}",
+                spec.fault,
+                FAULT_NAMES.join(", "),
+                OUTAGE_NAMES.join(", ")
+            ),
+        );
+    }
+    let rule = spec.to_rule();
+    match rule.to_mock() {
+        Ok(mock) => {
+            let rule = rule.effective();
+            let id = mount(&a, mock, rule.clone());
+            let t = &rule.then;
+            Json(
+                StatusCode::CREATED,
+                json!({
+                    "id": id,
+                    "fault": t.fault,
+                    "delay_ms": t.delay_ms,
+                    "status": t.status,
+                    "service": rule.when.service,
+                    "times": rule.times,
+                    "every": rule.every,
+                    "probability": rule.probability,
+                }),
+            )
+        }
+        Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
+    }
+}
+
+async fn clear_faults(Shared(a): AdminState) -> Json {
+    if let Err(e) = set_outage(&a, Outage::None) {
+        return e;
+    }
+    let n = a.state.remove_rules(|r| {
+        !r.mock
+            .name
+            .as_deref()
+            .is_some_and(|n| n.starts_with("fault:"))
+    });
+    let live: Vec<u64> = a.state.snapshot().rules.iter().map(|r| r.id).collect();
+    lock(&a.specs).retain(|id, _| live.contains(id));
+    ok(json!({"removed": n, "outage": Outage::None.name()}))
+}
+
+async fn verify(Shared(a): AdminState) -> Json {
+    let unmet = a.state.unmet_expectations();
+    Json(
+        if unmet.is_empty() {
+            StatusCode::OK
+        } else {
+            StatusCode::CONFLICT
+        },
+        json!({"unmet": unmet}),
+    )
 }

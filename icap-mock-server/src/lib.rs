@@ -22,7 +22,7 @@
 //!
 //! ```text
 //!  server.rs        MockServer and MockServerBuilder (and Mock::mount): puts the rest together
-//!   ├ admin.rs      the HTTP admin API over the state and the outage switch; its own JSON
+//!   ├ admin.rs      the HTTP admin API (axum, feature `admin`) over the state and the outage switch
 //!   ├ config/       ConfigFile ─► FileSettings (MockServerBuilder::config), ConfigError
 //!   └ listener.rs   the socket, the outage switch, the accept loop
 //!      └ connection/  Connection<S>: bytes in through ServerExchange, bytes out
@@ -102,6 +102,8 @@ pub mod tls;
 pub mod transport_faults;
 pub mod verify;
 
+#[cfg(feature = "admin")]
+pub use admin::DEFAULT_ADMIN_BODY_LIMIT;
 pub use journal::{DEFAULT_JOURNAL_BYTES, DEFAULT_JOURNAL_LIMIT, Transaction};
 pub use listener::Outage;
 pub use mock::{Mock, MockBuilder, Times};
@@ -109,7 +111,7 @@ pub use reply::{Fault, FaultKind, Reaction, Reply, ReplyKind, Respond};
 pub use request::Request;
 pub use scan::EICAR;
 pub use server::{MockServer, MockServerBuilder, StartError};
-pub use service::{DEFAULT_ECHO_THRESHOLD, Dialect, ServiceConfig, Signature, glob_match};
+pub use service::{DEFAULT_ECHO_THRESHOLD, Dialect, ServiceConfig, Signature, UnknownDialect};
 pub use state::DEFAULT_HEAD_DEADLINE;
 
 /// Re-exported so users need not depend on icap-proto for `Method` and `Limits`.

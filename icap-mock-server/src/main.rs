@@ -6,12 +6,46 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 use icap_mock_server::config::ConfigFile;
-use icap_mock_server::{MockServer, MockServerBuilder};
+use icap_mock_server::{Dialect, MockServer, MockServerBuilder, ServiceConfig};
+
+/// The end of `--help`: the dialects and where the rest is documented.
+fn after_help() -> String {
+    let names: Vec<&str> = Dialect::ALL.iter().map(|d| d.name()).collect();
+    format!(
+        "Dialects (--dialect, --service NAME=DIALECT, `dialect =` in the config file):\n  {}\n\n\
+         The config file (--config FILE) sets services, rules, limits and TLS: see the\n\
+         \"Configuration file\" section of icap-mock-server's README.md; the admin API\n\
+         (--admin ADDR) is in its \"Admin API\" section.",
+        names.join(", ")
+    )
+}
+
+/// `--service NAME[=DIALECT]`.
+fn parse_service(s: &str) -> Result<(String, Option<Dialect>), String> {
+    let (name, dialect) = match s.split_once('=') {
+        Some((n, d)) => (n, Some(d.parse::<Dialect>().map_err(|e| e.to_string())?)),
+        None => (s, None),
+    };
+    if name.is_empty() || name.contains(['/', '?', ' ']) {
+        return Err(format!(
+            "service name {name:?}: give a path segment like avscan"
+        ));
+    }
+    Ok((name.to_owned(), dialect))
+}
 
 /// A mock ICAP antivirus server: EICAR detection, vendor dialects, rules and faults.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about, after_help = after_help())]
 struct Args {
+    /// Default dialect of every service the flags create (and of `avscan` when none is
+    /// given); a config file's services keep their own.
+    #[arg(long, value_name = "DIALECT")]
+    dialect: Option<Dialect>,
+    /// A service (repeatable), answering in DIALECT or the --dialect default. Without
+    /// any, one service `avscan`.
+    #[arg(long = "service", value_name = "NAME[=DIALECT]", value_parser = parse_service)]
+    services: Vec<(String, Option<Dialect>)>,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:1344")]
     listen: Option<SocketAddr>,
@@ -171,6 +205,7 @@ async fn main() -> anyhow::Result<()> {
     let mut ca_out = args.ca_out.clone();
     let mut listen = args.listen;
     let mut admin = args.admin;
+    let mut config_services = false;
     if let Some(path) = &args.config {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -187,7 +222,16 @@ async fn main() -> anyhow::Result<()> {
         }
         let settings = file.settings().map_err(|e| anyhow::anyhow!("{e}"))?;
         ca_out = ca_out.or_else(|| settings.ca_out.clone());
+        config_services = !settings.services.is_empty();
         builder = builder.config(settings);
+    }
+    let default_dialect = args.dialect.unwrap_or_default();
+    for (name, dialect) in &args.services {
+        builder =
+            builder.service(ServiceConfig::new(name).dialect(dialect.unwrap_or(default_dialect)));
+    }
+    if args.services.is_empty() && !config_services {
+        builder = builder.service(ServiceConfig::new("avscan").dialect(default_dialect));
     }
     if let Some(l) = listen {
         builder = builder.listen(l);

@@ -123,7 +123,7 @@ impl Request {
 }
 
 /// `filename*=UTF-8''x` or `filename="x"` or `filename=x` from a `Content-Disposition` value.
-fn disposition_filename(v: &str) -> Option<String> {
+pub(crate) fn disposition_filename(v: &str) -> Option<String> {
     let mut plain = None;
     for part in v.split(';') {
         let part = part.trim();
@@ -143,25 +143,11 @@ fn disposition_filename(v: &str) -> Option<String> {
     plain.filter(|s| !s.is_empty())
 }
 
-/// Decodes `%XX` escapes; invalid UTF-8 is replaced.
+/// Decodes `%XX` escapes (the `percent-encoding` crate); invalid UTF-8 is replaced.
 pub(crate) fn percent_decode(s: &str) -> String {
-    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && i + 2 < b.len()
-            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
-        {
-            out.push(h << 4 | l);
-            i += 3;
-            continue;
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 #[cfg(test)]
@@ -178,6 +164,9 @@ mod tests {
                 Some("résumé.pdf"),
             ),
             ("inline", None),
+            // An escape cut short at the end stays as it is.
+            ("attachment; filename*=UTF-8''a%2", Some("a%2")),
+            ("attachment; filename*=UTF-8''a%41", Some("aA")),
         ];
         for (v, want) in rows {
             assert_eq!(disposition_filename(v).as_deref(), want, "{v}");

@@ -8,6 +8,7 @@ use std::time::Duration;
 use icap_proto::Limits;
 use tokio::task::JoinHandle;
 
+#[cfg(feature = "admin")]
 use crate::admin::AdminHandle;
 use crate::config::{FileSettings, TlsSettings};
 use crate::journal::Transaction;
@@ -30,7 +31,9 @@ pub struct MockServerBuilder {
     client_ca: Option<String>,
     settings: Settings,
     mocks: Vec<Mock>,
-    admin: Option<SocketAddr>,
+    /// The admin API's address and body limit.
+    #[cfg(feature = "admin")]
+    admin: Option<(SocketAddr, usize)>,
 }
 
 #[derive(Debug, Clone)]
@@ -49,6 +52,7 @@ impl Default for MockServerBuilder {
             client_ca: None,
             settings: Settings::default(),
             mocks: Vec::new(),
+            #[cfg(feature = "admin")]
             admin: None,
         }
     }
@@ -89,7 +93,8 @@ impl MockServerBuilder {
     }
 
     /// Serves `icaps://` with a certificate for `127.0.0.1` and `localhost`, signed by a
-    /// CA generated at start ([`MockServer::ca_pem`]).
+    /// CA generated at start ([`MockServer::ca_pem`]). Feature `tls-generate`.
+    #[cfg(feature = "tls-generate")]
     pub fn tls_generated(mut self) -> Self {
         self.tls = TlsSetting::Generated;
         self
@@ -210,7 +215,10 @@ impl MockServerBuilder {
         }
         st.limits = file.limits;
         match file.tls {
+            #[cfg(feature = "tls-generate")]
             Some(TlsSettings::Generated) => self = self.tls_generated(),
+            #[cfg(not(feature = "tls-generate"))]
+            Some(TlsSettings::Generated) => self.tls = TlsSetting::Generated,
             Some(TlsSettings::Pem { cert, key }) => self = self.tls_pem(&cert, &key),
             None => {}
         }
@@ -226,9 +234,25 @@ impl MockServerBuilder {
         self
     }
 
-    /// Serves the HTTP admin API on `addr` ([`MockServer::admin_addr`]).
+    /// Serves the HTTP admin API on `addr` ([`MockServer::admin_addr`]). Feature `admin`.
+    #[cfg(feature = "admin")]
     pub fn admin(mut self, addr: SocketAddr) -> Self {
-        self.admin = Some(addr);
+        let limit = self
+            .admin
+            .map_or(crate::admin::DEFAULT_ADMIN_BODY_LIMIT, |(_, l)| l);
+        self.admin = Some((addr, limit));
+        self
+    }
+
+    /// The largest request body the admin API reads (default
+    /// [`DEFAULT_ADMIN_BODY_LIMIT`](crate::DEFAULT_ADMIN_BODY_LIMIT), 1 MiB); larger ones
+    /// get `413`. Takes effect with [`MockServerBuilder::admin`].
+    #[cfg(feature = "admin")]
+    pub fn admin_body_limit(mut self, bytes: usize) -> Self {
+        let addr = self
+            .admin
+            .map_or(SocketAddr::from(([127, 0, 0, 1], 0)), |(a, _)| a);
+        self.admin = Some((addr, bytes));
         self
     }
 
@@ -243,13 +267,18 @@ impl MockServerBuilder {
     }
 
     /// Starts the server, or says why it cannot.
+    // Without the admin API nothing here awaits; async stays for the one signature.
+    #[cfg_attr(not(feature = "admin"), allow(clippy::unused_async))]
     pub async fn try_start(mut self) -> Result<MockServer, StartError> {
         if self.services.is_empty() {
             self.services.push(ServiceConfig::new("avscan"));
         }
-        self.settings.services = self.services.clone();
+        self.settings.services.clone_from(&self.services);
         let (tls, ca_pem) = match &self.tls {
             TlsSetting::None => (None, None),
+            #[cfg(not(feature = "tls-generate"))]
+            TlsSetting::Generated => return Err(StartError::NoTlsGenerate),
+            #[cfg(feature = "tls-generate")]
             TlsSetting::Generated => {
                 let g = tls::generate(&[])?;
                 let cfg = tls::server_config(&g.cert_pem, &g.key_pem, self.client_ca.as_deref())?;
@@ -270,8 +299,11 @@ impl MockServerBuilder {
         for m in self.mocks {
             state.add_rule(m);
         }
+        #[cfg(feature = "admin")]
         let admin = match self.admin {
-            Some(a) => Some(crate::admin::start(state.clone(), listener.clone(), a).await?),
+            Some((a, limit)) => {
+                Some(crate::admin::start(state.clone(), listener.clone(), a, limit).await?)
+            }
             None => None,
         };
         let is_tls = tls.is_some();
@@ -290,6 +322,7 @@ impl MockServerBuilder {
             addr,
             ca_pem,
             task: Some(task),
+            #[cfg(feature = "admin")]
             admin,
         })
     }
@@ -306,8 +339,14 @@ pub enum StartError {
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
     /// TLS certificate generation failed.
+    #[cfg(feature = "tls-generate")]
     #[error("generating the certificate: {0}")]
     Generate(#[from] rcgen::Error),
+    /// A generated certificate was asked for (a config file's `tls.generated`), but the
+    /// crate was built without the `tls-generate` feature.
+    #[cfg(not(feature = "tls-generate"))]
+    #[error("tls.generated needs the tls-generate feature of icap-mock-server")]
+    NoTlsGenerate,
 }
 
 /// A running mock ICAP server. Dropping it shuts it down and checks the expectations of
@@ -321,6 +360,7 @@ pub struct MockServer {
     addr: SocketAddr,
     ca_pem: Option<String>,
     task: Option<JoinHandle<()>>,
+    #[cfg(feature = "admin")]
     admin: Option<AdminHandle>,
 }
 
@@ -362,7 +402,8 @@ impl MockServer {
         self.ca_pem.clone()
     }
 
-    /// The admin API address, if enabled.
+    /// The admin API address, if enabled. Feature `admin`.
+    #[cfg(feature = "admin")]
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.admin.as_ref().map(|a| a.addr)
     }
@@ -432,6 +473,7 @@ impl MockServer {
     /// and waits for that. Expectations are still checked when the value drops.
     pub async fn shutdown(mut self) {
         self.begin_shutdown();
+        #[cfg(feature = "admin")]
         if let Some(a) = self.admin.take() {
             a.stop();
         }
@@ -459,6 +501,7 @@ impl Mock {
 impl Drop for MockServer {
     fn drop(&mut self) {
         self.begin_shutdown();
+        #[cfg(feature = "admin")]
         if let Some(a) = self.admin.take() {
             a.stop();
         }

@@ -13,6 +13,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 #[non_exhaustive]
 pub enum TlsError {
     /// Certificate generation failed.
+    #[cfg(feature = "tls-generate")]
     #[error("generating the certificate: {0}")]
     Generate(#[from] rcgen::Error),
     /// A PEM input did not parse.
@@ -38,7 +39,8 @@ pub struct GeneratedCert {
 }
 
 /// Generates a CA and a server certificate for `127.0.0.1`, `::1` and `localhost` plus
-/// `extra_names`.
+/// `extra_names` (feature `tls-generate`).
+#[cfg(feature = "tls-generate")]
 pub fn generate(extra_names: &[String]) -> Result<GeneratedCert, TlsError> {
     let ca_key = rcgen::KeyPair::generate()?;
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new())?;

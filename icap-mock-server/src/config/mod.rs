@@ -21,7 +21,7 @@ use crate::service::ServiceConfig;
 use self::error::read;
 
 pub use error::ConfigError;
-pub use rule::{FaultSpec, HeaderSpec, RuleSpec, ThenSpec, WhenSpec};
+pub use rule::{FAULT_NAMES, FaultSpec, HeaderSpec, RuleSpec, ThenSpec, VERDICT_NAMES, WhenSpec};
 pub use service::{FaultValue, FaultsSpec, ServiceSpec, UpstreamSpec, UpstreamTable};
 
 /// A whole configuration file.
@@ -169,7 +169,8 @@ pub struct FileSettings {
 }
 
 impl ConfigFile {
-    /// Parses TOML text.
+    /// Parses TOML text (feature `config`).
+    #[cfg(feature = "config")]
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
         toml::from_str(text).map_err(|e: toml::de::Error| ConfigError::Toml {
             line: e.span().map(|s| {

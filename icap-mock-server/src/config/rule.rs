@@ -12,6 +12,31 @@ use crate::service::Dialect;
 
 use super::error::{ConfigError, parse_method};
 
+/// The fault names a rule's `then.fault` and `POST /faults` take (aliases aside: `slow`,
+/// `timeout`, `close`, `truncated`), in the README's order.
+pub const FAULT_NAMES: &[&str] = &[
+    "delay",
+    "delay_continue",
+    "slow_body",
+    "never_answer",
+    "close_immediately",
+    "reset",
+    "close_after_preview",
+    "reset_mid_body",
+    "close_mid_body",
+    "close_mid_response",
+    "truncated_response",
+    "bad_chunk_size",
+    "missing_terminal_chunk",
+    "wrong_encapsulated",
+    "unknown_status",
+    "garbage",
+    "early_response",
+];
+
+/// The verdicts a rule's `then.verdict` takes.
+pub const VERDICT_NAMES: &[&str] = &["scan", "clean", "infected", "error", "status"];
+
 /// A header condition: `{ name = "X-Client-IP", value = "10.0.0.1" }` (no `value`: present).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -111,7 +136,10 @@ impl ThenSpec {
             other => {
                 return Err(ConfigError::Invalid {
                     key: "rule.then.verdict",
-                    message: format!("unknown verdict {other:?}"),
+                    message: format!(
+                        "unknown verdict {other:?}; valid verdicts: {}",
+                        VERDICT_NAMES.join(", ")
+                    ),
                 });
             }
         };
@@ -148,7 +176,10 @@ impl ThenSpec {
                 FaultKind::parse(name, self.delay_ms, self.status).ok_or_else(|| {
                     ConfigError::Invalid {
                         key: "rule.then.fault",
-                        message: format!("unknown fault {name:?}"),
+                        message: format!(
+                            "unknown fault {name:?}; valid faults: {}",
+                            FAULT_NAMES.join(", ")
+                        ),
                     }
                 })
             })
@@ -156,7 +187,51 @@ impl ThenSpec {
     }
 }
 
+impl ThenSpec {
+    /// This answer with every default written out: the verdict, the threat of
+    /// `infected`, the status and code of `error`, the canonical fault name and its delay
+    /// or status. What the server will do, as the admin API echoes it back.
+    pub fn effective(&self) -> ThenSpec {
+        let mut t = self.clone();
+        let verdict = t.verdict.get_or_insert_with(|| "scan".to_owned()).clone();
+        match verdict.as_str() {
+            "infected" => {
+                t.threat.get_or_insert_with(|| "Mock.Rule".to_owned());
+            }
+            "error" => {
+                t.status.get_or_insert(500);
+                t.error_code
+                    .get_or_insert_with(|| "internal_error".to_owned());
+            }
+            _ => {}
+        }
+        if let Some(kind) = t
+            .fault
+            .as_deref()
+            .and_then(|f| FaultKind::parse(f, t.delay_ms, t.status))
+        {
+            t.fault = Some(kind.name().to_owned());
+            match kind {
+                FaultKind::Delay(d) | FaultKind::DelayContinue(d) | FaultKind::SlowBody(d) => {
+                    t.delay_ms = Some(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+                }
+                FaultKind::UnknownStatus(code) => t.status = Some(code),
+                _ => {}
+            }
+        }
+        t
+    }
+}
+
 impl RuleSpec {
+    /// This rule with its answer's defaults written out ([`ThenSpec::effective`]).
+    pub fn effective(&self) -> RuleSpec {
+        RuleSpec {
+            then: self.then.effective(),
+            ..self.clone()
+        }
+    }
+
     /// Builds the mock this rule describes.
     pub fn to_mock(&self) -> Result<Mock, ConfigError> {
         fn add(b: MockBuilder, m: impl Match) -> MockBuilder {

@@ -12,7 +12,7 @@ use crate::support::*;
 pub(crate) async fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, Value) {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: admin\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
     s.write_all(req.as_bytes()).await.unwrap();
@@ -201,4 +201,243 @@ async fn outage_on_and_off() {
     ))
     .await;
     assert_eq!(c.answer(Method::Respmod).await.status(), 204);
+}
+
+/// One request on an open connection (keep-alive); the status, content type and JSON.
+async fn on(
+    s: &mut tokio::net::TcpStream,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> (u16, String, Value) {
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: admin\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let head = icap_test_support::read_until(s, b"\r\n\r\n").await;
+    let head = String::from_utf8(head).unwrap();
+    let field = |name: &str| {
+        head.lines()
+            .find_map(|l| {
+                let (n, v) = l.split_once(':')?;
+                n.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+            })
+            .unwrap_or_default()
+    };
+    let len: usize = field("content-length").parse().unwrap();
+    let mut json = vec![0; len];
+    s.read_exact(&mut json).await.unwrap();
+    (
+        head[9..12].parse().unwrap(),
+        field("content-type"),
+        serde_json::from_slice(&json).unwrap(),
+    )
+}
+
+/// The README's reference rows: (method, path, example body, first status).
+fn documented_routes() -> Vec<(String, String, String, u16)> {
+    let readme = include_str!("../../README.md");
+    let section = &readme[readme.find("### Reference").unwrap()..];
+    section
+        .lines()
+        .take_while(|l| !l.starts_with("Journal query"))
+        .filter_map(|l| {
+            let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+            let unquote = |c: &str| c.strip_prefix('`')?.strip_suffix('`').map(str::to_owned);
+            let method = unquote(cells.get(1)?)?;
+            let path = unquote(cells.get(2)?)?;
+            let body = unquote(cells.get(4)?).unwrap_or_default();
+            let status = cells.get(5)?.get(1..4)?.parse().ok()?;
+            Some((method, path, body, status))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn every_documented_route_is_served() {
+    let rows = documented_routes();
+    assert!(rows.len() >= 13, "{rows:?}");
+    for (method, path, body, want) in &rows {
+        let (_server, admin) = admin_server().await;
+        let path = if path.contains("{id}") {
+            let (st, v) = http(admin, "POST", "/rules", r#"{"name":"r"}"#).await;
+            assert_eq!(st, 201);
+            path.replace("{id}", &v["id"].to_string())
+        } else {
+            path.clone()
+        };
+        let (st, _) = http(admin, method, &path, body).await;
+        assert_eq!(st, *want, "{method} {path} {body}");
+    }
+    // The server's own list (given with a 404) is the table's, no more, no less.
+    let (_server, admin) = admin_server().await;
+    let (st, v) = http(admin, "GET", "/nope", "").await;
+    assert_eq!(st, 404);
+    let mut served: Vec<String> = v["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap().to_owned())
+        .collect();
+    let mut documented: Vec<String> = rows.iter().map(|(m, p, _, _)| format!("{m} {p}")).collect();
+    served.sort();
+    documented.sort();
+    assert_eq!(served, documented);
+}
+
+#[tokio::test]
+async fn keep_alive_json_everywhere_and_bounded_bodies() {
+    let server = MockServer::builder()
+        .admin("127.0.0.1:0".parse().unwrap())
+        .admin_body_limit(64)
+        .start()
+        .await;
+    let mut s = tokio::net::TcpStream::connect(server.admin_addr().unwrap())
+        .await
+        .unwrap();
+    let (st, ct, _) = on(&mut s, "GET", "/health", "").await;
+    assert_eq!((st, ct.as_str()), (200, "application/json"));
+    // The same connection serves the next requests, errors included.
+    let (st, ct, v) = on(&mut s, "PUT", "/journal", "").await;
+    assert_eq!((st, ct.as_str()), (405, "application/json"));
+    assert!(v["error"].is_string());
+    let big = format!(r#"{{"name":"{}"}}"#, "x".repeat(100));
+    let (st, ct, v) = on(&mut s, "POST", "/rules", &big).await;
+    assert_eq!((st, ct.as_str()), (413, "application/json"), "{v}");
+    assert!(v["error"].as_str().unwrap().contains("64 bytes"));
+    let (st, _, v) = on(&mut s, "GET", "/rules/abc", "").await;
+    assert_eq!(st, 400, "{v}");
+    let (st, _, v) = on(&mut s, "GET", "/journal?limt=1", "").await;
+    assert_eq!(st, 400);
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("limit, since, service, filename, unmatched"),
+        "{v}"
+    );
+    let (st, _, _) = on(&mut s, "GET", "/rules", "").await;
+    assert_eq!(st, 200);
+}
+
+#[tokio::test]
+async fn names_listed_defaults_echoed_one_vocabulary() {
+    let (_server, admin) = admin_server().await;
+    let (st, v) = http(admin, "POST", "/faults", r#"{"fault":"never_anwser"}"#).await;
+    assert_eq!(st, 400);
+    let e = v["error"].as_str().unwrap();
+    assert!(
+        e.contains("\"never_anwser\"")
+            && e.contains("never_answer")
+            && e.contains("accept_and_close"),
+        "{e}"
+    );
+    let (st, v) = http(admin, "POST", "/rules", r#"{"then":{"verdict":"infectd"}}"#).await;
+    assert_eq!(st, 400);
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("scan, clean, infected"),
+        "{v}"
+    );
+    // A delay without delay_ms says how long it waits; an alias comes back canonical.
+    let (st, v) = http(admin, "POST", "/faults", r#"{"fault":"slow"}"#).await;
+    assert_eq!(
+        (st, v["fault"].as_str(), v["delay_ms"].as_u64()),
+        (201, Some("delay"), Some(5000))
+    );
+    let (_, v) = http(admin, "POST", "/rules", r#"{"then":{"verdict":"error"}}"#).await;
+    assert_eq!(v["then"]["status"], 500);
+    assert_eq!(v["then"]["error_code"], "internal_error");
+    // Outage names: what POST /faults answers is what /health reports.
+    for (asked, name) in [
+        ("outage", "refuse"),
+        ("refuse", "refuse"),
+        ("accept_and_close", "accept_and_close"),
+        ("none", "none"),
+    ] {
+        let (st, v) = http(
+            admin,
+            "POST",
+            "/faults",
+            &format!(r#"{{"fault":"{asked}"}}"#),
+        )
+        .await;
+        assert_eq!((st, v["outage"].as_str()), (200, Some(name)));
+        assert_eq!(http(admin, "GET", "/health", "").await.1["outage"], name);
+    }
+}
+
+#[tokio::test]
+async fn rules_by_id_journal_filters_and_reset() {
+    let (server, admin) = admin_server().await;
+    let rule =
+        r#"{"name":"zip","when":{"filename":"*.zip"},"then":{"verdict":"infected"},"times":5}"#;
+    let id = http(admin, "POST", "/rules", rule).await.1["id"]
+        .as_u64()
+        .unwrap();
+    let (st, v) = http(admin, "GET", &format!("/rules/{id}"), "").await;
+    assert_eq!(st, 200);
+    assert_eq!(v["when"]["filename"], "*.zip");
+    assert_eq!(v["then"]["threat"], "Mock.Rule");
+    assert_eq!(
+        (v["times"].as_u64(), v["source"].as_str()),
+        (Some(5), Some("admin"))
+    );
+    assert_eq!(
+        http(admin, "GET", "/rules", "").await.1[0]["when"]["filename"],
+        "*.zip"
+    );
+    assert_eq!(
+        http(admin, "GET", &format!("/rules/{}", id + 1), "")
+            .await
+            .0,
+        404
+    );
+    let mut c = Conn::open(server.addr()).await;
+    for path in ["/a.zip", "/b.txt", "/c.zip"] {
+        c.send(&respmod_with_url(
+            "avscan",
+            "Allow: 204\r\n",
+            path,
+            &one_chunk(b"x"),
+        ))
+        .await;
+        c.answer(Method::Respmod).await;
+    }
+    let count = |q: &str| {
+        let q = q.to_owned();
+        async move {
+            http(admin, "GET", &format!("/journal/count{q}"), "")
+                .await
+                .1["count"]
+                .as_u64()
+        }
+    };
+    assert_eq!(count("").await, Some(3));
+    assert_eq!(count("?filename=*.zip").await, Some(2));
+    assert_eq!(count("?unmatched=true").await, Some(1));
+    assert_eq!(count("?unmatched=false").await, Some(2));
+    assert_eq!(count("?service=other").await, Some(0));
+    let all = http(admin, "GET", "/journal", "").await.1;
+    let first = all[0]["id"].as_u64().unwrap();
+    let (_, v) = http(admin, "GET", &format!("/journal?since={first}&limit=1"), "").await;
+    assert_eq!(v.as_array().unwrap().len(), 1);
+    assert_eq!(v[0]["id"], all[1]["id"]);
+    // Reset: rules, faults, journal and outage at once.
+    http(admin, "POST", "/faults", r#"{"fault":"refuse"}"#).await;
+    let (st, v) = http(admin, "POST", "/reset", "").await;
+    assert_eq!(
+        (st, v["removed_rules"].as_u64(), v["outage"].as_str()),
+        (200, Some(1), Some("none"))
+    );
+    assert_eq!(count("").await, Some(0));
+    assert_eq!(
+        http(admin, "GET", "/rules", "").await.1,
+        Value::Array(vec![])
+    );
+    assert_eq!(http(admin, "GET", "/health", "").await.1["outage"], "none");
+    assert!(tokio::net::TcpStream::connect(server.addr()).await.is_ok());
 }

@@ -105,3 +105,84 @@ async fn tls_writes_the_ca_and_config_is_read() {
     assert!(pem.starts_with("-----BEGIN CERTIFICATE-----"));
     r.child.kill().await.unwrap();
 }
+
+#[tokio::test]
+async fn dialect_and_services_from_flags() {
+    let mut r = run(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--dialect",
+            "symantec",
+            "--service",
+            "first",
+            "--service",
+            "second=kaspersky",
+        ],
+        1,
+    )
+    .await;
+    assert!(r.lines[0].ends_with("/first"), "{}", r.lines[0]);
+    let addr = addr_of(&r.lines[0], "listening on icap://");
+    // `first` takes the --dialect default, `second` its own.
+    for (service, threat) in [
+        ("first", "EICAR Test String"),
+        ("second", "EICAR-Test-File"),
+    ] {
+        let mut c = Conn::open(addr).await;
+        c.send(&respmod(service, "", RES_HDR, &one_chunk(EICAR)))
+            .await;
+        let text = c.answer(Method::Respmod).await.text();
+        assert!(text.contains(threat), "{service}: {text}");
+    }
+    // avscan is not served once services are named.
+    let mut c = Conn::open(addr).await;
+    c.send(&respmod("avscan", "", RES_HDR, &one_chunk(b"x")))
+        .await;
+    assert_eq!(c.answer(Method::Respmod).await.status(), 404);
+    r.child.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn dialect_alone_applies_to_avscan() {
+    let mut r = run(&["--listen", "127.0.0.1:0", "--dialect", "sophos"], 1).await;
+    let addr = addr_of(&r.lines[0], "listening on icap://");
+    let mut c = Conn::open(addr).await;
+    c.send(&respmod("avscan", "", RES_HDR, &one_chunk(EICAR)))
+        .await;
+    let text = c.answer(Method::Respmod).await.text();
+    assert!(text.contains("EICAR-AV-Test"), "{text}");
+    r.child.kill().await.unwrap();
+}
+
+fn output(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_icap-mock-server"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn help_lists_dialects_and_points_at_the_config_reference() {
+    let out = output(&["--help"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for d in icap_mock_server::Dialect::ALL {
+        assert!(text.contains(d.name()), "{} missing:\n{text}", d.name());
+    }
+    assert!(text.contains("--service <NAME[=DIALECT]>"), "{text}");
+    assert!(text.contains("\"Configuration file\" section"), "{text}");
+}
+
+#[test]
+fn unknown_dialect_is_refused_with_the_valid_names() {
+    for args in [&["--dialect", "clamv"][..], &["--service", "x=clamv"][..]] {
+        let out = output(args);
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(
+            err.contains("unknown dialect \"clamv\"") && err.contains("c-icap, symantec"),
+            "{err}"
+        );
+    }
+}

@@ -93,7 +93,10 @@ fn config_errors_name_the_key_or_the_line() {
         .settings()
         .unwrap_err();
     assert_eq!(e.key(), Some("rule.then.verdict"));
-    assert_eq!(e.to_string(), "unknown verdict \"maybe\"");
+    assert_eq!(
+        e.to_string(),
+        "unknown verdict \"maybe\"; valid verdicts: scan, clean, infected, error, status"
+    );
     let e = ConfigFile::from_toml(
         "[tls]\ncert = \"/nonexistent/c.pem\"\nkey = \"/nonexistent/k.pem\"\n",
     )
