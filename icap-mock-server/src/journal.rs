@@ -13,6 +13,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::BytesMut;
 use icap_proto::{
@@ -27,12 +28,51 @@ pub const DEFAULT_JOURNAL_LIMIT: usize = 10_000;
 /// Default number of bytes the journal's entries may hold together (8 MiB).
 pub const DEFAULT_JOURNAL_BYTES: usize = 8 * 1024 * 1024;
 
-/// One received request and the server's answer.
+/// How far a journal entry's exchange has got. An entry is recorded when the request's
+/// head arrives and updated as the exchange proceeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Stage {
+    /// The head is in; the body (if any) is still coming.
+    Receiving,
+    /// The mock holds the request before answering (a delay fault, say); what came of the
+    /// body so far is in the entry.
+    Waiting,
+    /// The mock is done with the exchange: it answered, a fault struck, or the client went
+    /// away. [`Transaction::bytes_written`] and [`Transaction::client_gone`] say which.
+    Done,
+}
+
+impl Stage {
+    /// The stage's name in the journal's JSON: `receiving`, `waiting`, `done`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Receiving => "receiving",
+            Stage::Waiting => "waiting",
+            Stage::Done => "done",
+        }
+    }
+}
+
+/// One received request and what the server did with it, recorded when the head arrives
+/// and updated as the exchange proceeds (see [`Stage`]).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 #[allow(clippy::struct_excessive_bools)] // independent facts of one message
 pub struct Transaction {
     /// Sequence number, from 1.
     pub id: u64,
+    /// When the request's head arrived.
+    pub received_at: SystemTime,
+    /// How far the exchange has got.
+    pub stage: Stage,
+    /// Bytes actually written to the client for this request (a `100 Continue`
+    /// included), as far as the socket took them.
+    pub bytes_written: u64,
+    /// Whether the client went away (closed, reset, or a write to it failed) before the
+    /// mock was done with the request. A client that half-closes its side while a delay
+    /// fault holds its request counts as gone.
+    pub client_gone: bool,
     /// The client's address.
     pub peer: Option<SocketAddr>,
     /// The ICAP method.
@@ -59,7 +99,8 @@ pub struct Transaction {
     pub ieof: bool,
     /// Whether the client sent `Allow: 204`.
     pub allow_204: bool,
-    /// The final status sent (`None` when a fault sent none). `100 Continue` is not counted.
+    /// The final status sent (`None` when a fault sent none, or when nothing was written
+    /// because the client was gone). `100 Continue` is not counted.
     pub status: Option<u16>,
     /// Whether a `100 Continue` was sent.
     pub continued: bool,
@@ -121,6 +162,11 @@ impl Transaction {
         let lossy = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
         json!({
             "id": self.id,
+            "received_at": humantime::format_rfc3339_millis(self.received_at).to_string(),
+            "received_at_unix_ms": unix_ms(self.received_at),
+            "stage": self.stage.as_str(),
+            "bytes_written": self.bytes_written,
+            "client_gone": self.client_gone,
             "peer": self.peer.map(|p| p.to_string()),
             "method": self.method.as_str(),
             "service": self.service,
@@ -153,6 +199,12 @@ impl Transaction {
             "note": self.note,
         })
     }
+}
+
+/// Milliseconds since the Unix epoch (0 before it, saturating far after it).
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// What a header list owns besides the bytes of its fields (counted by the heads'
@@ -221,6 +273,8 @@ pub(crate) struct Journal {
     bytes: usize,
     max_entries: usize,
     max_bytes: usize,
+    /// The last id handed out by [`Journal::open`] (ids go on across a clear).
+    next_id: u64,
 }
 
 impl Journal {
@@ -232,6 +286,7 @@ impl Journal {
             bytes: 0,
             max_entries: max_entries.max(1),
             max_bytes,
+            next_id: 0,
         }
     }
 
@@ -240,6 +295,11 @@ impl Journal {
         let size = tx.held_bytes();
         self.entries.push_back((tx, size));
         self.bytes = self.bytes.saturating_add(size);
+        self.evict();
+    }
+
+    /// Drops the oldest entries until both budgets hold (the newest always stays).
+    fn evict(&mut self) {
         while self.entries.len() > 1
             && (self.entries.len() > self.max_entries || self.bytes > self.max_bytes)
         {
@@ -247,6 +307,30 @@ impl Journal {
                 self.bytes = self.bytes.saturating_sub(n);
             }
         }
+    }
+
+    /// Records `tx` under the next id (assigned here, so the ring stays in id order) and
+    /// returns that id.
+    pub(crate) fn open(&mut self, tx: &mut Transaction) -> u64 {
+        self.next_id = self.next_id.saturating_add(1);
+        tx.id = self.next_id;
+        self.push(tx.clone());
+        tx.id
+    }
+
+    /// Replaces the entry with `tx`'s id by `tx` (its size counted again); does nothing
+    /// when the entry already left the ring (or was cleared).
+    pub(crate) fn update(&mut self, tx: &Transaction) {
+        let Ok(i) = self.entries.binary_search_by_key(&tx.id, |(t, _)| t.id) else {
+            return;
+        };
+        let size = tx.held_bytes();
+        let Some(slot) = self.entries.get_mut(i) else {
+            return;
+        };
+        self.bytes = self.bytes.saturating_sub(slot.1).saturating_add(size);
+        *slot = (tx.clone(), size);
+        self.evict();
     }
 
     /// The transactions, oldest first.
@@ -283,6 +367,10 @@ mod tests {
     fn tx(id: u64, uri_len: usize) -> Transaction {
         Transaction {
             id,
+            received_at: SystemTime::now(),
+            stage: Stage::Done,
+            bytes_written: 0,
+            client_gone: false,
             peer: None,
             method: Method::Options,
             service: "avscan".into(),

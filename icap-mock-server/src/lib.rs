@@ -102,7 +102,7 @@ pub mod tls;
 pub mod transport_faults;
 pub mod verify;
 
-pub use journal::{DEFAULT_JOURNAL_BYTES, DEFAULT_JOURNAL_LIMIT, Transaction};
+pub use journal::{DEFAULT_JOURNAL_BYTES, DEFAULT_JOURNAL_LIMIT, Stage, Transaction};
 pub use listener::Outage;
 pub use mock::{Mock, MockBuilder, Times};
 pub use reply::{Fault, FaultKind, Reaction, Reply, ReplyKind, Respond};

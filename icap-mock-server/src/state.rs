@@ -133,7 +133,6 @@ pub(crate) struct State {
     next_rule: AtomicU64,
     // A ring: the oldest entries go in O(1) once a budget is reached.
     journal: Mutex<Journal>,
-    next_tx: AtomicU64,
     per_service: Mutex<HashMap<String, u32>>,
     istag_base: u64,
 }
@@ -163,7 +162,6 @@ impl State {
             settings,
             next_rule: AtomicU64::new(1),
             journal: Mutex::new(journal),
-            next_tx: AtomicU64::new(1),
             per_service: Mutex::new(HashMap::new()),
             istag_base,
         }
@@ -213,12 +211,15 @@ impl State {
         removed
     }
 
-    pub(crate) fn next_tx_id(&self) -> u64 {
-        self.next_tx.fetch_add(1, Ordering::Relaxed)
+    /// Records a request that just arrived: gives it its id (in journal order) and puts it
+    /// in the journal, to be updated by [`State::record`] as the exchange proceeds.
+    pub(crate) fn open_entry(&self, tx: &mut Transaction) -> u64 {
+        lock(&self.journal).open(tx)
     }
 
-    pub(crate) fn record(&self, tx: Transaction) {
-        lock(&self.journal).push(tx);
+    /// Updates the journal entry of `tx` (gone already if the budgets pushed it out).
+    pub(crate) fn record(&self, tx: &Transaction) {
+        lock(&self.journal).update(tx);
     }
 
     pub(crate) fn journal(&self) -> Vec<Transaction> {

@@ -8,6 +8,7 @@ mod config;
 mod dialects;
 mod errors;
 mod faults;
+mod journal;
 mod proxy;
 mod proxy_tls;
 mod rules;
