@@ -12,6 +12,7 @@
 //! ([`compact_head`]).
 
 use std::collections::VecDeque;
+use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -21,6 +22,8 @@ use icap_proto::{
     RequestDecoder, RequestHead,
 };
 use serde_json::{Value, json};
+
+use crate::request::{filename_of, http_header_of};
 
 /// Default number of transactions the journal keeps.
 pub const DEFAULT_JOURNAL_LIMIT: usize = 10_000;
@@ -119,11 +122,72 @@ pub struct Transaction {
 }
 
 impl Transaction {
-    /// The first value of an ICAP header as text.
+    /// The first value of an ICAP header as text (names are case-insensitive).
     pub fn icap_header(&self, name: &str) -> Option<String> {
         self.icap_headers
             .get(name)
             .map(|v| v.to_str_lossy().into_owned())
+    }
+
+    /// The first value of a header of the embedded HTTP response head, else of the request
+    /// head, as text.
+    pub fn http_header(&self, name: &str) -> Option<String> {
+        http_header_of(
+            self.http_request.as_ref(),
+            self.http_response.as_ref(),
+            name,
+        )
+    }
+
+    /// The file name, as rules see it ([`Request::filename`](crate::Request::filename)):
+    /// `Content-Disposition`'s, else the last segment of the URL path.
+    pub fn filename(&self) -> Option<String> {
+        filename_of(self.http_request.as_ref(), self.http_response.as_ref())
+    }
+
+    /// The ICAP method.
+    pub fn method(&self) -> Method {
+        self.method
+    }
+
+    /// The service name (the request URI's path, without `/` and query).
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+
+    /// Whether this is an `OPTIONS` request (which clients send on their own, before and
+    /// between scans); [`MockServer::journal_scans`](crate::MockServer::journal_scans)
+    /// leaves them out.
+    pub fn is_options(&self) -> bool {
+        self.method == Method::Options
+    }
+
+    /// One line for listings (unmet expectations): `#id METHOD service file -> status`,
+    /// with what became of an exchange that did not end in an answer.
+    pub fn summary(&self) -> String {
+        let mut line = format!(
+            "#{} {} {} {}",
+            self.id,
+            self.method.as_str(),
+            self.service,
+            self.filename().as_deref().unwrap_or("-")
+        );
+        match (self.stage, self.status) {
+            (Stage::Done, Some(s)) => {
+                let _ = write!(line, " -> {s}");
+            }
+            (Stage::Done, None) => line.push_str(" -> no answer"),
+            (stage, _) => {
+                let _ = write!(line, " ({})", stage.as_str());
+            }
+        }
+        if let Some(f) = &self.fault {
+            let _ = write!(line, " [fault {f}]");
+        }
+        if self.client_gone {
+            line.push_str(" [client gone]");
+        }
+        line
     }
 
     /// The bytes this entry holds: the record itself, its strings, its header fields and its

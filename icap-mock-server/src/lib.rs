@@ -104,11 +104,11 @@ pub mod verify;
 
 pub use journal::{DEFAULT_JOURNAL_BYTES, DEFAULT_JOURNAL_LIMIT, Stage, Transaction};
 pub use listener::Outage;
-pub use mock::{Mock, MockBuilder, Times};
+pub use mock::{DEFAULT_PRIORITY, Mock, MockBuilder, Times};
 pub use reply::{Fault, FaultKind, Reaction, Reply, ReplyKind, Respond};
 pub use request::Request;
 pub use scan::EICAR;
-pub use server::{MockServer, MockServerBuilder, StartError};
+pub use server::{MockGuard, MockServer, MockServerBuilder, StartError};
 pub use service::{DEFAULT_ECHO_THRESHOLD, Dialect, ServiceConfig, Signature, glob_match};
 pub use state::DEFAULT_HEAD_DEADLINE;
 

@@ -83,13 +83,22 @@ pub(crate) enum Schedule {
     },
 }
 
-/// A rule: matchers, a responder, a schedule and an expectation.
+/// The priority of a mock that names none ([`Mock::with_priority`]): 5, as in wiremock.
+pub const DEFAULT_PRIORITY: u8 = 5;
+
+/// A rule: matchers, a responder, a schedule, a priority and an expectation.
+///
+/// When several mounted mocks match a request, the one with the lowest priority number
+/// applies; among equal priorities, the one mounted first (as in wiremock). A mock whose
+/// schedule lets this request pass ([`Mock::times`], [`Mock::every`],
+/// [`Mock::probability`]) leaves it to the next one.
 pub struct Mock {
     pub(crate) matchers: Vec<Box<dyn Match>>,
     pub(crate) responder: Box<dyn Respond>,
     pub(crate) expect: Option<Times>,
     pub(crate) schedule: Schedule,
     pub(crate) name: Option<String>,
+    pub(crate) priority: u8,
 }
 
 impl fmt::Debug for Mock {
@@ -99,6 +108,7 @@ impl fmt::Debug for Mock {
             .field("matchers", &self.matchers.len())
             .field("expect", &self.expect)
             .field("schedule", &self.schedule)
+            .field("priority", &self.priority)
             .finish_non_exhaustive()
     }
 }
@@ -154,6 +164,14 @@ impl Mock {
         self
     }
 
+    /// Sets the mock's priority: among the mocks that match a request, the lowest number
+    /// applies (1 before 5), then the one mounted first. The default is
+    /// [`DEFAULT_PRIORITY`] (5); 0 is the highest of all.
+    pub fn with_priority(mut self, priority: u8) -> Self {
+        self.priority = priority;
+        self
+    }
+
     /// Names the mock (shown in expectation failures and the journal).
     pub fn named(mut self, name: &str) -> Self {
         self.name = Some(name.to_owned());
@@ -176,6 +194,7 @@ impl MockBuilder {
             expect: None,
             schedule: Schedule::Always,
             name: None,
+            priority: DEFAULT_PRIORITY,
         }
     }
 }
@@ -284,7 +303,7 @@ pub(crate) enum Selection {
 }
 
 impl Selector {
-    /// `rules` in precedence order (most recently mounted first).
+    /// `rules` in precedence order (priority, then mount order).
     pub(crate) fn new(rules: Arc<Vec<Arc<Rule>>>) -> Self {
         let n = rules.len();
         Selector {

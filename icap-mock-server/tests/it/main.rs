@@ -9,6 +9,7 @@ mod dialects;
 mod errors;
 mod faults;
 mod journal;
+mod precedence;
 mod proxy;
 mod proxy_tls;
 mod rules;
