@@ -114,3 +114,8 @@ pub use state::DEFAULT_HEAD_DEADLINE;
 
 /// Re-exported so users need not depend on icap-proto for `Method` and `Limits`.
 pub use icap_proto::{Limits, Method};
+
+// The README's examples run as doctests, so they cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

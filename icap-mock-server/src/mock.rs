@@ -142,7 +142,9 @@ impl Mock {
         self
     }
 
-    /// Applies to the first `n` matching requests only; later ones fall through.
+    /// Applies to the first `n` matching requests only; later ones fall through. For a
+    /// fault that breaks the connection before any answer, mind icap-client's retry of a
+    /// stale connection: `.times(1)` is absorbed by it, `.times(2)` makes the scan fail.
     pub fn times(mut self, n: u64) -> Self {
         self.schedule = Schedule::Times(n);
         self
