@@ -475,6 +475,46 @@ mod tests {
     }
 
     #[test]
+    fn open_numbers_entries_and_update_recounts_their_bytes() {
+        let mut j = Journal::new(100, usize::MAX);
+        let mut a = tx(0, 10);
+        let mut b = tx(0, 10);
+        assert_eq!(j.open(&mut a), 1);
+        assert_eq!(j.open(&mut b), 2);
+        let before = j.bytes();
+        a.threat = Some("t".repeat(1000));
+        a.stage = Stage::Done;
+        j.update(&a);
+        assert!(j.bytes() >= before + 1000, "{} {}", j.bytes(), before);
+        let got = j.to_vec();
+        assert_eq!(got[0].threat.as_deref().map(str::len), Some(1000));
+        assert_eq!(got[0].stage, Stage::Done);
+        assert_eq!(got[1].id, 2);
+        // An entry that left the ring is not brought back by an update.
+        j.clear();
+        j.update(&a);
+        assert!(j.to_vec().is_empty());
+        assert_eq!(j.bytes(), 0);
+        // Ids go on across a clear, so a late update never hits a newer entry.
+        let mut c = tx(0, 10);
+        assert_eq!(j.open(&mut c), 3);
+    }
+
+    #[test]
+    fn an_update_that_grows_an_entry_keeps_the_byte_budget() {
+        let one = tx(0, 100).held_bytes();
+        let mut j = Journal::new(100, one * 3);
+        let mut entries: Vec<Transaction> = (0..3).map(|_| tx(0, 100)).collect();
+        for e in &mut entries {
+            j.open(e);
+        }
+        entries[2].note = Some("n".repeat(one));
+        j.update(&entries[2]);
+        assert!(j.bytes() <= one * 3, "{} > {}", j.bytes(), one * 3);
+        assert_eq!(j.to_vec().last().map(|t| t.id), Some(3));
+    }
+
+    #[test]
     fn entry_budget_still_holds_and_the_newest_is_kept() {
         let mut j = Journal::new(2, usize::MAX);
         for id in 1..=5 {

@@ -13,7 +13,8 @@
 //!                  ▼
 //!            Decision::Answer(Plan { fault, reply }) ─► dialect (c-icap, Symantec, ...)
 //!                                                       ─► ResponseHead::encode, chunked
-//!  journal: one Transaction per request (heads, body size and SHA-256, preview, status)
+//!  journal: one Transaction per request, recorded when its head arrives and updated as it
+//!  goes (heads, body size and SHA-256, preview, what was written, whether the client left)
 //! ```
 //!
 //! The modules form layers: each imports only what lies below it, and
@@ -21,7 +22,8 @@
 //! layers`).
 //!
 //! ```text
-//!  server.rs        MockServer and MockServerBuilder (and Mock::mount): puts the rest together
+//!  server.rs        MockServer, MockServerBuilder, Mock::mount and mount_as_scoped
+//!                   (MockGuard): puts the rest together
 //!   ├ admin.rs      the HTTP admin API over the state and the outage switch; its own JSON
 //!   ├ config/       ConfigFile ─► FileSettings (MockServerBuilder::config), ConfigError
 //!   └ listener.rs   the socket, the outage switch, the accept loop
