@@ -12,7 +12,9 @@
 //! ([`compact_head`]).
 
 use std::collections::VecDeque;
+use std::fmt::Write as _;
 use std::net::SocketAddr;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::BytesMut;
 use icap_proto::{
@@ -21,18 +23,59 @@ use icap_proto::{
 };
 use serde_json::{Value, json};
 
+use crate::request::{filename_of, http_header_of};
+
 /// Default number of transactions the journal keeps.
 pub const DEFAULT_JOURNAL_LIMIT: usize = 10_000;
 
 /// Default number of bytes the journal's entries may hold together (8 MiB).
 pub const DEFAULT_JOURNAL_BYTES: usize = 8 * 1024 * 1024;
 
-/// One received request and the server's answer.
+/// How far a journal entry's exchange has got. An entry is recorded when the request's
+/// head arrives and updated as the exchange proceeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Stage {
+    /// The head is in; the body (if any) is still coming.
+    Receiving,
+    /// The mock holds the request before answering (a delay fault, say); what came of the
+    /// body so far is in the entry.
+    Waiting,
+    /// The mock is done with the exchange: it answered, a fault struck, or the client went
+    /// away. [`Transaction::bytes_written`] and [`Transaction::client_gone`] say which.
+    Done,
+}
+
+impl Stage {
+    /// The stage's name in the journal's JSON: `receiving`, `waiting`, `done`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Receiving => "receiving",
+            Stage::Waiting => "waiting",
+            Stage::Done => "done",
+        }
+    }
+}
+
+/// One received request and what the server did with it, recorded when the head arrives
+/// and updated as the exchange proceeds (see [`Stage`]).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 #[allow(clippy::struct_excessive_bools)] // independent facts of one message
 pub struct Transaction {
     /// Sequence number, from 1.
     pub id: u64,
+    /// When the request's head arrived.
+    pub received_at: SystemTime,
+    /// How far the exchange has got.
+    pub stage: Stage,
+    /// Bytes actually written to the client for this request (a `100 Continue`
+    /// included), as far as the socket took them.
+    pub bytes_written: u64,
+    /// Whether the client went away (closed, reset, or a write to it failed) before the
+    /// mock was done with the request. A client that half-closes its side while a delay
+    /// fault holds its request counts as gone.
+    pub client_gone: bool,
     /// The client's address.
     pub peer: Option<SocketAddr>,
     /// The ICAP method.
@@ -59,7 +102,8 @@ pub struct Transaction {
     pub ieof: bool,
     /// Whether the client sent `Allow: 204`.
     pub allow_204: bool,
-    /// The final status sent (`None` when a fault sent none). `100 Continue` is not counted.
+    /// The final status sent (`None` when a fault sent none, or when nothing was written
+    /// because the client was gone). `100 Continue` is not counted.
     pub status: Option<u16>,
     /// Whether a `100 Continue` was sent.
     pub continued: bool,
@@ -78,11 +122,72 @@ pub struct Transaction {
 }
 
 impl Transaction {
-    /// The first value of an ICAP header as text.
+    /// The first value of an ICAP header as text (names are case-insensitive).
     pub fn icap_header(&self, name: &str) -> Option<String> {
         self.icap_headers
             .get(name)
             .map(|v| v.to_str_lossy().into_owned())
+    }
+
+    /// The first value of a header of the embedded HTTP response head, else of the request
+    /// head, as text.
+    pub fn http_header(&self, name: &str) -> Option<String> {
+        http_header_of(
+            self.http_request.as_ref(),
+            self.http_response.as_ref(),
+            name,
+        )
+    }
+
+    /// The file name, as rules see it ([`Request::filename`](crate::Request::filename)):
+    /// `Content-Disposition`'s, else the last segment of the URL path.
+    pub fn filename(&self) -> Option<String> {
+        filename_of(self.http_request.as_ref(), self.http_response.as_ref())
+    }
+
+    /// The ICAP method.
+    pub fn method(&self) -> Method {
+        self.method
+    }
+
+    /// The service name (the request URI's path, without `/` and query).
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+
+    /// Whether this is an `OPTIONS` request (which clients send on their own, before and
+    /// between scans); [`MockServer::journal_scans`](crate::MockServer::journal_scans)
+    /// leaves them out.
+    pub fn is_options(&self) -> bool {
+        self.method == Method::Options
+    }
+
+    /// One line for listings (unmet expectations): `#id METHOD service file -> status`,
+    /// with what became of an exchange that did not end in an answer.
+    pub fn summary(&self) -> String {
+        let mut line = format!(
+            "#{} {} {} {}",
+            self.id,
+            self.method.as_str(),
+            self.service,
+            self.filename().as_deref().unwrap_or("-")
+        );
+        match (self.stage, self.status) {
+            (Stage::Done, Some(s)) => {
+                let _ = write!(line, " -> {s}");
+            }
+            (Stage::Done, None) => line.push_str(" -> no answer"),
+            (stage, _) => {
+                let _ = write!(line, " ({})", stage.as_str());
+            }
+        }
+        if let Some(f) = &self.fault {
+            let _ = write!(line, " [fault {f}]");
+        }
+        if self.client_gone {
+            line.push_str(" [client gone]");
+        }
+        line
     }
 
     /// The bytes this entry holds: the record itself, its strings, its header fields and its
@@ -121,6 +226,11 @@ impl Transaction {
         let lossy = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
         json!({
             "id": self.id,
+            "received_at": humantime::format_rfc3339_millis(self.received_at).to_string(),
+            "received_at_unix_ms": unix_ms(self.received_at),
+            "stage": self.stage.as_str(),
+            "bytes_written": self.bytes_written,
+            "client_gone": self.client_gone,
             "peer": self.peer.map(|p| p.to_string()),
             "method": self.method.as_str(),
             "service": self.service,
@@ -153,6 +263,12 @@ impl Transaction {
             "note": self.note,
         })
     }
+}
+
+/// Milliseconds since the Unix epoch (0 before it, saturating far after it).
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// What a header list owns besides the bytes of its fields (counted by the heads'
@@ -221,6 +337,8 @@ pub(crate) struct Journal {
     bytes: usize,
     max_entries: usize,
     max_bytes: usize,
+    /// The last id handed out by [`Journal::open`] (ids go on across a clear).
+    next_id: u64,
 }
 
 impl Journal {
@@ -232,6 +350,7 @@ impl Journal {
             bytes: 0,
             max_entries: max_entries.max(1),
             max_bytes,
+            next_id: 0,
         }
     }
 
@@ -240,6 +359,11 @@ impl Journal {
         let size = tx.held_bytes();
         self.entries.push_back((tx, size));
         self.bytes = self.bytes.saturating_add(size);
+        self.evict();
+    }
+
+    /// Drops the oldest entries until both budgets hold (the newest always stays).
+    fn evict(&mut self) {
         while self.entries.len() > 1
             && (self.entries.len() > self.max_entries || self.bytes > self.max_bytes)
         {
@@ -247,6 +371,30 @@ impl Journal {
                 self.bytes = self.bytes.saturating_sub(n);
             }
         }
+    }
+
+    /// Records `tx` under the next id (assigned here, so the ring stays in id order) and
+    /// returns that id.
+    pub(crate) fn open(&mut self, tx: &mut Transaction) -> u64 {
+        self.next_id = self.next_id.saturating_add(1);
+        tx.id = self.next_id;
+        self.push(tx.clone());
+        tx.id
+    }
+
+    /// Replaces the entry with `tx`'s id by `tx` (its size counted again); does nothing
+    /// when the entry already left the ring (or was cleared).
+    pub(crate) fn update(&mut self, tx: &Transaction) {
+        let Ok(i) = self.entries.binary_search_by_key(&tx.id, |(t, _)| t.id) else {
+            return;
+        };
+        let size = tx.held_bytes();
+        let Some(slot) = self.entries.get_mut(i) else {
+            return;
+        };
+        self.bytes = self.bytes.saturating_sub(slot.1).saturating_add(size);
+        *slot = (tx.clone(), size);
+        self.evict();
     }
 
     /// The transactions, oldest first.
@@ -283,6 +431,10 @@ mod tests {
     fn tx(id: u64, uri_len: usize) -> Transaction {
         Transaction {
             id,
+            received_at: SystemTime::now(),
+            stage: Stage::Done,
+            bytes_written: 0,
+            client_gone: false,
             peer: None,
             method: Method::Options,
             service: "avscan".into(),
@@ -320,6 +472,46 @@ mod tests {
         j.clear();
         assert_eq!(j.bytes(), 0);
         assert!(j.to_vec().is_empty());
+    }
+
+    #[test]
+    fn open_numbers_entries_and_update_recounts_their_bytes() {
+        let mut j = Journal::new(100, usize::MAX);
+        let mut a = tx(0, 10);
+        let mut b = tx(0, 10);
+        assert_eq!(j.open(&mut a), 1);
+        assert_eq!(j.open(&mut b), 2);
+        let before = j.bytes();
+        a.threat = Some("t".repeat(1000));
+        a.stage = Stage::Done;
+        j.update(&a);
+        assert!(j.bytes() >= before + 1000, "{} {}", j.bytes(), before);
+        let got = j.to_vec();
+        assert_eq!(got[0].threat.as_deref().map(str::len), Some(1000));
+        assert_eq!(got[0].stage, Stage::Done);
+        assert_eq!(got[1].id, 2);
+        // An entry that left the ring is not brought back by an update.
+        j.clear();
+        j.update(&a);
+        assert!(j.to_vec().is_empty());
+        assert_eq!(j.bytes(), 0);
+        // Ids go on across a clear, so a late update never hits a newer entry.
+        let mut c = tx(0, 10);
+        assert_eq!(j.open(&mut c), 3);
+    }
+
+    #[test]
+    fn an_update_that_grows_an_entry_keeps_the_byte_budget() {
+        let one = tx(0, 100).held_bytes();
+        let mut j = Journal::new(100, one * 3);
+        let mut entries: Vec<Transaction> = (0..3).map(|_| tx(0, 100)).collect();
+        for e in &mut entries {
+            j.open(e);
+        }
+        entries[2].note = Some("n".repeat(one));
+        j.update(&entries[2]);
+        assert!(j.bytes() <= one * 3, "{} > {}", j.bytes(), one * 3);
+        assert_eq!(j.to_vec().last().map(|t| t.id), Some(3));
     }
 
     #[test]

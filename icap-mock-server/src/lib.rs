@@ -13,7 +13,8 @@
 //!                  ▼
 //!            Decision::Answer(Plan { fault, reply }) ─► dialect (c-icap, Symantec, ...)
 //!                                                       ─► ResponseHead::encode, chunked
-//!  journal: one Transaction per request (heads, body size and SHA-256, preview, status)
+//!  journal: one Transaction per request, recorded when its head arrives and updated as it
+//!  goes (heads, body size and SHA-256, preview, what was written, whether the client left)
 //! ```
 //!
 //! The modules form layers: each imports only what lies below it, and
@@ -21,7 +22,8 @@
 //! layers`).
 //!
 //! ```text
-//!  server.rs        MockServer and MockServerBuilder (and Mock::mount): puts the rest together
+//!  server.rs        MockServer, MockServerBuilder, Mock::mount and mount_as_scoped
+//!                   (MockGuard): puts the rest together
 //!   ├ admin.rs      the HTTP admin API (axum, feature `admin`) over the state and the outage switch
 //!   ├ config/       ConfigFile ─► FileSettings (MockServerBuilder::config), ConfigError
 //!   └ listener.rs   the socket, the outage switch, the accept loop
@@ -104,15 +106,20 @@ pub mod verify;
 
 #[cfg(feature = "admin")]
 pub use admin::DEFAULT_ADMIN_BODY_LIMIT;
-pub use journal::{DEFAULT_JOURNAL_BYTES, DEFAULT_JOURNAL_LIMIT, Transaction};
+pub use journal::{DEFAULT_JOURNAL_BYTES, DEFAULT_JOURNAL_LIMIT, Stage, Transaction};
 pub use listener::Outage;
-pub use mock::{Mock, MockBuilder, Times};
+pub use mock::{DEFAULT_PRIORITY, Mock, MockBuilder, Times};
 pub use reply::{Fault, FaultKind, Reaction, Reply, ReplyKind, Respond};
 pub use request::Request;
 pub use scan::EICAR;
-pub use server::{MockServer, MockServerBuilder, StartError};
+pub use server::{MockGuard, MockServer, MockServerBuilder, StartError};
 pub use service::{DEFAULT_ECHO_THRESHOLD, Dialect, ServiceConfig, Signature, UnknownDialect};
 pub use state::DEFAULT_HEAD_DEADLINE;
 
 /// Re-exported so users need not depend on icap-proto for `Method` and `Limits`.
 pub use icap_proto::{Limits, Method};
+
+// The README's examples run as doctests, so they cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -83,13 +83,22 @@ pub(crate) enum Schedule {
     },
 }
 
-/// A rule: matchers, a responder, a schedule and an expectation.
+/// The priority of a mock that names none ([`Mock::with_priority`]): 5, as in wiremock.
+pub const DEFAULT_PRIORITY: u8 = 5;
+
+/// A rule: matchers, a responder, a schedule, a priority and an expectation.
+///
+/// When several mounted mocks match a request, the one with the lowest priority number
+/// applies; among equal priorities, the one mounted first (as in wiremock). A mock whose
+/// schedule lets this request pass ([`Mock::times`], [`Mock::every`],
+/// [`Mock::probability`]) leaves it to the next one.
 pub struct Mock {
     pub(crate) matchers: Vec<Box<dyn Match>>,
     pub(crate) responder: Box<dyn Respond>,
     pub(crate) expect: Option<Times>,
     pub(crate) schedule: Schedule,
     pub(crate) name: Option<String>,
+    pub(crate) priority: u8,
 }
 
 impl fmt::Debug for Mock {
@@ -99,6 +108,7 @@ impl fmt::Debug for Mock {
             .field("matchers", &self.matchers.len())
             .field("expect", &self.expect)
             .field("schedule", &self.schedule)
+            .field("priority", &self.priority)
             .finish_non_exhaustive()
     }
 }
@@ -132,7 +142,9 @@ impl Mock {
         self
     }
 
-    /// Applies to the first `n` matching requests only; later ones fall through.
+    /// Applies to the first `n` matching requests only; later ones fall through. For a
+    /// fault that breaks the connection before any answer, mind icap-client's retry of a
+    /// stale connection: `.times(1)` is absorbed by it, `.times(2)` makes the scan fail.
     pub fn times(mut self, n: u64) -> Self {
         self.schedule = Schedule::Times(n);
         self
@@ -151,6 +163,14 @@ impl Mock {
             p: p.clamp(0.0, 1.0),
             seed,
         };
+        self
+    }
+
+    /// Sets the mock's priority: among the mocks that match a request, the lowest number
+    /// applies (1 before 5), then the one mounted first. The default is
+    /// [`DEFAULT_PRIORITY`] (5); 0 is the highest of all.
+    pub fn with_priority(mut self, priority: u8) -> Self {
+        self.priority = priority;
         self
     }
 
@@ -176,6 +196,7 @@ impl MockBuilder {
             expect: None,
             schedule: Schedule::Always,
             name: None,
+            priority: DEFAULT_PRIORITY,
         }
     }
 }
@@ -284,7 +305,7 @@ pub(crate) enum Selection {
 }
 
 impl Selector {
-    /// `rules` in precedence order (most recently mounted first).
+    /// `rules` in precedence order (priority, then mount order).
     pub(crate) fn new(rules: Arc<Vec<Arc<Rule>>>) -> Self {
         let n = rules.len();
         Selector {

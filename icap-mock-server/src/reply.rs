@@ -255,22 +255,42 @@ impl Fault {
         Fault::of(FaultKind::NeverAnswer)
     }
     /// Closes right after the request head.
+    ///
+    /// One-shot: icap-client retries once when a reused connection fails before any answer,
+    /// so `.times(1)` of this fault is absorbed by that retry; use `.times(2)` to make the
+    /// scan fail (the README's "one-shot faults").
     pub fn close_immediately() -> Self {
         Fault::of(FaultKind::CloseImmediately)
     }
     /// Resets (RST) right after the request head.
+    ///
+    /// One-shot: icap-client retries once when a reused connection fails before any answer,
+    /// so `.times(1)` of this fault is absorbed by that retry; use `.times(2)` to make the
+    /// scan fail (the README's "one-shot faults").
     pub fn reset() -> Self {
         Fault::of(FaultKind::Reset)
     }
     /// Closes after the preview instead of answering it.
+    ///
+    /// One-shot: icap-client retries once when a reused connection fails before any answer,
+    /// so `.times(1)` of this fault is absorbed by that retry; use `.times(2)` to make the
+    /// scan fail (the README's "one-shot faults").
     pub fn close_after_preview() -> Self {
         Fault::of(FaultKind::CloseAfterPreview)
     }
     /// Resets (RST) after the first body bytes.
+    ///
+    /// One-shot: icap-client retries once when a reused connection fails before any answer,
+    /// so `.times(1)` of this fault is absorbed by that retry; use `.times(2)` to make the
+    /// scan fail (the README's "one-shot faults").
     pub fn reset_mid_body() -> Self {
         Fault::of(FaultKind::ResetMidBody)
     }
     /// Closes after the first body bytes.
+    ///
+    /// One-shot: icap-client retries once when a reused connection fails before any answer,
+    /// so `.times(1)` of this fault is absorbed by that retry; use `.times(2)` to make the
+    /// scan fail (the README's "one-shot faults").
     pub fn close_mid_body() -> Self {
         Fault::of(FaultKind::CloseMidBody)
     }

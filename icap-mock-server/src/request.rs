@@ -66,36 +66,13 @@ impl Request {
 
     /// The path of the embedded URL (without scheme, host and query).
     pub fn url_path(&self) -> Option<String> {
-        let req = self.http_request.as_ref()?;
-        let target = String::from_utf8_lossy(req.target()).into_owned();
-        let path = match target.find("://") {
-            Some(i) => {
-                let rest = &target[i + 3..];
-                rest.find('/').map_or("/", |j| &rest[j..]).to_owned()
-            }
-            None => target,
-        };
-        Some(path.split(['?', '#']).next().unwrap_or("").to_owned())
+        url_path_of(self.http_request.as_ref())
     }
 
     /// The file name: `Content-Disposition: ...; filename=` of the embedded response (then
     /// request) head, else the last segment of the URL path.
     pub fn filename(&self) -> Option<String> {
-        let disposition = self
-            .http_response
-            .as_ref()
-            .and_then(|r| r.headers.get("Content-Disposition"))
-            .or_else(|| {
-                self.http_request
-                    .as_ref()
-                    .and_then(|r| r.headers.get("Content-Disposition"))
-            });
-        if let Some(name) = disposition.and_then(|v| disposition_filename(&v.to_str_lossy())) {
-            return Some(name);
-        }
-        let path = self.url_path()?;
-        let last = path.rsplit('/').next().unwrap_or("");
-        (!last.is_empty()).then(|| last.to_owned())
+        filename_of(self.http_request.as_ref(), self.http_response.as_ref())
     }
 
     /// Whether the body contains `pattern`: exact for patterns of mounted `body_contains`
@@ -114,12 +91,52 @@ impl Request {
 
     /// The first value of a header of the embedded response head, else the request head.
     pub fn http_header(&self, name: &str) -> Option<String> {
-        self.http_response
-            .as_ref()
-            .and_then(|r| r.headers.get(name))
-            .or_else(|| self.http_request.as_ref().and_then(|r| r.headers.get(name)))
-            .map(|v| v.to_str_lossy().into_owned())
+        http_header_of(
+            self.http_request.as_ref(),
+            self.http_response.as_ref(),
+            name,
+        )
     }
+}
+
+/// [`Request::url_path`] of an embedded request head (shared with the journal's entries).
+pub(crate) fn url_path_of(req: Option<&HttpRequestHead>) -> Option<String> {
+    let target = String::from_utf8_lossy(req?.target()).into_owned();
+    let path = match target.find("://") {
+        Some(i) => {
+            let rest = &target[i + 3..];
+            rest.find('/').map_or("/", |j| &rest[j..]).to_owned()
+        }
+        None => target,
+    };
+    Some(path.split(['?', '#']).next().unwrap_or("").to_owned())
+}
+
+/// [`Request::filename`] of embedded heads (shared with the journal's entries).
+pub(crate) fn filename_of(
+    req: Option<&HttpRequestHead>,
+    res: Option<&HttpResponseHead>,
+) -> Option<String> {
+    let disposition = res
+        .and_then(|r| r.headers.get("Content-Disposition"))
+        .or_else(|| req.and_then(|r| r.headers.get("Content-Disposition")));
+    if let Some(name) = disposition.and_then(|v| disposition_filename(&v.to_str_lossy())) {
+        return Some(name);
+    }
+    let path = url_path_of(req)?;
+    let last = path.rsplit('/').next().unwrap_or("");
+    (!last.is_empty()).then(|| last.to_owned())
+}
+
+/// [`Request::http_header`] of embedded heads (shared with the journal's entries).
+pub(crate) fn http_header_of(
+    req: Option<&HttpRequestHead>,
+    res: Option<&HttpResponseHead>,
+    name: &str,
+) -> Option<String> {
+    res.and_then(|r| r.headers.get(name))
+        .or_else(|| req.and_then(|r| r.headers.get(name)))
+        .map(|v| v.to_str_lossy().into_owned())
 }
 
 /// `filename*=UTF-8''x` or `filename="x"` or `filename=x` from a `Content-Disposition` value.

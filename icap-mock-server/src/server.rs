@@ -423,10 +423,20 @@ impl MockServer {
             .expect("listening again after the outage");
     }
 
-    /// The transactions received so far, oldest first.
+    /// The transactions received so far, oldest first. An entry is there from the moment
+    /// its head arrived ([`Stage`](crate::Stage)), and shows what was written to the client.
     #[allow(clippy::unused_async)] // async API, as promised to users
     pub async fn journal(&self) -> Vec<Transaction> {
         self.state.journal()
+    }
+
+    /// The journal without the `OPTIONS` requests that clients send on their own: the
+    /// scans (`RESPMOD`, `REQMOD`), oldest first.
+    #[allow(clippy::unused_async)] // async API, as promised to users
+    pub async fn journal_scans(&self) -> Vec<Transaction> {
+        let mut j = self.state.journal();
+        j.retain(|t| !t.is_options());
+        j
     }
 
     /// The bytes the journal's entries hold now (at most the
@@ -458,15 +468,13 @@ impl MockServer {
     /// Checks the expectations of the mounted mocks.
     ///
     /// # Panics
-    /// With a message naming each unmet expectation.
+    /// With a message naming each unmet expectation, then listing the requests the
+    /// journal holds, grouped by the mock that answered them or `unmatched`.
     #[allow(clippy::unused_async)] // async API, as promised to users
     pub async fn verify(&self) {
-        let unmet = self.state.unmet_expectations();
-        assert!(
-            unmet.is_empty(),
-            "icap-mock-server: unmet expectations:\n  {}",
-            unmet.join("\n  ")
-        );
+        if let Some(msg) = self.state.unmet_report(None) {
+            panic!("{msg}");
+        }
     }
 
     /// Stops accepting, lets connections finish their current transaction (up to 5 s),
@@ -491,10 +499,73 @@ impl MockServer {
 }
 
 impl Mock {
-    /// Adds the mock to `server`. Mocks mounted later take precedence.
+    /// Adds the mock to `server` for the server's lifetime. Among the mocks that match a
+    /// request, the lowest [priority](Mock::with_priority) number applies, then the one
+    /// mounted first (as in wiremock).
     #[allow(clippy::unused_async)] // async like wiremock's, so rules may later sync with I/O
     pub async fn mount(self, server: &MockServer) {
         server.state.add_rule(self);
+    }
+
+    /// Adds the mock to `server` until the returned guard is dropped (as wiremock's
+    /// `mount_as_scoped`). Dropping the guard unmounts the mock and checks its
+    /// expectation, panicking with the same message as [`MockServer::verify`] when it is
+    /// unmet (unless the thread is already panicking).
+    ///
+    /// ```
+    /// use icap_mock_server::{matchers::any, Mock, MockServer, Reply};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let server = MockServer::start().await;
+    /// {
+    ///     let _guard = Mock::given(any())
+    ///         .respond_with(Reply::infected("Scoped.Test"))
+    ///         .expect(0)
+    ///         .mount_as_scoped(&server)
+    ///         .await;
+    ///     // Only here does the mock answer.
+    /// }
+    /// assert!(server.journal().await.is_empty());
+    /// # }
+    /// ```
+    #[allow(clippy::unused_async)] // async like wiremock's
+    pub async fn mount_as_scoped(self, server: &MockServer) -> MockGuard {
+        let id = server.state.add_rule(self);
+        MockGuard {
+            state: server.state.clone(),
+            id,
+        }
+    }
+}
+
+/// A mock mounted by [`Mock::mount_as_scoped`]: unmounted, and its expectation checked,
+/// when dropped.
+#[derive(Debug)]
+#[must_use = "dropping the guard unmounts the mock at once"]
+pub struct MockGuard {
+    state: Arc<State>,
+    id: u64,
+}
+
+impl MockGuard {
+    /// The journal entries this mock answered, oldest first.
+    #[allow(clippy::unused_async)] // async like MockServer::journal
+    pub async fn received_requests(&self) -> Vec<Transaction> {
+        let mut j = self.state.journal();
+        j.retain(|t| t.rule == Some(self.id));
+        j
+    }
+}
+
+impl Drop for MockGuard {
+    fn drop(&mut self) {
+        let report = self.state.unmet_report(Some(self.id));
+        self.state.remove_rule(self.id);
+        if !std::thread::panicking()
+            && let Some(msg) = report
+        {
+            panic!("{msg}");
+        }
     }
 }
 
@@ -505,13 +576,10 @@ impl Drop for MockServer {
         if let Some(a) = self.admin.take() {
             a.stop();
         }
-        if !std::thread::panicking() {
-            let unmet = self.state.unmet_expectations();
-            assert!(
-                unmet.is_empty(),
-                "icap-mock-server: unmet expectations:\n  {}",
-                unmet.join("\n  ")
-            );
+        if !std::thread::panicking()
+            && let Some(msg) = self.state.unmet_report(None)
+        {
+            panic!("{msg}");
         }
     }
 }

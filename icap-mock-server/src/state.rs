@@ -28,6 +28,9 @@ pub(crate) const FAULT_MARKER: &[u8] = b"ICAP-MOCK-FAULT:";
 /// See [`FAULT_MARKER`].
 pub(crate) const VERDICT_MARKER: &[u8] = b"ICAP-MOCK-VERDICT:";
 
+/// How many requests of one group an unmet-expectations message lists.
+pub(crate) const LISTED_PER_GROUP: usize = 20;
+
 /// Settings shared by all connections.
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
@@ -73,7 +76,7 @@ impl Default for Settings {
 /// Rules and the patterns they need, replaced as a whole when a rule is added or removed.
 #[derive(Debug)]
 pub(crate) struct Compiled {
-    /// Rules in precedence order: most recently mounted first.
+    /// Rules in precedence order: lowest priority number first, then the first mounted.
     pub(crate) rules: Arc<Vec<Arc<Rule>>>,
     pub(crate) patterns: PatternSet,
     /// The plain patterns in `patterns` order (for `Request::found`).
@@ -133,7 +136,6 @@ pub(crate) struct State {
     next_rule: AtomicU64,
     // A ring: the oldest entries go in O(1) once a budget is reached.
     journal: Mutex<Journal>,
-    next_tx: AtomicU64,
     per_service: Mutex<HashMap<String, u32>>,
     istag_base: u64,
 }
@@ -163,7 +165,6 @@ impl State {
             settings,
             next_rule: AtomicU64::new(1),
             journal: Mutex::new(journal),
-            next_tx: AtomicU64::new(1),
             per_service: Mutex::new(HashMap::new()),
             istag_base,
         }
@@ -187,8 +188,10 @@ impl State {
         let id = self.next_rule.fetch_add(1, Ordering::Relaxed);
         let rule = Arc::new(Rule::new(id, mock));
         let mut c = lock(&self.compiled);
-        let mut rules = vec![rule];
-        rules.extend(c.rules.iter().cloned());
+        let mut rules: Vec<Arc<Rule>> = c.rules.iter().cloned().collect();
+        rules.push(rule);
+        // Stable, and ids grow with mount order: priority first, then the first mounted.
+        rules.sort_by_key(|r| (r.mock.priority, r.id));
         *c = Arc::new(Compiled::build(
             &self.settings,
             rules,
@@ -213,12 +216,15 @@ impl State {
         removed
     }
 
-    pub(crate) fn next_tx_id(&self) -> u64 {
-        self.next_tx.fetch_add(1, Ordering::Relaxed)
+    /// Records a request that just arrived: gives it its id (in journal order) and puts it
+    /// in the journal, to be updated by [`State::record`] as the exchange proceeds.
+    pub(crate) fn open_entry(&self, tx: &mut Transaction) -> u64 {
+        lock(&self.journal).open(tx)
     }
 
-    pub(crate) fn record(&self, tx: Transaction) {
-        lock(&self.journal).push(tx);
+    /// Updates the journal entry of `tx` (gone already if the budgets pushed it out).
+    pub(crate) fn record(&self, tx: &Transaction) {
+        lock(&self.journal).update(tx);
     }
 
     pub(crate) fn journal(&self) -> Vec<Transaction> {
@@ -252,14 +258,23 @@ impl State {
 
     /// Unmet expectations, one line each.
     pub(crate) fn unmet_expectations(&self) -> Vec<String> {
+        self.unmet_of(None)
+    }
+
+    /// Unmet expectations of rule `only` (of every rule for `None`), one line each, in
+    /// mount order.
+    fn unmet_of(&self, only: Option<u64>) -> Vec<String> {
         let c = self.snapshot();
+        let mut rules: Vec<&Arc<Rule>> = c
+            .rules
+            .iter()
+            .filter(|r| only.is_none_or(|id| r.id == id))
+            .collect();
+        rules.sort_by_key(|r| r.id);
         let mut out = Vec::new();
-        for r in c.rules.iter().rev() {
+        for r in rules {
             if let Some(want) = r.mock.expect {
-                let st = r
-                    .state
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let st = lock(&r.state);
                 if !want.contains(st.applied) {
                     out.push(format!(
                         "{} expected {want} request(s), got {} (matched {})",
@@ -271,5 +286,59 @@ impl State {
             }
         }
         out
+    }
+
+    /// The failure message for the unmet expectations of rule `only` (every rule for
+    /// `None`), or `None` when all are met: the unmet ones, then the requests the journal
+    /// holds, grouped by the mock that answered them or "unmatched" (as wiremock lists
+    /// them), at most [`LISTED_PER_GROUP`] per group.
+    pub(crate) fn unmet_report(&self, only: Option<u64>) -> Option<String> {
+        use std::fmt::Write as _;
+        let unmet = self.unmet_of(only);
+        if unmet.is_empty() {
+            return None;
+        }
+        let mut msg = String::from("icap-mock-server: unmet expectations:\n");
+        for u in &unmet {
+            let _ = writeln!(msg, "  {u}");
+        }
+        let journal = self.journal();
+        if journal.is_empty() {
+            msg.push_str("no requests were received");
+            return Some(msg);
+        }
+        let c = self.snapshot();
+        let name = |id: u64| {
+            c.rules
+                .iter()
+                .find(|r| r.id == id)
+                .map_or_else(|| format!("mock #{id} (unmounted)"), |r| r.describe())
+        };
+        // Groups in mount order, "unmatched" last.
+        let mut groups: Vec<(Option<u64>, Vec<&Transaction>)> = Vec::new();
+        for t in &journal {
+            match groups.iter_mut().find(|(k, _)| *k == t.rule) {
+                Some((_, v)) => v.push(t),
+                None => groups.push((t.rule, vec![t])),
+            }
+        }
+        groups.sort_by_key(|(k, _)| k.map_or((1, 0), |id| (0, id)));
+        let _ = writeln!(msg, "received requests ({}):", journal.len());
+        for (key, entries) in &groups {
+            let title = key.map_or_else(|| "unmatched".to_owned(), name);
+            let _ = writeln!(msg, "  {title}:");
+            for t in entries.iter().take(LISTED_PER_GROUP) {
+                let _ = writeln!(msg, "    {}", t.summary());
+            }
+            if entries.len() > LISTED_PER_GROUP {
+                let _ = writeln!(msg, "    ... and {} more", entries.len() - LISTED_PER_GROUP);
+            }
+        }
+        Some(msg.trim_end().to_owned())
+    }
+
+    /// Removes rule `id`; whether it was there.
+    pub(crate) fn remove_rule(&self, id: u64) -> bool {
+        self.remove_rules(|r| r.id != id) > 0
     }
 }

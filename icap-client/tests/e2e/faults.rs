@@ -227,3 +227,37 @@ async fn broken_replies_are_failures_never_verdicts() {
         }
     }
 }
+
+/// The mock's README says it next to every one-shot fault: the client retries a request
+/// once when its pooled (reused) connection turns out to be dead, so a fault scheduled
+/// `.times(1)` is absorbed by that retry, and `.times(2)` is what a test of the failure
+/// needs.
+#[tokio::test]
+async fn a_one_shot_reset_is_absorbed_by_the_stale_connection_retry_and_two_are_not() {
+    for (times, absorbed) in [(1, true), (2, false)] {
+        let server = MockServer::start().await;
+        let c = quick(&server.url());
+        Mock::given(respmod())
+            .respond_with(Fault::reset())
+            .times(times)
+            .mount(&server)
+            .await;
+        // The first scan: the client's OPTIONS already left its connection pooled, so the
+        // RESPMOD goes out on a reused connection and its reset is retried.
+        let r = c.scan_bytes(eicar(), &ScanMeta::new("e.com")).await;
+        assert_eq!(r.attempts, 2, "times({times}): {r:?}");
+        if absorbed {
+            assert!(r.verdict.is_infected(), "times({times}): {r:?}");
+        } else {
+            let e = r.verdict.error().unwrap_or_else(|| panic!("{r:?}"));
+            assert!(e.is_closed(), "times({times}): {e:?}");
+        }
+        let resets = server
+            .journal_scans()
+            .await
+            .iter()
+            .filter(|t| t.fault.as_deref() == Some("reset"))
+            .count();
+        assert_eq!(resets, usize::try_from(times).unwrap(), "times({times})");
+    }
+}

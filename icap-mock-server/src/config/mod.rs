@@ -57,7 +57,7 @@ pub struct ConfigFile {
     /// Services (default: one `avscan`).
     #[serde(default, rename = "service")]
     pub services: Vec<ServiceSpec>,
-    /// Rules, in the order they are mounted (later ones take precedence).
+    /// Rules, in the order they are mounted (of equal priority, the first mounted wins).
     #[serde(default, rename = "rule")]
     pub rules: Vec<RuleSpec>,
 }

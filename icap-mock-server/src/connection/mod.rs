@@ -132,6 +132,11 @@ pub(crate) struct Connection<S> {
     attached: Vec<String>,
     /// The current request's exchange; a new one per request, on the same buffer.
     pub(crate) exchange: ServerExchange,
+    /// Bytes written to the client during the current request (for its journal entry).
+    written: u64,
+    /// The client went away during the current request (a read saw its close or an
+    /// error, or a write failed).
+    gone: bool,
 }
 
 const READ_RESERVE: usize = 64 * 1024;
@@ -152,6 +157,8 @@ impl<S: Stream> Connection<S> {
             shutdown,
             attached: Vec::new(),
             exchange: ServerExchange::new(limits),
+            written: 0,
+            gone: false,
         }
     }
 
@@ -258,7 +265,13 @@ impl<S: Stream> Connection<S> {
                 return Ok(ev);
             }
             let deadline = deadline_after(self.state.settings.idle_timeout);
-            if self.read_more(deadline).await? == 0 {
+            let n = self.read_more(deadline).await.inspect_err(|e| {
+                if matches!(e, ConnError::Io) {
+                    self.gone = true;
+                }
+            })?;
+            if n == 0 {
+                self.gone = true;
                 return Err(match self.exchange.handle_eof() {
                     Err(e) => ConnError::Protocol(e),
                     Ok(()) => ConnError::Eof,
@@ -290,8 +303,62 @@ impl<S: Stream> Connection<S> {
         }
     }
 
+    /// Writes `bytes` to the client; false (and the client counted as gone) when that
+    /// failed.
     pub(crate) async fn write(&mut self, bytes: &[u8]) -> bool {
-        self.stream.write_all(bytes).await.is_ok() && self.stream.flush().await.is_ok()
+        let ok = self.stream.write_all(bytes).await.is_ok() && self.stream.flush().await.is_ok();
+        if ok {
+            let n = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+            self.written = self.written.saturating_add(n);
+        } else {
+            self.gone = true;
+        }
+        ok
+    }
+
+    /// Holds the request for `d` (a timing fault) while watching the client: false as soon
+    /// as it goes away (its close or a read error), true when the time is up. The journal
+    /// entry shows the request as [`Stage::Waiting`](crate::Stage::Waiting) meanwhile.
+    /// Whatever the client sends meanwhile (a pipelined request) stays in the read buffer,
+    /// up to a bound past which the mock only waits.
+    async fn pause(&mut self, tx: &mut Tx, d: Duration) -> bool {
+        tx.record.stage = crate::journal::Stage::Waiting;
+        self.progress(tx);
+        let sleep = tokio::time::sleep_until(deadline_after(d));
+        tokio::pin!(sleep);
+        let bound = self.state.settings.limits.max_head.max(READ_RESERVE);
+        loop {
+            if self.buf.len() >= bound {
+                sleep.await;
+                return true;
+            }
+            if self.buf.capacity() - self.buf.len() < READ_RESERVE / 4 {
+                self.buf.reserve(READ_RESERVE);
+            }
+            tokio::select! {
+                () = &mut sleep => return true,
+                r = self.stream.read_buf(&mut self.buf) => match r {
+                    Ok(0) | Err(_) => {
+                        self.gone = true;
+                        return false;
+                    }
+                    Ok(_) => {}
+                },
+            }
+        }
+    }
+
+    /// Starts the bookkeeping of a new request on this connection.
+    fn begin_request(&mut self) {
+        self.written = 0;
+        self.gone = false;
+    }
+
+    /// Updates the journal entry with what the transaction got to so far.
+    fn progress(&self, tx: &mut Tx) {
+        tx.record.bytes_written = self.written;
+        tx.record.client_gone = self.gone;
+        self.state.record(&tx.record);
     }
 
     /// Answers a broken request with a bare status and `Connection: close`; the caller
@@ -306,7 +373,13 @@ impl<S: Stream> Connection<S> {
         }
     }
 
+    /// Closes the journal entry: what was written, whether the client was there.
     fn finish_record(&self, tx: &mut Tx) {
+        tx.record.stage = crate::journal::Stage::Done;
+        if self.written == 0 {
+            // Nothing reached the client: no status was sent, whatever was planned.
+            tx.record.status = None;
+        }
         let r = &tx.record;
         tracing::info!(
             id = r.id,
@@ -320,9 +393,11 @@ impl<S: Stream> Connection<S> {
             threat = ?r.threat,
             fault = ?r.fault,
             rule = ?r.rule,
+            bytes_written = self.written,
+            client_gone = self.gone,
             "transaction"
         );
-        self.state.record(tx.record.clone());
+        self.progress(tx);
     }
 }
 

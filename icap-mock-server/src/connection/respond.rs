@@ -138,8 +138,10 @@ impl<S: Stream> Connection<S> {
             tx.echo = BytesMut::new();
             return true;
         }
-        if let Some(FaultKind::Delay(delay)) = tx.plan.as_ref().and_then(|p| p.fault) {
-            tokio::time::sleep(delay).await;
+        if let Some(FaultKind::Delay(delay)) = tx.plan.as_ref().and_then(|p| p.fault)
+            && !self.pause(tx, delay).await
+        {
+            return false;
         }
         let mut out = BytesMut::new();
         let head = echo_head(&self.state.istag(), tx);
@@ -159,7 +161,10 @@ impl<S: Stream> Connection<S> {
         tx.record.rule = plan.rule;
         tx.record.fault = plan.fault.map(|f| f.name().to_owned());
         match plan.fault {
-            Some(FaultKind::Delay(d)) if !tx.echo_started => tokio::time::sleep(d).await,
+            // The client went away during the delay: nothing to answer.
+            Some(FaultKind::Delay(d)) if !tx.echo_started && !self.pause(tx, d).await => {
+                return Next::Close;
+            }
             Some(FaultKind::CloseAfterPreview | FaultKind::CloseMidBody) => return Next::Close,
             Some(FaultKind::ResetMidBody) => return Next::Reset,
             _ => {}

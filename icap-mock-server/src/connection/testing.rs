@@ -11,8 +11,8 @@ use crate::mock::Mock;
 use crate::service::ServiceConfig;
 use crate::state::{Settings, State};
 
-/// A state with the `avscan` service and these rules (later ones take precedence, as
-/// when mounted), triggers as given.
+/// A state with the `avscan` service and these rules, mounted in order (of equal
+/// priority, the first takes precedence), triggers as given.
 pub(super) fn state(triggers: bool, mocks: Vec<Mock>) -> State {
     let settings = Settings {
         services: vec![ServiceConfig::new("avscan")],

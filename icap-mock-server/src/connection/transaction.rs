@@ -32,6 +32,7 @@ impl<S: Stream> Connection<S> {
             .headers
             .get("Connection")
             .is_some_and(|v| v.to_str_lossy().trim().eq_ignore_ascii_case("close"));
+        self.begin_request();
         let mut tx = Tx::new(&shared, head, self.peer);
         let svc = tx.svc.clone();
         let keep = |n: Next| keep_unless(close_requested, n);
@@ -313,8 +314,11 @@ impl<S: Stream> Connection<S> {
             self.finish_record(tx);
             return Some(keep(next));
         }
-        if let Some(FaultKind::DelayContinue(d)) = tx.plan.as_ref().and_then(|p| p.fault) {
-            tokio::time::sleep(d).await;
+        if let Some(FaultKind::DelayContinue(d)) = tx.plan.as_ref().and_then(|p| p.fault)
+            && !self.pause(tx, d).await
+        {
+            self.finish_record(tx);
+            return Some(Next::Close);
         }
         if !self.exchange.may_continue() {
             tracing::warn!("the exchange refused a 100 Continue after a preview");

@@ -9,7 +9,7 @@ use icap_proto::RequestHead;
 use sha2::{Digest, Sha256};
 
 use super::plan::Plan;
-use crate::journal::{Transaction, compact_head, hex};
+use crate::journal::{Stage, Transaction, compact_head, hex};
 use crate::mock::Selector;
 use crate::reply::{FaultKind, ReplyKind};
 use crate::request::Request;
@@ -57,8 +57,12 @@ impl Tx {
         // The journal outlives the connection: its copy of the head must not keep the
         // connection's read buffer alive.
         let kept = compact_head(&head);
-        let record = Transaction {
-            id: state.next_tx_id(),
+        let mut record = Transaction {
+            id: 0,
+            received_at: std::time::SystemTime::now(),
+            stage: Stage::Receiving,
+            bytes_written: 0,
+            client_gone: false,
             peer,
             method: head.method,
             service: service.clone(),
@@ -80,6 +84,7 @@ impl Tx {
             complete: false,
             note: None,
         };
+        state.open_entry(&mut record);
         let req = Request {
             method: head.method,
             service,

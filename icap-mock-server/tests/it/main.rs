@@ -8,6 +8,8 @@ mod config;
 mod dialects;
 mod errors;
 mod faults;
+mod journal;
+mod precedence;
 mod proxy;
 mod proxy_tls;
 mod rules;

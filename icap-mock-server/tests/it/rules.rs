@@ -214,8 +214,10 @@ async fn closures_as_matchers_and_responders() {
         })
         .mount(&server)
         .await;
+    // Mounted second, so it needs a higher priority to win over the first for "abc".
     Mock::given(icap_header("X-Reaction", "fault"))
         .respond_with(|_: &Request| Reaction::Fault(Fault::garbage()))
+        .with_priority(1)
         .mount(&server)
         .await;
     let mut c = Conn::open(server.addr()).await;
@@ -244,13 +246,13 @@ async fn closures_as_matchers_and_responders() {
 }
 
 #[tokio::test]
-async fn later_mocks_take_precedence_and_not_inverts() {
+async fn the_first_mounted_of_equal_priority_wins_and_not_inverts() {
     let server = MockServer::start().await;
-    Mock::given(any())
+    Mock::given(not(filename("*.keep")))
         .respond_with(Reply::infected("First"))
         .mount(&server)
         .await;
-    Mock::given(not(filename("*.keep")))
+    Mock::given(any())
         .respond_with(Reply::infected("Second"))
         .mount(&server)
         .await;
@@ -262,7 +264,7 @@ async fn later_mocks_take_precedence_and_not_inverts() {
         )
         .await
         .as_deref(),
-        Some("Second")
+        Some("First")
     );
     assert_eq!(
         threat_of(
@@ -271,7 +273,7 @@ async fn later_mocks_take_precedence_and_not_inverts() {
         )
         .await
         .as_deref(),
-        Some("First")
+        Some("Second")
     );
 }
 
