@@ -202,7 +202,10 @@ struct JournalQuery {
     /// At most this many entries (the oldest that pass the other filters).
     limit: Option<usize>,
     /// Only entries whose id is greater (a cursor: the last id seen).
-    since: Option<u64>,
+    after: Option<u64>,
+    /// Only requests received at or after this time (RFC 3339, e.g.
+    /// `2026-12-01T15:00:00Z`, or milliseconds since the Unix epoch).
+    since: Option<String>,
     /// Only requests to this service.
     service: Option<String>,
     /// Only requests whose file name matches this glob.
@@ -211,22 +214,48 @@ struct JournalQuery {
     unmatched: Option<bool>,
 }
 
-const JOURNAL_QUERY: &str = "limit, since, service, filename, unmatched";
+const JOURNAL_QUERY: &str = "limit, after, since, service, filename, unmatched";
+
+/// `since`: an RFC 3339 time or milliseconds since the Unix epoch.
+fn parse_since(s: &str) -> Result<std::time::SystemTime, Json> {
+    if let Ok(ms) = s.parse::<u64>() {
+        return std::time::UNIX_EPOCH
+            .checked_add(std::time::Duration::from_millis(ms))
+            .ok_or_else(|| error(StatusCode::BAD_REQUEST, format!("since={s}: out of range")));
+    }
+    humantime::parse_rfc3339_weak(s).map_err(|e| {
+        error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "since={s:?}: {e}; give an RFC 3339 time (2026-12-01T15:00:00Z) or ms since the Unix epoch"
+            ),
+        )
+    })
+}
 
 fn journal_query(q: Result<Query<JournalQuery>, QueryRejection>) -> Result<JournalQuery, Json> {
-    q.map(|Query(q)| q).map_err(|e| {
+    let q = q.map(|Query(q)| q).map_err(|e| {
         error(
             StatusCode::BAD_REQUEST,
             format!("{}; valid parameters: {JOURNAL_QUERY}", e.body_text()),
         )
-    })
+    })?;
+    if let Some(s) = &q.since {
+        parse_since(s)?;
+    }
+    Ok(q)
 }
 
 fn filtered(state: &State, q: &JournalQuery) -> Vec<Transaction> {
     state
         .journal()
         .into_iter()
-        .filter(|t| q.since.is_none_or(|s| t.id > s))
+        .filter(|t| q.after.is_none_or(|s| t.id > s))
+        .filter(|t| {
+            // Checked by journal_query: a bad time never gets here.
+            let since = q.since.as_deref().and_then(|s| parse_since(s).ok());
+            since.is_none_or(|s| t.received_at >= s)
+        })
         .filter(|t| q.service.as_deref().is_none_or(|s| t.service == s))
         .filter(|t| q.unmatched.is_none_or(|u| t.rule.is_none() == u))
         .filter(|t| {

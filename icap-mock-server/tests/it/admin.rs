@@ -314,7 +314,7 @@ async fn keep_alive_json_everywhere_and_bounded_bodies() {
         v["error"]
             .as_str()
             .unwrap()
-            .contains("limit, since, service, filename, unmatched"),
+            .contains("limit, after, since, service, filename, unmatched"),
         "{v}"
     );
     let (st, _, _) = on(&mut s, "GET", "/rules", "").await;
@@ -423,9 +423,24 @@ async fn rules_by_id_journal_filters_and_reset() {
     assert_eq!(count("?service=other").await, Some(0));
     let all = http(admin, "GET", "/journal", "").await.1;
     let first = all[0]["id"].as_u64().unwrap();
-    let (_, v) = http(admin, "GET", &format!("/journal?since={first}&limit=1"), "").await;
+    let (_, v) = http(admin, "GET", &format!("/journal?after={first}&limit=1"), "").await;
     assert_eq!(v.as_array().unwrap().len(), 1);
     assert_eq!(v[0]["id"], all[1]["id"]);
+    // `since` is a time: from the second entry's own time stamp on, it and the third are
+    // kept (the first too if it came in the same millisecond); after the last, none.
+    let t1 = all[1]["received_at"].as_str().unwrap().to_owned();
+    let last = all[2]["received_at_unix_ms"].as_u64().unwrap();
+    let since = |q: String| async move {
+        http(admin, "GET", &format!("/journal/count?since={q}"), "").await
+    };
+    let (st, v) = since(t1).await;
+    assert_eq!(st, 200, "{v}");
+    assert!((2..=3).contains(&v["count"].as_u64().unwrap()), "{v}");
+    let (_, v) = since((last + 1).to_string()).await;
+    assert_eq!(v["count"], 0, "nothing after the last entry: {v}");
+    let (st, v) = since("yesterday".into()).await;
+    assert_eq!(st, 400);
+    assert!(v["error"].as_str().unwrap().contains("RFC 3339"), "{v}");
     // Reset: rules, faults, journal and outage at once.
     http(admin, "POST", "/faults", r#"{"fault":"refuse"}"#).await;
     let (st, v) = http(admin, "POST", "/reset", "").await;
