@@ -1,7 +1,5 @@
 //! The `Encapsulated` header (RFC 3507 section 4.4).
 
-use std::fmt::Write as _;
-
 use crate::error::EncapsulatedError;
 use crate::types::Method;
 
@@ -293,16 +291,30 @@ impl Encapsulated {
     }
 }
 
-impl std::fmt::Display for Encapsulated {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut s = String::with_capacity(48);
+impl Encapsulated {
+    /// Appends the value (`req-hdr=0, res-body=120`) to `out`, without a temporary string.
+    pub(crate) fn put_value(&self, out: &mut bytes::BytesMut) {
+        use bytes::BufMut;
         for (i, (sec, off)) in self.entries.iter().enumerate() {
             if i > 0 {
-                s.push_str(", ");
+                out.put_slice(b", ");
             }
-            let _ = write!(s, "{}={off}", sec.as_str());
+            out.put_slice(sec.as_str().as_bytes());
+            out.put_u8(b'=');
+            out.put_slice(crate::header::decimal(*off, &mut [0u8; 20]));
         }
-        f.write_str(&s)
+    }
+}
+
+impl std::fmt::Display for Encapsulated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (sec, off)) in self.entries.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{}={off}", sec.as_str())?;
+        }
+        Ok(())
     }
 }
 

@@ -252,8 +252,9 @@ impl HeaderValue {
 
     /// A value from a number.
     pub fn from_u64(n: u64) -> Self {
-        let text = n.to_string();
-        HeaderValue(Repr::inline(text.as_bytes()).unwrap_or_else(|| Bytes::from(text).into()))
+        // At most 20 digits: always inline, no allocation.
+        let mut buf = [0u8; 20];
+        HeaderValue(Repr::inline(decimal(n, &mut buf)).expect("20 digits fit inline"))
     }
 
     /// A value decoded from `head`: `part` is a slice of it, already checked.
@@ -429,15 +430,16 @@ pub struct Headers {
 }
 
 impl Headers {
-    /// No headers.
-    pub fn new() -> Self {
-        Headers::default()
-    }
-
-    pub(crate) fn with_capacity(n: usize) -> Self {
+    /// No headers, with room for `n` without reallocating.
+    pub fn with_capacity(n: usize) -> Self {
         Headers {
             entries: Vec::with_capacity(n),
         }
+    }
+
+    /// No headers.
+    pub fn new() -> Self {
+        Headers::default()
     }
 
     /// Number of fields.
@@ -588,6 +590,21 @@ impl<'a> IntoIterator for &'a Headers {
     fn into_iter(self) -> Self::IntoIter {
         self.entries.iter()
     }
+}
+
+/// `n` in decimal, written into `buf` (no allocation): the digits are the slice returned.
+pub(crate) fn decimal(n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut at = buf.len();
+    let mut rest = n;
+    loop {
+        at -= 1;
+        buf[at] = b'0' + u8::try_from(rest % 10).expect("a digit");
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    &buf[at..]
 }
 
 #[cfg(test)]

@@ -262,13 +262,18 @@ fn encode_rest(
     res: Option<&HttpResponseHead>,
     out: &mut BytesMut,
 ) {
-    let enc_value = enc.map(ToString::to_string);
+    let put_enc = |out: &mut BytesMut, name: &[u8], e: &Encapsulated| {
+        out.put_slice(name);
+        out.put_slice(b": ");
+        e.put_value(out);
+        out.put_slice(b"\r\n");
+    };
     let mut written = false;
     for (name, value) in headers {
         if name.is(ENCAPSULATED) {
             // The computed value replaces the first received one in place; repeats go.
-            match &enc_value {
-                Some(v) if !written => put_field(out, name.as_str().as_bytes(), v.as_bytes()),
+            match enc {
+                Some(e) if !written => put_enc(out, name.as_str().as_bytes(), e),
                 Some(_) => {}
                 None => put_field(out, name.as_str().as_bytes(), value.as_bytes()),
             }
@@ -277,8 +282,8 @@ fn encode_rest(
             put_field(out, name.as_str().as_bytes(), value.as_bytes());
         }
     }
-    if let (Some(v), false) = (&enc_value, written) {
-        put_field(out, ENCAPSULATED.as_bytes(), v.as_bytes());
+    if let (Some(e), false) = (enc, written) {
+        put_enc(out, ENCAPSULATED.as_bytes(), e);
     }
     out.put_slice(b"\r\n");
     if let Some(r) = req {

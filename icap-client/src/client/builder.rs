@@ -231,7 +231,7 @@ impl ClientBuilder {
     }
     /// The `Host` of the embedded HTTP request (default `upload.local`).
     pub fn http_host(mut self, h: impl Into<String>) -> Self {
-        self.cfg.http_host = h.into();
+        self.cfg.http_host = bytes::Bytes::from(h.into());
         self
     }
 
@@ -305,8 +305,7 @@ impl ClientBuilder {
         for (n, v) in &cfg.headers {
             push_header(&mut static_headers, n, v)?;
         }
-        HeaderValue::new(cfg.http_host.clone().into_bytes())
-            .map_err(|_| Error::config("invalid HTTP host"))?;
+        HeaderValue::new(cfg.http_host.clone()).map_err(|_| Error::config("invalid HTTP host"))?;
         let tls = if cfg.servers.iter().any(|u| u.scheme() == Scheme::Icaps) {
             if cfg.tls.danger_accept_invalid_certs {
                 // Under the TLS module's target: this warning must not be filtered with

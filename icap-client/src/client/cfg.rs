@@ -1,6 +1,7 @@
 //! What a [`Client`](crate::Client) is configured with: the settings the builder sets and
 //! the client reads, with their defaults. Plain data; imports nothing of the client.
 
+use bytes::Bytes;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -36,7 +37,8 @@ pub(crate) struct ClientConfig {
     pub(super) digest: bool,
     pub(super) limits: Limits,
     pub(super) chunk_size: usize,
-    pub(super) http_host: String,
+    /// The embedded HTTP heads' `Host` (shared bytes: each scan takes a reference).
+    pub(super) http_host: Bytes,
     pub(super) allow_204: bool,
     pub(super) allow_206: bool,
     pub(super) max_adapted_body: Option<u64>,
@@ -67,7 +69,7 @@ impl Default for ClientConfig {
             digest: true,
             limits: Limits::default(),
             chunk_size: 64 * 1024,
-            http_host: "upload.local".into(),
+            http_host: Bytes::from_static(b"upload.local"),
             allow_204: true,
             allow_206: false,
             max_adapted_body: Some(DEFAULT_MAX_ADAPTED_BODY),

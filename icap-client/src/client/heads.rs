@@ -26,12 +26,15 @@ pub(super) fn scan_head(
     size: Option<u64>,
     preview: Option<u64>,
 ) -> Result<Bytes, Error> {
+    // Literals and numbers below are static or inline values: a small scan's head costs a
+    // handful of allocations, not one per field (benches/tests/counts.rs counts them).
     let mut head = RequestHead::new(cfg.method, uri.clone());
+    head.headers = Headers::with_capacity(8 + static_headers.len() + meta.headers.len());
     let h = &mut head.headers;
-    push_header(h, "Host", &host_header(uri))?;
-    push_header(h, "User-Agent", USER_AGENT)?;
+    h.push(HeaderName::from_static("Host"), host_value(uri)?);
+    h.push(HeaderName::from_static("User-Agent"), literal(USER_AGENT));
     if cfg.allow_204 {
-        push_header(h, "Allow", "204")?;
+        h.push(HeaderName::from_static("Allow"), literal("204"));
     }
     if let Some(p) = preview {
         h.push(HeaderName::from_static("Preview"), HeaderValue::from_u64(p));
@@ -51,17 +54,18 @@ pub(super) fn scan_head(
         "/{}",
         percent_encode(meta.filename.as_deref().unwrap_or("upload"))
     );
-    let ctype = meta
-        .content_type
-        .as_deref()
-        .unwrap_or("application/octet-stream");
     let bad = |e: icap_proto::EncodeError| Error::config(format!("embedded HTTP head: {e}"));
+    let ctype = match &meta.content_type {
+        Some(t) => HeaderValue::new(Bytes::copy_from_slice(t.as_bytes())).map_err(bad)?,
+        None => literal("application/octet-stream"),
+    };
+    let http_host = HeaderValue::new(cfg.http_host.clone()).map_err(bad)?;
+    let content_type = HeaderName::from_static("Content-Type");
     if cfg.method == Method::Reqmod {
         let mut req = HttpRequestHead::new("POST", &target).map_err(bad)?;
-        req.headers
-            .append("Host", cfg.http_host.as_str())
-            .map_err(bad)?;
-        req.headers.append("Content-Type", ctype).map_err(bad)?;
+        req.headers = Headers::with_capacity(3);
+        req.headers.push(HeaderName::from_static("Host"), http_host);
+        req.headers.push(content_type, ctype);
         if let Some(n) = size {
             req.headers.push(
                 HeaderName::from_static("Content-Length"),
@@ -72,11 +76,11 @@ pub(super) fn scan_head(
         head.body = Some(BodyKind::Request);
     } else {
         let mut req = HttpRequestHead::new("GET", &target).map_err(bad)?;
-        req.headers
-            .append("Host", cfg.http_host.as_str())
-            .map_err(bad)?;
+        req.headers = Headers::with_capacity(1);
+        req.headers.push(HeaderName::from_static("Host"), http_host);
         let mut res = HttpResponseHead::new(200, "OK").map_err(bad)?;
-        res.headers.append("Content-Type", ctype).map_err(bad)?;
+        res.headers = Headers::with_capacity(2);
+        res.headers.push(content_type, ctype);
         if let Some(n) = size {
             res.headers.push(
                 HeaderName::from_static("Content-Length"),
@@ -122,18 +126,35 @@ pub(super) fn push_header(h: &mut Headers, name: &str, value: &str) -> Result<()
     Ok(())
 }
 
+/// A value from a literal of this file (no CR, LF or NUL): static, never copied.
+fn literal(v: &'static str) -> HeaderValue {
+    HeaderValue::new(v).expect("header literals of the client are valid values")
+}
+
+/// The `Host` header value for `uri`, built in one allocation.
+fn host_value(u: &Uri) -> Result<HeaderValue, Error> {
+    HeaderValue::new(host_header(u).into_bytes())
+        .map_err(|e| Error::config(format!("host header: {e}")))
+}
+
 /// The `Host` header for `uri`: an IPv6 address in brackets, the port only if the URL
 /// names one.
 fn host_header(u: &Uri) -> String {
-    let host = if u.host().contains(':') {
-        format!("[{}]", u.host())
-    } else {
-        u.host().to_owned()
-    };
-    match u.explicit_port() {
-        Some(p) => format!("{host}:{p}"),
-        None => host,
+    let host = u.host();
+    let v6 = host.contains(':');
+    let mut out = String::with_capacity(host.len() + 8);
+    if v6 {
+        out.push('[');
     }
+    out.push_str(host);
+    if v6 {
+        out.push(']');
+    }
+    if let Some(p) = u.explicit_port() {
+        use std::fmt::Write as _;
+        let _ = write!(out, ":{p}");
+    }
+    out
 }
 
 /// What the file name encoder escapes: everything but RFC 3986 unreserved characters

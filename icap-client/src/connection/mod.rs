@@ -145,7 +145,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             None => q.push(out.head),
             Some(plan) => {
                 sender.hasher = plan.digest.then(Sha256::new);
-                let mut first = BytesMut::from(&out.head[..]);
+                // Head, preview chunk and terminal chunk in one buffer (one write), sized
+                // once: the preview (at most `want` bytes) plus chunk framing.
+                let room = plan
+                    .preview
+                    .map_or(0, |p| usize::try_from(p).unwrap_or(0).min(64 * 1024))
+                    .saturating_add(48);
+                let mut first = BytesMut::with_capacity(out.head.len().saturating_add(room));
+                first.extend_from_slice(&out.head);
                 if let Some(p) = plan.preview {
                     // One byte past the preview tells whether the preview is the whole body.
                     let want = usize::try_from(p).unwrap_or(usize::MAX - 1) + 1;
@@ -367,9 +374,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         if let Reuse::No(why) = reuse {
             tracing::debug!(conn = id, ?why, "connection not reused");
         }
+        let continued = ex.continued();
         let head = ex
-            .final_head()
-            .cloned()
+            .into_final_head()
             .expect("a finished exchange has a final head");
         let body_complete = sender.eof && (ieof || request_complete);
         *transactions += 1;
@@ -386,7 +393,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             body_complete,
             early: !request_complete,
             answered_in_preview,
-            continued: ex.continued(),
+            continued,
             ieof,
             reusable: reuse == Reuse::Yes,
         })

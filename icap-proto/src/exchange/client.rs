@@ -286,6 +286,12 @@ impl ClientExchange {
         self.final_head.as_ref()
     }
 
+    /// The final response head, taken out of a finished exchange (no copy): for a caller
+    /// that has asked everything else it needs, [`reuse`](Self::reuse) included.
+    pub fn into_final_head(self) -> Option<ResponseHead> {
+        self.final_head
+    }
+
     /// Whether the final answer came in answer to the preview: the plan has a preview and
     /// no `100 Continue` came before the final head.
     pub fn answered_in_preview(&self) -> bool {
