@@ -101,15 +101,20 @@ impl Request {
 
 /// [`Request::url_path`] of an embedded request head (shared with the journal's entries).
 pub(crate) fn url_path_of(req: Option<&HttpRequestHead>) -> Option<String> {
-    let target = String::from_utf8_lossy(req?.target()).into_owned();
+    let target = String::from_utf8_lossy(req?.target());
+    Some(path_of(&target).to_owned())
+}
+
+/// The path of a request target (without scheme, host, query and fragment).
+fn path_of(target: &str) -> &str {
     let path = match target.find("://") {
         Some(i) => {
             let rest = &target[i + 3..];
-            rest.find('/').map_or("/", |j| &rest[j..]).to_owned()
+            rest.find('/').map_or("/", |j| &rest[j..])
         }
         None => target,
     };
-    Some(path.split(['?', '#']).next().unwrap_or("").to_owned())
+    path.split(['?', '#']).next().unwrap_or("")
 }
 
 /// [`Request::filename`] of embedded heads (shared with the journal's entries).
@@ -123,8 +128,8 @@ pub(crate) fn filename_of(
     if let Some(name) = disposition.and_then(|v| disposition_filename(&v.to_str_lossy())) {
         return Some(name);
     }
-    let path = url_path_of(req)?;
-    let last = path.rsplit('/').next().unwrap_or("");
+    let target = String::from_utf8_lossy(req?.target());
+    let last = path_of(&target).rsplit('/').next().unwrap_or("");
     (!last.is_empty()).then(|| last.to_owned())
 }
 

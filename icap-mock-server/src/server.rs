@@ -273,7 +273,7 @@ impl MockServerBuilder {
         if self.services.is_empty() {
             self.services.push(ServiceConfig::new("avscan"));
         }
-        self.settings.services.clone_from(&self.services);
+        self.settings.services = self.services.iter().cloned().map(Arc::new).collect();
         let (tls, ca_pem) = match &self.tls {
             TlsSetting::None => (None, None),
             #[cfg(not(feature = "tls-generate"))]

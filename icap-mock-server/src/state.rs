@@ -34,7 +34,8 @@ pub(crate) const LISTED_PER_GROUP: usize = 20;
 /// Settings shared by all connections.
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
-    pub(crate) services: Vec<ServiceConfig>,
+    /// Shared, not copied, by each transaction.
+    pub(crate) services: Vec<Arc<ServiceConfig>>,
     pub(crate) limits: Limits,
     pub(crate) header_read_timeout: Duration,
     pub(crate) idle_timeout: Duration,
@@ -174,7 +175,7 @@ impl State {
         lock(&self.compiled).clone()
     }
 
-    pub(crate) fn service(&self, name: &str) -> Option<&ServiceConfig> {
+    pub(crate) fn service(&self, name: &str) -> Option<&Arc<ServiceConfig>> {
         self.settings.services.iter().find(|s| s.name == name)
     }
 

@@ -112,7 +112,8 @@ pub(super) fn trigger(delay: Duration, tx: &Tx) -> Decision {
         return found(verdict_trigger(&String::from_utf8_lossy(&f.captured)));
     }
     let url = tx.req.url().map(|u| percent_decode(&u));
-    for text in url.iter().chain(tx.req.filename().iter()) {
+    let filename = tx.req.filename();
+    for text in url.iter().chain(filename.iter()) {
         for (marker, fault) in [(FAULT_MARKER, true), (VERDICT_MARKER, false)] {
             let marker = std::str::from_utf8(marker).expect("markers are ASCII");
             if let Some(i) = text.find(marker) {
@@ -130,7 +131,7 @@ pub(super) fn trigger(delay: Duration, tx: &Tx) -> Decision {
             }
         }
     }
-    if let Some(p) = tx.req.filename().and_then(|n| filename_trigger(&n, delay)) {
+    if let Some(p) = filename.and_then(|n| filename_trigger(&n, delay)) {
         return Decision::Answer(p);
     }
     if tx.req.body_complete {

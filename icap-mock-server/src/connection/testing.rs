@@ -15,7 +15,7 @@ use crate::state::{Settings, State};
 /// priority, the first takes precedence), triggers as given.
 pub(super) fn state(triggers: bool, mocks: Vec<Mock>) -> State {
     let settings = Settings {
-        services: vec![ServiceConfig::new("avscan")],
+        services: vec![std::sync::Arc::new(ServiceConfig::new("avscan"))],
         triggers,
         ..Settings::default()
     };

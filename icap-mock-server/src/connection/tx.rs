@@ -22,7 +22,7 @@ use crate::state::{Compiled, State};
 pub(super) struct Tx {
     pub(super) record: Transaction,
     pub(super) req: Request,
-    pub(super) svc: ServiceConfig,
+    pub(super) svc: Arc<ServiceConfig>,
     pub(super) snap: Arc<Compiled>,
     pub(super) scanner: Scanner,
     /// `None` when neither the journal nor a signature needs the body's SHA-256.
@@ -53,7 +53,7 @@ impl Tx {
         let svc = state
             .service(&service)
             .cloned()
-            .unwrap_or_else(|| ServiceConfig::new(&service));
+            .unwrap_or_else(|| Arc::new(ServiceConfig::new(&service)));
         // The journal outlives the connection: its copy of the head must not keep the
         // connection's read buffer alive.
         let kept = compact_head(&head);
