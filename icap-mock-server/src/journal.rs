@@ -16,10 +16,8 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bytes::BytesMut;
 use icap_proto::{
-    Event, HeaderName, HeaderValue, Headers, HttpRequestHead, HttpResponseHead, Limits, Method,
-    RequestDecoder, RequestHead,
+    HeaderName, HeaderValue, Headers, HttpRequestHead, HttpResponseHead, Method, RequestHead,
 };
 use serde_json::{Value, json};
 
@@ -281,53 +279,11 @@ fn headers_bytes(h: &Headers) -> usize {
     })
 }
 
-/// A copy of `head` that shares no memory with the buffer it was decoded from: the head is
-/// encoded again and decoded from a buffer of exactly its size, so all its fields live in
-/// one small allocation. Falls back to copying the ICAP header fields one by one (keeping
-/// the embedded heads as they are) if the round trip fails, which it should not for a head
-/// icap-proto decoded.
+/// A copy of `head` that shares no memory with the connection's read buffer (all its
+/// shared pieces in one small allocation: [`RequestHead::detached`]), so that the journal
+/// does not keep a 64 KiB buffer alive per entry.
 pub(crate) fn compact_head(head: &RequestHead) -> RequestHead {
-    round_trip(head).unwrap_or_else(|| {
-        tracing::debug!("journal: head did not round-trip; copying its fields");
-        let mut copy = head.clone();
-        copy.headers = copy_headers(&head.headers);
-        copy
-    })
-}
-
-fn round_trip(head: &RequestHead) -> Option<RequestHead> {
-    let mut out = BytesMut::new();
-    head.encode(&mut out).ok()?;
-    // Exactly the encoded size, so nothing else is kept alive.
-    let mut buf = BytesMut::from(&out[..]);
-    drop(out);
-    // The head was already checked against the server's limits; here they only get in the
-    // way (a folded field counts once per line on the way in, say).
-    let limits = Limits {
-        max_head: usize::MAX,
-        max_headers: usize::MAX,
-        max_header_line: usize::MAX,
-        max_http_head: usize::MAX,
-        max_preview: u64::MAX,
-        ..Limits::default()
-    };
-    match RequestDecoder::new(limits).decode(&mut buf) {
-        Ok(Some(Event::Head(h))) => Some(h),
-        _ => None,
-    }
-}
-
-fn copy_headers(h: &Headers) -> Headers {
-    let mut out = Headers::new();
-    for (n, v) in h {
-        let name = HeaderName::new(bytes::Bytes::copy_from_slice(n.as_str().as_bytes()));
-        let value = HeaderValue::new(bytes::Bytes::copy_from_slice(v.as_bytes()))
-            .or_else(|_| HeaderValue::from_lines(v.lines()));
-        if let (Ok(n), Ok(v)) = (name, value) {
-            out.push(n, v);
-        }
-    }
-    out
+    head.detached()
 }
 
 /// The journal: a ring of transactions bounded in entries and in bytes.
@@ -427,6 +383,8 @@ pub(crate) fn hex(b: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::BytesMut;
+    use icap_proto::{Event, Limits, RequestDecoder};
 
     fn tx(id: u64, uri_len: usize) -> Transaction {
         Transaction {

@@ -48,6 +48,14 @@ enum Repr {
 }
 
 impl Repr {
+    /// The shared bytes of this field, if it is a view (inline fields own their bytes).
+    fn shared_mut(&mut self) -> Option<&mut Bytes> {
+        match self {
+            Repr::Inline { .. } => None,
+            Repr::Shared(b) => Some(b),
+        }
+    }
+
     fn as_slice(&self) -> &[u8] {
         match self {
             Repr::Inline { len, buf } => &buf[..usize::from(*len)],
@@ -430,6 +438,18 @@ pub struct Headers {
 }
 
 impl Headers {
+    /// Calls `f` on every field name and value that is a view of shared bytes.
+    pub(crate) fn for_each_shared(&mut self, f: &mut dyn FnMut(&mut Bytes)) {
+        for (n, v) in &mut self.entries {
+            if let Some(b) = n.0.shared_mut() {
+                f(b);
+            }
+            if let Some(b) = v.0.shared_mut() {
+                f(b);
+            }
+        }
+    }
+
     /// No headers, with room for `n` without reallocating.
     pub fn with_capacity(n: usize) -> Self {
         Headers {

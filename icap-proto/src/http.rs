@@ -44,6 +44,14 @@ fn check_reason(r: &[u8]) -> bool {
 }
 
 impl HttpRequestHead {
+    /// Calls `f` on every piece of the head that is a view of shared bytes.
+    pub(crate) fn for_each_shared(&mut self, f: &mut dyn FnMut(&mut Bytes)) {
+        f(&mut self.method);
+        f(&mut self.target);
+        f(&mut self.version);
+        self.headers.for_each_shared(f);
+    }
+
     /// `method target HTTP/1.1` with no headers. The method must be a token and the target
     /// visible characters without spaces.
     ///
@@ -158,6 +166,13 @@ impl HttpRequestHead {
 }
 
 impl HttpResponseHead {
+    /// Calls `f` on every piece of the head that is a view of shared bytes.
+    pub(crate) fn for_each_shared(&mut self, f: &mut dyn FnMut(&mut Bytes)) {
+        f(&mut self.version);
+        f(&mut self.reason);
+        self.headers.for_each_shared(f);
+    }
+
     /// `HTTP/1.1 status reason` with no headers.
     ///
     /// ```

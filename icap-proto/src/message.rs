@@ -64,6 +64,38 @@ pub struct ResponseHead {
 const ENCAPSULATED: &str = "Encapsulated";
 
 impl RequestHead {
+    /// A copy that shares no memory with the buffer the head was decoded from: every
+    /// shared piece (long field values, the URI, the embedded request targets, ...) is
+    /// copied into one new allocation of exactly their total size. A decoded head is a set
+    /// of views into the reader's buffer; keep this copy instead when the head outlives
+    /// the exchange (a journal, a log), so that it does not hold that buffer alive.
+    #[must_use]
+    pub fn detached(&self) -> RequestHead {
+        let mut copy = self.clone();
+        let mut visit = |f: &mut dyn FnMut(&mut Bytes)| {
+            f(copy.uri.raw_mut());
+            copy.headers.for_each_shared(f);
+            if let Some(r) = &mut copy.http_request {
+                r.for_each_shared(f);
+            }
+            if let Some(r) = &mut copy.http_response {
+                r.for_each_shared(f);
+            }
+        };
+        let mut total = 0usize;
+        visit(&mut |b| total = total.saturating_add(b.len()));
+        let mut all = BytesMut::with_capacity(total);
+        visit(&mut |b| all.extend_from_slice(b));
+        let all = all.freeze();
+        let mut at = 0;
+        visit(&mut |b| {
+            let end = at + b.len();
+            *b = all.slice(at..end);
+            at = end;
+        });
+        copy
+    }
+
     /// A request with no headers, no embedded heads and no body.
     pub fn new(method: Method, uri: Uri) -> Self {
         RequestHead {

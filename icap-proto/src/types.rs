@@ -189,6 +189,11 @@ pub struct Uri {
 }
 
 impl Uri {
+    /// The URI's bytes, for [`RequestHead::detached`](crate::RequestHead::detached).
+    pub(crate) fn raw_mut(&mut self) -> &mut Bytes {
+        &mut self.raw
+    }
+
     /// Parses and validates a URI.
     pub fn parse(raw: impl Into<Bytes>) -> Result<Self, EncodeError> {
         let raw: Bytes = raw.into();

@@ -384,3 +384,45 @@ proptest! {
         prop_assert_eq!(back.lines().map(<[u8]>::to_vec).collect::<Vec<_>>(), want);
     }
 }
+
+/// `RequestHead::detached` is equal to the decoded head and holds no byte of the buffer it
+/// was decoded from, long fields, URI and embedded request targets included.
+#[test]
+fn a_detached_head_is_equal_and_shares_nothing_with_the_read_buffer() {
+    use bytes::BytesMut;
+    use icap_proto::{Event, Limits, RequestDecoder};
+    let long = "x".repeat(200);
+    let req = "GET /a-rather-long-target-path/file.bin HTTP/1.1\r\n\r\n";
+    let res = format!("HTTP/1.1 200 OK\r\nX-Res: {long}\r\n\r\n");
+    let wire = format!(
+        "RESPMOD icap://127.0.0.1/avscan ICAP/1.0\r\nHost: x\r\nX-Long: {long}\r\n\
+         Encapsulated: req-hdr=0, res-hdr={}, res-body={}\r\n\r\n{req}{res}",
+        req.len(),
+        req.len() + res.len()
+    );
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    buf.extend_from_slice(wire.as_bytes());
+    let start = buf.as_ptr() as usize;
+    let region = start..start + buf.capacity();
+    let Ok(Some(Event::Head(head))) = RequestDecoder::new(Limits::default()).decode(&mut buf)
+    else {
+        panic!("the head decodes");
+    };
+    let inside = |p: *const u8| region.contains(&(p as usize));
+    let target = head.http_request.as_ref().unwrap().target();
+    assert!(
+        inside(target.as_ptr()),
+        "the decoded head is a view of the buffer"
+    );
+    let d = head.detached();
+    assert_eq!(d, head);
+    assert!(!inside(d.http_request.as_ref().unwrap().target().as_ptr()));
+    assert!(!inside(d.uri.as_bytes().as_ptr()));
+    for (_, v) in d
+        .headers
+        .iter()
+        .chain(d.http_response.as_ref().unwrap().headers.iter())
+    {
+        assert!(!inside(v.as_bytes().as_ptr()), "{v:?}");
+    }
+}
