@@ -47,7 +47,7 @@ run_probe() { # host port service bytes conns
     awk '{printf "generator CPU %.2f s\n", $2+$3}' /tmp/compare-time
 }
 run_stretch() { # port service file threads
-    local n=$(( $4 * 200 ))
+    local n=$(( $4 * 10 ))
     local t0 t1
     t0=$(date +%s.%N)
     timeout 120 c-icap-stretch -i 127.0.0.1 -p "$1" -s "$2" -m "$n" -t "$4" "$3" >/dev/null 2>&1 || true
