@@ -22,8 +22,9 @@
 //! layers`).
 //!
 //! ```text
-//!  server.rs        MockServer, MockServerBuilder, Mock::mount and mount_as_scoped
-//!                   (MockGuard): puts the rest together
+//!  builder.rs       MockServerBuilder (and MockServer::start/builder): puts the rest
+//!                   together
+//!   ├ server.rs     MockServer, the handle; Mock::mount and mount_as_scoped (MockGuard)
 //!   ├ admin.rs      the HTTP admin API (axum, feature `admin`) over the state and the outage switch
 //!   ├ config/       ConfigFile ─► FileSettings (MockServerBuilder::config), ConfigError
 //!   └ listener.rs   the socket, the outage switch, the accept loop
@@ -82,6 +83,7 @@
 //! ```
 
 mod admin;
+mod builder;
 pub mod config;
 mod connection;
 mod dialect;
@@ -106,13 +108,14 @@ pub mod verify;
 
 #[cfg(feature = "admin")]
 pub use admin::DEFAULT_ADMIN_BODY_LIMIT;
+pub use builder::{MockServerBuilder, StartError};
 pub use journal::{DEFAULT_JOURNAL_BYTES, DEFAULT_JOURNAL_LIMIT, Stage, Transaction};
 pub use listener::Outage;
 pub use mock::{DEFAULT_PRIORITY, Mock, MockBuilder, Times};
 pub use reply::{Fault, FaultKind, Reaction, Reply, ReplyKind, Respond};
 pub use request::Request;
 pub use scan::EICAR;
-pub use server::{MockGuard, MockServer, MockServerBuilder, StartError};
+pub use server::{MockGuard, MockServer};
 pub use service::{DEFAULT_ECHO_THRESHOLD, Dialect, ServiceConfig, Signature, UnknownDialect};
 pub use state::DEFAULT_HEAD_DEADLINE;
 

@@ -257,7 +257,8 @@ impl State {
         }
     }
 
-    /// Unmet expectations, one line each.
+    /// Unmet expectations, one line each (for the admin API's `/verify`).
+    #[cfg(feature = "admin")]
     pub(crate) fn unmet_expectations(&self) -> Vec<String> {
         self.unmet_of(None)
     }
