@@ -172,7 +172,7 @@ impl MockServerBuilder {
     }
 
     /// How many bytes the journal's entries may hold together, as counted by
-    /// [`Transaction::held_bytes`] (oldest dropped first; default 8 MiB). The newest entry
+    /// [`Transaction::held_bytes`](crate::Transaction::held_bytes) (oldest dropped first; default 8 MiB). The newest entry
     /// is always kept, so the journal holds at most this or one entry, whichever is larger
     /// (an entry is bounded by the decoder [`limits`](Self::limits) on heads).
     pub fn journal_bytes(mut self, bytes: usize) -> Self {
