@@ -52,7 +52,7 @@ impl MockServer {
     }
 
     /// The CA certificate (PEM) to trust for a server started with
-    /// [`MockServerBuilder::tls_generated`].
+    /// [`MockServerBuilder::tls_generated`](crate::MockServerBuilder::tls_generated).
     pub fn ca_pem(&self) -> Option<String> {
         self.ca_pem.clone()
     }
@@ -95,7 +95,7 @@ impl MockServer {
     }
 
     /// The bytes the journal's entries hold now (at most the
-    /// [`journal_bytes`](MockServerBuilder::journal_bytes) budget, or one entry if that
+    /// [`journal_bytes`](crate::MockServerBuilder::journal_bytes) budget, or one entry if that
     /// alone is larger).
     pub fn journal_bytes(&self) -> usize {
         self.state.journal_bytes()
