@@ -339,8 +339,23 @@ fn rule_json(a: &Admin, r: &crate::mock::Rule) -> Value {
         "matched": matched,
         "applied": applied,
         "expect": r.mock.expect.map(|t| t.to_string()),
-        "source": if spec.is_some() { "admin" } else { "code" },
+        "priority": r.mock.priority,
+        "source": match (&spec, &r.mock.description) {
+            (Some(_), _) => "admin",
+            (None, Some(_)) => "config",
+            // Built in Rust: its matchers and responder are code, with no text to show.
+            (None, None) => "code",
+        },
     });
+    if let (None, Some(Value::Object(d)), Some(obj)) =
+        (&spec, &r.mock.description, v.as_object_mut())
+    {
+        for (k, val) in d {
+            if k != "priority" {
+                obj.insert(k.clone(), val.clone());
+            }
+        }
+    }
     if let (Some(spec), Some(obj)) = (spec, v.as_object_mut()) {
         for (k, val) in [
             ("when", serde_json::to_value(&spec.when)),

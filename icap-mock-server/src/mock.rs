@@ -99,6 +99,9 @@ pub struct Mock {
     pub(crate) schedule: Schedule,
     pub(crate) name: Option<String>,
     pub(crate) priority: u8,
+    /// What the rule was written as (`when`, `then`, schedule), for rules from the config
+    /// file or the admin API; `None` for rules built in Rust (closures have no text).
+    pub(crate) description: Option<serde_json::Value>,
 }
 
 impl fmt::Debug for Mock {
@@ -197,6 +200,7 @@ impl MockBuilder {
             schedule: Schedule::Always,
             name: None,
             priority: DEFAULT_PRIORITY,
+            description: None,
         }
     }
 }

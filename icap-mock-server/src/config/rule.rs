@@ -117,6 +117,9 @@ pub struct RuleSpec {
     pub seed: Option<u64>,
     /// Expected number of applications (checked by `GET /verify`).
     pub expect: Option<u64>,
+    /// Precedence: lower first ([`Mock::with_priority`]; default 5, rules from `POST
+    /// /faults` 0), then the first mounted.
+    pub priority: Option<u8>,
 }
 
 impl ThenSpec {
@@ -309,6 +312,19 @@ impl RuleSpec {
         if let Some(n) = &self.name {
             mock = mock.named(n);
         }
+        if let Some(p) = self.priority {
+            mock = mock.with_priority(p);
+        }
+        let d = self.effective();
+        mock.description = Some(serde_json::json!({
+            "when": d.when,
+            "then": d.then,
+            "times": d.times,
+            "every": d.every,
+            "probability": d.probability,
+            "seed": d.seed,
+            "priority": d.priority,
+        }));
         Ok(mock)
     }
 }
@@ -356,6 +372,9 @@ impl FaultSpec {
             probability: self.probability,
             seed: self.seed,
             expect: None,
+            // A fault switched on at run time overrides every rule (the lowest priority
+            // number a rule can have is 0, and among equals the first mounted wins).
+            priority: Some(0),
         }
     }
 }

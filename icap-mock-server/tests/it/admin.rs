@@ -456,3 +456,92 @@ async fn rules_by_id_journal_filters_and_reset() {
     assert_eq!(http(admin, "GET", "/health", "").await.1["outage"], "none");
     assert!(tokio::net::TcpStream::connect(server.addr()).await.is_ok());
 }
+
+/// `priority` in a config file's `[[rule]]` orders rules as in Rust (lower first, then the
+/// first mounted); `GET /rules` shows config rules with their `when`/`then` and
+/// `"source":"config"`; a fault switched on through `POST /faults` (priority 0) overrides
+/// the rules mounted before it, even one of priority 1.
+#[tokio::test]
+async fn config_rules_have_priorities_and_show_what_they_were_written_as() {
+    let toml = r#"
+[[rule]]
+name = "first mounted, default priority"
+when = { filename = "*.txt" }
+then = { verdict = "clean" }
+
+[[rule]]
+name = "mounted second, priority 1"
+when = { filename = "*.txt" }
+then = { verdict = "infected", threat = "Config.Priority" }
+priority = 1
+"#;
+    let file = icap_mock_server::config::ConfigFile::from_toml(toml).unwrap();
+    let server = MockServer::builder()
+        .config(file.settings().unwrap())
+        .admin("127.0.0.1:0".parse().unwrap())
+        .start()
+        .await;
+    let admin = server.admin_addr().unwrap();
+    let scan = || async {
+        let mut c = Conn::open(server.addr()).await;
+        c.send(&respmod_with_url(
+            "avscan",
+            "Allow: 204\r\n",
+            "/a.txt",
+            &one_chunk(b"hello"),
+        ))
+        .await;
+        c.answer(Method::Respmod).await
+    };
+    let a = scan().await;
+    assert!(
+        a.header("X-Infection-Found")
+            .is_some_and(|v| v.contains("Config.Priority")),
+        "the priority-1 rule answers: {}",
+        a.text()
+    );
+    let (st, rules) = http(admin, "GET", "/rules", "").await;
+    assert_eq!(st, 200);
+    let rules = rules.as_array().unwrap().clone();
+    assert_eq!(rules.len(), 2, "{rules:?}");
+    assert_eq!(
+        rules[0]["name"], "mounted second, priority 1",
+        "precedence order"
+    );
+    assert_eq!(rules[0]["priority"], 1);
+    assert_eq!(rules[1]["priority"], 5);
+    for r in &rules {
+        assert_eq!(r["source"], "config", "{r}");
+        assert_eq!(r["when"]["filename"], "*.txt", "{r}");
+        assert!(r["then"]["verdict"].is_string(), "{r}");
+    }
+    // A fault switched on now wins over both.
+    let (st, _) = http(
+        admin,
+        "POST",
+        "/faults",
+        r#"{"fault":"unknown_status","status":599}"#,
+    )
+    .await;
+    assert_eq!(st, 201);
+    let mut s = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    s.write_all(&respmod_with_url(
+        "avscan",
+        "Allow: 204\r\n",
+        "/a.txt",
+        &one_chunk(b"hi"),
+    ))
+    .await
+    .unwrap();
+    let head = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        icap_test_support::read_until(&mut s, b"\r\n\r\n"),
+    )
+    .await
+    .expect("an answer head in time");
+    assert!(
+        String::from_utf8_lossy(&head).starts_with("ICAP/1.0 599"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+}
