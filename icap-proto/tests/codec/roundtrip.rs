@@ -46,6 +46,19 @@ fn headers(max: usize) -> impl Strategy<Value = Headers> {
     })
 }
 
+/// `h` without its folded fields: requests are never written with them (the encoder refuses
+/// them, see encode_errors::folded_values_are_refused_in_requests_only), and rejecting such
+/// cases instead made the property give up now and then ("too many global rejects").
+fn unfolded(h: &Headers) -> Headers {
+    let mut out = Headers::new();
+    for (n, v) in h {
+        if v.lines().count() <= 1 {
+            out.push(n.clone(), v.clone());
+        }
+    }
+    out
+}
+
 fn uri() -> impl Strategy<Value = Uri> {
     (
         any::<bool>(),
@@ -154,7 +167,14 @@ fn request_case() -> impl Strategy<Value = RequestCase> {
         .prop_map(
             |(method, uri, headers, req, res, with_body, preview, body)| {
                 let mut head = RequestHead::new(method, uri);
-                head.headers = headers;
+                head.headers = unfolded(&headers);
+                let (mut req, mut res) = (req, res);
+                for r in req.iter_mut() {
+                    r.headers = unfolded(&r.headers);
+                }
+                for r in res.iter_mut() {
+                    r.headers = unfolded(&r.headers);
+                }
                 // Only the combinations RFC 3507 section 4.4.1 allows for a request.
                 match method {
                     Method::Options => {
@@ -323,12 +343,10 @@ proptest! {
 
     #[test]
     fn request_encode_then_decode(case in request_case(), piece in 1usize..64) {
-        // Requests are never written with folded fields (the encoder refuses them, see
-        // encode_errors::folded_values_are_refused_in_requests_only).
-        prop_assume!(case.head.encode(&mut BytesMut::new())
-            != Err(icap_proto::EncodeError::FoldedRequestHeader));
+        // request_case() makes no folded field (see `unfolded`): every case encodes.
+        prop_assert!(case.head.encode(&mut BytesMut::new()).is_ok());
         let (bytes, expect) = encode_request(&case);
-        // The cases include folded fields, which a request decoder refuses by default.
+        // (Decoded as a server that accepts obs-fold would: the same bytes either way.)
         let got = feed(Kind::RequestObsFold, Limits::default(), [&bytes[..]]);
         prop_assert_eq!(got.error, None);
         prop_assert!(got.idle && got.left == 0);
