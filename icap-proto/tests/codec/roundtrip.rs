@@ -47,7 +47,7 @@ fn headers(max: usize) -> impl Strategy<Value = Headers> {
 }
 
 /// `h` without its folded fields: requests are never written with them (the encoder refuses
-/// them, see encode_errors::folded_values_are_refused_in_requests_only), and rejecting such
+/// them, see `encode_errors::folded_values_are_refused_in_requests_only`), and rejecting such
 /// cases instead made the property give up now and then ("too many global rejects").
 fn unfolded(h: &Headers) -> Headers {
     let mut out = Headers::new();
