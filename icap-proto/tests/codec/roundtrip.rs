@@ -169,10 +169,10 @@ fn request_case() -> impl Strategy<Value = RequestCase> {
                 let mut head = RequestHead::new(method, uri);
                 head.headers = unfolded(&headers);
                 let (mut req, mut res) = (req, res);
-                for r in &mut req {
+                if let Some(r) = &mut req {
                     r.headers = unfolded(&r.headers);
                 }
-                for r in &mut res {
+                if let Some(r) = &mut res {
                     r.headers = unfolded(&r.headers);
                 }
                 // Only the combinations RFC 3507 section 4.4.1 allows for a request.
