@@ -340,12 +340,8 @@ fn rule_json(a: &Admin, r: &crate::mock::Rule) -> Value {
         "applied": applied,
         "expect": r.mock.expect.map(|t| t.to_string()),
         "priority": r.mock.priority,
-        "source": match (&spec, &r.mock.description) {
-            (Some(_), _) => "admin",
-            (None, Some(_)) => "config",
-            // Built in Rust: its matchers and responder are code, with no text to show.
-            (None, None) => "code",
-        },
+        // Built in Rust and not described (a closure): only the counters are shown.
+        "source": if spec.is_some() { "admin" } else { "code" },
     });
     if let (None, Some(Value::Object(d)), Some(obj)) =
         (&spec, &r.mock.description, v.as_object_mut())

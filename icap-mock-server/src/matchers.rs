@@ -45,6 +45,12 @@ pub trait Match: Send + Sync + 'static {
     fn body_patterns(&self) -> Vec<Vec<u8>> {
         Vec::new()
     }
+
+    /// The condition as the config file would write it (`{"filename": "*.zip"}`), for the
+    /// admin API's `GET /rules`; `None` for a closure, which has no text.
+    fn describe(&self) -> Option<serde_json::Value> {
+        None
+    }
 }
 
 impl<F> Match for F
@@ -69,6 +75,9 @@ pub fn any() -> Any {
 pub struct Any;
 
 impl Match for Any {
+    fn describe(&self) -> Option<serde_json::Value> {
+        Some(serde_json::json!({}))
+    }
     fn matches(&self, _: &Request) -> bool {
         true
     }
@@ -84,6 +93,9 @@ pub fn method(m: icap_proto::Method) -> MethodMatcher {
 pub struct MethodMatcher(Method);
 
 impl Match for MethodMatcher {
+    fn describe(&self) -> Option<serde_json::Value> {
+        Some(serde_json::json!({ "method": self.0.as_str() }))
+    }
     fn matches(&self, req: &Request) -> bool {
         req.method == self.0
     }
@@ -99,6 +111,9 @@ pub fn service(name: &str) -> ServiceMatcher {
 pub struct ServiceMatcher(String);
 
 impl Match for ServiceMatcher {
+    fn describe(&self) -> Option<serde_json::Value> {
+        Some(serde_json::json!({ "service": self.0 }))
+    }
     fn matches(&self, req: &Request) -> bool {
         req.service == self.0
     }
@@ -140,6 +155,14 @@ pub struct HeaderMatcher {
 }
 
 impl Match for HeaderMatcher {
+    fn describe(&self) -> Option<serde_json::Value> {
+        let key = if self.icap {
+            "icap_header"
+        } else {
+            "http_header"
+        };
+        Some(serde_json::json!({ key: { "name": self.name, "value": self.value } }))
+    }
     fn matches(&self, req: &Request) -> bool {
         let check = |h: &icap_proto::Headers| {
             let mut values = h.get_all(&self.name).peekable();
@@ -170,6 +193,9 @@ pub fn url_path_contains(part: &str) -> UrlPathMatcher {
 pub struct UrlPathMatcher(String);
 
 impl Match for UrlPathMatcher {
+    fn describe(&self) -> Option<serde_json::Value> {
+        Some(serde_json::json!({ "url_path_contains": self.0 }))
+    }
     fn matches(&self, req: &Request) -> bool {
         req.url_path().is_some_and(|p| p.contains(&self.0))
     }
@@ -186,6 +212,9 @@ pub fn filename(glob: &str) -> FilenameMatcher {
 pub struct FilenameMatcher(String);
 
 impl Match for FilenameMatcher {
+    fn describe(&self) -> Option<serde_json::Value> {
+        Some(serde_json::json!({ "filename": self.0 }))
+    }
     fn matches(&self, req: &Request) -> bool {
         req.filename().is_some_and(|n| glob_match(&self.0, &n))
     }
@@ -203,6 +232,9 @@ pub fn body_contains(pattern: impl AsRef<[u8]>) -> BodyContains {
 pub struct BodyContains(Vec<u8>);
 
 impl Match for BodyContains {
+    fn describe(&self) -> Option<serde_json::Value> {
+        Some(serde_json::json!({ "body_contains": String::from_utf8_lossy(&self.0) }))
+    }
     fn matches(&self, req: &Request) -> bool {
         req.body_contains(&self.0)
     }
@@ -232,6 +264,19 @@ pub fn body_size(range: impl RangeBounds<u64>) -> BodySize {
 pub struct BodySize(Bound<u64>, Bound<u64>);
 
 impl Match for BodySize {
+    fn describe(&self) -> Option<serde_json::Value> {
+        let min = match self.0 {
+            Bound::Included(n) => Some(n),
+            Bound::Excluded(n) => Some(n.saturating_add(1)),
+            Bound::Unbounded => None,
+        };
+        let max = match self.1 {
+            Bound::Included(n) => Some(n),
+            Bound::Excluded(n) => Some(n.saturating_sub(1)),
+            Bound::Unbounded => None,
+        };
+        Some(serde_json::json!({ "body_size_min": min, "body_size_max": max }))
+    }
     fn matches(&self, req: &Request) -> bool {
         (self.0, self.1).contains(&req.body_len)
     }
@@ -259,6 +304,9 @@ pub fn not<M: Match>(m: M) -> Not<M> {
 pub struct Not<M>(M);
 
 impl<M: Match> Match for Not<M> {
+    fn describe(&self) -> Option<serde_json::Value> {
+        Some(serde_json::json!({ "not": self.0.describe()? }))
+    }
     fn matches(&self, req: &Request) -> bool {
         !self.0.matches(req)
     }

@@ -193,14 +193,24 @@ impl MockBuilder {
 
     /// Finishes the mock with its responder: a [`Reply`](crate::Reply), a [`Fault`](crate::Fault) or a closure.
     pub fn respond_with(self, responder: impl Respond) -> Mock {
+        // Built in Rust: described when every matcher and the responder can say what they
+        // are (the config file's and the admin API's rules replace this with their text).
+        let when: Option<Vec<_>> = self.matchers.iter().map(|m| m.describe()).collect();
+        let description = when.map(|w| {
+            serde_json::json!({
+                "source": "code",
+                "when": w.into_iter().filter(|d| d != &serde_json::json!({})).collect::<Vec<_>>(),
+                "then": responder.describe(),
+            })
+        });
         Mock {
+            description,
             matchers: self.matchers,
             responder: Box::new(responder),
             expect: None,
             schedule: Schedule::Always,
             name: None,
             priority: DEFAULT_PRIORITY,
-            description: None,
         }
     }
 }

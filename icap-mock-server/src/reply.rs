@@ -354,17 +354,36 @@ impl From<Fault> for Reaction {
 pub trait Respond: Send + Sync + 'static {
     /// The action for `req`.
     fn respond(&self, req: &Request) -> Reaction;
+
+    /// The answer as text for the admin API's `GET /rules` (`{"reply": "..."}`); `None`
+    /// for a closure.
+    fn describe(&self) -> Option<serde_json::Value> {
+        None
+    }
 }
 
 impl Respond for Reply {
     fn respond(&self, _: &Request) -> Reaction {
         Reaction::Reply(self.clone())
     }
+    fn describe(&self) -> Option<serde_json::Value> {
+        Some(serde_json::json!({
+            "reply": format!("{:?}", self.kind),
+            "dialect": self.dialect.map(Dialect::name),
+            "headers": self.headers,
+        }))
+    }
 }
 
 impl Respond for Fault {
     fn respond(&self, _: &Request) -> Reaction {
         Reaction::Fault(self.clone())
+    }
+    fn describe(&self) -> Option<serde_json::Value> {
+        Some(serde_json::json!({
+            "fault": self.kind.name(),
+            "then": format!("{:?}", self.then.kind),
+        }))
     }
 }
 

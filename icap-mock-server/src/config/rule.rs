@@ -317,6 +317,7 @@ impl RuleSpec {
         }
         let d = self.effective();
         mock.description = Some(serde_json::json!({
+            "source": "config",
             "when": d.when,
             "then": d.then,
             "times": d.times,

@@ -545,3 +545,56 @@ priority = 1
         String::from_utf8_lossy(&head)
     );
 }
+
+/// Rules mounted in Rust show what they were built from when their matchers and responder
+/// can say it (the built-in ones can); a closure shows only its counters.
+#[tokio::test]
+async fn code_rules_describe_built_in_matchers_and_replies() {
+    use icap_mock_server::{Fault, Mock, Reply, matchers};
+    let (server, admin) = admin_server().await;
+    Mock::given(matchers::filename("*.zip"))
+        .and(matchers::method(Method::Respmod))
+        .and(matchers::not(matchers::icap_header_exists("X-Skip")))
+        .respond_with(Reply::error(500, "password_protected"))
+        .named("zip")
+        .mount(&server)
+        .await;
+    Mock::given(matchers::body_size(10..=20))
+        .respond_with(Fault::reset())
+        .mount(&server)
+        .await;
+    Mock::given(|r: &icap_mock_server::Request| r.body_len > 3)
+        .respond_with(Reply::clean())
+        .mount(&server)
+        .await;
+    let (st, rules) = http(admin, "GET", "/rules", "").await;
+    assert_eq!(st, 200);
+    let rules = rules.as_array().unwrap().clone();
+    assert_eq!(rules.len(), 3, "{rules:?}");
+    let zip = &rules[0];
+    assert_eq!(zip["source"], "code", "{zip}");
+    assert_eq!(zip["when"][0]["filename"], "*.zip", "{zip}");
+    assert_eq!(zip["when"][1]["method"], "RESPMOD", "{zip}");
+    assert_eq!(
+        zip["when"][2]["not"]["icap_header"]["name"], "X-Skip",
+        "{zip}"
+    );
+    assert!(
+        zip["then"]["reply"]
+            .as_str()
+            .unwrap()
+            .contains("password_protected"),
+        "{zip}"
+    );
+    let reset = &rules[1];
+    assert_eq!(reset["when"][0]["body_size_min"], 10, "{reset}");
+    assert_eq!(reset["when"][0]["body_size_max"], 20, "{reset}");
+    assert_eq!(reset["then"]["fault"], "reset", "{reset}");
+    let closure = &rules[2];
+    assert_eq!(closure["source"], "code");
+    assert!(
+        closure.get("when").is_none(),
+        "a closure has no text: {closure}"
+    );
+    drop(server);
+}
