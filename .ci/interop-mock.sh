@@ -26,41 +26,10 @@ root=$(pwd)
 target=mock
 [ "${1:-}" = --against-cicap ] && target=cicap
 
-work=$(mktemp -d /tmp/interop-mock.XXXXXX)
-chmod 755 "$work" # squid runs as the proxy user
-pids=()
-fails=0
-passes=0
-
-cleanup() {
-  trap '' INT TERM # finish cleaning up even when signalled again
-  local p
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do
-    timeout 10 tail --pid="$p" -f /dev/null 2>/dev/null || kill -KILL "$p" 2>/dev/null || true
-  done
-  if [ "${INTEROP_KEEP:-0}" = 1 ]; then echo "logs kept in $work"; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-trap 'exit 143' TERM
-trap 'exit 130' INT
-
-pass() { passes=$((passes + 1)); echo "PASS $*"; }
-fail() { fails=$((fails + 1)); echo "FAIL $*"; }
-die() { echo "FAIL $*"; exit 1; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+keep_var=INTEROP_KEEP work_name=interop-mock
+# shellcheck source=.ci/interop-lib.sh
+source .ci/interop-lib.sh
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-# wait_for WHAT PID SECONDS COMMAND...: polls COMMAND every 0.1 s while PID lives.
-wait_for() {
-  local what=$1 pid=$2 secs=$3 i
-  shift 3
-  for ((i = 0; i < secs * 10; i++)); do
-    "$@" && return 0
-    kill -0 "$pid" 2>/dev/null || die "$what: process exited before it was ready"
-    sleep 0.1
-  done
-  die "$what: not ready after ${secs} s"
-}
 show_log() { # FILE [LINES]
   [ -s "$1" ] || return 0
   echo "---- last lines of $1"

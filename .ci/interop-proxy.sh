@@ -18,39 +18,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-work=$(mktemp -d /tmp/interop-proxy.XXXXXX)
-chmod 755 "$work"
-pids=()
-fails=0
-passes=0
-
-cleanup() {
-  trap '' INT TERM
-  local p
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do
-    timeout 10 tail --pid="$p" -f /dev/null 2>/dev/null || kill -KILL "$p" 2>/dev/null || true
-  done
-  if [ "${PROXY_KEEP:-0}" = 1 ]; then echo "kept $work"; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
-trap 'exit 143' TERM
-trap 'exit 130' INT
-
-pass() { passes=$((passes + 1)); echo "PASS $*"; }
-fail() { fails=$((fails + 1)); echo "FAIL $*"; }
-die() { echo "FAIL $*"; exit 1; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-wait_for() { # WHAT PID SECONDS COMMAND...
-  local what=$1 pid=$2 secs=$3 i
-  shift 3
-  for ((i = 0; i < secs * 10; i++)); do
-    "$@" && return 0
-    kill -0 "$pid" 2>/dev/null || die "$what: exited before it was ready"
-    sleep 0.1
-  done
-  die "$what: not ready after ${secs} s"
-}
+keep_var=PROXY_KEEP work_name=interop-proxy
+# shellcheck source=.ci/interop-lib.sh
+source .ci/interop-lib.sh
 stop() { # PID: stop one process we started
   kill -TERM "$1" 2>/dev/null || true
   timeout 10 tail --pid="$1" -f /dev/null 2>/dev/null || kill -KILL "$1" 2>/dev/null || true

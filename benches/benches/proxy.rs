@@ -6,29 +6,11 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use icap_benches::support::{body, runtime};
 use icap_client::{Client, ScanMeta, Verdict};
 use icap_mock_server::MockServer;
 use icap_mock_server::proxy::Upstream;
-use tokio::runtime::Runtime;
-
-fn runtime(name: &str) -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name(name)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime")
-}
-
-fn body(len: usize) -> Bytes {
-    Bytes::from(
-        (0..len)
-            .map(|i| b"abcdefghijklmnop"[i % 16])
-            .collect::<Vec<u8>>(),
-    )
-}
 
 fn client(url: &str, conns: u32) -> Client {
     Client::builder()

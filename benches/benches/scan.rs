@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use icap_benches::support::{body, runtime};
 use icap_client::{Client, ScanMeta, Verdict};
 use icap_mock_server::MockServer;
 use icap_proto::{
@@ -20,29 +21,10 @@ use icap_proto::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::runtime::Runtime;
 
 const SMALL: usize = 1024;
 const LARGE: usize = 64 * 1024 * 1024;
 const CONCURRENCY: usize = 16;
-
-fn runtime(name: &str) -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name(name)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime")
-}
-
-fn body(len: usize) -> Bytes {
-    // Clean content: never contains the EICAR string.
-    Bytes::from(
-        (0..len)
-            .map(|i| b"abcdefghijklmnop"[i % 16])
-            .collect::<Vec<u8>>(),
-    )
-}
 
 /// The request a scanning client sends for `body`: a RESPMOD with embedded heads, the first
 /// `preview` bytes as a preview, then the rest, in 64 KiB chunks.
