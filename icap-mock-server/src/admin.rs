@@ -174,7 +174,7 @@ async fn health(Shared(a): AdminState) -> Json {
     ok(json!({
         "status": "ok",
         "outage": a.outage.outage().name(),
-        "istag": a.state.istag(),
+        "istag": &*a.state.istag(),
     }))
 }
 

@@ -21,9 +21,39 @@ fn html_escape(s: &str) -> String {
 }
 
 fn push(head: &mut ResponseHead, name: &'static str, value: &str) {
-    let v =
-        HeaderValue::new(clean_text(value).into_bytes()).expect("control characters were replaced");
+    head.headers
+        .push(HeaderName::from_static(name), text_value(value.to_owned()));
+}
+
+/// A literal header value: no copy, no allocation (every clean answer has some).
+fn push_static(head: &mut ResponseHead, name: &'static str, value: &'static str) {
+    debug_assert!(!value.chars().any(char::is_control));
+    let v = HeaderValue::new(value.as_bytes()).expect("literal values are valid");
     head.headers.push(HeaderName::from_static(name), v);
+}
+
+/// `text` with its control characters replaced (copied only when it has some).
+fn cleaned(text: String) -> String {
+    if text.chars().any(char::is_control) {
+        clean_text(&text)
+    } else {
+        text
+    }
+}
+
+/// `text` as a header value, its control characters replaced.
+fn text_value(text: String) -> HeaderValue {
+    HeaderValue::new(cleaned(text).into_bytes()).expect("control characters were replaced")
+}
+
+/// The `ISTag` value: the tag in quotes.
+fn push_istag(head: &mut ResponseHead, istag: &str) {
+    let mut v = String::with_capacity(istag.len().saturating_add(2));
+    v.push('"');
+    v.push_str(istag);
+    v.push('"');
+    head.headers
+        .push(HeaderName::from_static("ISTag"), text_value(v));
 }
 
 /// A head with `ISTag` and the extra headers of a rule.
@@ -35,7 +65,7 @@ pub(crate) fn base(status: u16, istag: &str, extra: &[(String, String)]) -> Resp
             .with_reason("Mock Status")
             .expect("static reason is valid");
     }
-    push(&mut head, "ISTag", &format!("\"{istag}\""));
+    push_istag(&mut head, istag);
     apply_extra(&mut head, extra);
     head
 }
@@ -45,7 +75,7 @@ fn apply_extra(head: &mut ResponseHead, extra: &[(String, String)]) {
     for (n, v) in extra {
         if let (Ok(n), Ok(v)) = (
             HeaderName::new(n.clone().into_bytes()),
-            HeaderValue::new(clean_text(v).into_bytes()),
+            HeaderValue::new(cleaned(v.clone()).into_bytes()),
         ) {
             // A rule's ISTag replaces the server's: a head with two would have none for a
             // client that (rightly) refuses a single-valued header given twice.
@@ -168,8 +198,8 @@ pub(crate) fn infected(
             // X-Response-Info, X-Response-Description (German in the capture), and an
             // embedded `HTTP/1.1 403 Forbidden` with an empty body.
             let mut head = ResponseHead::new(StatusCode::OK);
-            push(&mut head, "ISTag", &format!("\"{istag}\""));
-            push(&mut head, "Encapsulated", "res-hdr=0, res-body=0");
+            push_istag(&mut head, istag);
+            push_static(&mut head, "Encapsulated", "res-hdr=0, res-body=0");
             let found = InfectionFound {
                 kind: Some(0),
                 resolution: Some(0),
@@ -180,8 +210,8 @@ pub(crate) fn infected(
                 found.to_header_value().expect("threat was sanitised"),
             );
             push(&mut head, "X-Virus-ID", &threat);
-            push(&mut head, "X-Response-Info", "Blocked");
-            push(&mut head, "X-Response-Description", "Gel\u{f6}scht");
+            push_static(&mut head, "X-Response-Info", "Blocked");
+            push_static(&mut head, "X-Response-Description", "Gel\u{f6}scht");
             apply_extra(&mut head, extra);
             let mut res = HttpResponseHead::new(403, "Forbidden").expect("static status line");
             res.headers
@@ -210,7 +240,7 @@ pub(crate) fn infected(
 /// Extra ICAP headers a dialect puts on clean answers.
 pub(crate) fn clean_headers(dialect: Dialect, head: &mut ResponseHead) {
     if dialect == Dialect::Kaspersky {
-        push(head, "X-Virus-ID", "no threats");
+        push_static(head, "X-Virus-ID", "no threats");
     }
 }
 
@@ -226,7 +256,7 @@ pub(crate) fn frame_bodyless(dialect: Dialect, head: &mut ResponseHead) {
         && !head.headers.contains("Encapsulated")
     {
         // The encoder writes the computed value (`null-body=0`) in this place.
-        push(head, "Encapsulated", "null-body=0");
+        push_static(head, "Encapsulated", "null-body=0");
     }
 }
 
@@ -241,9 +271,9 @@ pub(crate) fn no_content(
         let mut h = ResponseHead::new(StatusCode::NO_CONTENT)
             .with_reason("Unmodified")
             .expect("static reason is valid");
-        push(&mut h, "Server", "C-ICAP/0.5.10");
-        push(&mut h, "Connection", "keep-alive");
-        push(&mut h, "ISTag", &format!("\"{istag}\""));
+        push_static(&mut h, "Server", "C-ICAP/0.5.10");
+        push_static(&mut h, "Connection", "keep-alive");
+        push_istag(&mut h, istag);
         apply_extra(&mut h, extra);
         h
     } else {

@@ -191,14 +191,15 @@ impl Transaction {
     /// The bytes this entry holds: the record itself, its strings, its header fields and its
     /// embedded heads. This is what the journal's byte budget counts.
     pub fn held_bytes(&self) -> usize {
-        let opt = |s: &Option<String>| s.as_ref().map_or(0, String::capacity);
+        self.head_bytes().saturating_add(self.progress_bytes())
+    }
+
+    /// [`Transaction::held_bytes`] of what is fixed once the head was read: the record
+    /// itself, its service and URI, its header fields and embedded heads.
+    fn head_bytes(&self) -> usize {
         std::mem::size_of::<Self>()
             .saturating_add(self.service.capacity())
             .saturating_add(self.uri.capacity())
-            .saturating_add(self.body_sha256.capacity())
-            .saturating_add(opt(&self.threat))
-            .saturating_add(opt(&self.fault))
-            .saturating_add(opt(&self.note))
             .saturating_add(headers_bytes(&self.icap_headers))
             .saturating_add(self.http_request.as_ref().map_or(0, |r| {
                 r.encoded_len()
@@ -210,6 +211,35 @@ impl Transaction {
                     .saturating_add(headers_bytes(&r.headers))
                     .saturating_add(std::mem::size_of::<HttpResponseHead>())
             }))
+    }
+
+    /// [`Transaction::held_bytes`] of the strings the exchange fills in as it goes.
+    fn progress_bytes(&self) -> usize {
+        let opt = |s: &Option<String>| s.as_ref().map_or(0, String::capacity);
+        self.body_sha256
+            .capacity()
+            .saturating_add(opt(&self.threat))
+            .saturating_add(opt(&self.fault))
+            .saturating_add(opt(&self.note))
+    }
+
+    /// Copies from `from` what an exchange changes after its head was read (everything but
+    /// the head, its id, arrival, peer and service), reusing this entry's allocations.
+    fn take_progress(&mut self, from: &Transaction) {
+        self.stage = from.stage;
+        self.bytes_written = from.bytes_written;
+        self.client_gone = from.client_gone;
+        self.body_len = from.body_len;
+        self.body_sha256.clone_from(&from.body_sha256);
+        self.preview_bytes = from.preview_bytes;
+        self.ieof = from.ieof;
+        self.status = from.status;
+        self.continued = from.continued;
+        self.threat.clone_from(&from.threat);
+        self.fault.clone_from(&from.fault);
+        self.rule = from.rule;
+        self.complete = from.complete;
+        self.note.clone_from(&from.note);
     }
 
     /// The transaction as JSON (the admin API's journal format).
@@ -274,7 +304,7 @@ fn unix_ms(t: SystemTime) -> u64 {
 fn headers_bytes(h: &Headers) -> usize {
     h.iter().fold(0usize, |acc, (n, v)| {
         acc.saturating_add(std::mem::size_of::<(HeaderName, HeaderValue)>())
-            .saturating_add(n.as_str().len())
+            .saturating_add(n.as_bytes().len())
             .saturating_add(v.as_bytes().len())
     })
 }
@@ -289,12 +319,26 @@ pub(crate) fn compact_head(head: &RequestHead) -> RequestHead {
 /// The journal: a ring of transactions bounded in entries and in bytes.
 #[derive(Debug)]
 pub(crate) struct Journal {
-    entries: VecDeque<(Transaction, usize)>,
+    /// Each transaction with its [`Transaction::head_bytes`] (fixed once opened), in id
+    /// order.
+    entries: VecDeque<Entry>,
     bytes: usize,
     max_entries: usize,
     max_bytes: usize,
     /// The last id handed out by [`Journal::open`] (ids go on across a clear).
     next_id: u64,
+}
+
+#[derive(Debug)]
+struct Entry {
+    tx: Transaction,
+    head_bytes: usize,
+}
+
+impl Entry {
+    fn held(&self) -> usize {
+        self.head_bytes.saturating_add(self.tx.progress_bytes())
+    }
 }
 
 impl Journal {
@@ -312,9 +356,12 @@ impl Journal {
 
     /// Adds `tx`, dropping the oldest entries until both budgets hold.
     pub(crate) fn push(&mut self, tx: Transaction) {
-        let size = tx.held_bytes();
-        self.entries.push_back((tx, size));
-        self.bytes = self.bytes.saturating_add(size);
+        let entry = Entry {
+            head_bytes: tx.head_bytes(),
+            tx,
+        };
+        self.bytes = self.bytes.saturating_add(entry.held());
+        self.entries.push_back(entry);
         self.evict();
     }
 
@@ -323,39 +370,51 @@ impl Journal {
         while self.entries.len() > 1
             && (self.entries.len() > self.max_entries || self.bytes > self.max_bytes)
         {
-            if let Some((_, n)) = self.entries.pop_front() {
-                self.bytes = self.bytes.saturating_sub(n);
+            if let Some(e) = self.entries.pop_front() {
+                self.bytes = self.bytes.saturating_sub(e.held());
             }
         }
     }
 
     /// Records `tx` under the next id (assigned here, so the ring stays in id order) and
     /// returns that id.
-    pub(crate) fn open(&mut self, tx: &mut Transaction) -> u64 {
+    pub(crate) fn open(&mut self, mut tx: Transaction) -> u64 {
         self.next_id = self.next_id.saturating_add(1);
         tx.id = self.next_id;
-        self.push(tx.clone());
-        tx.id
+        self.push(tx);
+        self.next_id
     }
 
-    /// Replaces the entry with `tx`'s id by `tx` (its size counted again); does nothing
-    /// when the entry already left the ring (or was cleared).
+    /// Where the entry with id `id` is. Ids are handed out in order and entries leave
+    /// from the front only, so it is usually `id - first id`; a binary search otherwise.
+    fn index_of(&self, id: u64) -> Option<usize> {
+        let first = self.entries.front()?.tx.id;
+        let guess = id
+            .checked_sub(first)
+            .and_then(|d| usize::try_from(d).ok())
+            .filter(|&i| self.entries.get(i).is_some_and(|e| e.tx.id == id));
+        guess.or_else(|| self.entries.binary_search_by_key(&id, |e| e.tx.id).ok())
+    }
+
+    /// Brings the entry with `tx`'s id up to date with `tx` (what changed since its head was
+    /// read; its size counted again); does nothing when the entry already left the ring (or
+    /// was cleared).
     pub(crate) fn update(&mut self, tx: &Transaction) {
-        let Ok(i) = self.entries.binary_search_by_key(&tx.id, |(t, _)| t.id) else {
+        let Some(slot) = self.index_of(tx.id).and_then(|i| self.entries.get_mut(i)) else {
             return;
         };
-        let size = tx.held_bytes();
-        let Some(slot) = self.entries.get_mut(i) else {
-            return;
-        };
-        self.bytes = self.bytes.saturating_sub(slot.1).saturating_add(size);
-        *slot = (tx.clone(), size);
+        let before = slot.held();
+        slot.tx.take_progress(tx);
+        self.bytes = self
+            .bytes
+            .saturating_sub(before)
+            .saturating_add(slot.held());
         self.evict();
     }
 
     /// The transactions, oldest first.
     pub(crate) fn to_vec(&self) -> Vec<Transaction> {
-        self.entries.iter().map(|(t, _)| t.clone()).collect()
+        self.entries.iter().map(|e| e.tx.clone()).collect()
     }
 
     /// The bytes the entries hold, as counted by [`Transaction::held_bytes`].
@@ -436,10 +495,14 @@ mod tests {
     fn open_numbers_entries_and_update_recounts_their_bytes() {
         let mut j = Journal::new(100, usize::MAX);
         let mut a = tx(0, 10);
-        let mut b = tx(0, 10);
-        assert_eq!(j.open(&mut a), 1);
-        assert_eq!(j.open(&mut b), 2);
+        a.icap_headers.append("X-Kept", "in the journal").unwrap();
+        a.id = j.open(a.clone());
+        assert_eq!(a.id, 1);
+        assert_eq!(j.open(tx(0, 10)), 2);
         let before = j.bytes();
+        // The connection's own record need not carry the head: an update copies only what
+        // the exchange fills in, and the entry keeps the head it was opened with.
+        a.icap_headers = Headers::new();
         a.threat = Some("t".repeat(1000));
         a.stage = Stage::Done;
         j.update(&a);
@@ -447,6 +510,10 @@ mod tests {
         let got = j.to_vec();
         assert_eq!(got[0].threat.as_deref().map(str::len), Some(1000));
         assert_eq!(got[0].stage, Stage::Done);
+        assert_eq!(
+            got[0].icap_header("X-Kept").as_deref(),
+            Some("in the journal")
+        );
         assert_eq!(got[1].id, 2);
         // An entry that left the ring is not brought back by an update.
         j.clear();
@@ -454,8 +521,7 @@ mod tests {
         assert!(j.to_vec().is_empty());
         assert_eq!(j.bytes(), 0);
         // Ids go on across a clear, so a late update never hits a newer entry.
-        let mut c = tx(0, 10);
-        assert_eq!(j.open(&mut c), 3);
+        assert_eq!(j.open(tx(0, 10)), 3);
     }
 
     #[test]
@@ -464,7 +530,7 @@ mod tests {
         let mut j = Journal::new(100, one * 3);
         let mut entries: Vec<Transaction> = (0..3).map(|_| tx(0, 100)).collect();
         for e in &mut entries {
-            j.open(e);
+            e.id = j.open(e.clone());
         }
         entries[2].note = Some("n".repeat(one));
         j.update(&entries[2]);

@@ -65,7 +65,7 @@ impl MockServer {
 
     /// The current `ISTag` (without quotes); it changes when mocks are mounted or removed.
     pub fn istag(&self) -> String {
-        self.state.istag()
+        self.state.istag().to_string()
     }
 
     /// Starts or ends an outage. Takes effect before it returns.

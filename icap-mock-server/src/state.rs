@@ -86,10 +86,18 @@ pub(crate) struct Compiled {
     pub(crate) fault_marker: usize,
     pub(crate) verdict_marker: usize,
     pub(crate) generation: u64,
+    /// The `ISTag` value for this generation (without quotes), made once per change of
+    /// the rules rather than once per answer.
+    pub(crate) istag: Arc<str>,
 }
 
 impl Compiled {
-    pub(crate) fn build(settings: &Settings, rules: Vec<Arc<Rule>>, generation: u64) -> Self {
+    pub(crate) fn build(
+        settings: &Settings,
+        rules: Vec<Arc<Rule>>,
+        generation: u64,
+        istag_base: u64,
+    ) -> Self {
         let mut plain: Vec<Vec<u8>> = vec![EICAR.to_vec()];
         let mut add = |p: Vec<u8>| {
             if !p.is_empty() && !plain.contains(&p) {
@@ -126,6 +134,7 @@ impl Compiled {
             patterns,
             plain,
             generation,
+            istag: format!("mock-{istag_base:x}-{generation}").into(),
         }
     }
 }
@@ -162,7 +171,12 @@ impl State {
     pub(crate) fn new(settings: Settings, istag_base: u64) -> Self {
         let journal = Journal::new(settings.journal_limit, settings.journal_bytes);
         State {
-            compiled: Mutex::new(Arc::new(Compiled::build(&settings, Vec::new(), 0))),
+            compiled: Mutex::new(Arc::new(Compiled::build(
+                &settings,
+                Vec::new(),
+                0,
+                istag_base,
+            ))),
             settings,
             next_rule: AtomicU64::new(1),
             journal: Mutex::new(journal),
@@ -180,9 +194,8 @@ impl State {
     }
 
     /// The `ISTag` value (without quotes); it changes whenever the rules change.
-    pub(crate) fn istag(&self) -> String {
-        let generation = self.snapshot().generation;
-        format!("mock-{:x}-{generation}", self.istag_base)
+    pub(crate) fn istag(&self) -> Arc<str> {
+        Arc::clone(&lock(&self.compiled).istag)
     }
 
     pub(crate) fn add_rule(&self, mock: Mock) -> u64 {
@@ -197,6 +210,7 @@ impl State {
             &self.settings,
             rules,
             c.generation.wrapping_add(1),
+            self.istag_base,
         ));
         id
     }
@@ -212,6 +226,7 @@ impl State {
                 &self.settings,
                 rules,
                 c.generation.wrapping_add(1),
+                self.istag_base,
             ));
         }
         removed
@@ -219,7 +234,7 @@ impl State {
 
     /// Records a request that just arrived: gives it its id (in journal order) and puts it
     /// in the journal, to be updated by [`State::record`] as the exchange proceeds.
-    pub(crate) fn open_entry(&self, tx: &mut Transaction) -> u64 {
+    pub(crate) fn open_entry(&self, tx: Transaction) -> u64 {
         lock(&self.journal).open(tx)
     }
 

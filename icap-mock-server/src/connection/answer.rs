@@ -48,7 +48,7 @@ pub(super) fn build_response(
     let extra = &plan.reply.headers;
     let method = tx.request_head.method;
     let mut resolved = tx.resolve(plan);
-    let filename = tx.req.filename();
+    let filename = tx.filename.as_deref();
     if let Some(FaultKind::UnknownStatus(code)) = plan.fault {
         resolved = ReplyKind::Status(code);
     }
@@ -71,7 +71,7 @@ pub(super) fn build_response(
         }
         ReplyKind::Infected(t) => {
             tx.record.threat = Some(t.clone());
-            dialect::infected(dialect, t, filename.as_deref(), istag, extra)
+            dialect::infected(dialect, t, filename, istag, extra)
         }
         ReplyKind::Error { status, code } => (dialect::error(*status, code, istag, extra), None),
         ReplyKind::Status(code) => (dialect::base(*code, istag, extra), None),

@@ -2,6 +2,7 @@
 //! transaction: mounted rules first, then the per-request triggers (body markers, URL and
 //! file-name markers, file-name suffixes), then the scan.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use super::plan::{Decision, Plan};
@@ -111,9 +112,15 @@ pub(super) fn trigger(delay: Duration, tx: &Tx) -> Decision {
     if let Some(f) = scanner.found(tx.snap.verdict_marker) {
         return found(verdict_trigger(&String::from_utf8_lossy(&f.captured)));
     }
-    let url = tx.req.url().map(|u| percent_decode(&u));
-    let filename = tx.req.filename();
-    for text in url.iter().chain(filename.iter()) {
+    // The URL is only put together and decoded when a marker may be in it.
+    let url = may_hold_marker(tx)
+        .then(|| tx.req.url().map(|u| percent_decode(&u)))
+        .flatten();
+    let filename = tx.filename.as_deref();
+    for text in url.as_deref().into_iter().chain(filename) {
+        if MARKER_START.find(text.as_bytes()).is_none() {
+            continue;
+        }
         for (marker, fault) in [(FAULT_MARKER, true), (VERDICT_MARKER, false)] {
             let marker = std::str::from_utf8(marker).expect("markers are ASCII");
             if let Some(i) = text.find(marker) {
@@ -131,7 +138,7 @@ pub(super) fn trigger(delay: Duration, tx: &Tx) -> Decision {
             }
         }
     }
-    if let Some(p) = filename.and_then(|n| filename_trigger(&n, delay)) {
+    if let Some(p) = filename.and_then(|n| filename_trigger(n, delay)) {
         return Decision::Answer(p);
     }
     if tx.req.body_complete {
@@ -139,6 +146,23 @@ pub(super) fn trigger(delay: Duration, tx: &Tx) -> Decision {
     } else {
         Decision::WaitForMarker
     }
+}
+
+/// What both markers start with, searched first: most requests hold neither.
+static MARKER_START: LazyLock<memchr::memmem::Finder<'static>> =
+    LazyLock::new(|| memchr::memmem::Finder::new(b"ICAP-MOCK-"));
+
+/// Whether the embedded URL (its request target and `Host`) may hold a marker once
+/// percent-decoded: it holds the markers' start as sent, or an escape that may spell it.
+fn may_hold_marker(tx: &Tx) -> bool {
+    let Some(req) = tx.req.http_request.as_ref() else {
+        return false;
+    };
+    let host = req.headers.get("Host");
+    [Some(req.target()), host.as_ref().map(|h| h.as_bytes())]
+        .into_iter()
+        .flatten()
+        .any(|b| MARKER_START.find(b).is_some() || memchr::memchr(b'%', b).is_some())
 }
 
 /// At the end of a preview (no `ieof`), with `decision` just made: whether to answer now
@@ -207,6 +231,15 @@ mod tests {
         );
         let mut t = tx(&st, respmod("/f?ICAP-MOCK-FAULT:no_such_fault", None, true));
         assert_eq!(decide(&st.settings, &mut t), Decision::Answer(Plan::scan()));
+        // A marker spelled with escapes counts once decoded ("%49" is "I", "%2D" is "-").
+        let mut t = tx(
+            &st,
+            respmod("/f?%49CAP%2DMOCK-VERDICT:status:507", None, true),
+        );
+        assert_eq!(
+            decide(&st.settings, &mut t),
+            Decision::Answer(Plan::reply(Reply::status(507)))
+        );
     }
 
     #[test]

@@ -128,7 +128,12 @@ impl<S: Stream> Connection<S> {
         {
             tx.record.rule = p.rule;
             let next = self
-                .replay(&mut tx.record, &tx.request_head, tx.req.filename(), &rec.0)
+                .replay(
+                    &mut tx.record,
+                    &tx.request_head,
+                    tx.filename.clone(),
+                    &rec.0,
+                )
                 .await;
             self.finish_record(tx);
             return Err(keep(next));
@@ -139,7 +144,7 @@ impl<S: Stream> Connection<S> {
         {
             tx.plan = None;
             let next = self
-                .replay(&mut tx.record, &tx.request_head, tx.req.filename(), rp)
+                .replay(&mut tx.record, &tx.request_head, tx.filename.clone(), rp)
                 .await;
             self.finish_record(tx);
             return Err(keep(next));
@@ -386,7 +391,7 @@ impl<S: Stream> Connection<S> {
             .forward(
                 &mut tx.record,
                 &tx.request_head,
-                tx.req.filename(),
+                tx.filename.clone(),
                 up,
                 held,
             )

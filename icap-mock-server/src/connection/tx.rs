@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use icap_proto::RequestHead;
+use icap_proto::{Headers, RequestHead};
 use sha2::{Digest, Sha256};
 
 use super::plan::Plan;
@@ -36,6 +36,8 @@ pub(super) struct Tx {
     pub(super) plan: Option<Plan>,
     pub(super) selector: Selector,
     pub(super) request_head: RequestHead,
+    /// [`Request::filename`], worked out once: the heads it reads do not change.
+    pub(super) filename: Option<String>,
     pub(super) seen_data: bool,
     /// A legal-path answer the exchange refused (a rule's `Reply::status(299)`, say): it
     /// was sent as asked, and the connection closes after it.
@@ -54,9 +56,10 @@ impl Tx {
             .service(&service)
             .cloned()
             .unwrap_or_else(|| Arc::new(ServiceConfig::new(&service)));
-        // The journal outlives the connection: its copy of the head must not keep the
-        // connection's read buffer alive.
-        let kept = compact_head(&head);
+        let uri = String::from_utf8_lossy(head.uri.as_bytes()).into_owned();
+        // The transaction's own record keeps what the exchange fills in; its head goes to
+        // the journal only (moved there, where the entry is updated with this record's
+        // progress), so no copy of the heads is made per update.
         let mut record = Transaction {
             id: 0,
             received_at: std::time::SystemTime::now(),
@@ -66,10 +69,10 @@ impl Tx {
             peer,
             method: head.method,
             service: service.clone(),
-            uri: String::from_utf8_lossy(head.uri.as_bytes()).into_owned(),
-            icap_headers: kept.headers,
-            http_request: kept.http_request,
-            http_response: kept.http_response,
+            uri: String::new(),
+            icap_headers: Headers::new(),
+            http_request: None,
+            http_response: None,
             body_len: 0,
             body_sha256: String::new(),
             preview,
@@ -84,11 +87,20 @@ impl Tx {
             complete: false,
             note: None,
         };
-        state.open_entry(&mut record);
+        // The journal outlives the connection: its copy of the head must not keep the
+        // connection's read buffer alive.
+        let kept = compact_head(&head);
+        record.id = state.open_entry(Transaction {
+            uri: uri.clone(),
+            icap_headers: kept.headers,
+            http_request: kept.http_request,
+            http_response: kept.http_response,
+            ..record.clone()
+        });
         let req = Request {
             method: head.method,
             service,
-            uri: record.uri.clone(),
+            uri,
             icap_headers: head.headers.clone(),
             http_request: head.http_request.clone(),
             http_response: head.http_response.clone(),
@@ -108,6 +120,7 @@ impl Tx {
         .then(Sha256::new);
         Tx {
             record,
+            filename: req.filename(),
             req,
             echo_wanted: has_body && !head.allows_204(),
             svc,
@@ -196,9 +209,9 @@ impl Tx {
                     self.record.complete && self.record.body_sha256.eq_ignore_ascii_case(sha256)
                 }
                 Signature::FileName { filename, .. } => self
-                    .req
-                    .filename()
-                    .is_some_and(|n| glob_match(filename, &n)),
+                    .filename
+                    .as_deref()
+                    .is_some_and(|n| glob_match(filename, n)),
             };
             if hit {
                 return Some(sig.name().to_owned());

@@ -46,7 +46,9 @@ use crate::types::StatusCode;
 #[derive(Debug)]
 pub struct ServerExchange {
     decoder: RequestDecoder,
-    head: Option<RequestHead>,
+    /// Whether the request head said `Connection: close` (the head itself goes to the
+    /// caller: keeping a copy here cost a clone of every head).
+    request_close: bool,
     plan: Option<RequestPlan>,
     /// `Some(ieof)` once the preview ended.
     preview_end: Option<bool>,
@@ -65,7 +67,7 @@ impl ServerExchange {
     pub fn new(limits: Limits) -> Self {
         ServerExchange {
             decoder: RequestDecoder::new(limits),
-            head: None,
+            request_close: false,
             plan: None,
             preview_end: None,
             request_done: false,
@@ -114,7 +116,7 @@ impl ServerExchange {
                     Err(e) => return Err(self.fail(e.into())),
                 };
                 self.plan = Some(plan);
-                self.head = Some(head.clone());
+                self.request_close = says_close(&head.headers);
             }
             Event::PreviewEnd { ieof } => {
                 self.preview_end = Some(*ieof);
@@ -144,11 +146,6 @@ impl ServerExchange {
             return Ok(());
         }
         Err(self.fail(ProtocolError::ClosedMidRequest))
-    }
-
-    /// The request head, once read.
-    pub fn head(&self) -> Option<&RequestHead> {
-        self.head.as_ref()
     }
 
     /// The facts of the request the rules use, once its head was read (the preview's
@@ -260,7 +257,7 @@ impl ServerExchange {
     /// the response was completely written, neither side said `Connection: close`, and
     /// nothing failed.
     pub fn reuse(&self) -> Reuse {
-        let request_close = self.head.as_ref().is_some_and(|h| says_close(&h.headers));
+        let request_close = self.request_close;
         let why = if self.failed.is_some() {
             NotReusable::Failed
         } else if self.closed {
