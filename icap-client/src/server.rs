@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
 use icap_proto::{Limits, OptionsResponse, OptionsWarning, Uri};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
@@ -55,6 +56,9 @@ pub(crate) enum Usable {
 
 pub(crate) struct ServerState {
     pub(crate) uri: Uri,
+    /// What every scan head to this server starts with, encoded once
+    /// (`client::heads::scan_head_start`).
+    pub(crate) scan_head_start: Bytes,
     pub(crate) url: String,
     pub(crate) endpoint: Endpoint,
     idle: Mutex<Vec<Idle>>,
@@ -70,10 +74,16 @@ pub(crate) struct ServerState {
 }
 
 impl ServerState {
-    pub(crate) fn new(uri: Uri, endpoint: Endpoint, max_connections: u32) -> Self {
+    pub(crate) fn new(
+        uri: Uri,
+        scan_head_start: Bytes,
+        endpoint: Endpoint,
+        max_connections: u32,
+    ) -> Self {
         let max = max_connections.max(1);
         ServerState {
             url: uri.to_string(),
+            scan_head_start,
             uri,
             endpoint,
             idle: Mutex::new(Vec::new()),
@@ -344,7 +354,7 @@ mod tests {
             tls: None,
             bind: None,
         };
-        ServerState::new(uri, ep, 8)
+        ServerState::new(uri, Bytes::new(), ep, 8)
     }
 
     #[tokio::test(start_paused = true)]

@@ -321,7 +321,7 @@ impl ClientBuilder {
         let servers = cfg
             .servers
             .iter()
-            .map(|u| {
+            .map(|u| -> Result<_, Error> {
                 let endpoint = Endpoint {
                     host: u.host().to_owned(),
                     port: u.port(),
@@ -333,9 +333,15 @@ impl ClientBuilder {
                     }),
                     bind: cfg.bind,
                 };
-                Arc::new(ServerState::new(u.clone(), endpoint, cfg.max_connections))
+                let start = super::heads::scan_head_start(&cfg, u)?;
+                Ok(Arc::new(ServerState::new(
+                    u.clone(),
+                    start,
+                    endpoint,
+                    cfg.max_connections,
+                )))
             })
-            .collect();
+            .collect::<Result<_, _>>()?;
         Ok(Client::from_parts(cfg, static_headers, servers))
     }
 }

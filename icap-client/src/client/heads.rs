@@ -3,7 +3,7 @@
 //! `Allow: 204`, identity and extra headers, the file name percent-encoded in the request
 //! line) and the `OPTIONS` request.
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use icap_proto::{
     BodyKind, HeaderName, HeaderValue, Headers, HttpRequestHead, HttpResponseHead, Method,
     RequestHead, Uri,
@@ -16,9 +16,171 @@ use crate::error::Error;
 /// The `User-Agent` of every request.
 const USER_AGENT: &str = concat!("icap-client/", env!("CARGO_PKG_VERSION"));
 
+/// The start of every scan head to one server, encoded once (by the builder): the request
+/// line, `Host`, `User-Agent` and, when asked, `Allow: 204`, as [`scan_head`] writes them.
+pub(crate) fn scan_head_start(cfg: &ClientConfig, uri: &Uri) -> Result<Bytes, Error> {
+    let mut h = Headers::with_capacity(3);
+    h.push(HeaderName::from_static("Host"), host_value(uri)?);
+    h.push(HeaderName::from_static("User-Agent"), literal(USER_AGENT));
+    if cfg.allow_204 {
+        h.push(HeaderName::from_static("Allow"), literal("204"));
+    }
+    let mut out = BytesMut::with_capacity(h.encoded_len().saturating_add(64));
+    out.put_slice(cfg.method.as_str().as_bytes());
+    out.put_u8(b' ');
+    out.put_slice(uri.as_bytes());
+    out.put_slice(b" ICAP/1.0\r\n");
+    h.encode(&mut out);
+    Ok(out.freeze())
+}
+
 /// The encoded head of a scan request: `size` is the body's declared length (`None`: not
-/// known, no `Content-Length`), `preview` the preview size announced, if any.
+/// known, no `Content-Length`), `preview` the preview size announced, if any. `start` is
+/// [`scan_head_start`] of the same configuration and `uri`.
+///
+/// Written directly after `start`: the fields after it are validated values (identity and
+/// extra headers, the content type) or built here from checked parts (the file name is
+/// percent-encoded, numbers are digits), and `Encapsulated` is counted from the embedded
+/// heads as written. A head that the general path treats specially (an extra header named
+/// `Preview` or `Encapsulated`, or a folded one) goes through [`RequestHead::encode`],
+/// which checks or refuses it; a test holds both paths to the same bytes.
 pub(super) fn scan_head(
+    cfg: &ClientConfig,
+    static_headers: &Headers,
+    start: &[u8],
+    uri: &Uri,
+    meta: &ScanMeta,
+    size: Option<u64>,
+    preview: Option<u64>,
+) -> Result<Bytes, Error> {
+    let extra = extra_headers(cfg, static_headers, meta)?;
+    let special = extra
+        .iter()
+        .any(|(n, v)| n.is("Preview") || n.is("Encapsulated") || v.as_bytes().contains(&b'\n'));
+    if special {
+        return structured_scan_head(cfg, static_headers, uri, meta, size, preview);
+    }
+    let bad = |e: icap_proto::EncodeError| Error::config(format!("embedded HTTP head: {e}"));
+    let http_host = HeaderValue::new(cfg.http_host.clone()).map_err(bad)?;
+    let ctype = content_type(meta).map_err(bad)?;
+    let length = size.map(HeaderValue::from_u64);
+    let mut emb = BytesMut::with_capacity(256);
+    emb.put_slice(if cfg.method == Method::Reqmod {
+        b"POST "
+    } else {
+        b"GET "
+    });
+    put_target(&mut emb, meta);
+    emb.put_slice(b" HTTP/1.1\r\n");
+    put_field(&mut emb, b"Host", http_host.as_bytes());
+    let reqmod = cfg.method == Method::Reqmod;
+    // RESPMOD: the request head ends here and the response head follows.
+    let req_len = emb.len().saturating_add(2);
+    if !reqmod {
+        emb.put_slice(b"\r\nHTTP/1.1 200 OK\r\n");
+    }
+    put_field(&mut emb, b"Content-Type", ctype.as_bytes());
+    if let Some(n) = &length {
+        put_field(&mut emb, b"Content-Length", n.as_bytes());
+    }
+    emb.put_slice(b"\r\n");
+
+    let mut out = BytesMut::with_capacity(
+        start
+            .len()
+            .saturating_add(extra.encoded_len())
+            .saturating_add(emb.len())
+            .saturating_add(96),
+    );
+    out.put_slice(start);
+    if let Some(p) = preview {
+        put_field(&mut out, b"Preview", HeaderValue::from_u64(p).as_bytes());
+    }
+    extra.encode(&mut out);
+    out.put_slice(b"Encapsulated: req-hdr=0, ");
+    let mut digits = [0; 20];
+    if reqmod {
+        out.put_slice(b"req-body=");
+        out.put_slice(decimal(emb.len(), &mut digits));
+    } else {
+        out.put_slice(b"res-hdr=");
+        out.put_slice(decimal(req_len, &mut digits));
+        out.put_slice(b", res-body=");
+        out.put_slice(decimal(emb.len(), &mut digits));
+    }
+    out.put_slice(b"\r\n\r\n");
+    out.put_slice(&emb);
+    Ok(out.freeze())
+}
+
+/// The identity headers of the uploader, the configured extra headers and the scan's own,
+/// in that order, each validated; none when identity headers are off.
+fn extra_headers(
+    cfg: &ClientConfig,
+    static_headers: &Headers,
+    meta: &ScanMeta,
+) -> Result<Headers, Error> {
+    let mut h = Headers::new();
+    if cfg.identity.enabled {
+        if let Some(u) = &meta.uploader {
+            cfg.identity.apply(u, &mut h)?;
+        }
+        for (n, v) in static_headers {
+            h.push(n.clone(), v.clone());
+        }
+        for (n, v) in &meta.headers {
+            push_header(&mut h, n, v)?;
+        }
+    }
+    Ok(h)
+}
+
+/// The embedded head's `Content-Type`: the scan's, else `application/octet-stream`.
+fn content_type(meta: &ScanMeta) -> Result<HeaderValue, icap_proto::EncodeError> {
+    match &meta.content_type {
+        Some(t) => HeaderValue::new(Bytes::copy_from_slice(t.as_bytes())),
+        None => Ok(literal("application/octet-stream")),
+    }
+}
+
+/// `/` and the percent-encoded file name (`upload` without one): only unreserved
+/// characters, `/` and escapes, so always a valid request target.
+fn put_target(out: &mut BytesMut, meta: &ScanMeta) {
+    out.put_u8(b'/');
+    for piece in percent_encoding::utf8_percent_encode(
+        meta.filename.as_deref().unwrap_or("upload"),
+        FILE_NAME,
+    ) {
+        out.put_slice(piece.as_bytes());
+    }
+}
+
+fn put_field(out: &mut BytesMut, name: &[u8], value: &[u8]) {
+    out.put_slice(name);
+    out.put_slice(b": ");
+    out.put_slice(value);
+    out.put_slice(b"\r\n");
+}
+
+/// `n` in decimal, in `buf`.
+fn decimal(n: usize, buf: &mut [u8; 20]) -> &[u8] {
+    let mut at = buf.len();
+    let mut rest = n;
+    loop {
+        at -= 1;
+        buf[at] = b'0' + u8::try_from(rest % 10).expect("a digit");
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    &buf[at..]
+}
+
+/// The scan head built as a [`RequestHead`] and encoded by icap-proto: the general path,
+/// which checks what the direct one cannot (a `Preview` or `Encapsulated` among the extra
+/// headers, a folded value).
+fn structured_scan_head(
     cfg: &ClientConfig,
     static_headers: &Headers,
     uri: &Uri,
@@ -180,6 +342,98 @@ mod tests {
         s.parse().expect("valid test URI")
     }
 
+    /// [`scan_head`] as the client calls it, with the start its builder makes.
+    fn scan(
+        cfg: &ClientConfig,
+        statics: &Headers,
+        uri: &Uri,
+        meta: &ScanMeta,
+        size: Option<u64>,
+        preview: Option<u64>,
+    ) -> Result<Bytes, Error> {
+        let start = scan_head_start(cfg, uri)?;
+        scan_head(cfg, statics, &start, uri, meta, size, preview)
+    }
+
+    /// The direct writer and the general path (a `RequestHead` encoded by icap-proto) give
+    /// the same bytes, over methods, previews, sizes, `Allow`, identity and extra headers,
+    /// content types, file names and hosts; and the head decodes as a valid request.
+    #[test]
+    fn the_direct_head_is_the_encoded_request_head_byte_for_byte() {
+        let mut statics = Headers::new();
+        push_header(&mut statics, "X-Tenant", "acme").expect("valid header");
+        let metas = [
+            ScanMeta::new("report.pdf"),
+            ScanMeta::default(),
+            ScanMeta::new("dir/ü b%.exe").with_content_type("text/plain; charset=utf-8"),
+            ScanMeta::new("a")
+                .with_uploader(Uploader::new("alice"))
+                .with_header("X-Trace", "7"),
+        ];
+        let mut n = 0;
+        for method in [Method::Respmod, Method::Reqmod] {
+            for allow_204 in [true, false] {
+                for identity in [IdentityHeaders::disabled(), IdentityHeaders::filecloud()] {
+                    for u in ["icap://av.example.net/avscan", "icap://[::1]:1345/s?x=1"] {
+                        let cfg = ClientConfig {
+                            method,
+                            allow_204,
+                            identity: identity.clone(),
+                            ..ClientConfig::default()
+                        };
+                        let u = uri(u);
+                        for meta in &metas {
+                            for (size, preview) in
+                                [(Some(68), None), (None, Some(1024)), (Some(0), Some(0))]
+                            {
+                                let direct = scan(&cfg, &statics, &u, meta, size, preview)
+                                    .expect("valid head");
+                                let general =
+                                    structured_scan_head(&cfg, &statics, &u, meta, size, preview)
+                                        .expect("valid head");
+                                assert_eq!(
+                                    String::from_utf8_lossy(&direct),
+                                    String::from_utf8_lossy(&general)
+                                );
+                                let mut buf = BytesMut::from(&direct[..]);
+                                let got =
+                                    icap_proto::RequestDecoder::new(icap_proto::Limits::default())
+                                        .decode(&mut buf);
+                                assert!(
+                                    matches!(got, Ok(Some(icap_proto::Event::Head(_)))),
+                                    "{got:?}"
+                                );
+                                n += 1;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(n, 2 * 2 * 2 * 2 * 4 * 3);
+    }
+
+    /// An extra header the general path treats specially goes through it: a second
+    /// `Preview` that disagrees is refused, as before.
+    #[test]
+    fn a_preview_among_the_extra_headers_takes_the_general_path() {
+        let cfg = ClientConfig {
+            identity: IdentityHeaders::filecloud(),
+            ..ClientConfig::default()
+        };
+        let meta = ScanMeta::new("a").with_header("Preview", "5");
+        let u = uri("icap://h/s");
+        let direct = scan(&cfg, &Headers::new(), &u, &meta, Some(1), Some(0));
+        let general = structured_scan_head(&cfg, &Headers::new(), &u, &meta, Some(1), Some(0));
+        assert_eq!(direct.is_err(), general.is_err());
+        assert!(direct.is_err(), "{direct:?}");
+        let same = scan(&cfg, &Headers::new(), &u, &meta, Some(1), None).expect("one Preview");
+        assert_eq!(
+            same,
+            structured_scan_head(&cfg, &Headers::new(), &u, &meta, Some(1), None).unwrap()
+        );
+    }
+
     /// The head as text, split into its lines (the ICAP head, then the embedded heads).
     fn lines(b: &Bytes) -> Vec<String> {
         String::from_utf8(b.to_vec())
@@ -195,7 +449,7 @@ mod tests {
         size: Option<u64>,
         preview: Option<u64>,
     ) -> Vec<String> {
-        let b = scan_head(
+        let b = scan(
             cfg,
             &Headers::new(),
             &uri("icap://av.example.net/avscan"),
@@ -302,8 +556,7 @@ mod tests {
             identity: IdentityHeaders::filecloud(),
             ..ClientConfig::default()
         };
-        let b =
-            scan_head(&on, &statics, &uri("icap://h/s"), &meta, Some(1), None).expect("valid head");
+        let b = scan(&on, &statics, &uri("icap://h/s"), &meta, Some(1), None).expect("valid head");
         let got = lines(&b);
         assert!(got.contains(&"X-Tenant: acme".to_owned()), "{got:#?}");
         assert!(got.contains(&"X-Trace: 7".to_owned()), "{got:#?}");
@@ -315,8 +568,7 @@ mod tests {
             identity: IdentityHeaders::disabled(),
             ..ClientConfig::default()
         };
-        let b = scan_head(&off, &statics, &uri("icap://h/s"), &meta, Some(1), None)
-            .expect("valid head");
+        let b = scan(&off, &statics, &uri("icap://h/s"), &meta, Some(1), None).expect("valid head");
         let got = lines(&b);
         assert!(
             !got.iter().any(|l| l.starts_with("X-")),

@@ -189,7 +189,15 @@ impl Client {
             },
         };
         report.preview = preview;
-        let head = scan_head(cfg, &self.inner.static_headers, &s.uri, meta, size, preview)?;
+        let head = scan_head(
+            cfg,
+            &self.inner.static_headers,
+            &s.scan_head_start,
+            &s.uri,
+            meta,
+            size,
+            preview,
+        )?;
         let mut fresh = false;
         loop {
             let mut co = s
