@@ -11,7 +11,8 @@
 //! 1 KiB clean body from memory `N` times one after the other, after one warm-up scan (with
 //! `CONNS` > 1: `N` rounds of `CONNS` parallel scans); the difference between two values of
 //! `N` gives the calls per scan. `task` runs each single scan as a spawned task rather than in
-//! `block_on`.
+//! `block_on`. `scan_count icap-rs URL N` makes the same scans with icap-rs, the peer of
+//! `benches/scan.rs`.
 
 use bytes::Bytes;
 use icap_client::{Client, ScanMeta, Verdict};
@@ -84,6 +85,39 @@ fn main() {
             });
             println!("{n} rounds of {conns} scans after one warm-up round");
         }
-        _ => eprintln!("usage: scan_count mock | scan_count client URL N"),
+        Some("icap-rs") => {
+            // The same scans by icap-rs (the peer of benches/scan.rs), for counting its work.
+            let url: icap_proto::Uri = args
+                .get(1)
+                .expect("the mock's URL")
+                .parse()
+                .expect("an ICAP URL");
+            let n: usize = args
+                .get(2)
+                .map_or(2000, |s| s.parse().expect("a number of scans"));
+            let client = icap_rs::Client::builder()
+                .host(url.host())
+                .port(url.port())
+                .keep_alive(true)
+                .build();
+            let res = http::Response::builder()
+                .status(200)
+                .header("Content-Length", "1024")
+                .body(vec![b'a'; 1024])
+                .expect("valid");
+            let req = icap_rs::Request::respmod(url.service())
+                .allow_204()
+                .preview(1024)
+                .with_http_response(res)
+                .expect("icap-rs request");
+            runtime().block_on(async {
+                for _ in 0..=n {
+                    let r = client.send(&req).await.expect("icap-rs scan");
+                    assert_eq!(r.status_code().as_u16(), 204, "a clean scan");
+                }
+            });
+            println!("{n} icap-rs scans after one warm-up scan");
+        }
+        _ => eprintln!("usage: scan_count mock | scan_count client URL N | scan_count icap-rs URL N"),
     }
 }
