@@ -480,7 +480,7 @@ fn parse_request_head(
     }
     let method = Method::from_bytes(method).ok_or(DecodeError::UnknownMethod)?;
     let uri = Uri::parse(bytes.slice_ref(target)).map_err(|_| DecodeError::InvalidUri)?;
-    let (headers, _, _) = parse::parse_fields(bytes, rest, limits, rules)?;
+    let (headers, _, _) = parse::parse_fields(bytes, bytes.len() - rest.len(), limits, rules)?;
     let enc = find_encapsulated(&headers)?;
     match &enc {
         Some(e) => e
@@ -601,7 +601,7 @@ fn parse_response_head(
         });
     }
     let status = StatusCode::new(code).map_err(|_| DecodeError::InvalidStatusLine)?;
-    let (headers, _, _) = parse::parse_fields(bytes, rest, limits, rules)?;
+    let (headers, _, _) = parse::parse_fields(bytes, bytes.len() - rest.len(), limits, rules)?;
     let enc = find_encapsulated(&headers)?;
     if let Some(e) = &enc {
         e.validate(method, Direction::Response)

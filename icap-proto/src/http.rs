@@ -144,7 +144,7 @@ impl HttpRequestHead {
         }
         let (headers, rest, fields_len) = parse::parse_fields(
             section,
-            rest,
+            section.len() - rest.len(),
             limits,
             parse::FieldRules {
                 obs_fold,
@@ -254,7 +254,7 @@ impl HttpResponseHead {
         }
         let (headers, rest, fields_len) = parse::parse_fields(
             section,
-            rest,
+            section.len() - rest.len(),
             limits,
             parse::FieldRules {
                 obs_fold,
