@@ -84,7 +84,10 @@ impl HeaderName {
 
     /// A borrowed view of this name, as [`Headers`] hands out.
     pub fn as_view(&self) -> HeaderNameRef<'_> {
-        HeaderNameRef(&self.0)
+        HeaderNameRef {
+            bytes: &self.0,
+            src: &self.0,
+        }
     }
 }
 
@@ -117,41 +120,45 @@ impl TryFrom<&str> for HeaderName {
 /// holds (a decoded head's buffer or an owned [`HeaderName`]). `Copy`, compared
 /// case-insensitively like [`HeaderName`]; [`HeaderNameRef::to_owned`] makes an owned one.
 #[derive(Clone, Copy)]
-pub struct HeaderNameRef<'a>(&'a [u8]);
+pub struct HeaderNameRef<'a> {
+    bytes: &'a [u8],
+    /// The `Bytes` that `bytes` lies in.
+    src: &'a Bytes,
+}
 
 impl<'a> HeaderNameRef<'a> {
     /// The name as sent.
     pub fn as_str(self) -> &'a str {
         // Every name in a map was checked to be a token (ASCII) when it was decoded or built.
-        std::str::from_utf8(self.0).unwrap_or_default()
+        std::str::from_utf8(self.bytes).unwrap_or_default()
     }
 
     /// The name's bytes as sent.
     pub fn as_bytes(self) -> &'a [u8] {
-        self.0
+        self.bytes
     }
 
     /// Case-insensitive comparison with `other`, without allocating.
     pub fn is(self, other: &str) -> bool {
-        self.0.eq_ignore_ascii_case(other.as_bytes())
+        self.bytes.eq_ignore_ascii_case(other.as_bytes())
     }
 
-    /// An owned copy of the name.
+    /// An owned name with the same bytes (sharing the map's buffer: no copy).
     pub fn to_owned(self) -> HeaderName {
-        HeaderName(Bytes::copy_from_slice(self.0))
+        HeaderName(self.src.slice_ref(self.bytes))
     }
 }
 
 impl PartialEq for HeaderNameRef<'_> {
     fn eq(&self, other: &Self) -> bool {
-        self.0.eq_ignore_ascii_case(other.0)
+        self.bytes.eq_ignore_ascii_case(other.bytes)
     }
 }
 impl Eq for HeaderNameRef<'_> {}
 
 impl PartialEq<HeaderName> for HeaderNameRef<'_> {
     fn eq(&self, other: &HeaderName) -> bool {
-        self.0.eq_ignore_ascii_case(&other.0)
+        self.bytes.eq_ignore_ascii_case(&other.0)
     }
 }
 impl PartialEq<HeaderNameRef<'_>> for HeaderName {
@@ -669,11 +676,17 @@ impl Headers {
 
     fn name_of(&self, e: Entry) -> HeaderNameRef<'_> {
         match e {
-            Entry::Decoded { name, .. } => HeaderNameRef(name.of(&self.buf)),
-            Entry::Owned(i) => self
-                .owned
-                .get(i)
-                .map_or(HeaderNameRef(&[]), |(n, _)| n.as_view()),
+            Entry::Decoded { name, .. } => HeaderNameRef {
+                bytes: name.of(&self.buf),
+                src: &self.buf,
+            },
+            Entry::Owned(i) => self.owned.get(i).map_or(
+                HeaderNameRef {
+                    bytes: &[],
+                    src: &self.buf,
+                },
+                |(n, _)| n.as_view(),
+            ),
         }
     }
 
@@ -867,8 +880,17 @@ impl Headers {
 /// mutably).
 fn name_in<'a>(buf: &'a Bytes, owned: &'a [(HeaderName, HeaderValue)], e: Entry) -> HeaderNameRef<'a> {
     match e {
-        Entry::Decoded { name, .. } => HeaderNameRef(name.of(buf)),
-        Entry::Owned(i) => owned.get(i).map_or(HeaderNameRef(&[]), |(n, _)| n.as_view()),
+        Entry::Decoded { name, .. } => HeaderNameRef {
+            bytes: name.of(buf),
+            src: buf,
+        },
+        Entry::Owned(i) => owned.get(i).map_or(
+            HeaderNameRef {
+                bytes: &[],
+                src: buf,
+            },
+            |(n, _)| n.as_view(),
+        ),
     }
 }
 
