@@ -307,7 +307,8 @@ impl OptionsResponse {
             return Err(OptionsError::MissingIsTag);
         }
         // Numbers of any length: past u64::MAX they saturate, and are clamped below anyway.
-        let number = |v: HeaderValueRef<'_>| crate::header::parse_u64_saturating(trim_ows(v.as_bytes()));
+        let number =
+            |v: HeaderValueRef<'_>| crate::header::parse_u64_saturating(trim_ows(v.as_bytes()));
         let options_ttl = ttl_value
             .map(|v| number(v).ok_or(OptionsError::InvalidValue("Options-TTL")))
             .transpose()?

@@ -278,8 +278,7 @@ pub(crate) fn parse_fields(
                 limits.max_header_line,
             ));
         }
-        if rules.icap && !encapsulated_seen && i[..name_len].eq_ignore_ascii_case(b"Encapsulated")
-        {
+        if rules.icap && !encapsulated_seen && i[..name_len].eq_ignore_ascii_case(b"Encapsulated") {
             encapsulated_seen = true;
         } else if counted >= limits.max_headers {
             return Err(DecodeError::limit(Limit::HeaderCount, limits.max_headers));
