@@ -215,7 +215,7 @@ impl ChunkedDecoder {
                         }
                         let section = buf.split_to(end).freeze();
                         let (headers, rest, _) = parse::parse_fields(
-                            &section,
+                            section,
                             0,
                             &self.limits,
                             parse::FieldRules {

@@ -549,7 +549,7 @@ impl<'a> Single<'a> {
 
 /// Where a part of a decoded field lies in the map's buffer: `buf[start..end]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Span {
+pub(crate) struct Span {
     start: u32,
     end: u32,
 }
@@ -564,9 +564,32 @@ impl Span {
 /// One field of a [`Headers`]: spans into its buffer (decoded), or the index of an owned
 /// pair (added by `append`, `push` or `set`). 24 bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Entry {
+pub(crate) enum Entry {
     Decoded { name: Span, value: Span },
     Owned(usize),
+}
+
+impl Entry {
+    /// A decoded field of a buffer of `len` bytes: `name` and `value` are `start..end`
+    /// ranges of it, already checked (a token, a field value). `None` if a range does not
+    /// lie in the buffer or the buffer is longer than [`MAX_DECODED`].
+    pub(crate) fn decoded(
+        len: usize,
+        name: std::ops::Range<usize>,
+        value: std::ops::Range<usize>,
+    ) -> Option<Self> {
+        let span = |r: std::ops::Range<usize>| {
+            let ok = r.start <= r.end && r.end <= len;
+            Some(Span {
+                start: u32::try_from(r.start).ok().filter(|_| ok)?,
+                end: u32::try_from(r.end).ok()?,
+            })
+        };
+        Some(Entry::Decoded {
+            name: span(name)?,
+            value: span(value)?,
+        })
+    }
 }
 
 /// Header fields in the order received; repeated names are all kept.
@@ -596,39 +619,14 @@ pub struct Headers {
 pub(crate) const MAX_DECODED: usize = u32::MAX as usize;
 
 impl Headers {
-    /// An empty map whose decoded fields will be spans of `buf`, with room for `n`.
-    /// `None` if `buf` is longer than [`MAX_DECODED`].
-    pub(crate) fn decoding(buf: Bytes, n: usize) -> Option<Self> {
-        if buf.len() > MAX_DECODED {
-            return None;
-        }
-        Some(Headers {
+    /// The decoded fields `entries` (made by [`Entry::decoded`] for `buf`'s length) of
+    /// `buf`, which the map keeps.
+    pub(crate) fn decoded(buf: Bytes, entries: Vec<Entry>) -> Self {
+        Headers {
             buf,
-            entries: Vec::with_capacity(n),
+            entries,
             owned: Vec::new(),
-        })
-    }
-
-    /// Adds a decoded field: `name` and `value` are `start..end` ranges of the buffer given
-    /// to [`Headers::decoding`], already checked (a token, a field value). `false` if a
-    /// range does not lie in the buffer.
-    pub(crate) fn push_decoded(
-        &mut self,
-        name: std::ops::Range<usize>,
-        value: std::ops::Range<usize>,
-    ) -> bool {
-        let span = |r: std::ops::Range<usize>| {
-            let ok = r.start <= r.end && r.end <= self.buf.len();
-            Some(Span {
-                start: u32::try_from(r.start).ok().filter(|_| ok)?,
-                end: u32::try_from(r.end).ok()?,
-            })
-        };
-        let (Some(name), Some(value)) = (span(name), span(value)) else {
-            return false;
-        };
-        self.entries.push(Entry::Decoded { name, value });
-        true
+        }
     }
 
     /// Calls `f` on every piece of shared bytes the map holds (its buffer and the owned
@@ -964,11 +962,11 @@ mod tests {
         head: &'static [u8],
         fields: &[(std::ops::Range<usize>, std::ops::Range<usize>)],
     ) -> Headers {
-        let mut h = Headers::decoding(Bytes::from_static(head), 4).unwrap();
-        for (n, v) in fields {
-            assert!(h.push_decoded(n.clone(), v.clone()));
-        }
-        h
+        let entries = fields
+            .iter()
+            .map(|(n, v)| Entry::decoded(head.len(), n.clone(), v.clone()).unwrap())
+            .collect();
+        Headers::decoded(Bytes::from_static(head), entries)
     }
 
     #[test]
@@ -1009,16 +1007,15 @@ mod tests {
 
     #[test]
     fn ranges_outside_the_buffer_are_refused() {
-        let mut h = Headers::decoding(Bytes::from_static(b"X: 1\r\n"), 1).unwrap();
-        assert!(!h.push_decoded(0..1, 3..7));
+        assert!(Entry::decoded(6, 0..1, 3..7).is_none());
         #[allow(
             clippy::reversed_empty_ranges,
             reason = "the reversed range is the case tested"
         )]
         let reversed = 2..1;
-        assert!(!h.push_decoded(reversed, 3..4));
-        assert!(h.push_decoded(0..1, 3..4));
-        assert_eq!(h.len(), 1);
+        assert!(Entry::decoded(6, reversed, 3..4).is_none());
+        assert!(Entry::decoded(6, 0..1, 3..4).is_some());
+        assert!(Entry::decoded(MAX_DECODED + 1, 0..1, 3..MAX_DECODED + 1).is_none());
     }
 
     #[test]

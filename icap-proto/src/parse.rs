@@ -12,7 +12,7 @@ use nom::Parser;
 use nom::bytes::complete::{tag, take_while_m_n};
 
 use crate::error::{DecodeError, Limit};
-use crate::header::{Headers, has_invisible, is_tchar};
+use crate::header::{Entry, Headers, MAX_DECODED, has_invisible, is_tchar};
 use crate::limits::Limits;
 
 type PResult<'a, T> = IResult<&'a [u8], T, ()>;
@@ -235,7 +235,7 @@ pub(crate) struct FieldRules {
 /// A field is `name ":" value` with its obs-fold continuation lines: one field, however
 /// many lines, here and in [`Headers::encode`]; [`Limits::max_headers`] counts fields.
 pub(crate) fn parse_fields(
-    head: &Bytes,
+    head: Bytes,
     from: usize,
     limits: &Limits,
     rules: FieldRules,
@@ -249,15 +249,19 @@ pub(crate) fn parse_fields(
             DecodeError::limit(Limit::HttpHead, limits.max_http_head)
         }
     };
+    if head.len() > MAX_DECODED {
+        return Err(too_big());
+    }
     let fields = head.get(from..).ok_or(DecodeError::InvalidHeader)?;
-    let mut headers = Headers::decoding(head.clone(), 16).ok_or_else(too_big)?;
+    let mut entries = Vec::with_capacity(16);
     let mut encoded = 0usize;
     let mut counted = 0usize;
     let mut encapsulated_seen = false;
     let mut i = fields;
     loop {
         if i.starts_with(b"\r\n") {
-            return Ok((headers, i.len(), encoded));
+            let left = i.len();
+            return Ok((Headers::decoded(head, entries), left, encoded));
         }
         // `i` is a suffix of `head`.
         let at = head.len() - i.len();
@@ -285,9 +289,12 @@ pub(crate) fn parse_fields(
         } else {
             counted += 1;
         }
-        if !headers.push_decoded(at..at + name_len, at + value.start..at + value.end) {
-            return Err(too_big());
-        }
+        let entry = Entry::decoded(
+            head.len(),
+            at..at + name_len,
+            at + value.start..at + value.end,
+        );
+        entries.push(entry.ok_or_else(too_big)?);
         i = rest;
     }
 }
@@ -403,7 +410,7 @@ mod tests {
     #[test]
     fn empty_folds_at_the_ends_are_trimmed() {
         let head = Bytes::from_static(b"X-A: 1\r\n \r\nX-B:\r\n\t2\r\n\t\r\n\t3\r\n\r\n");
-        let (h, _, _) = parse_fields(&head, 0, &Limits::default(), LENIENT).unwrap();
+        let (h, _, _) = parse_fields(head.clone(), 0, &Limits::default(), LENIENT).unwrap();
         assert_eq!(h.get("X-A").unwrap().as_bytes(), b"1");
         assert_eq!(h.get("X-B").unwrap().as_bytes(), b"2\r\n\t\r\n\t3");
     }
@@ -411,7 +418,7 @@ mod tests {
     #[test]
     fn shared_parts_keep_the_bytes_as_sent() {
         let head = Bytes::from_static(b"Host: a\r\nhost: HTTP/1.1\r\nX-Odd: \r\n\r\n");
-        let (h, _, _) = parse_fields(&head, 0, &Limits::default(), LENIENT).unwrap();
+        let (h, _, _) = parse_fields(head.clone(), 0, &Limits::default(), LENIENT).unwrap();
         let got: Vec<(&str, &[u8])> = h.iter().map(|(n, v)| (n.as_str(), v.as_bytes())).collect();
         assert_eq!(
             got,
@@ -426,7 +433,7 @@ mod tests {
     fn folded_field_keeps_colons() {
         let head =
             Bytes::from_static(b"X-Violations-Found: 1\r\n\tpath/a:b\r\n\tHEUR:Trojan\r\n\r\n");
-        let (h, rest, _) = parse_fields(&head, 0, &Limits::default(), LENIENT).unwrap();
+        let (h, rest, _) = parse_fields(head.clone(), 0, &Limits::default(), LENIENT).unwrap();
         assert_eq!(rest, 2);
         let v = h.get("x-violations-found").unwrap();
         assert_eq!(
