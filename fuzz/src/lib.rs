@@ -373,7 +373,7 @@ pub fn check_verdict(h: &ResponseHead) {
         if let Some(f) = InfectionFound::parse(v)
             && let Ok(value) = f.to_header_value()
         {
-            let back = InfectionFound::parse(&value).expect("our own value parses");
+            let back = InfectionFound::parse(value.as_view()).expect("our own value parses");
             assert_eq!(back.threat, f.threat);
             assert_eq!(back.kind, Some(f.kind.unwrap_or(0)));
             assert_eq!(back.resolution, Some(f.resolution.unwrap_or(2)));
@@ -387,7 +387,7 @@ pub fn check_verdict(h: &ResponseHead) {
                     assert!(any, "X-Violations-Found {list:?} without a threat");
                 }
                 if let Ok(value) = list.to_header_value() {
-                    assert_eq!(ViolationsFound::parse(&value), Some(list));
+                    assert_eq!(ViolationsFound::parse(value.as_view()), Some(list));
                 }
             }
         }

@@ -215,8 +215,8 @@ impl ChunkedDecoder {
                         }
                         let section = buf.split_to(end).freeze();
                         let (headers, rest, _) = parse::parse_fields(
-                            &section,
-                            &section,
+                            section,
+                            0,
                             &self.limits,
                             parse::FieldRules {
                                 obs_fold: self.obs_fold,

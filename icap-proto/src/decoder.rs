@@ -120,11 +120,7 @@ impl<H: Head + Clone> Core<H> {
     fn frame_head(
         &mut self,
         buf: &mut BytesMut,
-        parse: impl FnOnce(
-            &Bytes,
-            &Limits,
-            FieldRules,
-        ) -> Result<(H, Option<Encapsulated>), DecodeError>,
+        parse: impl FnOnce(Bytes, &Limits, FieldRules) -> Result<(H, Option<Encapsulated>), DecodeError>,
     ) -> Result<Step<H>, DecodeError> {
         let State::Head { scanned } = &mut self.state else {
             unreachable!("frame_head is only called in the Head state")
@@ -151,7 +147,7 @@ impl<H: Head + Clone> Core<H> {
             obs_fold: self.obs_fold,
             icap: true,
         };
-        let (head, enc) = parse(&bytes, &self.limits, rules)?;
+        let (head, enc) = parse(bytes, &self.limits, rules)?;
         Ok(Step::Head(Box::new(head), enc))
     }
 
@@ -232,14 +228,10 @@ impl<H: Head + Clone> Core<H> {
             }
             match section {
                 Section::ReqHdr => {
-                    req = Some(HttpRequestHead::decode(&part, &self.limits, self.obs_fold)?);
+                    req = Some(HttpRequestHead::decode(part, &self.limits, self.obs_fold)?);
                 }
                 Section::ResHdr => {
-                    res = Some(HttpResponseHead::decode(
-                        &part,
-                        &self.limits,
-                        self.obs_fold,
-                    )?);
+                    res = Some(HttpResponseHead::decode(part, &self.limits, self.obs_fold)?);
                 }
                 _ => unreachable!("only header sections precede the body entry"),
             }
@@ -463,12 +455,12 @@ impl RequestDecoder {
 
 /// `Request = Request-Line *(header-field CRLF) CRLF` (RFC 3507 section 4.3).
 fn parse_request_head(
-    bytes: &Bytes,
+    bytes: Bytes,
     limits: &Limits,
     rules: FieldRules,
 ) -> Result<(RequestHead, Option<Encapsulated>), DecodeError> {
     let (rest, (method, target, version)) =
-        parse::parse_request_line(bytes).map_err(|_| DecodeError::InvalidRequestLine)?;
+        parse::parse_request_line(&bytes).map_err(|_| DecodeError::InvalidRequestLine)?;
     if version != VERSION.as_bytes() {
         // `HTTP/1.1` is not an ICAP version at all (400); `ICAP/1.1` is one we do not speak
         // (505).
@@ -480,7 +472,8 @@ fn parse_request_head(
     }
     let method = Method::from_bytes(method).ok_or(DecodeError::UnknownMethod)?;
     let uri = Uri::parse(bytes.slice_ref(target)).map_err(|_| DecodeError::InvalidUri)?;
-    let (headers, _, _) = parse::parse_fields(bytes, rest, limits, rules)?;
+    let from = bytes.len() - rest.len();
+    let (headers, _, _) = parse::parse_fields(bytes, from, limits, rules)?;
     let enc = find_encapsulated(&headers)?;
     match &enc {
         Some(e) => e
@@ -586,13 +579,13 @@ impl ResponseDecoder {
 
 /// `Response = Status-Line *(header-field CRLF) CRLF` (RFC 3507 section 4.3).
 fn parse_response_head(
-    bytes: &Bytes,
+    bytes: Bytes,
     limits: &Limits,
     rules: FieldRules,
     method: Method,
 ) -> Result<(ResponseHead, Option<Encapsulated>), DecodeError> {
     let (rest, (version, code, reason)) =
-        parse::parse_status_line(bytes).map_err(|_| DecodeError::InvalidStatusLine)?;
+        parse::parse_status_line(&bytes).map_err(|_| DecodeError::InvalidStatusLine)?;
     if version != VERSION.as_bytes() {
         return Err(if is_icap_version(version) {
             DecodeError::UnsupportedVersion
@@ -601,13 +594,14 @@ fn parse_response_head(
         });
     }
     let status = StatusCode::new(code).map_err(|_| DecodeError::InvalidStatusLine)?;
-    let (headers, _, _) = parse::parse_fields(bytes, rest, limits, rules)?;
+    let reason = parse::share(&bytes, reason);
+    let from = bytes.len() - rest.len();
+    let (headers, _, _) = parse::parse_fields(bytes, from, limits, rules)?;
     let enc = find_encapsulated(&headers)?;
     if let Some(e) = &enc {
         e.validate(method, Direction::Response)
             .map_err(DecodeError::InvalidEncapsulated)?;
     }
-    let reason = parse::share(bytes, reason);
     Ok((ResponseHead::from_parts(status, reason, headers), enc))
 }
 

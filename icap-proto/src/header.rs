@@ -1,8 +1,12 @@
 //! Header names, values and the ordered header map.
 //!
-//! One file of about 600 lines on purpose: the inline small-field representation, the
-//! validation of names and values and the map share private invariants (what `Repr` may
-//! hold, which bytes were checked) that a split would have to make crate-visible.
+//! A decoded [`Headers`] is one shared buffer (the decoded head) plus a table of spans
+//! into it: decoding writes two pairs of integers per field and touches no reference count,
+//! and reading hands out borrowed views ([`HeaderNameRef`], [`HeaderValueRef`]). Fields added
+//! afterwards ([`Headers::append`], [`Headers::push`], [`Headers::set`]) are owned
+//! [`HeaderName`]/[`HeaderValue`] pairs kept beside the table. One file on purpose: the
+//! spans, the validation of names and values and the map share private invariants (which
+//! bytes were checked, what a span may point at).
 
 use std::fmt;
 
@@ -30,93 +34,9 @@ pub(crate) fn is_token(s: &[u8]) -> bool {
     !s.is_empty() && s.iter().copied().all(is_tchar)
 }
 
-/// Bytes of a decoded name or value no longer than this are copied next to it instead of
-/// shared with the head they came from.
-const INLINE: usize = 38;
-
-/// The bytes of a [`HeaderName`] or [`HeaderValue`].
-///
-/// A decoded head's short parts (most names and values) are copied inline: a copy of a few
-/// bytes costs less than sharing them, since every `Bytes` slice of the head increments its
-/// atomic reference count when made and decrements it when dropped (that pair was about 40 %
-/// of decoding a head). Longer parts stay views into the one buffer of the head, and
-/// literals are `Bytes::from_static` (no count either).
-#[derive(Clone)]
-enum Repr {
-    Inline { len: u8, buf: [u8; INLINE] },
-    Shared(Bytes),
-}
-
-impl Repr {
-    /// The shared bytes of this field, if it is a view (inline fields own their bytes).
-    fn shared_mut(&mut self) -> Option<&mut Bytes> {
-        match self {
-            Repr::Inline { .. } => None,
-            Repr::Shared(b) => Some(b),
-        }
-    }
-
-    fn as_slice(&self) -> &[u8] {
-        match self {
-            Repr::Inline { len, buf } => &buf[..usize::from(*len)],
-            Repr::Shared(b) => b,
-        }
-    }
-
-    fn to_bytes(&self) -> Bytes {
-        match self {
-            Repr::Inline { .. } => Bytes::copy_from_slice(self.as_slice()),
-            Repr::Shared(b) => b.clone(),
-        }
-    }
-
-    /// `part`, a slice of `head`: inline when short, else a view of `head`.
-    fn share(head: &Bytes, part: &[u8]) -> Self {
-        if part.len() > INLINE {
-            return Repr::Shared(head.slice_ref(part));
-        }
-        // A copy of a fixed INLINE bytes compiles to a few vector moves, where a copy of
-        // `part.len()` bytes is a call to `memcpy`; the bytes past `len` are never read.
-        // Where `part` starts in `head`, if its bytes lie inside `head`'s (then the window
-        // starting there begins with exactly `part`).
-        let start = (part.as_ptr() as usize)
-            .checked_sub(head.as_ptr() as usize)
-            .filter(|s| s.checked_add(part.len()).is_some_and(|e| e <= head.len()));
-        let window = start.and_then(|s| head.get(s..)?.get(..INLINE)?.try_into().ok());
-        let buf: [u8; INLINE] = window.unwrap_or_else(|| {
-            let mut buf = [0; INLINE];
-            buf[..part.len()].copy_from_slice(part);
-            buf
-        });
-        let len = u8::try_from(part.len()).expect("part.len() <= INLINE, which fits in u8");
-        Repr::Inline { len, buf }
-    }
-
-    fn inline(part: &[u8]) -> Option<Self> {
-        let len = u8::try_from(part.len())
-            .ok()
-            .filter(|&l| usize::from(l) <= INLINE)?;
-        let mut buf = [0; INLINE];
-        buf[..part.len()].copy_from_slice(part);
-        Some(Repr::Inline { len, buf })
-    }
-}
-
-impl Default for Repr {
-    fn default() -> Self {
-        Repr::Shared(Bytes::new())
-    }
-}
-
-impl From<Bytes> for Repr {
-    fn from(b: Bytes) -> Self {
-        Repr::Shared(b)
-    }
-}
-
 /// A header field name: a non-empty token, compared case-insensitively.
 #[derive(Clone)]
-pub struct HeaderName(Repr);
+pub struct HeaderName(Bytes);
 
 impl HeaderName {
     /// Validates `name` as a token.
@@ -129,7 +49,7 @@ impl HeaderName {
     pub fn new(name: impl Into<Bytes>) -> Result<Self, EncodeError> {
         let name = name.into();
         if is_token(&name) {
-            Ok(HeaderName(name.into()))
+            Ok(HeaderName(name))
         } else {
             Err(EncodeError::InvalidHeaderName)
         }
@@ -144,34 +64,36 @@ impl HeaderName {
             is_token(name.as_bytes()),
             "header name literal must be a token: {name:?}"
         );
-        HeaderName(Bytes::from_static(name.as_bytes()).into())
-    }
-
-    /// A name decoded from `head`: `part` is a slice of it, already checked to be a token.
-    pub(crate) fn decoded(head: &Bytes, part: &[u8]) -> Self {
-        debug_assert!(is_token(part));
-        HeaderName(Repr::share(head, part))
+        HeaderName(Bytes::from_static(name.as_bytes()))
     }
 
     /// The name as sent.
     pub fn as_str(&self) -> &str {
-        std::str::from_utf8(self.0.as_slice()).expect("tokens are ASCII")
+        self.as_view().as_str()
     }
 
     /// The name's bytes as sent.
     pub fn as_bytes(&self) -> &[u8] {
-        self.0.as_slice()
+        &self.0
     }
 
     /// Case-insensitive comparison with `other`, without allocating.
     pub fn is(&self, other: &str) -> bool {
-        self.0.as_slice().eq_ignore_ascii_case(other.as_bytes())
+        self.0.eq_ignore_ascii_case(other.as_bytes())
+    }
+
+    /// A borrowed view of this name, as [`Headers`] hands out.
+    pub fn as_view(&self) -> HeaderNameRef<'_> {
+        HeaderNameRef {
+            bytes: &self.0,
+            src: &self.0,
+        }
     }
 }
 
 impl PartialEq for HeaderName {
     fn eq(&self, other: &Self) -> bool {
-        self.0.as_slice().eq_ignore_ascii_case(other.0.as_slice())
+        self.0.eq_ignore_ascii_case(&other.0)
     }
 }
 impl Eq for HeaderName {}
@@ -194,11 +116,103 @@ impl TryFrom<&str> for HeaderName {
     }
 }
 
+/// A borrowed header name, as [`Headers::iter`] hands it out: a view of the bytes the map
+/// holds (a decoded head's buffer or an owned [`HeaderName`]). `Copy`, compared
+/// case-insensitively like [`HeaderName`]; [`HeaderNameRef::to_owned`] makes an owned one.
+#[derive(Clone, Copy)]
+pub struct HeaderNameRef<'a> {
+    bytes: &'a [u8],
+    /// The `Bytes` that `bytes` lies in.
+    src: &'a Bytes,
+}
+
+impl<'a> HeaderNameRef<'a> {
+    /// The name as sent.
+    pub fn as_str(self) -> &'a str {
+        // Every name in a map was checked to be a token (ASCII) when it was decoded or built.
+        std::str::from_utf8(self.bytes).unwrap_or_default()
+    }
+
+    /// The name's bytes as sent.
+    pub fn as_bytes(self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// Case-insensitive comparison with `other`, without allocating.
+    pub fn is(self, other: &str) -> bool {
+        self.bytes.eq_ignore_ascii_case(other.as_bytes())
+    }
+
+    /// An owned name with the same bytes (sharing the map's buffer: no copy).
+    pub fn to_owned(self) -> HeaderName {
+        HeaderName(self.src.slice_ref(self.bytes))
+    }
+}
+
+impl PartialEq for HeaderNameRef<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes.eq_ignore_ascii_case(other.bytes)
+    }
+}
+impl Eq for HeaderNameRef<'_> {}
+
+impl PartialEq<HeaderName> for HeaderNameRef<'_> {
+    fn eq(&self, other: &HeaderName) -> bool {
+        self.bytes.eq_ignore_ascii_case(&other.0)
+    }
+}
+impl PartialEq<HeaderNameRef<'_>> for HeaderName {
+    fn eq(&self, other: &HeaderNameRef<'_>) -> bool {
+        other == self
+    }
+}
+
+impl fmt::Debug for HeaderNameRef<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+impl fmt::Display for HeaderNameRef<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<HeaderNameRef<'_>> for HeaderName {
+    fn from(n: HeaderNameRef<'_>) -> Self {
+        n.to_owned()
+    }
+}
+
+/// The bytes of a [`HeaderValue`]: shared `Bytes`, or the digits of
+/// [`HeaderValue::from_u64`] kept in place (a client writes a `Preview` or a length on
+/// every request; they need no allocation).
+#[derive(Clone)]
+enum Repr {
+    Bytes(Bytes),
+    Digits { len: u8, buf: [u8; 20] },
+}
+
+impl Repr {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Repr::Bytes(b) => b,
+            Repr::Digits { len, buf } => buf.get(..usize::from(*len)).unwrap_or_default(),
+        }
+    }
+}
+
 /// A header field value: bytes (non-ASCII allowed), never CR, LF or NUL except inside an
 /// obs-fold (`CRLF` followed by a space or tab), which some antivirus headers use to carry
 /// one item per line (see [`HeaderValue::lines`]).
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct HeaderValue(Repr);
+
+impl Default for HeaderValue {
+    fn default() -> Self {
+        HeaderValue(Repr::Bytes(Bytes::new()))
+    }
+}
 
 impl PartialEq for HeaderValue {
     fn eq(&self, other: &Self) -> bool {
@@ -219,7 +233,7 @@ impl HeaderValue {
     pub fn new(value: impl Into<Bytes>) -> Result<Self, EncodeError> {
         let value = trim_bytes(value.into());
         if is_field_text(&value) {
-            Ok(HeaderValue(value.into()))
+            Ok(HeaderValue(Repr::Bytes(value)))
         } else {
             Err(EncodeError::InvalidHeaderValue)
         }
@@ -255,19 +269,18 @@ impl HeaderValue {
             }
             out.put_slice(line);
         }
-        Ok(HeaderValue(out.freeze().into()))
+        Ok(HeaderValue(Repr::Bytes(out.freeze())))
     }
 
-    /// A value from a number.
+    /// A value from a number (no allocation).
     pub fn from_u64(n: u64) -> Self {
-        // At most 20 digits: always inline, no allocation.
+        let mut digits = [0u8; 20];
+        let d = decimal(n, &mut digits);
         let mut buf = [0u8; 20];
-        HeaderValue(Repr::inline(decimal(n, &mut buf)).expect("20 digits fit inline"))
-    }
-
-    /// A value decoded from `head`: `part` is a slice of it, already checked.
-    pub(crate) fn decoded(head: &Bytes, part: &[u8]) -> Self {
-        HeaderValue(Repr::share(head, part))
+        buf[..d.len()].copy_from_slice(d);
+        // At most 20 digits.
+        let len = u8::try_from(d.len()).unwrap_or(20);
+        HeaderValue(Repr::Digits { len, buf })
     }
 
     /// The raw bytes, folds included.
@@ -275,32 +288,52 @@ impl HeaderValue {
         self.0.as_slice()
     }
 
-    /// The raw bytes as `Bytes` (a copy when the value is short).
+    /// The raw bytes as `Bytes` (no copy, except for a value made by
+    /// [`HeaderValue::from_u64`]).
     pub fn to_bytes(&self) -> Bytes {
-        self.0.to_bytes()
+        match &self.0 {
+            Repr::Bytes(b) => b.clone(),
+            Repr::Digits { .. } => Bytes::copy_from_slice(self.as_bytes()),
+        }
     }
 
     /// The value as UTF-8 text, if it is.
     pub fn to_str(&self) -> Option<&str> {
-        std::str::from_utf8(self.as_bytes()).ok()
+        self.as_view().to_str()
     }
 
     /// The value as text with invalid UTF-8 replaced.
     pub fn to_str_lossy(&self) -> std::borrow::Cow<'_, str> {
-        String::from_utf8_lossy(self.as_bytes())
+        self.as_view().to_str_lossy()
     }
 
     /// The lines of a folded value, each trimmed of spaces and tabs. An unfolded value is one
     /// line.
     pub fn lines(&self) -> impl Iterator<Item = &[u8]> {
-        self.as_bytes()
-            .split(|&b| b == b'\n')
-            .map(|l| trim_ows(l.strip_suffix(b"\r").unwrap_or(l)))
+        self.as_view().lines()
     }
 
     /// The value as a decimal number, if it is one.
     pub fn to_u64(&self) -> Option<u64> {
-        parse_u64(trim_ows(self.as_bytes()))
+        self.as_view().to_u64()
+    }
+
+    /// A borrowed view of this value, as [`Headers`] hands out.
+    pub fn as_view(&self) -> HeaderValueRef<'_> {
+        HeaderValueRef {
+            bytes: self.as_bytes(),
+            src: match &self.0 {
+                Repr::Bytes(b) => Some(b),
+                Repr::Digits { .. } => None,
+            },
+        }
+    }
+
+    /// Calls `f` on the shared bytes of this value, if it has any.
+    fn for_each_shared(&mut self, f: &mut dyn FnMut(&mut Bytes)) {
+        if let Repr::Bytes(b) = &mut self.0 {
+            f(b);
+        }
     }
 }
 
@@ -321,6 +354,98 @@ impl TryFrom<String> for HeaderValue {
     type Error = EncodeError;
     fn try_from(s: String) -> Result<Self, EncodeError> {
         HeaderValue::new(Bytes::from(s))
+    }
+}
+
+/// A borrowed header value, as [`Headers::get`] and [`Headers::iter`] hand it out: a view
+/// of the bytes the map holds, with the reading methods of [`HeaderValue`]. `Copy`;
+/// [`HeaderValueRef::to_bytes`] shares the map's buffer instead of copying, and
+/// [`HeaderValueRef::to_owned`] makes an owned value.
+#[derive(Clone, Copy)]
+pub struct HeaderValueRef<'a> {
+    bytes: &'a [u8],
+    /// The `Bytes` that `bytes` lies in, when there is one (not for
+    /// [`HeaderValue::from_u64`] digits).
+    src: Option<&'a Bytes>,
+}
+
+impl<'a> HeaderValueRef<'a> {
+    /// The raw bytes, folds included.
+    pub fn as_bytes(self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// The raw bytes as `Bytes`: a slice of the buffer the map shares (no copy), or a copy
+    /// of a value made by [`HeaderValue::from_u64`].
+    pub fn to_bytes(self) -> Bytes {
+        match self.src {
+            Some(src) => src.slice_ref(self.bytes),
+            None => Bytes::copy_from_slice(self.bytes),
+        }
+    }
+
+    /// The value as UTF-8 text, if it is.
+    pub fn to_str(self) -> Option<&'a str> {
+        std::str::from_utf8(self.bytes).ok()
+    }
+
+    /// The value as text with invalid UTF-8 replaced.
+    pub fn to_str_lossy(self) -> std::borrow::Cow<'a, str> {
+        String::from_utf8_lossy(self.bytes)
+    }
+
+    /// The lines of a folded value, each trimmed of spaces and tabs. An unfolded value is one
+    /// line.
+    pub fn lines(self) -> impl Iterator<Item = &'a [u8]> {
+        self.bytes
+            .split(|&b| b == b'\n')
+            .map(|l| trim_ows(l.strip_suffix(b"\r").unwrap_or(l)))
+    }
+
+    /// The value as a decimal number, if it is one.
+    pub fn to_u64(self) -> Option<u64> {
+        parse_u64(trim_ows(self.bytes))
+    }
+
+    /// An owned value with the same bytes (sharing the map's buffer, as
+    /// [`HeaderValueRef::to_bytes`] does).
+    pub fn to_owned(self) -> HeaderValue {
+        HeaderValue(Repr::Bytes(self.to_bytes()))
+    }
+}
+
+impl PartialEq for HeaderValueRef<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes == other.bytes
+    }
+}
+impl Eq for HeaderValueRef<'_> {}
+
+impl PartialEq<HeaderValue> for HeaderValueRef<'_> {
+    fn eq(&self, other: &HeaderValue) -> bool {
+        self.bytes == other.as_bytes()
+    }
+}
+impl PartialEq<HeaderValueRef<'_>> for HeaderValue {
+    fn eq(&self, other: &HeaderValueRef<'_>) -> bool {
+        self.as_bytes() == other.bytes
+    }
+}
+impl PartialEq<&HeaderValue> for HeaderValueRef<'_> {
+    fn eq(&self, other: &&HeaderValue) -> bool {
+        self.bytes == other.as_bytes()
+    }
+}
+
+impl fmt::Debug for HeaderValueRef<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.to_str_lossy(), f)
+    }
+}
+
+impl From<HeaderValueRef<'_>> for HeaderValue {
+    fn from(v: HeaderValueRef<'_>) -> Self {
+        v.to_owned()
     }
 }
 
@@ -402,14 +527,14 @@ pub enum Single<'a> {
     /// Not present.
     Absent,
     /// Present once, or several times with the same value.
-    One(&'a HeaderValue),
+    One(HeaderValueRef<'a>),
     /// Present several times with different values.
     Conflict,
 }
 
 impl<'a> Single<'a> {
     /// The value when there is exactly one; `None` when absent or conflicting.
-    pub fn value(self) -> Option<&'a HeaderValue> {
+    pub fn value(self) -> Option<HeaderValueRef<'a>> {
         match self {
             Single::One(v) => Some(v),
             Single::Absent | Single::Conflict => None,
@@ -422,7 +547,56 @@ impl<'a> Single<'a> {
     }
 }
 
+/// Where a part of a decoded field lies in the map's buffer: `buf[start..end]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Span {
+    start: u32,
+    end: u32,
+}
+
+impl Span {
+    fn of(self, buf: &Bytes) -> &[u8] {
+        buf.get(self.start as usize..self.end as usize)
+            .unwrap_or_default()
+    }
+}
+
+/// One field of a [`Headers`]: spans into its buffer (decoded), or the index of an owned
+/// pair (added by `append`, `push` or `set`). 24 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Entry {
+    Decoded { name: Span, value: Span },
+    Owned(usize),
+}
+
+impl Entry {
+    /// A decoded field of a buffer of `len` bytes: `name` and `value` are `start..end`
+    /// ranges of it, already checked (a token, a field value). `None` if a range does not
+    /// lie in the buffer or the buffer is longer than [`MAX_DECODED`].
+    pub(crate) fn decoded(
+        len: usize,
+        name: std::ops::Range<usize>,
+        value: std::ops::Range<usize>,
+    ) -> Option<Self> {
+        let span = |r: std::ops::Range<usize>| {
+            let ok = r.start <= r.end && r.end <= len;
+            Some(Span {
+                start: u32::try_from(r.start).ok().filter(|_| ok)?,
+                end: u32::try_from(r.end).ok()?,
+            })
+        };
+        Some(Entry::Decoded {
+            name: span(name)?,
+            value: span(value)?,
+        })
+    }
+}
+
 /// Header fields in the order received; repeated names are all kept.
+///
+/// A decoded map is one shared buffer (the decoded head) and a table of where each name
+/// and value lies in it; cloning one costs one reference count and a copy of the table.
+/// Reading hands out borrowed views ([`HeaderNameRef`], [`HeaderValueRef`]).
 ///
 /// ```
 /// use icap_proto::Headers;
@@ -432,28 +606,54 @@ impl<'a> Single<'a> {
 /// assert_eq!(h.get("X-CLIENT-IP").unwrap().as_bytes(), b"10.0.0.1");
 /// assert_eq!(h.get_all("X-Client-IP").count(), 2);
 /// ```
-#[derive(Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default)]
 pub struct Headers {
-    entries: Vec<(HeaderName, HeaderValue)>,
+    /// The decoded head the `Entry::Decoded` spans point into (empty when built by hand).
+    buf: Bytes,
+    entries: Vec<Entry>,
+    /// The fields of `Entry::Owned`, by index.
+    owned: Vec<(HeaderName, HeaderValue)>,
 }
 
+/// The bytes a [`Headers`] can hold decoded fields of: spans are `u32`.
+pub(crate) const MAX_DECODED: usize = u32::MAX as usize;
+
 impl Headers {
-    /// Calls `f` on every field name and value that is a view of shared bytes.
+    /// The decoded fields `entries` (made by [`Entry::decoded`] for `buf`'s length) of
+    /// `buf`, which the map keeps.
+    pub(crate) fn decoded(buf: Bytes, entries: Vec<Entry>) -> Self {
+        Headers {
+            buf,
+            entries,
+            owned: Vec::new(),
+        }
+    }
+
+    /// Calls `f` on every piece of shared bytes the map holds (its buffer and the owned
+    /// values), so that [`crate::RequestHead::detached`] can copy them.
     pub(crate) fn for_each_shared(&mut self, f: &mut dyn FnMut(&mut Bytes)) {
-        for (n, v) in &mut self.entries {
-            if let Some(b) = n.0.shared_mut() {
-                f(b);
-            }
-            if let Some(b) = v.0.shared_mut() {
-                f(b);
-            }
+        self.drop_unused();
+        if self
+            .entries
+            .iter()
+            .any(|e| matches!(e, Entry::Decoded { .. }))
+        {
+            f(&mut self.buf);
+        } else {
+            self.buf = Bytes::new();
+        }
+        for (n, v) in &mut self.owned {
+            f(&mut n.0);
+            v.for_each_shared(f);
         }
     }
 
     /// No headers, with room for `n` without reallocating.
     pub fn with_capacity(n: usize) -> Self {
         Headers {
+            buf: Bytes::new(),
             entries: Vec::with_capacity(n),
+            owned: Vec::with_capacity(n),
         }
     }
 
@@ -472,20 +672,56 @@ impl Headers {
         self.entries.is_empty()
     }
 
+    fn name_of(&self, e: Entry) -> HeaderNameRef<'_> {
+        match e {
+            Entry::Decoded { name, .. } => HeaderNameRef {
+                bytes: name.of(&self.buf),
+                src: &self.buf,
+            },
+            Entry::Owned(i) => self.owned.get(i).map_or(
+                HeaderNameRef {
+                    bytes: &[],
+                    src: &self.buf,
+                },
+                |(n, _)| n.as_view(),
+            ),
+        }
+    }
+
+    fn value_of(&self, e: Entry) -> HeaderValueRef<'_> {
+        match e {
+            Entry::Decoded { value, .. } => HeaderValueRef {
+                bytes: value.of(&self.buf),
+                src: Some(&self.buf),
+            },
+            Entry::Owned(i) => self.owned.get(i).map_or(
+                HeaderValueRef {
+                    bytes: &[],
+                    src: None,
+                },
+                |(_, v)| v.as_view(),
+            ),
+        }
+    }
+
+    fn is_named(&self, e: Entry, name: &str) -> bool {
+        self.name_of(e).is(name)
+    }
+
     /// The first value of `name` (case-insensitive).
-    pub fn get(&self, name: &str) -> Option<&HeaderValue> {
+    pub fn get(&self, name: &str) -> Option<HeaderValueRef<'_>> {
         self.entries
             .iter()
-            .find(|(n, _)| n.is(name))
-            .map(|(_, v)| v)
+            .find(|&&e| self.is_named(e, name))
+            .map(|&e| self.value_of(e))
     }
 
     /// Every value of `name`, in order.
-    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a HeaderValue> + 'a {
+    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = HeaderValueRef<'a>> + 'a {
         self.entries
             .iter()
-            .filter(move |(n, _)| n.is(name))
-            .map(|(_, v)| v)
+            .filter(move |&&e| self.is_named(e, name))
+            .map(|&e| self.value_of(e))
     }
 
     /// A header that may appear only once, read by the one rule the codec uses for every
@@ -504,30 +740,34 @@ impl Headers {
     /// assert_eq!(h.get_single("ISTag"), Single::Absent);
     /// ```
     pub fn get_single(&self, name: &str) -> Single<'_> {
-        let mut all = self
-            .entries
-            .iter()
-            .filter(|(n, _)| n.is(name))
-            .map(|(_, v)| v);
-        let Some(first) = all.next() else {
-            return Single::Absent;
-        };
-        let want = trim_ows(first.as_bytes());
-        if all.all(|v| trim_ows(v.as_bytes()) == want) {
-            Single::One(first)
-        } else {
-            Single::Conflict
+        let mut first: Option<HeaderValueRef<'_>> = None;
+        for &e in &self.entries {
+            if !self.is_named(e, name) {
+                continue;
+            }
+            let v = self.value_of(e);
+            match first {
+                None => first = Some(v),
+                Some(f) if trim_ows(f.as_bytes()) != trim_ows(v.as_bytes()) => {
+                    return Single::Conflict;
+                }
+                Some(_) => {}
+            }
         }
+        first.map_or(Single::Absent, Single::One)
     }
 
     /// Whether `name` is present.
     pub fn contains(&self, name: &str) -> bool {
-        self.entries.iter().any(|(n, _)| n.is(name))
+        self.entries.iter().any(|&e| self.is_named(e, name))
     }
 
     /// Every field in order.
-    pub fn iter(&self) -> impl Iterator<Item = (&HeaderName, &HeaderValue)> {
-        self.entries.iter().map(|(n, v)| (n, v))
+    pub fn iter(&self) -> HeadersIter<'_> {
+        HeadersIter {
+            headers: self,
+            entries: self.entries.iter(),
+        }
     }
 
     /// Adds a field after the others, validating name and value.
@@ -536,52 +776,84 @@ impl Headers {
         N: TryInto<HeaderName, Error = EncodeError>,
         V: TryInto<HeaderValue, Error = EncodeError>,
     {
-        self.entries.push((name.try_into()?, value.try_into()?));
+        self.push(name.try_into()?, value.try_into()?);
         Ok(())
     }
 
     /// Adds an already validated field after the others.
     pub fn push(&mut self, name: HeaderName, value: HeaderValue) {
-        self.entries.push((name, value));
+        self.entries.push(Entry::Owned(self.owned.len()));
+        self.owned.push((name, value));
     }
 
-    /// Sets `name` to `value`: replaces the first field of that name in place and removes
-    /// the others, or appends when absent.
+    /// Sets `name` to `value`: replaces the first field of that name in place (keeping the
+    /// name as it was written there) and removes the others, or appends when absent.
     pub fn set(&mut self, name: HeaderName, value: HeaderValue) {
-        let mut slot = None;
+        let Some(first) = self.entries.iter().position(|&e| self.name_of(e) == name) else {
+            self.push(name, value);
+            return;
+        };
         let mut i = 0;
-        self.entries.retain(|(n, _)| {
-            let keep = if *n == name {
-                if slot.is_none() {
-                    slot = Some(i);
-                    true
-                } else {
-                    false
-                }
-            } else {
-                true
-            };
-            if keep {
-                i += 1;
-            }
+        let (buf, owned) = (&self.buf, &self.owned);
+        self.entries.retain(|&e| {
+            let keep = i <= first || name_in(buf, owned, e) != name;
+            i += 1;
             keep
         });
-        match slot {
-            Some(i) => self.entries[i].1 = value,
-            None => self.entries.push((name, value)),
+        match self.entries[first] {
+            Entry::Owned(k) => {
+                if let Some(slot) = self.owned.get_mut(k) {
+                    slot.1 = value;
+                }
+            }
+            Entry::Decoded { name: n, .. } => {
+                let kept = HeaderName(self.buf.slice_ref(n.of(&self.buf)));
+                self.entries[first] = Entry::Owned(self.owned.len());
+                self.owned.push((kept, value));
+            }
         }
+        self.drop_unused();
     }
 
     /// Removes every field named `name`; returns how many.
     pub fn remove(&mut self, name: &str) -> usize {
         let before = self.entries.len();
-        self.entries.retain(|(n, _)| !n.is(name));
+        let (buf, owned) = (&self.buf, &self.owned);
+        self.entries.retain(|&e| !name_in(buf, owned, e).is(name));
+        self.drop_unused();
         before - self.entries.len()
+    }
+
+    /// Forgets owned fields that no entry refers to any more (after `set` or `remove`), so
+    /// that a map edited in a loop does not grow.
+    fn drop_unused(&mut self) {
+        let used = self
+            .entries
+            .iter()
+            .filter(|e| matches!(e, Entry::Owned(_)))
+            .count();
+        if used == self.owned.len() {
+            return;
+        }
+        let mut old = std::mem::take(&mut self.owned);
+        let mut owned = Vec::with_capacity(used);
+        for e in &mut self.entries {
+            if let Entry::Owned(k) = e
+                && let Some(slot) = old.get_mut(*k)
+            {
+                owned.push(std::mem::replace(
+                    slot,
+                    (HeaderName(Bytes::new()), HeaderValue::default()),
+                ));
+                *k = owned.len() - 1;
+            }
+        }
+        self.owned = owned;
     }
 
     /// Writes `name: value\r\n` for each field.
     pub fn encode(&self, out: &mut BytesMut) {
-        for (n, v) in &self.entries {
+        for (n, v) in self {
             out.put_slice(n.as_bytes());
             out.put_slice(b": ");
             out.put_slice(v.as_bytes());
@@ -591,24 +863,79 @@ impl Headers {
 
     /// Bytes [`Headers::encode`] writes.
     pub fn encoded_len(&self) -> usize {
-        self.entries
-            .iter()
+        self.iter()
             .map(|(n, v)| encoded_field_len(n.as_bytes().len(), v.as_bytes().len()))
             .fold(0, usize::saturating_add)
     }
 }
 
+/// The name of `e` in a map made of `buf` and `owned` (for closures that hold the entries
+/// mutably).
+fn name_in<'a>(
+    buf: &'a Bytes,
+    owned: &'a [(HeaderName, HeaderValue)],
+    e: Entry,
+) -> HeaderNameRef<'a> {
+    match e {
+        Entry::Decoded { name, .. } => HeaderNameRef {
+            bytes: name.of(buf),
+            src: buf,
+        },
+        Entry::Owned(i) => owned.get(i).map_or(
+            HeaderNameRef {
+                bytes: &[],
+                src: buf,
+            },
+            |(n, _)| n.as_view(),
+        ),
+    }
+}
+
+/// Same fields in the same order: names compared case-insensitively, values by bytes.
+impl PartialEq for Headers {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+impl Eq for Headers {}
+
 impl fmt::Debug for Headers {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.entries.iter()).finish()
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+/// The fields of a [`Headers`] in order, as borrowed views.
+#[derive(Clone)]
+pub struct HeadersIter<'a> {
+    headers: &'a Headers,
+    entries: std::slice::Iter<'a, Entry>,
+}
+
+impl<'a> Iterator for HeadersIter<'a> {
+    type Item = (HeaderNameRef<'a>, HeaderValueRef<'a>);
+    fn next(&mut self) -> Option<Self::Item> {
+        let &e = self.entries.next()?;
+        Some((self.headers.name_of(e), self.headers.value_of(e)))
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.entries.size_hint()
+    }
+}
+
+impl ExactSizeIterator for HeadersIter<'_> {}
+
+impl fmt::Debug for HeadersIter<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.clone()).finish()
     }
 }
 
 impl<'a> IntoIterator for &'a Headers {
-    type Item = &'a (HeaderName, HeaderValue);
-    type IntoIter = std::slice::Iter<'a, (HeaderName, HeaderValue)>;
+    type Item = (HeaderNameRef<'a>, HeaderValueRef<'a>);
+    type IntoIter = HeadersIter<'a>;
     fn into_iter(self) -> Self::IntoIter {
-        self.entries.iter()
+        self.iter()
     }
 }
 
@@ -631,46 +958,90 @@ pub(crate) fn decimal(n: u64, buf: &mut [u8; 20]) -> &[u8] {
 mod tests {
     use super::*;
 
-    #[test]
-    fn short_and_long_parts_read_back_and_compare_by_bytes() {
-        let head = Bytes::from_static(
-            b"x-a: short\r\nX-Long: 0123456789abcdefghijklmnopqrstuvwxyz0123456789abcd\r\n",
-        );
-        let rows = [
-            (0..3, true),
-            (5..10, true),
-            (20..20 + INLINE, true),
-            (20..21 + INLINE, false),
-            (20..70, false),
-            (0..0, true),
-        ];
-        for (range, inline) in rows {
-            let part = &head[range];
-            let v = HeaderValue::decoded(&head, part);
-            assert_eq!(v.as_bytes(), part);
-            assert_eq!(matches!(v.0, Repr::Inline { .. }), inline, "{part:?}");
-            assert_eq!(v.to_bytes(), part);
-            // A decoded value equals the same bytes built by hand, whatever the storage.
-            assert_eq!(v, HeaderValue::new(Bytes::copy_from_slice(part)).unwrap());
-        }
-        // Near the end of the head the fixed-size window does not fit; a part that is not
-        // a slice of the head at all (never so in the codec) is still copied right.
-        let end = head.len();
-        let tail = HeaderValue::decoded(&head, &head[end - 6..end - 2]);
-        assert_eq!(tail.as_bytes(), b"abcd");
-        assert!(matches!(tail.0, Repr::Inline { .. }));
-        let elsewhere = HeaderValue::decoded(&head, b"not from the head");
-        assert_eq!(elsewhere.as_bytes(), b"not from the head");
-        let n = HeaderName::decoded(&head, &head[0..3]);
-        assert!(n.is("X-A"));
-        assert_eq!(n, HeaderName::from_static("X-a"));
-        assert_eq!(n.as_str(), "x-a");
-        assert_eq!(HeaderValue::from_u64(u64::MAX).to_u64(), Some(u64::MAX));
+    fn decoded(
+        head: &'static [u8],
+        fields: &[(std::ops::Range<usize>, std::ops::Range<usize>)],
+    ) -> Headers {
+        let entries = fields
+            .iter()
+            .map(|(n, v)| Entry::decoded(head.len(), n.clone(), v.clone()).unwrap())
+            .collect();
+        Headers::decoded(Bytes::from_static(head), entries)
     }
 
     #[test]
-    fn a_field_is_no_larger_than_with_bytes() {
-        assert!(std::mem::size_of::<HeaderValue>() <= 40);
-        assert!(std::mem::size_of::<HeaderName>() <= 40);
+    fn decoded_fields_are_views_of_one_buffer() {
+        let head: &'static [u8] = b"x-a: short\r\nX-Long: 0123456789abcdef\r\n";
+        let h = decoded(head, &[(0..3, 5..10), (12..18, 20..36)]);
+        let got: Vec<(&str, &[u8])> = h.iter().map(|(n, v)| (n.as_str(), v.as_bytes())).collect();
+        assert_eq!(
+            got,
+            [("x-a", &b"short"[..]), ("X-Long", b"0123456789abcdef")]
+        );
+        let v = h.get("x-long").unwrap();
+        assert_eq!(v.as_bytes().as_ptr(), head[20..].as_ptr());
+        // `to_bytes` shares the buffer, and so does a clone of the map.
+        assert_eq!(v.to_bytes().as_ptr(), head[20..].as_ptr());
+        let c = h.clone();
+        assert_eq!(
+            c.get("X-A").unwrap().as_bytes().as_ptr(),
+            head[5..].as_ptr()
+        );
+        assert_eq!(c, h);
+        // Equal to the same fields built by hand, names compared case-insensitively.
+        let mut built = Headers::new();
+        built.append("X-A", "short").unwrap();
+        built.append("x-long", "0123456789abcdef").unwrap();
+        assert_eq!(built, h);
+        assert_eq!(
+            format!("{built:?}"),
+            r#"[("X-A", "short"), ("x-long", "0123456789abcdef")]"#
+        );
+        built.append("X-B", "1").unwrap();
+        assert_ne!(built, h);
+        // A view equals owned values and names by bytes.
+        assert_eq!(v, HeaderValue::new("0123456789abcdef").unwrap());
+        assert_eq!(h.iter().next().unwrap().0, HeaderName::from_static("X-A"));
+        assert_eq!(v.to_owned().as_bytes(), b"0123456789abcdef");
+    }
+
+    #[test]
+    fn ranges_outside_the_buffer_are_refused() {
+        assert!(Entry::decoded(6, 0..1, 3..7).is_none());
+        #[allow(
+            clippy::reversed_empty_ranges,
+            reason = "the reversed range is the case tested"
+        )]
+        let reversed = 2..1;
+        assert!(Entry::decoded(6, reversed, 3..4).is_none());
+        assert!(Entry::decoded(6, 0..1, 3..4).is_some());
+        assert!(Entry::decoded(MAX_DECODED + 1, 0..1, 3..MAX_DECODED + 1).is_none());
+    }
+
+    #[test]
+    fn set_and_remove_mix_decoded_and_owned_fields() {
+        let head: &'static [u8] = b"Host: a\r\nX-A: 1\r\nx-a: 2\r\n";
+        let mut h = decoded(head, &[(0..4, 6..7), (9..12, 14..15), (17..20, 22..23)]);
+        h.set(HeaderName::from_static("X-A"), HeaderValue::from_u64(3));
+        let got: Vec<(&str, &[u8])> = h.iter().map(|(n, v)| (n.as_str(), v.as_bytes())).collect();
+        assert_eq!(got, [("Host", &b"a"[..]), ("X-A", b"3")]);
+        for i in 0..100 {
+            h.append("X-Loop", "x").unwrap();
+            h.set(HeaderName::from_static("X-A"), HeaderValue::from_u64(i));
+            assert_eq!(h.remove("x-loop"), 1);
+        }
+        assert_eq!(h.owned.len(), 1, "owned fields no entry uses are dropped");
+        assert_eq!(h.get("X-A").unwrap().to_u64(), Some(99));
+        assert_eq!(h.remove("HOST"), 1);
+        assert_eq!(h.len(), 1);
+    }
+
+    #[test]
+    fn an_entry_is_small() {
+        assert!(std::mem::size_of::<Entry>() <= 24);
+        assert!(std::mem::size_of::<HeaderValue>() <= 32);
+        assert_eq!(HeaderValue::from_u64(u64::MAX).to_u64(), Some(u64::MAX));
+        assert_eq!(HeaderValue::from_u64(0).as_bytes(), b"0");
+        assert_eq!(HeaderValue::from_u64(1024).as_view().to_bytes(), "1024");
     }
 }

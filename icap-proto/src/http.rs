@@ -133,18 +133,24 @@ impl HttpRequestHead {
 
     /// Parses a complete head (ending with the empty line) from `section`.
     pub(crate) fn decode(
-        section: &Bytes,
+        section: Bytes,
         limits: &Limits,
         obs_fold: bool,
     ) -> Result<Self, DecodeError> {
         let (rest, (method, target, version)) =
-            parse::parse_request_line(section).map_err(|_| DecodeError::InvalidHttpHead)?;
+            parse::parse_request_line(&section).map_err(|_| DecodeError::InvalidHttpHead)?;
         if !check_version(version) {
             return Err(DecodeError::InvalidHttpHead);
         }
+        let (method, target, version) = (
+            parse::share(&section, method),
+            section.slice_ref(target),
+            parse::share(&section, version),
+        );
+        let from = section.len() - rest.len();
         let (headers, rest, fields_len) = parse::parse_fields(
             section,
-            rest,
+            from,
             limits,
             parse::FieldRules {
                 obs_fold,
@@ -155,9 +161,9 @@ impl HttpRequestHead {
             return Err(DecodeError::EncapsulatedMismatch);
         }
         let head = HttpRequestHead {
-            method: parse::share(section, method),
-            target: section.slice_ref(target),
-            version: parse::share(section, version),
+            method,
+            target,
+            version,
             headers,
         };
         check_encoded_len(head.encoded_len_with(fields_len), limits)?;
@@ -243,18 +249,23 @@ impl HttpResponseHead {
     }
 
     pub(crate) fn decode(
-        section: &Bytes,
+        section: Bytes,
         limits: &Limits,
         obs_fold: bool,
     ) -> Result<Self, DecodeError> {
         let (rest, (version, status, reason)) =
-            parse::parse_status_line(section).map_err(|_| DecodeError::InvalidHttpHead)?;
+            parse::parse_status_line(&section).map_err(|_| DecodeError::InvalidHttpHead)?;
         if !check_version(version) {
             return Err(DecodeError::InvalidHttpHead);
         }
+        let (version, reason) = (
+            parse::share(&section, version),
+            parse::share(&section, reason),
+        );
+        let from = section.len() - rest.len();
         let (headers, rest, fields_len) = parse::parse_fields(
             section,
-            rest,
+            from,
             limits,
             parse::FieldRules {
                 obs_fold,
@@ -265,9 +276,9 @@ impl HttpResponseHead {
             return Err(DecodeError::EncapsulatedMismatch);
         }
         let head = HttpResponseHead {
-            version: parse::share(section, version),
+            version,
             status,
-            reason: parse::share(section, reason),
+            reason,
             headers,
         };
         check_encoded_len(head.encoded_len_with(fields_len), limits)?;

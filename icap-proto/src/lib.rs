@@ -69,7 +69,9 @@ pub use decoder::{Event, RequestDecoder, ResponseDecoder};
 pub use encapsulated::{BodyKind, Direction, Encapsulated, Section};
 pub use error::{DecodeError, EncapsulatedError, EncodeError, Limit};
 pub use exchange::{ClientExchange, ProtocolError, RequestPlan, ServerExchange};
-pub use header::{HeaderName, HeaderValue, Headers, Single};
+pub use header::{
+    HeaderName, HeaderNameRef, HeaderValue, HeaderValueRef, Headers, HeadersIter, Single,
+};
 pub use http::{HttpRequestHead, HttpResponseHead};
 pub use limits::Limits;
 pub use message::{RequestHead, ResponseHead};

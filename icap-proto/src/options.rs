@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use crate::error::EncodeError;
 use crate::header::trim_ows;
-use crate::header::{HeaderName, HeaderValue, Headers, Single};
+use crate::header::{HeaderName, HeaderValue, HeaderValueRef, Headers, Single};
 use crate::message::{ResponseHead, allow_lists, unquote};
 use crate::types::{Method, StatusCode};
 
@@ -294,7 +294,7 @@ impl OptionsResponse {
                 None
             }
         };
-        let text = |v: Option<&HeaderValue>| v.map(|v| v.to_str_lossy().into_owned());
+        let text = |v: Option<HeaderValueRef<'_>>| v.map(|v| v.to_str_lossy().into_owned());
         let service = text(single("Service"));
         let service_id = text(single("Service-ID"));
         let istag_value = single("ISTag");
@@ -307,7 +307,8 @@ impl OptionsResponse {
             return Err(OptionsError::MissingIsTag);
         }
         // Numbers of any length: past u64::MAX they saturate, and are clamped below anyway.
-        let number = |v: &HeaderValue| crate::header::parse_u64_saturating(trim_ows(v.as_bytes()));
+        let number =
+            |v: HeaderValueRef<'_>| crate::header::parse_u64_saturating(trim_ows(v.as_bytes()));
         let options_ttl = ttl_value
             .map(|v| number(v).ok_or(OptionsError::InvalidValue("Options-TTL")))
             .transpose()?
@@ -468,7 +469,7 @@ impl OptionsResponse {
         }
         for (n, v) in &self.headers {
             if !TYPED.iter().any(|t| n.is(t)) {
-                h.push(n.clone(), v.clone());
+                h.push(n.to_owned(), v.to_owned());
             }
         }
         Ok(head)

@@ -12,7 +12,7 @@ use nom::Parser;
 use nom::bytes::complete::{tag, take_while_m_n};
 
 use crate::error::{DecodeError, Limit};
-use crate::header::{HeaderName, HeaderValue, Headers, has_invisible, is_tchar};
+use crate::header::{Entry, Headers, MAX_DECODED, has_invisible, is_tchar};
 use crate::limits::Limits;
 
 type PResult<'a, T> = IResult<&'a [u8], T, ()>;
@@ -154,12 +154,13 @@ pub(crate) fn parse_status_line(i: &[u8]) -> PResult<'_, (&[u8], u16, &[u8])> {
 
 /// One header field with its obs-fold continuation lines:
 /// `field-name ":" OWS field-value OWS CRLF *( (SP / HTAB) field-text CRLF )`.
-/// Returns the name, the raw value (folds included, outer whitespace trimmed) and whether
-/// the field had continuation lines.
+/// Returns, as positions in `i`, the length of the name (it starts at 0) and where the raw
+/// value lies (folds included, outer whitespace and folds trimmed), and whether the field
+/// had continuation lines.
 ///
 /// Hand-written rather than composed from nom combinators: it runs once per field, and
 /// the combinator calls cost more than the bytes of a typical field.
-fn parse_field(i: &[u8]) -> PResult<'_, (&[u8], &[u8], bool)> {
+fn parse_field(i: &[u8]) -> PResult<'_, (usize, std::ops::Range<usize>, bool)> {
     let n = i
         .iter()
         .position(|&b| !TCHAR[usize::from(b)])
@@ -167,15 +168,15 @@ fn parse_field(i: &[u8]) -> PResult<'_, (&[u8], &[u8], bool)> {
     if n == 0 || i.get(n) != Some(&b':') {
         return Err(nom::Err::Error(()));
     }
-    let name = &i[..n];
-    let mut rest = &i[n + 1..];
+    let mut v = n + 1;
     // Most fields have one space after the colon: take it before the general loop.
-    if let [b' ', r @ ..] = rest {
-        rest = r;
+    if i.get(v) == Some(&b' ') {
+        v += 1;
     }
-    while let [b' ' | b'\t', r @ ..] = rest {
-        rest = r;
+    while let Some(b' ' | b'\t') = i.get(v) {
+        v += 1;
     }
+    let rest = &i[v..];
     // The value runs to the first CRLF that is not followed by SP or HTAB; a NUL on the
     // way is an error.
     let mut at = 0;
@@ -188,11 +189,19 @@ fn parse_field(i: &[u8]) -> PResult<'_, (&[u8], &[u8], bool)> {
             at = cr + 2;
             continue;
         }
-        return Ok((
-            &rest[cr + 2..],
-            (name, crate::header::trim_folded(&rest[..cr]), at > 0),
-        ));
+        let (lead, len) = trimmed_folded(&rest[..cr]);
+        let start = v + lead;
+        return Ok((&rest[cr + 2..], (n, start..start + len, at > 0)));
     }
+}
+
+/// Where [`crate::header::trim_folded`] of `raw` starts in it, and its length.
+fn trimmed_folded(raw: &[u8]) -> (usize, usize) {
+    let lead = raw
+        .iter()
+        .position(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+        .unwrap_or(raw.len());
+    (lead, crate::header::trim_folded(raw).len())
 }
 
 /// [`is_tchar`] as a table: one load per byte in the field-name loop.
@@ -216,33 +225,48 @@ pub(crate) struct FieldRules {
     pub(crate) icap: bool,
 }
 
-/// Parses the header fields of `fields` (a slice of `head`, ending with the empty line, with
-/// no LF that does not follow a CR: the callers' scans for the end of a head checked that)
-/// into `Headers` whose names and values are slices of `head`, not copies. Also returns how
-/// many bytes are left from the empty line on (2 when the head ends there), and the bytes
-/// [`Headers::encode`] writes for the fields (what [`Headers::encoded_len`] would count
-/// again).
+/// Parses the header fields of `head[from..]` (ending with the empty line, with no LF that
+/// does not follow a CR: the callers' scans for the end of a head checked that) into
+/// `Headers` that share `head` and hold only the positions of names and values in it, no
+/// copies and no reference count per field. Also returns how many bytes are left from the
+/// empty line on (2 when the head ends there), and the bytes [`Headers::encode`] writes for
+/// the fields (what [`Headers::encoded_len`] would count again).
 ///
 /// A field is `name ":" value` with its obs-fold continuation lines: one field, however
 /// many lines, here and in [`Headers::encode`]; [`Limits::max_headers`] counts fields.
 pub(crate) fn parse_fields(
-    head: &Bytes,
-    fields: &[u8],
+    head: Bytes,
+    from: usize,
     limits: &Limits,
     rules: FieldRules,
 ) -> Result<(Headers, usize, usize), DecodeError> {
-    let mut headers = Headers::with_capacity(16);
+    // Positions are `u32`: a longer head cannot pass `Limits` (whose sizes are `usize`), but
+    // is refused here as too big rather than wrapped.
+    let too_big = || {
+        if rules.icap {
+            DecodeError::limit(Limit::Head, limits.max_head)
+        } else {
+            DecodeError::limit(Limit::HttpHead, limits.max_http_head)
+        }
+    };
+    if head.len() > MAX_DECODED {
+        return Err(too_big());
+    }
+    let fields = head.get(from..).ok_or(DecodeError::InvalidHeader)?;
+    let mut entries = Vec::with_capacity(16);
     let mut encoded = 0usize;
     let mut counted = 0usize;
     let mut encapsulated_seen = false;
     let mut i = fields;
     loop {
         if i.starts_with(b"\r\n") {
-            return Ok((headers, i.len(), encoded));
+            let left = i.len();
+            return Ok((Headers::decoded(head, entries), left, encoded));
         }
-        let before = i.len();
-        let (rest, (name, value, folded)) = parse_field(i).map_err(|_| field_error(i))?;
-        let received = before - rest.len();
+        // `i` is a suffix of `head`.
+        let at = head.len() - i.len();
+        let (rest, (name_len, value, folded)) = parse_field(i).map_err(|_| field_error(i))?;
+        let received = i.len() - rest.len();
         if folded && !rules.obs_fold {
             return Err(DecodeError::ObsFold);
         }
@@ -250,7 +274,7 @@ pub(crate) fn parse_fields(
         // and the bytes `Headers::encode` writes for it (`name: value CRLF`). So whatever
         // decodes under a limit also decodes, under the same limit, once encoded again: a
         // field received as `name:value` grows by the space the encoder writes.
-        let written = crate::header::encoded_field_len(name.len(), value.len());
+        let written = crate::header::encoded_field_len(name_len, value.len());
         encoded = encoded.saturating_add(written);
         if received.max(written) > limits.max_header_line {
             return Err(DecodeError::limit(
@@ -258,17 +282,19 @@ pub(crate) fn parse_fields(
                 limits.max_header_line,
             ));
         }
-        if rules.icap && !encapsulated_seen && name.eq_ignore_ascii_case(b"Encapsulated") {
+        if rules.icap && !encapsulated_seen && i[..name_len].eq_ignore_ascii_case(b"Encapsulated") {
             encapsulated_seen = true;
         } else if counted >= limits.max_headers {
             return Err(DecodeError::limit(Limit::HeaderCount, limits.max_headers));
         } else {
             counted += 1;
         }
-        headers.push(
-            HeaderName::decoded(head, name),
-            HeaderValue::decoded(head, value),
+        let entry = Entry::decoded(
+            head.len(),
+            at..at + name_len,
+            at + value.start..at + value.end,
         );
+        entries.push(entry.ok_or_else(too_big)?);
         i = rest;
     }
 }
@@ -384,7 +410,7 @@ mod tests {
     #[test]
     fn empty_folds_at_the_ends_are_trimmed() {
         let head = Bytes::from_static(b"X-A: 1\r\n \r\nX-B:\r\n\t2\r\n\t\r\n\t3\r\n\r\n");
-        let (h, _, _) = parse_fields(&head, &head, &Limits::default(), LENIENT).unwrap();
+        let (h, _, _) = parse_fields(head.clone(), 0, &Limits::default(), LENIENT).unwrap();
         assert_eq!(h.get("X-A").unwrap().as_bytes(), b"1");
         assert_eq!(h.get("X-B").unwrap().as_bytes(), b"2\r\n\t\r\n\t3");
     }
@@ -392,7 +418,7 @@ mod tests {
     #[test]
     fn shared_parts_keep_the_bytes_as_sent() {
         let head = Bytes::from_static(b"Host: a\r\nhost: HTTP/1.1\r\nX-Odd: \r\n\r\n");
-        let (h, _, _) = parse_fields(&head, &head, &Limits::default(), LENIENT).unwrap();
+        let (h, _, _) = parse_fields(head.clone(), 0, &Limits::default(), LENIENT).unwrap();
         let got: Vec<(&str, &[u8])> = h.iter().map(|(n, v)| (n.as_str(), v.as_bytes())).collect();
         assert_eq!(
             got,
@@ -407,7 +433,7 @@ mod tests {
     fn folded_field_keeps_colons() {
         let head =
             Bytes::from_static(b"X-Violations-Found: 1\r\n\tpath/a:b\r\n\tHEUR:Trojan\r\n\r\n");
-        let (h, rest, _) = parse_fields(&head, &head, &Limits::default(), LENIENT).unwrap();
+        let (h, rest, _) = parse_fields(head.clone(), 0, &Limits::default(), LENIENT).unwrap();
         assert_eq!(rest, 2);
         let v = h.get("x-violations-found").unwrap();
         assert_eq!(

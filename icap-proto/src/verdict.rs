@@ -14,7 +14,7 @@
 use bytes::Bytes;
 
 use crate::error::EncodeError;
-use crate::header::{HeaderValue, trim_ows};
+use crate::header::{HeaderValue, HeaderValueRef, trim_ows};
 use crate::message::ResponseHead;
 
 /// Where a threat was reported.
@@ -86,7 +86,7 @@ pub struct InfectionFound {
 impl InfectionFound {
     /// Parses the parameters; unknown ones are ignored, the trailing `;` is optional.
     /// Returns `None` only for a value with no `Threat=` and no `Type=`.
-    pub fn parse(value: &HeaderValue) -> Option<Self> {
+    pub fn parse(value: HeaderValueRef<'_>) -> Option<Self> {
         let v = value.to_bytes();
         let mut out = InfectionFound {
             kind: None,
@@ -159,7 +159,7 @@ pub struct Violation {
 /// }]);
 /// let value = v.to_header_value().unwrap();
 /// assert_eq!(value.as_bytes(), b"1\r\n\t-\r\n\tEicar-Test-Signature\r\n\t0\r\n\t0");
-/// assert_eq!(ViolationsFound::parse(&value), Some(v));
+/// assert_eq!(ViolationsFound::parse(value.as_view()), Some(v));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ViolationsFound(pub Vec<Violation>);
@@ -167,7 +167,7 @@ pub struct ViolationsFound(pub Vec<Violation>);
 impl ViolationsFound {
     /// Parses the count and the complete groups of four lines; `None` when the count line
     /// is not a number. A short last group is dropped.
-    pub fn parse(value: &HeaderValue) -> Option<Self> {
+    pub fn parse(value: HeaderValueRef<'_>) -> Option<Self> {
         let mut lines = value.lines();
         let count = crate::header::parse_u64(lines.next()?)?;
         let text = |l: &[u8]| String::from_utf8_lossy(l).into_owned();

@@ -206,7 +206,7 @@ fn structured_scan_head(
             cfg.identity.apply(u, h)?;
         }
         for (n, v) in static_headers {
-            h.push(n.clone(), v.clone());
+            h.push(n.to_owned(), v.to_owned());
         }
         for (n, v) in &meta.headers {
             push_header(h, n, v)?;

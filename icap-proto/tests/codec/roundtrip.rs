@@ -53,7 +53,7 @@ fn unfolded(h: &Headers) -> Headers {
     let mut out = Headers::new();
     for (n, v) in h {
         if v.lines().count() <= 1 {
-            out.push(n.clone(), v.clone());
+            out.push(n.to_owned(), v.to_owned());
         }
     }
     out
