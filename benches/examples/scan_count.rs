@@ -119,7 +119,9 @@ fn main() {
             println!("{n} icap-rs scans after one warm-up scan");
         }
         _ => {
-            eprintln!("usage: scan_count mock | scan_count client URL N | scan_count icap-rs URL N")
+            eprintln!(
+                "usage: scan_count mock | scan_count client URL N | scan_count icap-rs URL N"
+            );
         }
     }
 }

@@ -126,7 +126,7 @@ fn extra_headers(
             cfg.identity.apply(u, &mut h)?;
         }
         for (n, v) in static_headers {
-            h.push(n.clone(), v.clone());
+            h.push(n.to_owned(), v.to_owned());
         }
         for (n, v) in &meta.headers {
             push_header(&mut h, n, v)?;
