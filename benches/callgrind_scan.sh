@@ -48,7 +48,7 @@ collected() {
     valgrind --tool=callgrind --callgrind-out-file="$OUT/$1.$3" "$BIN" "$2" "$URL" "$3" 2>&1 |
         sed -n 's/.*Collected : *//p'
 }
-for who in client icap-rs; do
+for who in ${WHO:-client icap-rs}; do
     a=$(collected "$who" "$who" "$N1")
     b=$(collected "$who" "$who" "$N2")
     printf '%-8s Ir per scan: %s\n' "$who" $(((b - a) / (N2 - N1)))

@@ -11,7 +11,7 @@
 //! 1 KiB clean body from memory `N` times one after the other, after one warm-up scan (with
 //! `CONNS` > 1: `N` rounds of `CONNS` parallel scans); the difference between two values of
 //! `N` gives the calls per scan. `task` runs each single scan as a spawned task rather than in
-//! `block_on`. `scan_count icap-rs URL N` makes the same scans with icap-rs, the peer of
+//! `block_on`. `scan_count icap-rs URL N [task]` makes the same scans with icap-rs, the peer of
 //! `benches/scan.rs`.
 
 use bytes::Bytes;
@@ -110,9 +110,19 @@ fn main() {
                 .preview(1024)
                 .with_http_response(res)
                 .expect("icap-rs request");
+            let on_worker = args.get(3).is_some_and(|s| s == "task");
+            let (client, req) = (std::sync::Arc::new(client), std::sync::Arc::new(req));
             runtime().block_on(async {
                 for _ in 0..=n {
-                    let r = client.send(&req).await.expect("icap-rs scan");
+                    let r = if on_worker {
+                        let (c, r) = (client.clone(), req.clone());
+                        tokio::spawn(async move { c.send(&r).await })
+                            .await
+                            .expect("scan task")
+                    } else {
+                        client.send(&req).await
+                    };
+                    let r = r.expect("icap-rs scan");
                     assert_eq!(r.status_code().as_u16(), 204, "a clean scan");
                 }
             });

@@ -9,7 +9,6 @@ use bytes::{Buf, Bytes, BytesMut};
 use crate::chunked::{BodyEnd, ChunkEvent, ChunkedDecoder};
 use crate::encapsulated::{Direction, Encapsulated, Section};
 use crate::error::{DecodeError, Limit};
-use crate::header::Headers;
 use crate::http::{HttpRequestHead, HttpResponseHead};
 use crate::limits::Limits;
 use crate::message::{RequestHead, ResponseHead};
@@ -307,17 +306,6 @@ fn misplaced_empty_line_possible(entries: &[(Section, u64)], arrived: &[u8], fro
     })
 }
 
-fn find_encapsulated(headers: &Headers) -> Result<Option<Encapsulated>, DecodeError> {
-    let mut all = headers.get_all("Encapsulated");
-    let Some(v) = all.next() else { return Ok(None) };
-    if all.next().is_some() {
-        return Err(DecodeError::DuplicateEncapsulated);
-    }
-    Encapsulated::parse(v.as_bytes())
-        .map(Some)
-        .map_err(DecodeError::InvalidEncapsulated)
-}
-
 /// Decodes ICAP requests (the server side). Feed it bytes as they arrive.
 ///
 /// ```
@@ -473,8 +461,7 @@ fn parse_request_head(
     let method = Method::from_bytes(method).ok_or(DecodeError::UnknownMethod)?;
     let uri = Uri::parse(bytes.slice_ref(target)).map_err(|_| DecodeError::InvalidUri)?;
     let from = bytes.len() - rest.len();
-    let (headers, _, _) = parse::parse_fields(bytes, from, limits, rules)?;
-    let enc = find_encapsulated(&headers)?;
+    let (headers, enc) = parse::parse_icap_fields(bytes, from, limits, rules)?;
     match &enc {
         Some(e) => e
             .validate(method, Direction::Request)
@@ -596,8 +583,7 @@ fn parse_response_head(
     let status = StatusCode::new(code).map_err(|_| DecodeError::InvalidStatusLine)?;
     let reason = parse::share(&bytes, reason);
     let from = bytes.len() - rest.len();
-    let (headers, _, _) = parse::parse_fields(bytes, from, limits, rules)?;
-    let enc = find_encapsulated(&headers)?;
+    let (headers, enc) = parse::parse_icap_fields(bytes, from, limits, rules)?;
     if let Some(e) = &enc {
         e.validate(method, Direction::Response)
             .map_err(DecodeError::InvalidEncapsulated)?;

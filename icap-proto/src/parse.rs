@@ -11,7 +11,8 @@ use nom::IResult;
 use nom::Parser;
 use nom::bytes::complete::{tag, take_while_m_n};
 
-use crate::error::{DecodeError, Limit};
+use crate::encapsulated::Encapsulated;
+use crate::error::{DecodeError, EncapsulatedError, Limit};
 use crate::header::{Entry, Headers, MAX_DECODED, has_invisible, is_tchar};
 use crate::limits::Limits;
 
@@ -240,6 +241,48 @@ pub(crate) fn parse_fields(
     limits: &Limits,
     rules: FieldRules,
 ) -> Result<(Headers, usize, usize), DecodeError> {
+    fields(head, from, limits, rules, &mut None)
+}
+
+/// [`parse_fields`] of an ICAP head (`rules.icap`), with its `Encapsulated` field read on
+/// the way (the decoder needs it next, and would otherwise look the field up again):
+/// `None` without one, [`DecodeError::DuplicateEncapsulated`] with two or more. Field
+/// errors come first, as they would with the lookup after the parse.
+pub(crate) fn parse_icap_fields(
+    head: Bytes,
+    from: usize,
+    limits: &Limits,
+    rules: FieldRules,
+) -> Result<(Headers, Option<Encapsulated>), DecodeError> {
+    debug_assert!(rules.icap);
+    let mut enc = Some(EncapsulatedField::default());
+    let (headers, _, _) = fields(head, from, limits, rules, &mut enc)?;
+    let enc = enc.unwrap_or_default();
+    let parsed = match enc.parsed {
+        _ if enc.repeated => return Err(DecodeError::DuplicateEncapsulated),
+        Some(parsed) => Some(parsed.map_err(DecodeError::InvalidEncapsulated)?),
+        None => None,
+    };
+    Ok((headers, parsed))
+}
+
+/// Where [`fields`] notes the `Encapsulated` fields of a block, when asked to.
+#[derive(Default)]
+struct EncapsulatedField {
+    /// The first one's value, as positions in the head.
+    first: Option<std::ops::Range<usize>>,
+    repeated: bool,
+    /// The first one's value, parsed once the block parsed.
+    parsed: Option<Result<Encapsulated, EncapsulatedError>>,
+}
+
+fn fields(
+    head: Bytes,
+    from: usize,
+    limits: &Limits,
+    rules: FieldRules,
+    enc: &mut Option<EncapsulatedField>,
+) -> Result<(Headers, usize, usize), DecodeError> {
     // Positions are `u32`: a longer head cannot pass `Limits` (whose sizes are `usize`), but
     // is refused here as too big rather than wrapped.
     let too_big = || {
@@ -261,6 +304,11 @@ pub(crate) fn parse_fields(
     loop {
         if i.starts_with(b"\r\n") {
             let left = i.len();
+            if let Some(e) = enc.as_mut()
+                && let Some(r) = e.first.clone()
+            {
+                e.parsed = head.get(r).map(Encapsulated::parse);
+            }
             return Ok((Headers::decoded(head, entries), left, encoded));
         }
         // `i` is a suffix of `head`.
@@ -282,7 +330,15 @@ pub(crate) fn parse_fields(
                 limits.max_header_line,
             ));
         }
-        if rules.icap && !encapsulated_seen && i[..name_len].eq_ignore_ascii_case(b"Encapsulated") {
+        let is_enc = rules.icap && i[..name_len].eq_ignore_ascii_case(b"Encapsulated");
+        if let Some(e) = enc.as_mut().filter(|_| is_enc) {
+            if e.first.is_some() {
+                e.repeated = true;
+            } else {
+                e.first = Some(at + value.start..at + value.end);
+            }
+        }
+        if is_enc && !encapsulated_seen {
             encapsulated_seen = true;
         } else if counted >= limits.max_headers {
             return Err(DecodeError::limit(Limit::HeaderCount, limits.max_headers));
