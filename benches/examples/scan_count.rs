@@ -85,53 +85,56 @@ fn main() {
             });
             println!("{n} rounds of {conns} scans after one warm-up round");
         }
-        Some("icap-rs") => {
-            // The same scans by icap-rs (the peer of benches/scan.rs), for counting its work.
-            let url: icap_proto::Uri = args
-                .get(1)
-                .expect("the mock's URL")
-                .parse()
-                .expect("an ICAP URL");
-            let n: usize = args
-                .get(2)
-                .map_or(2000, |s| s.parse().expect("a number of scans"));
-            let client = icap_rs::Client::builder()
-                .host(url.host())
-                .port(url.port())
-                .keep_alive(true)
-                .build();
-            let res = http::Response::builder()
-                .status(200)
-                .header("Content-Length", "1024")
-                .body(vec![b'a'; 1024])
-                .expect("valid");
-            let req = icap_rs::Request::respmod(url.service())
-                .allow_204()
-                .preview(1024)
-                .with_http_response(res)
-                .expect("icap-rs request");
-            let on_worker = args.get(3).is_some_and(|s| s == "task");
-            let (client, req) = (std::sync::Arc::new(client), std::sync::Arc::new(req));
-            runtime().block_on(async {
-                for _ in 0..=n {
-                    let r = if on_worker {
-                        let (c, r) = (client.clone(), req.clone());
-                        tokio::spawn(async move { c.send(&r).await })
-                            .await
-                            .expect("scan task")
-                    } else {
-                        client.send(&req).await
-                    };
-                    let r = r.expect("icap-rs scan");
-                    assert_eq!(r.status_code().as_u16(), 204, "a clean scan");
-                }
-            });
-            println!("{n} icap-rs scans after one warm-up scan");
-        }
+        Some("icap-rs") => icap_rs_scans(&args),
         _ => {
             eprintln!(
                 "usage: scan_count mock | scan_count client URL N | scan_count icap-rs URL N"
             );
         }
     }
+}
+
+/// `scan_count icap-rs URL N [task]`: the same small scans by icap-rs.
+fn icap_rs_scans(args: &[String]) {
+    // The same scans by icap-rs (the peer of benches/scan.rs), for counting its work.
+    let url: icap_proto::Uri = args
+        .get(1)
+        .expect("the mock's URL")
+        .parse()
+        .expect("an ICAP URL");
+    let n: usize = args
+        .get(2)
+        .map_or(2000, |s| s.parse().expect("a number of scans"));
+    let client = icap_rs::Client::builder()
+        .host(url.host())
+        .port(url.port())
+        .keep_alive(true)
+        .build();
+    let res = http::Response::builder()
+        .status(200)
+        .header("Content-Length", "1024")
+        .body(vec![b'a'; 1024])
+        .expect("valid");
+    let req = icap_rs::Request::respmod(url.service())
+        .allow_204()
+        .preview(1024)
+        .with_http_response(res)
+        .expect("icap-rs request");
+    let on_worker = args.get(3).is_some_and(|s| s == "task");
+    let (client, req) = (std::sync::Arc::new(client), std::sync::Arc::new(req));
+    runtime().block_on(async {
+        for _ in 0..=n {
+            let r = if on_worker {
+                let (c, r) = (client.clone(), req.clone());
+                tokio::spawn(async move { c.send(&r).await })
+                    .await
+                    .expect("scan task")
+            } else {
+                client.send(&req).await
+            };
+            let r = r.expect("icap-rs scan");
+            assert_eq!(r.status_code().as_u16(), 204, "a clean scan");
+        }
+    });
+    println!("{n} icap-rs scans after one warm-up scan");
 }

@@ -23,13 +23,12 @@ pub(super) fn echo_head(istag: &str, tx: &Tx) -> ResponseHead {
     let mut head = dialect::base(200, istag, &extra);
     let dialect = tx.plan.as_ref().map_or(tx.svc.dialect, |p| tx.dialect(p));
     dialect::clean_headers(dialect, &mut head);
-    let rh = &tx.request_head;
-    if rh.method == Method::Reqmod {
-        head.http_request.clone_from(&rh.http_request);
-        head.body = rh.body.filter(|b| *b == BodyKind::Request);
+    if tx.method == Method::Reqmod {
+        head.http_request.clone_from(&tx.req.http_request);
+        head.body = tx.body.filter(|b| *b == BodyKind::Request);
     } else {
-        head.http_response.clone_from(&rh.http_response);
-        head.body = rh.body.filter(|b| *b == BodyKind::Response);
+        head.http_response.clone_from(&tx.req.http_response);
+        head.body = tx.body.filter(|b| *b == BodyKind::Response);
     }
     head
 }
@@ -46,7 +45,7 @@ pub(super) fn build_response(
 ) -> (ResponseHead, BytesMut, BytesMut) {
     let dialect = tx.dialect(plan);
     let extra = &plan.reply.headers;
-    let method = tx.request_head.method;
+    let method = tx.method;
     let mut resolved = tx.resolve(plan);
     let filename = tx.filename.as_deref();
     if let Some(FaultKind::UnknownStatus(code)) = plan.fault {
@@ -55,7 +54,7 @@ pub(super) fn build_response(
     // Faults that break a body need one: a clean answer without one becomes a block page.
     if breaks_body(plan.fault)
         && matches!(resolved, ReplyKind::Clean)
-        && (may_204 || tx.request_head.body.is_none())
+        && (may_204 || tx.body.is_none())
     {
         resolved = ReplyKind::Infected("Mock.Fault".into());
     }

@@ -1,7 +1,7 @@
 //! Replay mode on the connection: the answer to a request comes from a recording.
 
 use bytes::BytesMut;
-use icap_proto::{Event, Headers, RequestHead, ResponseHead, StatusCode, chunked};
+use icap_proto::{Event, Headers, ResponseHead, StatusCode, chunked};
 use sha2::{Digest, Sha256};
 
 use super::{Connection, Next, Stream};
@@ -14,13 +14,13 @@ impl<S: Stream> Connection<S> {
     pub(crate) async fn replay(
         &mut self,
         rec: &mut Transaction,
-        head: &RequestHead,
+        method: icap_proto::Method,
+        body: Option<icap_proto::BodyKind>,
         filename: Option<String>,
         replay: &Replay,
     ) -> Next {
-        let method = head.method;
         let mut hasher = Sha256::new();
-        if head.body.is_some() || method == icap_proto::Method::Options {
+        if body.is_some() || method == icap_proto::Method::Options {
             loop {
                 match self.next_event().await {
                     Ok(Event::Data(d)) => {
@@ -61,7 +61,7 @@ impl<S: Stream> Connection<S> {
         }
         rec.complete = true;
         rec.body_sha256 = crate::journal::hex(&hasher.finalize());
-        let body = head.body.map(|_| (rec.body_sha256.as_str(), rec.body_len));
+        let body = body.map(|_| (rec.body_sha256.as_str(), rec.body_len));
         let entry = replay.find(
             method,
             &rec.service,

@@ -145,7 +145,7 @@ impl<S: Stream> Connection<S> {
         }
         let mut out = BytesMut::new();
         let head = echo_head(&self.state.istag(), tx);
-        head.encode(tx.request_head.method, &mut out)
+        head.encode(tx.method, &mut out)
             .expect("an echo of a decoded head always encodes");
         chunked::encode_chunk(&tx.echo, &mut out);
         tx.echo = BytesMut::new();

@@ -36,7 +36,7 @@ impl<S: Stream> Connection<S> {
         let mut tx = Tx::new(&shared, head, self.peer);
         let svc = tx.svc.clone();
         let keep = |n: Next| keep_unless(close_requested, n);
-        let method = tx.request_head.method;
+        let method = tx.method;
 
         if let Some(next) = self.refuse(&mut tx, close_requested).await {
             return next;
@@ -46,7 +46,7 @@ impl<S: Stream> Connection<S> {
         if method == Method::Options {
             if let Some(rp) = &replay {
                 let next = self
-                    .replay(&mut tx.record, &tx.request_head, None, rp)
+                    .replay(&mut tx.record, tx.method, tx.body, None, rp)
                     .await;
                 self.finish_record(&mut tx);
                 return keep(next);
@@ -73,7 +73,7 @@ impl<S: Stream> Connection<S> {
         let service = tx.req.service.clone();
         let svc = tx.svc.clone();
         let known = shared.service(&service).is_some();
-        let method = tx.request_head.method;
+        let method = tx.method;
         let error_status = if !known {
             Some(404)
         } else if method != Method::Options && !svc.methods.contains(&method) {
@@ -113,7 +113,7 @@ impl<S: Stream> Connection<S> {
         let shared = self.state.clone();
         let settings = &shared.settings;
         let keep = |n: Next| keep_unless(close_requested, n);
-        let has_body = tx.request_head.body.is_some();
+        let has_body = tx.body.is_some();
         let upstream = tx
             .svc
             .upstream
@@ -130,7 +130,8 @@ impl<S: Stream> Connection<S> {
             let next = self
                 .replay(
                     &mut tx.record,
-                    &tx.request_head,
+                    tx.method,
+                    tx.body,
                     tx.filename.clone(),
                     &rec.0,
                 )
@@ -144,7 +145,7 @@ impl<S: Stream> Connection<S> {
         {
             tx.plan = None;
             let next = self
-                .replay(&mut tx.record, &tx.request_head, tx.filename.clone(), rp)
+                .replay(&mut tx.record, tx.method, tx.body, tx.filename.clone(), rp)
                 .await;
             self.finish_record(tx);
             return Err(keep(next));
@@ -203,7 +204,7 @@ impl<S: Stream> Connection<S> {
         let shared = self.state.clone();
         let settings = &shared.settings;
         let keep = |n: Next| keep_unless(close_requested, n);
-        let method = tx.request_head.method;
+        let method = tx.method;
         let _svc = tx.svc.clone();
         loop {
             let (next, fed) = match pending.pop_front() {
@@ -296,7 +297,7 @@ impl<S: Stream> Connection<S> {
         close_requested: bool,
     ) -> Option<Next> {
         let keep = |n: Next| keep_unless(close_requested, n);
-        let method = tx.request_head.method;
+        let method = tx.method;
         tx.in_preview = false;
         let decision = decide(&self.state.settings, tx);
         if let Decision::Answer(p) = &decision {
@@ -348,7 +349,7 @@ impl<S: Stream> Connection<S> {
         plan: &Plan,
         close_requested: bool,
     ) -> Option<Next> {
-        let has_body = tx.request_head.body.is_some();
+        let has_body = tx.body.is_some();
         match plan.fault {
             Some(FaultKind::CloseImmediately) => {
                 tx.note_fault(plan);
@@ -387,14 +388,9 @@ impl<S: Stream> Connection<S> {
         up: &Upstream,
         held: Held,
     ) -> Next {
+        let head = tx.request_head();
         let next = self
-            .forward(
-                &mut tx.record,
-                &tx.request_head,
-                tx.filename.clone(),
-                up,
-                held,
-            )
+            .forward(&mut tx.record, &head, tx.filename.clone(), up, held)
             .await;
         self.finish_record(tx);
         next
@@ -405,7 +401,7 @@ impl<S: Stream> Connection<S> {
     /// A preview is answered with the mock's own `100 Continue` when the rule needs more.
     pub(super) async fn hold_for_rules(&mut self, tx: &mut Tx, limit: u64) -> Hold {
         let capture = self.state.settings.body_capture;
-        let method = tx.request_head.method;
+        let method = tx.method;
         let mut held = Held::default();
         let mut bytes = 0u64;
         loop {

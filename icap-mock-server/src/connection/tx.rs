@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use icap_proto::{Headers, RequestHead};
+use icap_proto::{BodyKind, Headers, Method, RequestHead, Uri};
 use sha2::{Digest, Sha256};
 
 use super::plan::Plan;
@@ -16,6 +16,13 @@ use crate::request::Request;
 use crate::scan::Scanner;
 use crate::service::{Dialect, ServiceConfig, Signature, glob_match};
 use crate::state::{Compiled, State};
+
+/// The empty list of found patterns, shared (most requests find none).
+fn no_patterns() -> Arc<Vec<Vec<u8>>> {
+    static NONE: std::sync::LazyLock<Arc<Vec<Vec<u8>>>> =
+        std::sync::LazyLock::new(|| Arc::new(Vec::new()));
+    Arc::clone(&NONE)
+}
 
 /// The state of one transaction.
 #[allow(clippy::struct_excessive_bools)] // independent facts of one message
@@ -35,7 +42,12 @@ pub(super) struct Tx {
     pub(super) in_preview: bool,
     pub(super) plan: Option<Plan>,
     pub(super) selector: Selector,
-    pub(super) request_head: RequestHead,
+    /// The request's method and body kind: what is left of its head once the rules'
+    /// [`Request`] took the rest (the journal keeps its own copy).
+    pub(super) method: Method,
+    pub(super) body: Option<BodyKind>,
+    /// The request URI as received.
+    pub(super) uri: Uri,
     /// [`Request::filename`], worked out once: the heads it reads do not change.
     pub(super) filename: Option<String>,
     pub(super) seen_data: bool,
@@ -50,6 +62,7 @@ impl Tx {
     pub(super) fn new(state: &State, head: RequestHead, peer: Option<SocketAddr>) -> Self {
         let service = head.uri.service().to_owned();
         let has_body = head.body.is_some();
+        let allow_204 = head.allows_204();
         let preview = head.preview().ok().flatten().filter(|_| has_body);
         let snap = state.snapshot();
         let svc = state
@@ -78,7 +91,7 @@ impl Tx {
             preview,
             preview_bytes: 0,
             ieof: false,
-            allow_204: head.allows_204(),
+            allow_204,
             status: None,
             continued: false,
             threat: None,
@@ -101,16 +114,16 @@ impl Tx {
             method: head.method,
             service,
             uri,
-            icap_headers: head.headers.clone(),
-            http_request: head.http_request.clone(),
-            http_response: head.http_response.clone(),
+            icap_headers: head.headers,
+            http_request: head.http_request,
+            http_response: head.http_response,
             preview,
             body_len: 0,
             body: Bytes::new(),
             body_truncated: false,
             body_complete: !has_body,
             peer,
-            found: Arc::new(Vec::new()),
+            found: no_patterns(),
         };
         let hasher = (state.settings.body_digest
             || svc
@@ -122,7 +135,7 @@ impl Tx {
             record,
             filename: req.filename(),
             req,
-            echo_wanted: has_body && !head.allows_204(),
+            echo_wanted: has_body && !allow_204,
             svc,
             scanner: Scanner::new(&snap.patterns),
             selector: Selector::new(snap.rules.clone()),
@@ -133,10 +146,23 @@ impl Tx {
             echo_started: false,
             in_preview: preview.is_some(),
             plan: None,
-            request_head: head,
+            method: head.method,
+            body: head.body,
+            uri: head.uri,
             seen_data: false,
             off_rules: false,
         }
+    }
+
+    /// The request head again, from the parts the rules' [`Request`] holds (for the proxy,
+    /// which sends it on).
+    pub(super) fn request_head(&self) -> RequestHead {
+        let mut head = RequestHead::new(self.method, self.uri.clone());
+        head.headers = self.req.icap_headers.clone();
+        head.http_request.clone_from(&self.req.http_request);
+        head.http_response.clone_from(&self.req.http_response);
+        head.body = self.body;
+        head
     }
 
     /// Notes the plan's fault and rule in the journal entry.
@@ -177,7 +203,10 @@ impl Tx {
             })
             .cloned()
             .collect();
-        self.req.found = Arc::new(found);
+        // Most bodies hold none of the patterns: keep sharing the one empty list then.
+        if !(found.is_empty() && self.req.found.is_empty()) {
+            self.req.found = Arc::new(found);
+        }
     }
 
     pub(super) fn complete(&mut self) {
