@@ -11,7 +11,7 @@
 //! 1 KiB clean body from memory `N` times one after the other, after one warm-up scan (with
 //! `CONNS` > 1: `N` rounds of `CONNS` parallel scans); the difference between two values of
 //! `N` gives the calls per scan. `task` runs each single scan as a spawned task rather than in
-//! `block_on`. `scan_count icap-rs URL N [task]` makes the same scans with icap-rs, the peer of
+//! `block_on`. `scan_count icap-rs URL N [CONNS [task]]` makes the same scans with icap-rs, the peer of
 //! `benches/scan.rs`.
 
 use bytes::Bytes;
@@ -94,7 +94,7 @@ fn main() {
     }
 }
 
-/// `scan_count icap-rs URL N [task]`: the same small scans by icap-rs.
+/// `scan_count icap-rs URL N [CONNS [task]]`: the same small scans by icap-rs.
 fn icap_rs_scans(args: &[String]) {
     // The same scans by icap-rs (the peer of benches/scan.rs), for counting its work.
     let url: icap_proto::Uri = args
@@ -105,36 +105,54 @@ fn icap_rs_scans(args: &[String]) {
     let n: usize = args
         .get(2)
         .map_or(2000, |s| s.parse().expect("a number of scans"));
-    let client = icap_rs::Client::builder()
-        .host(url.host())
-        .port(url.port())
-        .keep_alive(true)
-        .build();
+    let conns: usize = args
+        .get(3)
+        .map_or(1, |s| s.parse().expect("a number of connections"));
+    // One client per connection: an icap-rs client keeps one idle connection.
+    let clients: Vec<_> = (0..conns.max(1))
+        .map(|_| {
+            std::sync::Arc::new(
+                icap_rs::Client::builder()
+                    .host(url.host())
+                    .port(url.port())
+                    .keep_alive(true)
+                    .build(),
+            )
+        })
+        .collect();
     let res = http::Response::builder()
         .status(200)
         .header("Content-Length", "1024")
         .body(vec![b'a'; 1024])
         .expect("valid");
-    let req = icap_rs::Request::respmod(url.service())
-        .allow_204()
-        .preview(1024)
-        .with_http_response(res)
-        .expect("icap-rs request");
-    let on_worker = args.get(3).is_some_and(|s| s == "task");
-    let (client, req) = (std::sync::Arc::new(client), std::sync::Arc::new(req));
+    let req = std::sync::Arc::new(
+        icap_rs::Request::respmod(url.service())
+            .allow_204()
+            .preview(1024)
+            .with_http_response(res)
+            .expect("icap-rs request"),
+    );
+    let on_worker = conns > 1 || args.get(4).is_some_and(|s| s == "task");
     runtime().block_on(async {
         for _ in 0..=n {
-            let r = if on_worker {
-                let (c, r) = (client.clone(), req.clone());
-                tokio::spawn(async move { c.send(&r).await })
-                    .await
-                    .expect("scan task")
-            } else {
-                client.send(&req).await
-            };
-            let r = r.expect("icap-rs scan");
-            assert_eq!(r.status_code().as_u16(), 204, "a clean scan");
+            if !on_worker {
+                let r = clients[0].send(&req).await.expect("icap-rs scan");
+                assert_eq!(r.status_code().as_u16(), 204, "a clean scan");
+                continue;
+            }
+            // As benches/scan.rs runs it: a round of tasks, one per connection.
+            let tasks: Vec<_> = clients
+                .iter()
+                .map(|c| {
+                    let (c, r) = (c.clone(), req.clone());
+                    tokio::spawn(async move { c.send(&r).await })
+                })
+                .collect();
+            for t in tasks {
+                let r = t.await.expect("scan task").expect("icap-rs scan");
+                assert_eq!(r.status_code().as_u16(), 204, "a clean scan");
+            }
         }
     });
-    println!("{n} icap-rs scans after one warm-up scan");
+    println!("{n} rounds of {conns} icap-rs scans after one warm-up round");
 }
