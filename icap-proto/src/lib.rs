@@ -28,6 +28,14 @@
 //! Body data is split off the caller's buffer as [`bytes::Bytes`] without copying, so a body
 //! of any size streams through in memory bounded by [`Limits`].
 //!
+//! Header fields: a decoded [`Headers`] is one shared buffer (the head as received) and a
+//! table of positions into it, so decoding copies no field and counts no reference per
+//! field. Reading hands out borrowed views ([`HeaderNameRef`], [`HeaderValueRef`]) with the
+//! reading methods of the owned [`HeaderName`] and [`HeaderValue`], which are what a head is
+//! built from; `to_owned` turns a view into one (sharing the buffer), and
+//! [`RequestHead::detached`] copies a head out of the reader's buffer when it must outlive
+//! it.
+//!
 //! Line endings: ICAP requires CRLF. A bare LF is rejected with
 //! [`DecodeError::BareLineFeed`], so two parsers can never disagree on where a message ends.
 //!
