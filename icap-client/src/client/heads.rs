@@ -98,15 +98,16 @@ pub(super) fn scan_head(
     }
     extra.encode(&mut out);
     out.put_slice(b"Encapsulated: req-hdr=0, ");
-    let mut digits = [0; 20];
+    // Offsets as digits, without allocating (`HeaderValue::from_u64` keeps them inline).
+    let offset = |n: usize| HeaderValue::from_u64(u64::try_from(n).unwrap_or(u64::MAX));
     if reqmod {
         out.put_slice(b"req-body=");
-        out.put_slice(decimal(emb.len(), &mut digits));
+        out.put_slice(offset(emb.len()).as_bytes());
     } else {
         out.put_slice(b"res-hdr=");
-        out.put_slice(decimal(req_len, &mut digits));
+        out.put_slice(offset(req_len).as_bytes());
         out.put_slice(b", res-body=");
-        out.put_slice(decimal(emb.len(), &mut digits));
+        out.put_slice(offset(emb.len()).as_bytes());
     }
     out.put_slice(b"\r\n\r\n");
     out.put_slice(&emb);
@@ -160,21 +161,6 @@ fn put_field(out: &mut BytesMut, name: &[u8], value: &[u8]) {
     out.put_slice(b": ");
     out.put_slice(value);
     out.put_slice(b"\r\n");
-}
-
-/// `n` in decimal, in `buf`.
-fn decimal(n: usize, buf: &mut [u8; 20]) -> &[u8] {
-    let mut at = buf.len();
-    let mut rest = n;
-    loop {
-        at -= 1;
-        buf[at] = b'0' + u8::try_from(rest % 10).expect("a digit");
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    &buf[at..]
 }
 
 /// The scan head built as a [`RequestHead`] and encoded by icap-proto: the general path,
