@@ -10,7 +10,7 @@ use super::plan::Plan;
 use super::tx::Tx;
 use crate::dialect;
 use crate::reply::{FaultKind, ReplyKind};
-use crate::service::ServiceConfig;
+use crate::service::{Dialect, ServiceConfig};
 
 /// The head of a `200` echo of the request's message (in the plan's dialect, or the
 /// service's before a plan is made).
@@ -37,11 +37,23 @@ pub(super) fn echo_head(istag: &str, tx: &Tx) -> ResponseHead {
 /// chunk included; empty without a body). `may_204` is the exchange's word on whether a
 /// `204` is legal here. Notes the status and any threat in the journal entry; takes the
 /// kept echo body.
+/// The clean `204` a connection answered last, encoded: most answers are the same one
+/// (same dialect, method and `ISTag`, no extra headers), so it is built once.
+#[derive(Debug)]
+pub(super) struct CleanAnswer {
+    dialect: Dialect,
+    method: Method,
+    istag: Box<str>,
+    head: ResponseHead,
+    bytes: Bytes,
+}
+
 pub(super) fn build_response(
     istag: &str,
     tx: &mut Tx,
     plan: &Plan,
     may_204: bool,
+    last_clean: &mut Option<CleanAnswer>,
 ) -> (ResponseHead, BytesMut, BytesMut) {
     let dialect = tx.dialect(plan);
     let extra = &plan.reply.headers;
@@ -57,6 +69,20 @@ pub(super) fn build_response(
         && (may_204 || tx.body.is_none())
     {
         resolved = ReplyKind::Infected("Mock.Fault".into());
+    }
+    let plain_204 =
+        may_204 && extra.is_empty() && matches!(resolved, ReplyKind::Clean | ReplyKind::Scan);
+    if plain_204
+        && let Some(c) = last_clean
+            .as_ref()
+            .filter(|c| c.dialect == dialect && c.method == method && *c.istag == *istag)
+    {
+        tx.record.status = Some(c.head.status.as_u16());
+        return (
+            c.head.clone(),
+            BytesMut::from(&c.bytes[..]),
+            BytesMut::new(),
+        );
     }
     let (head, body): (ResponseHead, Option<Bytes>) = match &resolved {
         // `resolve` never gives `Scan`; were it to, a scan that found nothing is clean.
@@ -90,6 +116,15 @@ pub(super) fn build_response(
         (bare, None)
     };
     tx.record.status = Some(head.status.as_u16());
+    if plain_204 {
+        *last_clean = Some(CleanAnswer {
+            dialect,
+            method,
+            istag: istag.into(),
+            head: head.clone(),
+            bytes: Bytes::copy_from_slice(&head_bytes),
+        });
+    }
     let mut body_bytes = BytesMut::new();
     if let Some(b) = body {
         chunked::encode_body(&b, &mut body_bytes);
@@ -173,7 +208,7 @@ mod tests {
         let st = state(true, Vec::new());
         let mut t = tx(&st, respmod("/a.txt", None, true));
         feed(&mut t, b"hello", true);
-        let (head, bytes, body) = build_response("tag", &mut t, &Plan::scan(), true);
+        let (head, bytes, body) = build_response("tag", &mut t, &Plan::scan(), true, &mut None);
         assert_eq!(head.status.as_u16(), 204);
         assert!(
             text(&bytes).starts_with("ICAP/1.0 204 "),
@@ -187,9 +222,42 @@ mod tests {
         let mut t = tx(&st, respmod("/a.txt", None, false));
         feed(&mut t, b"hello", true);
         t.echo = BytesMut::from(&b"hello"[..]);
-        let (head, _, body) = build_response("tag", &mut t, &Plan::scan(), false);
+        let (head, _, body) = build_response("tag", &mut t, &Plan::scan(), false, &mut None);
         assert_eq!(head.status.as_u16(), 200);
         assert_eq!(&body[..], b"5\r\nhello\r\n0\r\n\r\n");
+    }
+
+    /// The clean `204` is built once per connection and reused only for the same answer:
+    /// a new `ISTag`, a rule's extra headers or a threat build their own.
+    #[test]
+    fn a_clean_204_is_reused_only_for_the_same_answer() {
+        let st = state(true, Vec::new());
+        let mut cache = None;
+        let clean = |tag: &str, plan: &Plan, cache: &mut _| {
+            let mut t = tx(&st, respmod("/a.txt", None, true));
+            feed(&mut t, b"hello", true);
+            let (head, bytes, _) = build_response(tag, &mut t, plan, true, cache);
+            assert_eq!(t.record.status, Some(head.status.as_u16()));
+            (head, text(&bytes))
+        };
+        let first = clean("tag", &Plan::scan(), &mut cache);
+        assert!(cache.is_some(), "kept for the next one");
+        assert_eq!(clean("tag", &Plan::scan(), &mut cache), first);
+        let (_, retagged) = clean("tag2", &Plan::scan(), &mut cache);
+        assert!(retagged.contains("ISTag: \"tag2\""), "{retagged}");
+        let extra = Plan::reply(Reply::clean().with_header("X-Rule", "1"));
+        let (_, with_extra) = clean("tag2", &extra, &mut cache);
+        assert!(with_extra.contains("X-Rule: 1\r\n"), "{with_extra}");
+        let (_, again) = clean("tag2", &Plan::scan(), &mut cache);
+        assert!(!again.contains("X-Rule"), "{again}");
+        let mut t = tx(&st, respmod("/eicar.com", None, true));
+        feed(&mut t, crate::EICAR, true);
+        let (head, _, _) = build_response("tag2", &mut t, &Plan::scan(), true, &mut cache);
+        assert_eq!(
+            head.status.as_u16(),
+            200,
+            "a threat is never the cached 204"
+        );
     }
 
     #[test]
@@ -197,7 +265,7 @@ mod tests {
         let st = state(true, Vec::new());
         let mut t = tx(&st, respmod("/eicar.com", None, true));
         feed(&mut t, crate::EICAR, true);
-        let (head, bytes, _) = build_response("tag", &mut t, &Plan::scan(), true);
+        let (head, bytes, _) = build_response("tag", &mut t, &Plan::scan(), true, &mut None);
         assert_eq!(head.status.as_u16(), 200);
         let threat = t.record.threat.clone().expect("a threat");
         assert!(text(&bytes).contains(&threat), "{}", text(&bytes));
@@ -226,7 +294,7 @@ mod tests {
         for (plan, status, header) in rows {
             let mut t = tx(&st, respmod("/a.zip", None, true));
             feed(&mut t, b"PK", true);
-            let (head, bytes, body) = build_response("tag", &mut t, &plan, true);
+            let (head, bytes, body) = build_response("tag", &mut t, &plan, true, &mut None);
             assert_eq!(head.status.as_u16(), status, "{plan:?}");
             assert!(text(&bytes).starts_with(&format!("ICAP/1.0 {status} ")));
             if let Some(h) = header {
@@ -242,7 +310,7 @@ mod tests {
         let mut t = tx(&st, respmod("/a.txt", None, true));
         feed(&mut t, b"hello", true);
         let plan = Plan::fault(FaultKind::BadChunkSize);
-        let (head, _, body) = build_response("tag", &mut t, &plan, true);
+        let (head, _, body) = build_response("tag", &mut t, &plan, true, &mut None);
         assert_ne!(head.status.as_u16(), 204);
         assert_eq!(t.record.threat.as_deref(), Some("Mock.Fault"));
         assert!(!body.is_empty(), "the fault needs a body to break");

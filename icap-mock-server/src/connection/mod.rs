@@ -137,6 +137,8 @@ pub(crate) struct Connection<S> {
     /// The client went away during the current request (a read saw its close or an
     /// error, or a write failed).
     gone: bool,
+    /// The last clean `204` this connection sent, for the next one.
+    last_clean: Option<answer::CleanAnswer>,
 }
 
 const READ_RESERVE: usize = 64 * 1024;
@@ -158,6 +160,7 @@ impl<S: Stream> Connection<S> {
             attached: Vec::new(),
             exchange: ServerExchange::new(limits),
             written: 0,
+            last_clean: None,
             gone: false,
         }
     }

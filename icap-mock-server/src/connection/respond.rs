@@ -189,7 +189,8 @@ impl<S: Stream> Connection<S> {
             return Next::Close;
         }
         let may_204 = self.exchange.may_answer(StatusCode::NO_CONTENT);
-        let (response, mut head, body) = build_response(&self.state.istag(), tx, plan, may_204);
+        let (response, mut head, body) =
+            build_response(&self.state.istag(), tx, plan, may_204, &mut self.last_clean);
         match plan.fault {
             Some(FaultKind::TruncatedResponse) => {
                 let _ = self.write(faults::truncated_response(&head)).await;

@@ -53,7 +53,8 @@ pub(super) fn respmod(path: &str, preview: Option<u64>, allow_204: bool) -> Requ
 
 /// The transaction of `head` on `state`.
 pub(super) fn tx(state: &State, head: RequestHead) -> Tx {
-    Tx::new(state, head, None)
+    let plan = icap_proto::exchange::RequestPlan::from_head(&head, false).expect("a valid head");
+    Tx::new(state, head, &plan, None)
 }
 
 /// Feeds `body` as one chunk; `end` completes the body.

@@ -4,6 +4,7 @@
 
 use std::collections::VecDeque;
 
+use icap_proto::exchange::RequestPlan;
 use icap_proto::{Event, Method, RequestHead, StatusCode};
 
 use super::answer::{build_response, continue_bytes, refusal};
@@ -33,7 +34,14 @@ impl<S: Stream> Connection<S> {
             .get("Connection")
             .is_some_and(|v| v.to_str_lossy().trim().eq_ignore_ascii_case("close"));
         self.begin_request();
-        let mut tx = Tx::new(&shared, head, self.peer);
+        // The exchange read this head and planned it; without its plan (never so), the
+        // same reading again.
+        let plan = match self.exchange.plan() {
+            Some(p) => *p,
+            None => RequestPlan::from_head(&head, false)
+                .unwrap_or_else(|_| RequestPlan::new(head.method)),
+        };
+        let mut tx = Tx::new(&shared, head, &plan, self.peer);
         let svc = tx.svc.clone();
         let keep = |n: Next| keep_unless(close_requested, n);
         let method = tx.method;
@@ -369,7 +377,13 @@ impl<S: Stream> Connection<S> {
                 let plan = plan.clone();
                 tx.note_fault(&plan);
                 let may_204 = self.exchange.may_answer(StatusCode::NO_CONTENT);
-                let (_, mut out, body) = build_response(&self.state.istag(), tx, &plan, may_204);
+                let (_, mut out, body) = build_response(
+                    &self.state.istag(),
+                    tx,
+                    &plan,
+                    may_204,
+                    &mut self.last_clean,
+                );
                 out.extend_from_slice(&body);
                 let next = self.answer_then_drain(tx, &out, None).await;
                 self.finish_record(tx);

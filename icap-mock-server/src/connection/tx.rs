@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
+use icap_proto::exchange::RequestPlan;
 use icap_proto::{BodyKind, Headers, Method, RequestHead, Uri};
 use sha2::{Digest, Sha256};
 
@@ -59,11 +60,19 @@ pub(super) struct Tx {
 impl Tx {
     /// The state of a transaction whose head was just read: its journal entry, the
     /// request the rules see, a scanner over the current rules snapshot.
-    pub(super) fn new(state: &State, head: RequestHead, peer: Option<SocketAddr>) -> Self {
+    ///
+    /// `plan` is the exchange's reading of the same head (its preview and `Allow: 204`),
+    /// so that the journal and the answers go by the facts the exchange's rules use.
+    pub(super) fn new(
+        state: &State,
+        head: RequestHead,
+        plan: &RequestPlan,
+        peer: Option<SocketAddr>,
+    ) -> Self {
         let service = head.uri.service().to_owned();
         let has_body = head.body.is_some();
-        let allow_204 = head.allows_204();
-        let preview = head.preview().ok().flatten().filter(|_| has_body);
+        let allow_204 = plan.allow_204;
+        let preview = plan.preview.map(|p| p.size).filter(|_| has_body);
         let snap = state.snapshot();
         let svc = state
             .service(&service)
