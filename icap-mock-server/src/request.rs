@@ -14,6 +14,11 @@ use icap_proto::{Headers, HttpRequestHead, HttpResponseHead, Method};
 /// [`Request::body_contains`] works for bodies of any size, because the patterns of
 /// [`body_contains`](crate::matchers::body_contains) rules are searched while the body
 /// streams through.
+///
+/// Its heads and body are views of the connection's read buffer, not copies: a `Request`
+/// cloned and kept past the rule's call keeps that buffer (64 KiB or more) alive. To keep
+/// what was received, read the journal ([`crate::MockServer::received_requests`]), whose
+/// entries are copies.
 #[derive(Debug, Clone)]
 pub struct Request {
     /// The ICAP method.

@@ -18,6 +18,51 @@ use crate::scan::Scanner;
 use crate::service::{Dialect, ServiceConfig, Signature, glob_match};
 use crate::state::{Compiled, State};
 
+/// The first body bytes, kept for the rules (up to the capture size): the decoder's own
+/// `Bytes` while the body came in one piece (no copy; most small files do), one buffer once
+/// a second piece comes.
+#[derive(Debug, Default)]
+pub(super) struct Capture {
+    first: Bytes,
+    more: BytesMut,
+}
+
+impl Capture {
+    fn len(&self) -> usize {
+        if self.more.is_empty() {
+            self.first.len()
+        } else {
+            self.more.len()
+        }
+    }
+
+    /// Keeps what of `d` fits under `max` bytes in all.
+    fn push(&mut self, d: &Bytes, max: usize) {
+        let room = max.saturating_sub(self.len()).min(d.len());
+        if room == 0 {
+            return;
+        }
+        if self.first.is_empty() && self.more.is_empty() {
+            self.first = d.slice(..room);
+            return;
+        }
+        if self.more.is_empty() {
+            self.more
+                .extend_from_slice(&std::mem::take(&mut self.first));
+        }
+        self.more.extend_from_slice(&d[..room]);
+    }
+
+    /// The bytes kept so far.
+    fn bytes(&self) -> Bytes {
+        if self.more.is_empty() {
+            self.first.clone()
+        } else {
+            Bytes::copy_from_slice(&self.more)
+        }
+    }
+}
+
 /// The empty list of found patterns, shared (most requests find none).
 fn no_patterns() -> Arc<Vec<Vec<u8>>> {
     static NONE: std::sync::LazyLock<Arc<Vec<Vec<u8>>>> =
@@ -35,7 +80,7 @@ pub(super) struct Tx {
     pub(super) scanner: Scanner,
     /// `None` when neither the journal nor a signature needs the body's SHA-256.
     pub(super) hasher: Option<Sha256>,
-    pub(super) capture: BytesMut,
+    pub(super) capture: Capture,
     /// The message body kept for a `200` echo (until the echo starts streaming).
     pub(super) echo: BytesMut,
     pub(super) echo_wanted: bool,
@@ -150,7 +195,7 @@ impl Tx {
             selector: Selector::new(snap.rules.clone()),
             snap,
             hasher,
-            capture: BytesMut::new(),
+            capture: Capture::default(),
             echo: BytesMut::new(),
             echo_started: false,
             in_preview: preview.is_some(),
@@ -190,15 +235,12 @@ impl Tx {
         if self.in_preview {
             self.record.preview_bytes = self.record.preview_bytes.saturating_add(n);
         }
-        if self.capture.len() < capture_max {
-            let n = (capture_max - self.capture.len()).min(d.len());
-            self.capture.extend_from_slice(&d[..n]);
-        }
+        self.capture.push(d, capture_max);
     }
 
     pub(super) fn refresh(&mut self) {
         self.req.body_len = self.record.body_len;
-        self.req.body = Bytes::copy_from_slice(&self.capture);
+        self.req.body = self.capture.bytes();
         self.req.body_truncated = (self.capture.len() as u64) < self.record.body_len;
         let found: Vec<Vec<u8>> = self
             .snap
@@ -272,5 +314,28 @@ impl Tx {
             }
             other => other.clone(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::Capture;
+
+    #[test]
+    fn a_capture_shares_one_piece_copies_two_and_stops_at_its_size() {
+        let mut c = Capture::default();
+        let one = Bytes::from_static(b"hello ");
+        c.push(&one, 8);
+        assert_eq!(c.bytes(), "hello ");
+        assert_eq!(c.bytes().as_ptr(), one.as_ptr(), "one piece is not copied");
+        c.push(&Bytes::from_static(b"world"), 8);
+        assert_eq!(c.bytes(), "hello wo", "cut at the capture size");
+        c.push(&Bytes::from_static(b"more"), 8);
+        assert_eq!(c.bytes(), "hello wo");
+        let mut none = Capture::default();
+        none.push(&one, 0);
+        assert!(none.bytes().is_empty());
     }
 }
