@@ -103,19 +103,6 @@ impl Dialect {
         }
     }
 
-    /// The name used in configuration files and the admin API.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Dialect::CIcap => "c-icap",
-            Dialect::Symantec => "symantec",
-            Dialect::Kaspersky => "kaspersky",
-            Dialect::Sophos => "sophos",
-            Dialect::McAfee => "mcafee",
-            Dialect::Plain => "plain",
-            Dialect::Eset => "eset",
-        }
-    }
-
     /// Whether this dialect's bodyless answers (`204`, `500`, `503`) carry
     /// `Encapsulated: null-body=0`, as RFC 3507 §4.4.1 asks. c-icap 0.5.10 sends none
     /// (captured); neither does `McAfee` on its `204` (a client that reads until
