@@ -13,7 +13,7 @@ use nom::bytes::complete::{tag, take_while_m_n};
 
 use crate::encapsulated::Encapsulated;
 use crate::error::{DecodeError, EncapsulatedError, Limit};
-use crate::header::{Entry, Headers, MAX_DECODED, has_invisible, is_tchar};
+use crate::header::{Entry, Headers, MAX_DECODED, TCHAR, has_invisible};
 use crate::limits::Limits;
 
 type PResult<'a, T> = IResult<&'a [u8], T, ()>;
@@ -205,17 +205,6 @@ fn trimmed_folded(raw: &[u8]) -> (usize, usize) {
     (lead, crate::header::trim_folded(raw).len())
 }
 
-/// [`is_tchar`] as a table: one load per byte in the field-name loop.
-static TCHAR: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut b = 0;
-    while b < 256 {
-        t[b] = is_tchar(b as u8);
-        b += 1;
-    }
-    t
-};
-
 /// How [`parse_fields`] reads one block of fields.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct FieldRules {
@@ -241,7 +230,7 @@ pub(crate) fn parse_fields(
     limits: &Limits,
     rules: FieldRules,
 ) -> Result<(Headers, usize, usize), DecodeError> {
-    fields(head, from, limits, rules, &mut None)
+    fields(head, from, limits, rules, None)
 }
 
 /// [`parse_fields`] of an ICAP head (`rules.icap`), with its `Encapsulated` field read on
@@ -255,9 +244,8 @@ pub(crate) fn parse_icap_fields(
     rules: FieldRules,
 ) -> Result<(Headers, Option<Encapsulated>), DecodeError> {
     debug_assert!(rules.icap);
-    let mut enc = Some(EncapsulatedField::default());
-    let (headers, _, _) = fields(head, from, limits, rules, &mut enc)?;
-    let enc = enc.unwrap_or_default();
+    let mut enc = EncapsulatedField::default();
+    let (headers, _, _) = fields(head, from, limits, rules, Some(&mut enc))?;
     let parsed = match enc.parsed {
         _ if enc.repeated => return Err(DecodeError::DuplicateEncapsulated),
         Some(parsed) => Some(parsed.map_err(DecodeError::InvalidEncapsulated)?),
@@ -281,7 +269,7 @@ fn fields(
     from: usize,
     limits: &Limits,
     rules: FieldRules,
-    enc: &mut Option<EncapsulatedField>,
+    mut enc: Option<&mut EncapsulatedField>,
 ) -> Result<(Headers, usize, usize), DecodeError> {
     // Positions are `u32`: a longer head cannot pass `Limits` (whose sizes are `usize`), but
     // is refused here as too big rather than wrapped.

@@ -27,8 +27,20 @@ pub(crate) fn has_invisible(s: &[u8]) -> bool {
 }
 
 pub(crate) fn is_token(s: &[u8]) -> bool {
-    !s.is_empty() && s.iter().copied().all(is_tchar)
+    !s.is_empty() && s.iter().all(|&b| TCHAR[usize::from(b)])
 }
+
+/// [`is_tchar`] as a table: one load per byte, for the decoder's field names and for
+/// checking the names heads are built with.
+pub(crate) static TCHAR: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        t[b] = is_tchar(b as u8);
+        b += 1;
+    }
+    t
+};
 
 /// A header field name: a non-empty token, compared case-insensitively.
 #[derive(Clone)]

@@ -21,7 +21,7 @@ use crate::error::EncodeError;
 pub(crate) use digits::{decimal, parse_u64, parse_u64_saturating};
 pub use field::{HeaderName, HeaderNameRef, HeaderValue, HeaderValueRef};
 pub(crate) use field::{
-    encoded_field_len, has_invisible, is_tchar, is_token, trim_folded, trim_ows,
+    TCHAR, encoded_field_len, has_invisible, is_tchar, is_token, trim_folded, trim_ows,
 };
 
 /// What [`Headers::get_single`] found for a single-valued header.
