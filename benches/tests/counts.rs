@@ -127,17 +127,18 @@ fn allocations_of_scans(n: usize) -> usize {
 #[test]
 fn small_scan_allocations_stay_bounded() {
     let _alone = alone();
-    // Measured (issue 12): 17 per scan with this server, down from 26 at stop 14 and about
-    // 45 before that (the head written directly after a start encoded once per server,
-    // one buffer sized once for head + preview, the final head moved out of the exchange
-    // rather than cloned, `Encapsulated` written without temporary strings). The
-    // difference of two runs removes the fixed costs.
+    // Measured (issue 12): 27 per scan with this server (26 at stop 14, about 45 before).
+    // The head is written by icap-proto's `RequestStart` from a start encoded once per
+    // server, this scan's own fields and its two embedded heads; head and preview go into
+    // one buffer sized once; the final head is moved out of the exchange rather than
+    // cloned. (A writer in the client itself reached 17, but wrote ICAP framing outside
+    // icap-proto.) The difference of two runs removes the fixed costs.
     let (a, b) = (allocations_of_scans(100), allocations_of_scans(600));
     let per_scan = (b.saturating_sub(a)) / 500;
     println!("{per_scan} allocations per small scan ({a} for 100, {b} for 600)");
     assert!(
-        per_scan <= 20,
-        "{per_scan} allocations per small scan, bound 20"
+        per_scan <= 30,
+        "{per_scan} allocations per small scan, bound 30"
     );
 }
 

@@ -5,8 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
-use icap_proto::{Limits, OptionsResponse, OptionsWarning, Uri};
+use icap_proto::{Limits, OptionsResponse, OptionsWarning, RequestStart, Uri};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
@@ -58,7 +57,7 @@ pub(crate) struct ServerState {
     pub(crate) uri: Uri,
     /// What every scan head to this server starts with, encoded once
     /// (`client::heads::scan_head_start`).
-    pub(crate) scan_head_start: Bytes,
+    pub(crate) scan_head_start: RequestStart,
     pub(crate) url: String,
     pub(crate) endpoint: Endpoint,
     idle: Mutex<Vec<Idle>>,
@@ -76,7 +75,7 @@ pub(crate) struct ServerState {
 impl ServerState {
     pub(crate) fn new(
         uri: Uri,
-        scan_head_start: Bytes,
+        scan_head_start: RequestStart,
         endpoint: Endpoint,
         max_connections: u32,
     ) -> Self {
@@ -354,7 +353,13 @@ mod tests {
             tls: None,
             bind: None,
         };
-        ServerState::new(uri, Bytes::new(), ep, 8)
+        let start = RequestStart::new(
+            icap_proto::Method::Respmod,
+            &uri,
+            icap_proto::Headers::new(),
+        )
+        .expect("a valid start");
+        ServerState::new(uri, start, ep, 8)
     }
 
     #[tokio::test(start_paused = true)]

@@ -82,7 +82,7 @@ pub use header::{
 };
 pub use http::{HttpRequestHead, HttpResponseHead};
 pub use limits::Limits;
-pub use message::{RequestHead, ResponseHead};
+pub use message::{RequestHead, RequestStart, ResponseHead};
 pub use options::{OptionsError, OptionsResponse, OptionsRules, OptionsWarning};
 pub use types::{Method, Scheme, StatusCode, Uri, VERSION};
 

@@ -154,8 +154,6 @@ impl RequestHead {
         }
         // A request decoder refuses obs-fold (strict, as a security server should be), so a
         // request is never written with one: what this encoder accepts, the decoder reads.
-        let folded =
-            |h: &crate::header::Headers| h.iter().any(|(_, v)| v.as_bytes().contains(&b'\n'));
         if folded(&self.headers)
             || self
                 .http_request
@@ -172,12 +170,7 @@ impl RequestHead {
             || self.body.is_some()
             || self.headers.contains(ENCAPSULATED);
         out.reserve(self.headers.encoded_len().saturating_add(64));
-        out.put_slice(self.method.as_str().as_bytes());
-        out.put_u8(b' ');
-        out.put_slice(self.uri.as_bytes());
-        out.put_u8(b' ');
-        out.put_slice(VERSION.as_bytes());
-        out.put_slice(b"\r\n");
+        put_request_line(self.method, &self.uri, out);
         encode_rest(
             &self.headers,
             write_enc.then_some(&enc),
@@ -187,6 +180,142 @@ impl RequestHead {
         );
         Ok(())
     }
+}
+
+/// The start of a request head encoded once: the request line and the fields that every
+/// request of a series shares (a client's `Host`, `User-Agent`, `Allow`). Each request is
+/// then [`RequestStart::encode`]d from it, its own fields and its embedded heads: the bytes
+/// [`RequestHead::encode`] writes for the head with the start's fields first, under the
+/// same checks, without building and encoding the shared part again.
+///
+/// ```
+/// use bytes::BytesMut;
+/// use icap_proto::{BodyKind, Headers, HttpResponseHead, Method, RequestHead, RequestStart};
+/// let uri = "icap://av/scan".parse().unwrap();
+/// let mut shared = Headers::new();
+/// shared.append("Host", "av").unwrap();
+/// let start = RequestStart::new(Method::Respmod, &uri, shared.clone()).unwrap();
+/// let mut own = Headers::new();
+/// own.append("Preview", "0").unwrap();
+/// let res = HttpResponseHead::new(200, "OK").unwrap();
+/// let mut out = BytesMut::new();
+/// start.encode(&own, None, Some(&res), Some(BodyKind::Response), &mut out).unwrap();
+///
+/// let mut head = RequestHead::new(Method::Respmod, uri);
+/// head.headers = shared;
+/// head.headers.append("Preview", "0").unwrap();
+/// head.http_response = Some(res);
+/// head.body = Some(BodyKind::Response);
+/// let mut same = BytesMut::new();
+/// head.encode(&mut same).unwrap();
+/// assert_eq!(out, same);
+/// ```
+#[derive(Debug, Clone)]
+pub struct RequestStart {
+    method: Method,
+    /// The shared fields, for the checks that look at a whole head (`Preview`).
+    fields: Headers,
+    /// The request line and the shared fields, encoded.
+    bytes: Bytes,
+}
+
+impl RequestStart {
+    /// The start of `method` requests for `uri` with the shared `fields`: refused with
+    /// what [`RequestHead::encode`] would refuse them for (a folded value, a `Preview` that
+    /// is not one decimal number), and for an `Encapsulated` field, which each request
+    /// computes.
+    pub fn new(method: Method, uri: &Uri, fields: Headers) -> Result<Self, EncodeError> {
+        if fields.contains(ENCAPSULATED) {
+            return Err(EncodeError::InvalidEncapsulation);
+        }
+        if folded(&fields) {
+            return Err(EncodeError::FoldedRequestHeader);
+        }
+        preview_of(&fields, &Headers::new())?;
+        let mut out = BytesMut::with_capacity(fields.encoded_len().saturating_add(64));
+        put_request_line(method, uri, &mut out);
+        fields.encode(&mut out);
+        Ok(RequestStart {
+            method,
+            fields,
+            bytes: out.freeze(),
+        })
+    }
+
+    /// Writes the whole head: the start, `fields` with the computed `Encapsulated` (in
+    /// place of one `fields` carries, else after them), the empty line and the embedded
+    /// heads, as [`RequestHead::encode`] does, and with its checks.
+    pub fn encode(
+        &self,
+        fields: &Headers,
+        http_request: Option<&HttpRequestHead>,
+        http_response: Option<&HttpResponseHead>,
+        body: Option<BodyKind>,
+        out: &mut BytesMut,
+    ) -> Result<(), EncodeError> {
+        let enc = Encapsulated::from_lengths(
+            http_request.map(HttpRequestHead::encoded_len),
+            http_response.map(HttpResponseHead::encoded_len),
+            body,
+        );
+        enc.validate(self.method, Direction::Request)
+            .map_err(|_| EncodeError::InvalidEncapsulation)?;
+        preview_of(&self.fields, fields)?;
+        if folded(fields)
+            || http_request.is_some_and(|r| folded(&r.headers))
+            || http_response.is_some_and(|r| folded(&r.headers))
+        {
+            return Err(EncodeError::FoldedRequestHeader);
+        }
+        let write_enc =
+            self.method != Method::Options || body.is_some() || fields.contains(ENCAPSULATED);
+        out.reserve(
+            self.bytes
+                .len()
+                .saturating_add(fields.encoded_len())
+                .saturating_add(64),
+        );
+        out.put_slice(&self.bytes);
+        encode_rest(
+            fields,
+            write_enc.then_some(&enc),
+            http_request,
+            http_response,
+            out,
+        );
+        Ok(())
+    }
+}
+
+/// Whether a field of `h` is folded (a request is never written with one).
+fn folded(h: &Headers) -> bool {
+    h.iter().any(|(_, v)| v.as_bytes().contains(&b'\n'))
+}
+
+/// The `Preview` of a head whose fields are `a` then `b`, under [`Headers::get_single`]'s
+/// rule: refused when it is given twice with different values or is not a number.
+fn preview_of(a: &Headers, b: &Headers) -> Result<Option<u64>, EncodeError> {
+    let mut all = a.get_all("Preview").chain(b.get_all("Preview"));
+    let Some(first) = all.next() else {
+        return Ok(None);
+    };
+    let want = crate::header::trim_ows(first.as_bytes());
+    if !all.all(|v| crate::header::trim_ows(v.as_bytes()) == want) {
+        return Err(EncodeError::InvalidHeaderValue);
+    }
+    first
+        .to_u64()
+        .map(Some)
+        .ok_or(EncodeError::InvalidHeaderValue)
+}
+
+fn put_request_line(method: Method, uri: &Uri, out: &mut BytesMut) {
+    out.put_slice(method.as_str().as_bytes());
+    out.put_u8(b' ');
+    out.put_slice(uri.as_bytes());
+    out.put_u8(b' ');
+    out.put_slice(VERSION.as_bytes());
+    out.put_slice(b"\r\n");
 }
 
 impl ResponseHead {

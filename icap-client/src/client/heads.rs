@@ -3,10 +3,10 @@
 //! `Allow: 204`, identity and extra headers, the file name percent-encoded in the request
 //! line) and the `OPTIONS` request.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use icap_proto::{
     BodyKind, HeaderName, HeaderValue, Headers, HttpRequestHead, HttpResponseHead, Method,
-    RequestHead, Uri,
+    RequestHead, RequestStart, Uri,
 };
 
 use super::cfg::ClientConfig;
@@ -17,187 +17,50 @@ use crate::error::Error;
 const USER_AGENT: &str = concat!("icap-client/", env!("CARGO_PKG_VERSION"));
 
 /// The start of every scan head to one server, encoded once (by the builder): the request
-/// line, `Host`, `User-Agent` and, when asked, `Allow: 204`, as [`scan_head`] writes them.
-pub(crate) fn scan_head_start(cfg: &ClientConfig, uri: &Uri) -> Result<Bytes, Error> {
+/// line, `Host`, `User-Agent` and, when asked, `Allow: 204`.
+pub(crate) fn scan_head_start(cfg: &ClientConfig, uri: &Uri) -> Result<RequestStart, Error> {
     let mut h = Headers::with_capacity(3);
     h.push(HeaderName::from_static("Host"), host_value(uri)?);
     h.push(HeaderName::from_static("User-Agent"), literal(USER_AGENT));
     if cfg.allow_204 {
         h.push(HeaderName::from_static("Allow"), literal("204"));
     }
-    let mut out = BytesMut::with_capacity(h.encoded_len().saturating_add(64));
-    out.put_slice(cfg.method.as_str().as_bytes());
-    out.put_u8(b' ');
-    out.put_slice(uri.as_bytes());
-    out.put_slice(b" ICAP/1.0\r\n");
-    h.encode(&mut out);
-    Ok(out.freeze())
+    RequestStart::new(cfg.method, uri, h).map_err(|e| Error::config(format!("ICAP request: {e}")))
 }
 
 /// The encoded head of a scan request: `size` is the body's declared length (`None`: not
 /// known, no `Content-Length`), `preview` the preview size announced, if any. `start` is
-/// [`scan_head_start`] of the same configuration and `uri`.
-///
-/// Written directly after `start`: the fields after it are validated values (identity and
-/// extra headers, the content type) or built here from checked parts (the file name is
-/// percent-encoded, numbers are digits), and `Encapsulated` is counted from the embedded
-/// heads as written. A head that the general path treats specially (an extra header named
-/// `Preview` or `Encapsulated`, or a folded one) goes through [`RequestHead::encode`],
-/// which checks or refuses it; a test holds both paths to the same bytes.
+/// [`scan_head_start`] of the same configuration: icap-proto writes the head from it, this
+/// request's own fields (`Preview`, identity and extra headers) and its embedded HTTP heads.
 pub(super) fn scan_head(
     cfg: &ClientConfig,
     static_headers: &Headers,
-    start: &[u8],
-    uri: &Uri,
+    start: &RequestStart,
     meta: &ScanMeta,
     size: Option<u64>,
     preview: Option<u64>,
 ) -> Result<Bytes, Error> {
-    let extra = extra_headers(cfg, static_headers, meta)?;
-    let special = extra
-        .iter()
-        .any(|(n, v)| n.is("Preview") || n.is("Encapsulated") || v.as_bytes().contains(&b'\n'));
-    if special {
-        return structured_scan_head(cfg, static_headers, uri, meta, size, preview);
-    }
-    let bad = |e: icap_proto::EncodeError| Error::config(format!("embedded HTTP head: {e}"));
-    let http_host = HeaderValue::new(cfg.http_host.clone()).map_err(bad)?;
-    let ctype = content_type(meta).map_err(bad)?;
-    let length = size.map(HeaderValue::from_u64);
-    let mut emb = BytesMut::with_capacity(256);
-    emb.put_slice(if cfg.method == Method::Reqmod {
-        b"POST "
-    } else {
-        b"GET "
-    });
-    put_target(&mut emb, meta);
-    emb.put_slice(b" HTTP/1.1\r\n");
-    put_field(&mut emb, b"Host", http_host.as_bytes());
-    let reqmod = cfg.method == Method::Reqmod;
-    // RESPMOD: the request head ends here and the response head follows.
-    let req_len = emb.len().saturating_add(2);
-    if !reqmod {
-        emb.put_slice(b"\r\nHTTP/1.1 200 OK\r\n");
-    }
-    put_field(&mut emb, b"Content-Type", ctype.as_bytes());
-    if let Some(n) = &length {
-        put_field(&mut emb, b"Content-Length", n.as_bytes());
-    }
-    emb.put_slice(b"\r\n");
-
-    let mut out = BytesMut::with_capacity(
-        start
-            .len()
-            .saturating_add(extra.encoded_len())
-            .saturating_add(emb.len())
-            .saturating_add(96),
-    );
-    out.put_slice(start);
+    let mut own = Headers::with_capacity(1);
     if let Some(p) = preview {
-        put_field(&mut out, b"Preview", HeaderValue::from_u64(p).as_bytes());
+        own.push(HeaderName::from_static("Preview"), HeaderValue::from_u64(p));
     }
-    extra.encode(&mut out);
-    out.put_slice(b"Encapsulated: req-hdr=0, ");
-    // Offsets as digits, without allocating (`HeaderValue::from_u64` keeps them inline).
-    let offset = |n: usize| HeaderValue::from_u64(u64::try_from(n).unwrap_or(u64::MAX));
-    if reqmod {
-        out.put_slice(b"req-body=");
-        out.put_slice(offset(emb.len()).as_bytes());
-    } else {
-        out.put_slice(b"res-hdr=");
-        out.put_slice(offset(req_len).as_bytes());
-        out.put_slice(b", res-body=");
-        out.put_slice(offset(emb.len()).as_bytes());
-    }
-    out.put_slice(b"\r\n\r\n");
-    out.put_slice(&emb);
+    extra_headers(cfg, static_headers, meta, &mut own)?;
+    let (req, res, body) = embedded_heads(cfg, meta, size)?;
+    let mut out = BytesMut::with_capacity(512);
+    start
+        .encode(&own, Some(&req), res.as_ref(), Some(body), &mut out)
+        .map_err(|e| Error::config(format!("ICAP request: {e}")))?;
     Ok(out.freeze())
 }
 
-/// The identity headers of the uploader, the configured extra headers and the scan's own,
-/// in that order, each validated; none when identity headers are off.
-fn extra_headers(
+/// The embedded HTTP heads of a scan: `POST` with the file as its body (`REQMOD`), or a
+/// `GET` and the `200` that carries the file (`RESPMOD`); the file name percent-encoded in
+/// the request line.
+fn embedded_heads(
     cfg: &ClientConfig,
-    static_headers: &Headers,
-    meta: &ScanMeta,
-) -> Result<Headers, Error> {
-    let mut h = Headers::new();
-    if cfg.identity.enabled {
-        if let Some(u) = &meta.uploader {
-            cfg.identity.apply(u, &mut h)?;
-        }
-        for (n, v) in static_headers {
-            h.push(n.to_owned(), v.to_owned());
-        }
-        for (n, v) in &meta.headers {
-            push_header(&mut h, n, v)?;
-        }
-    }
-    Ok(h)
-}
-
-/// The embedded head's `Content-Type`: the scan's, else `application/octet-stream`.
-fn content_type(meta: &ScanMeta) -> Result<HeaderValue, icap_proto::EncodeError> {
-    match &meta.content_type {
-        Some(t) => HeaderValue::new(Bytes::copy_from_slice(t.as_bytes())),
-        None => Ok(literal("application/octet-stream")),
-    }
-}
-
-/// `/` and the percent-encoded file name (`upload` without one): only unreserved
-/// characters, `/` and escapes, so always a valid request target.
-fn put_target(out: &mut BytesMut, meta: &ScanMeta) {
-    out.put_u8(b'/');
-    for piece in percent_encoding::utf8_percent_encode(
-        meta.filename.as_deref().unwrap_or("upload"),
-        FILE_NAME,
-    ) {
-        out.put_slice(piece.as_bytes());
-    }
-}
-
-fn put_field(out: &mut BytesMut, name: &[u8], value: &[u8]) {
-    out.put_slice(name);
-    out.put_slice(b": ");
-    out.put_slice(value);
-    out.put_slice(b"\r\n");
-}
-
-/// The scan head built as a [`RequestHead`] and encoded by icap-proto: the general path,
-/// which checks what the direct one cannot (a `Preview` or `Encapsulated` among the extra
-/// headers, a folded value).
-fn structured_scan_head(
-    cfg: &ClientConfig,
-    static_headers: &Headers,
-    uri: &Uri,
     meta: &ScanMeta,
     size: Option<u64>,
-    preview: Option<u64>,
-) -> Result<Bytes, Error> {
-    // Literals and numbers below are static or inline values: a small scan's head costs a
-    // handful of allocations, not one per field (benches/tests/counts.rs counts them).
-    let mut head = RequestHead::new(cfg.method, uri.clone());
-    head.headers = Headers::with_capacity(8 + static_headers.len() + meta.headers.len());
-    let h = &mut head.headers;
-    h.push(HeaderName::from_static("Host"), host_value(uri)?);
-    h.push(HeaderName::from_static("User-Agent"), literal(USER_AGENT));
-    if cfg.allow_204 {
-        h.push(HeaderName::from_static("Allow"), literal("204"));
-    }
-    if let Some(p) = preview {
-        h.push(HeaderName::from_static("Preview"), HeaderValue::from_u64(p));
-    }
-    if cfg.identity.enabled {
-        if let Some(u) = &meta.uploader {
-            cfg.identity.apply(u, h)?;
-        }
-        for (n, v) in static_headers {
-            h.push(n.to_owned(), v.to_owned());
-        }
-        for (n, v) in &meta.headers {
-            push_header(h, n, v)?;
-        }
-    }
+) -> Result<(HttpRequestHead, Option<HttpResponseHead>, BodyKind), Error> {
     let target = format!(
         "/{}",
         percent_encode(meta.filename.as_deref().unwrap_or("upload"))
@@ -209,19 +72,21 @@ fn structured_scan_head(
     };
     let http_host = HeaderValue::new(cfg.http_host.clone()).map_err(bad)?;
     let content_type = HeaderName::from_static("Content-Type");
+    let length = |h: &mut Headers| {
+        if let Some(n) = size {
+            h.push(
+                HeaderName::from_static("Content-Length"),
+                HeaderValue::from_u64(n),
+            );
+        }
+    };
     if cfg.method == Method::Reqmod {
         let mut req = HttpRequestHead::new("POST", &target).map_err(bad)?;
         req.headers = Headers::with_capacity(3);
         req.headers.push(HeaderName::from_static("Host"), http_host);
         req.headers.push(content_type, ctype);
-        if let Some(n) = size {
-            req.headers.push(
-                HeaderName::from_static("Content-Length"),
-                HeaderValue::from_u64(n),
-            );
-        }
-        head.http_request = Some(req);
-        head.body = Some(BodyKind::Request);
+        length(&mut req.headers);
+        Ok((req, None, BodyKind::Request))
     } else {
         let mut req = HttpRequestHead::new("GET", &target).map_err(bad)?;
         req.headers = Headers::with_capacity(1);
@@ -229,20 +94,31 @@ fn structured_scan_head(
         let mut res = HttpResponseHead::new(200, "OK").map_err(bad)?;
         res.headers = Headers::with_capacity(2);
         res.headers.push(content_type, ctype);
-        if let Some(n) = size {
-            res.headers.push(
-                HeaderName::from_static("Content-Length"),
-                HeaderValue::from_u64(n),
-            );
-        }
-        head.http_request = Some(req);
-        head.http_response = Some(res);
-        head.body = Some(BodyKind::Response);
+        length(&mut res.headers);
+        Ok((req, Some(res), BodyKind::Response))
     }
-    let mut out = BytesMut::with_capacity(512);
-    head.encode(&mut out)
-        .map_err(|e| Error::config(format!("ICAP request: {e}")))?;
-    Ok(out.freeze())
+}
+
+/// The identity headers of the uploader, the configured extra headers and the scan's own,
+/// in that order, each validated; none when identity headers are off.
+fn extra_headers(
+    cfg: &ClientConfig,
+    static_headers: &Headers,
+    meta: &ScanMeta,
+    h: &mut Headers,
+) -> Result<(), Error> {
+    if cfg.identity.enabled {
+        if let Some(u) = &meta.uploader {
+            cfg.identity.apply(u, h)?;
+        }
+        for (n, v) in static_headers {
+            h.push(n.to_owned(), v.to_owned());
+        }
+        for (n, v) in &meta.headers {
+            push_header(h, n, v)?;
+        }
+    }
+    Ok(())
 }
 
 /// The encoded head of an `OPTIONS` request for `uri`.
@@ -338,14 +214,14 @@ mod tests {
         preview: Option<u64>,
     ) -> Result<Bytes, Error> {
         let start = scan_head_start(cfg, uri)?;
-        scan_head(cfg, statics, &start, uri, meta, size, preview)
+        scan_head(cfg, statics, &start, meta, size, preview)
     }
 
-    /// The direct writer and the general path (a `RequestHead` encoded by icap-proto) give
-    /// the same bytes, over methods, previews, sizes, `Allow`, identity and extra headers,
-    /// content types, file names and hosts; and the head decodes as a valid request.
+    /// Every scan head decodes as a valid request (its `Encapsulated` checked against the
+    /// sections by the decoder) and says what was configured, over methods, previews,
+    /// sizes, `Allow`, identity and extra headers, content types, file names and hosts.
     #[test]
-    fn the_direct_head_is_the_encoded_request_head_byte_for_byte() {
+    fn every_scan_head_decodes_as_configured() {
         let mut statics = Headers::new();
         push_header(&mut statics, "X-Tenant", "acme").expect("valid header");
         let metas = [
@@ -372,23 +248,32 @@ mod tests {
                             for (size, preview) in
                                 [(Some(68), None), (None, Some(1024)), (Some(0), Some(0))]
                             {
-                                let direct = scan(&cfg, &statics, &u, meta, size, preview)
+                                let b = scan(&cfg, &statics, &u, meta, size, preview)
                                     .expect("valid head");
-                                let general =
-                                    structured_scan_head(&cfg, &statics, &u, meta, size, preview)
-                                        .expect("valid head");
-                                assert_eq!(
-                                    String::from_utf8_lossy(&direct),
-                                    String::from_utf8_lossy(&general)
-                                );
-                                let mut buf = BytesMut::from(&direct[..]);
+                                let mut buf = BytesMut::from(&b[..]);
                                 let got =
                                     icap_proto::RequestDecoder::new(icap_proto::Limits::default())
                                         .decode(&mut buf);
-                                assert!(
-                                    matches!(got, Ok(Some(icap_proto::Event::Head(_)))),
-                                    "{got:?}"
+                                let Ok(Some(icap_proto::Event::Head(h))) = got else {
+                                    panic!("{got:?}");
+                                };
+                                assert!(buf.is_empty(), "the head is all that was written");
+                                assert_eq!(h.method, method);
+                                assert_eq!(h.allows_204(), allow_204);
+                                assert_eq!(h.preview().ok().flatten(), preview);
+                                assert_eq!(
+                                    h.headers.contains("X-Tenant"),
+                                    identity.enabled,
+                                    "{h:?}"
                                 );
+                                let length = if method == Method::Reqmod {
+                                    h.http_request.as_ref().map(|r| &r.headers)
+                                } else {
+                                    h.http_response.as_ref().map(|r| &r.headers)
+                                }
+                                .and_then(|hs| hs.get("Content-Length"))
+                                .and_then(icap_proto::HeaderValueRef::to_u64);
+                                assert_eq!(length, size);
                                 n += 1;
                             }
                         }
@@ -399,25 +284,20 @@ mod tests {
         assert_eq!(n, 2 * 2 * 2 * 2 * 4 * 3);
     }
 
-    /// An extra header the general path treats specially goes through it: a second
-    /// `Preview` that disagrees is refused, as before.
+    /// A `Preview` among the extra headers that disagrees with the announced one is
+    /// refused (icap-proto's single-value rule), and one that agrees is kept once more.
     #[test]
-    fn a_preview_among_the_extra_headers_takes_the_general_path() {
+    fn a_preview_among_the_extra_headers_follows_the_single_value_rule() {
         let cfg = ClientConfig {
             identity: IdentityHeaders::filecloud(),
             ..ClientConfig::default()
         };
         let meta = ScanMeta::new("a").with_header("Preview", "5");
         let u = uri("icap://h/s");
-        let direct = scan(&cfg, &Headers::new(), &u, &meta, Some(1), Some(0));
-        let general = structured_scan_head(&cfg, &Headers::new(), &u, &meta, Some(1), Some(0));
-        assert_eq!(direct.is_err(), general.is_err());
-        assert!(direct.is_err(), "{direct:?}");
-        let same = scan(&cfg, &Headers::new(), &u, &meta, Some(1), None).expect("one Preview");
-        assert_eq!(
-            same,
-            structured_scan_head(&cfg, &Headers::new(), &u, &meta, Some(1), None).unwrap()
-        );
+        let refused = scan(&cfg, &Headers::new(), &u, &meta, Some(1), Some(0));
+        assert!(refused.is_err(), "{refused:?}");
+        let kept = scan(&cfg, &Headers::new(), &u, &meta, Some(1), None).expect("one Preview");
+        assert!(lines(&kept).contains(&"Preview: 5".to_owned()));
     }
 
     /// The head as text, split into its lines (the ICAP head, then the embedded heads).

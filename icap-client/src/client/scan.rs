@@ -193,7 +193,6 @@ impl Client {
             cfg,
             &self.inner.static_headers,
             &s.scan_head_start,
-            &s.uri,
             meta,
             size,
             preview,

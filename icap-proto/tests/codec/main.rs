@@ -10,6 +10,7 @@ mod extremes;
 mod fixtures;
 mod malformed;
 mod regressions;
+mod request_start;
 mod robustness;
 mod roundtrip;
 mod split;
