@@ -7,7 +7,7 @@
 use bytes::{Buf, Bytes, BytesMut};
 
 use crate::chunked::{BodyEnd, ChunkEvent, ChunkedDecoder};
-use crate::encapsulated::{Direction, Encapsulated, Section};
+use crate::encapsulated::{BodyKind, Direction, Encapsulated, Section};
 use crate::error::{DecodeError, Limit};
 use crate::http::{HttpRequestHead, HttpResponseHead};
 use crate::limits::Limits;
@@ -34,39 +34,35 @@ pub enum Event<H> {
     End(BodyEnd),
 }
 
-/// The parts of a head the shared framing fills in.
+/// The parts of a head the shared framing fills in, in place (a head is a few hundred
+/// bytes: each move of one is a `memcpy`).
 trait Head {
-    fn set_embedded(
-        &mut self,
-        req: Option<HttpRequestHead>,
-        res: Option<HttpResponseHead>,
-        enc: &Encapsulated,
-    );
+    fn set_request(&mut self, req: HttpRequestHead);
+    fn set_response(&mut self, res: HttpResponseHead);
+    fn set_body(&mut self, body: Option<BodyKind>);
 }
 
 impl Head for RequestHead {
-    fn set_embedded(
-        &mut self,
-        req: Option<HttpRequestHead>,
-        res: Option<HttpResponseHead>,
-        enc: &Encapsulated,
-    ) {
-        self.http_request = req;
-        self.http_response = res;
-        self.body = enc.body_kind();
+    fn set_request(&mut self, req: HttpRequestHead) {
+        self.http_request = Some(req);
+    }
+    fn set_response(&mut self, res: HttpResponseHead) {
+        self.http_response = Some(res);
+    }
+    fn set_body(&mut self, body: Option<BodyKind>) {
+        self.body = body;
     }
 }
 
 impl Head for ResponseHead {
-    fn set_embedded(
-        &mut self,
-        req: Option<HttpRequestHead>,
-        res: Option<HttpResponseHead>,
-        enc: &Encapsulated,
-    ) {
-        self.http_request = req;
-        self.http_response = res;
-        self.body = enc.body_kind();
+    fn set_request(&mut self, req: HttpRequestHead) {
+        self.http_request = Some(req);
+    }
+    fn set_response(&mut self, res: HttpResponseHead) {
+        self.http_response = Some(res);
+    }
+    fn set_body(&mut self, body: Option<BodyKind>) {
+        self.body = body;
     }
 }
 
@@ -99,7 +95,7 @@ struct Core<H> {
 
 enum Step<H> {
     NeedMore,
-    Head(Box<H>, Option<Encapsulated>),
+    Head(H, Option<Encapsulated>),
 }
 
 impl<H: Head + Clone> Core<H> {
@@ -147,19 +143,21 @@ impl<H: Head + Clone> Core<H> {
             icap: true,
         };
         let (head, enc) = parse(bytes, &self.limits, rules)?;
-        Ok(Step::Head(Box::new(head), enc))
+        Ok(Step::Head(head, enc))
     }
 
-    /// After the ICAP head: read the embedded heads the offsets announce.
+    /// After the ICAP head: reads the embedded heads the offsets announce into `head`.
+    /// `None` when the head is complete; otherwise the sections' bytes have not all
+    /// arrived, and the caller hands `head` to [`Core::wait_sections`].
     fn after_head(
         &mut self,
-        head: Box<H>,
+        head: &mut H,
         enc: Option<Encapsulated>,
         buf: &mut BytesMut,
-    ) -> Result<Option<H>, DecodeError> {
+    ) -> Result<Option<Pending>, DecodeError> {
         let Some(enc) = enc else {
             self.state = State::End(BodyEnd::default());
-            return Ok(Some(*head));
+            return Ok(None);
         };
         let too_big = || DecodeError::limit(Limit::HttpHead, self.limits.max_http_head);
         let mut needed = 0usize;
@@ -171,10 +169,34 @@ impl<H: Head + Clone> Core<H> {
             }
             needed = needed.checked_add(len).ok_or_else(too_big)?;
         }
+        if buf.len() < needed {
+            return Ok(Some(Pending { enc, needed }));
+        }
+        // Every section is here (the usual case: a head arrives in one read). Parsing them
+        // finds any early end or bare LF too, since the field parser refuses both; only a
+        // failure needs the scan of `check_head_ends`, to report the error that the same
+        // bytes fed in pieces would give.
+        let all = buf.split_to(needed).freeze();
+        if self.parse_sections(head, &enc, &all, None).is_err() {
+            let (mut scanned, mut bare_lf) = (0, None);
+            check_head_ends(&enc, &all, &mut scanned, &mut bare_lf)?;
+            self.parse_sections(head, &enc, &all, bare_lf)?;
+        }
+        self.finish_head(head, &enc);
+        Ok(None)
+    }
+
+    /// Waits for the rest of the sections after [`Core::after_head`] returned `pending`.
+    fn wait_sections(
+        &mut self,
+        head: Box<H>,
+        pending: Pending,
+        buf: &mut BytesMut,
+    ) -> Result<Option<H>, DecodeError> {
         self.state = State::Sections {
             head,
-            enc,
-            needed,
+            enc: pending.enc,
+            needed: pending.needed,
             scanned: 0,
             bare_lf: None,
         };
@@ -209,40 +231,64 @@ impl<H: Head + Clone> Core<H> {
             unreachable!("checked above")
         };
         let all = buf.split_to(needed).freeze();
-        let (mut req, mut res) = (None, None);
+        self.parse_sections(&mut head, &enc, &all, bare_lf)?;
+        self.finish_head(&mut head, &enc);
+        Ok(Some(*head))
+    }
+
+    /// Parses the embedded heads in `all` (every section's bytes) in section order, into
+    /// `head`. `bare_lf` is where [`check_head_ends`] saw the first LF without a CR before
+    /// it.
+    fn parse_sections(
+        &self,
+        head: &mut H,
+        enc: &Encapsulated,
+        all: &Bytes,
+        bare_lf: Option<usize>,
+    ) -> Result<(), DecodeError> {
         let mut from = 0usize;
         for (i, &(section, _)) in enc.entries()[..enc.entries().len() - 1].iter().enumerate() {
-            // Section lengths were checked to fit in usize and to add up to `needed`.
+            // Section lengths were checked to fit in usize and to add up to `all.len()`.
             let len = usize::try_from(enc.section_len(i)).expect("checked in after_head");
             let (at, to) = (from, from + len);
-            let part = all.slice(at..to);
             from = to;
-            if !part.ends_with(b"\r\n\r\n") {
+            if !all[at..to].ends_with(b"\r\n\r\n") {
                 return Err(DecodeError::EncapsulatedMismatch);
             }
-            // The sections' one scan for LF (check_head_ends) noted the first bare one; a
-            // head with one is refused here, in section order, as a scan of each would.
+            // A head with a bare LF is refused here, in section order, as a scan of each
+            // would.
             if bare_lf.is_some_and(|lf| (at..to).contains(&lf)) {
                 return Err(DecodeError::BareLineFeed);
             }
+            let part = all.slice(at..to);
             match section {
                 Section::ReqHdr => {
-                    req = Some(HttpRequestHead::decode(part, &self.limits, self.obs_fold)?);
+                    head.set_request(HttpRequestHead::decode(part, &self.limits, self.obs_fold)?);
                 }
                 Section::ResHdr => {
-                    res = Some(HttpResponseHead::decode(part, &self.limits, self.obs_fold)?);
+                    head.set_response(HttpResponseHead::decode(part, &self.limits, self.obs_fold)?);
                 }
                 _ => unreachable!("only header sections precede the body entry"),
             }
         }
-        head.set_embedded(req, res, &enc);
+        Ok(())
+    }
+
+    /// Notes the body in the head and moves on to it, if there is one.
+    fn finish_head(&mut self, head: &mut H, enc: &Encapsulated) {
+        head.set_body(enc.body_kind());
         self.state = if enc.body_kind().is_some() {
             State::Body(ChunkedDecoder::new(self.limits).with_obs_fold(self.obs_fold))
         } else {
             State::End(BodyEnd::default())
         };
-        Ok(Some(*head))
     }
+}
+
+/// Sections an ICAP head announced whose bytes have not all arrived yet.
+struct Pending {
+    enc: Encapsulated,
+    needed: usize,
 }
 
 /// Fails with [`DecodeError::EncapsulatedMismatch`] as soon as an embedded head visibly
@@ -400,7 +446,14 @@ impl RequestDecoder {
                     p => p.filter(|_| enc.as_ref().and_then(Encapsulated::body_kind).is_some()),
                 };
                 self.preview_seen = 0;
-                Ok(self.core.after_head(head, enc, buf)?.map(Event::Head))
+                let mut head = head;
+                match self.core.after_head(&mut head, enc, buf)? {
+                    None => Ok(Some(Event::Head(head))),
+                    Some(p) => Ok(self
+                        .core
+                        .wait_sections(Box::new(head), p, buf)?
+                        .map(Event::Head)),
+                }
             }
             State::Sections { .. } => Ok(self.core.sections(buf)?.map(Event::Head)),
             State::Body(chunked) => match chunked.decode(buf)? {
@@ -538,10 +591,16 @@ impl ResponseDecoder {
                 let step = self
                     .core
                     .frame_head(buf, |b, l, r| parse_response_head(b, l, r, method))?;
-                let Step::Head(head, enc) = step else {
+                let Step::Head(mut head, enc) = step else {
                     return Ok(None);
                 };
-                Ok(self.core.after_head(head, enc, buf)?.map(Event::Head))
+                match self.core.after_head(&mut head, enc, buf)? {
+                    None => Ok(Some(Event::Head(head))),
+                    Some(p) => Ok(self
+                        .core
+                        .wait_sections(Box::new(head), p, buf)?
+                        .map(Event::Head)),
+                }
             }
             State::Sections { .. } => Ok(self.core.sections(buf)?.map(Event::Head)),
             State::Body(chunked) => match chunked.decode(buf)? {

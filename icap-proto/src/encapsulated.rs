@@ -35,15 +35,39 @@ impl Section {
     }
 
     fn from_bytes(b: &[u8]) -> Option<Self> {
-        Some(match b {
-            b"req-hdr" => Section::ReqHdr,
-            b"res-hdr" => Section::ResHdr,
-            b"req-body" => Section::ReqBody,
-            b"res-body" => Section::ResBody,
-            b"opt-body" => Section::OptBody,
-            b"null-body" => Section::NullBody,
+        // By length first: each arm then compares one fixed-size array.
+        Some(match (b.len(), b) {
+            (7, _) => match b {
+                b"req-hdr" => Section::ReqHdr,
+                b"res-hdr" => Section::ResHdr,
+                _ => return None,
+            },
+            (8, _) => match b {
+                b"req-body" => Section::ReqBody,
+                b"res-body" => Section::ResBody,
+                b"opt-body" => Section::OptBody,
+                _ => return None,
+            },
+            (9, b"null-body") => Section::NullBody,
             _ => return None,
         })
+    }
+
+    /// The entry whose name and `=` start `b`, and their length: a few fixed-size
+    /// comparisons instead of a scan for the `=`.
+    fn prefix(b: &[u8]) -> Option<(Self, usize)> {
+        const NAMES: [(&[u8], Section); 6] = [
+            (b"req-hdr=", Section::ReqHdr),
+            (b"res-hdr=", Section::ResHdr),
+            (b"req-body=", Section::ReqBody),
+            (b"res-body=", Section::ResBody),
+            (b"opt-body=", Section::OptBody),
+            (b"null-body=", Section::NullBody),
+        ];
+        NAMES
+            .iter()
+            .find(|(name, _)| b.starts_with(name))
+            .map(|&(name, section)| (section, name.len()))
     }
 
     /// Whether this is one of the four body entries.
@@ -123,6 +147,39 @@ impl Entries {
         }
     }
 
+    /// Appends an entry read from the wire, after the checks of section 4.4.1 that one
+    /// entry at a time can fail.
+    fn push_checked(&mut self, section: Section, offset: u64) -> Result<(), EncapsulatedError> {
+        if self.len >= MAX_ENTRIES {
+            return Err(EncapsulatedError::SectionOrder);
+        }
+        match self.last() {
+            None if offset != 0 => return Err(EncapsulatedError::OffsetOrder),
+            Some(&(prev_section, prev)) => {
+                if prev_section.is_body() {
+                    return Err(EncapsulatedError::BodyPlacement);
+                }
+                if section <= prev_section {
+                    return Err(EncapsulatedError::SectionOrder);
+                }
+                if offset <= prev {
+                    return Err(EncapsulatedError::OffsetOrder);
+                }
+            }
+            None => {}
+        }
+        self.push((section, offset));
+        Ok(())
+    }
+
+    /// The list read, if it ends with its one body entry.
+    fn finish(self) -> Result<Encapsulated, EncapsulatedError> {
+        match self.last() {
+            Some((s, _)) if s.is_body() => Ok(Encapsulated { entries: self }),
+            _ => Err(EncapsulatedError::BodyPlacement),
+        }
+    }
+
     fn push(&mut self, entry: (Section, u64)) {
         // Callers push at most MAX_ENTRIES (parse checks before each push).
         if let Some(slot) = self.items.get_mut(self.len) {
@@ -151,6 +208,11 @@ impl Encapsulated {
     /// (RFC 3507 section 4.4.1). Checks names and offsets, and that exactly one body entry
     /// comes last; [`Encapsulated::validate`] checks the combination.
     pub fn parse(value: &[u8]) -> Result<Self, EncapsulatedError> {
+        Self::parse_plain(value).unwrap_or_else(|| Self::parse_general(value))
+    }
+
+    /// Any list the grammar allows, with whitespace and folds around the items.
+    fn parse_general(value: &[u8]) -> Result<Self, EncapsulatedError> {
         let mut entries = Entries::new();
         for item in value.split(|&b| b == b',') {
             // A folded Encapsulated value (obs-fold after a comma) is still one list.
@@ -168,29 +230,44 @@ impl Encapsulated {
                 EncapsulatedError::UnknownSection
             })?;
             let offset = crate::header::parse_u64(num).ok_or(EncapsulatedError::BadOffset)?;
-            if entries.len() >= MAX_ENTRIES {
-                return Err(EncapsulatedError::SectionOrder);
-            }
-            match entries.last() {
-                None if offset != 0 => return Err(EncapsulatedError::OffsetOrder),
-                Some(&(prev_section, prev)) => {
-                    if prev_section.is_body() {
-                        return Err(EncapsulatedError::BodyPlacement);
-                    }
-                    if section <= prev_section {
-                        return Err(EncapsulatedError::SectionOrder);
-                    }
-                    if offset <= prev {
-                        return Err(EncapsulatedError::OffsetOrder);
-                    }
-                }
-                None => {}
-            }
-            entries.push((section, offset));
+            entries.push_checked(section, offset)?;
         }
-        match entries.last() {
-            Some((s, _)) if s.is_body() => Ok(Encapsulated { entries }),
-            _ => Err(EncapsulatedError::BodyPlacement),
+        entries.finish()
+    }
+
+    /// [`Encapsulated::parse`] of the shape every sender writes, `name=digits` items
+    /// joined by `,` and at most one space, in one pass; `None` for anything else (spaces
+    /// elsewhere, folds, an unknown name, a bad number), which the general loop then reads
+    /// and reports on. Both push through the same checks, item by item, so they give the
+    /// same list or the same error.
+    fn parse_plain(value: &[u8]) -> Option<Result<Self, EncapsulatedError>> {
+        let mut entries = Entries::new();
+        let mut i = 0;
+        loop {
+            let (section, name_len) = Section::prefix(&value[i..])?;
+            i += name_len;
+            let digits = i;
+            let mut offset = 0u64;
+            while let Some(&d @ b'0'..=b'9') = value.get(i) {
+                offset = offset.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+                i += 1;
+            }
+            if i == digits || i - digits > 20 {
+                return None;
+            }
+            // The item must end here, as the general loop splits it, before its checks.
+            let last = match value.get(i) {
+                None => true,
+                Some(b',') => false,
+                Some(_) => return None,
+            };
+            if let Err(e) = entries.push_checked(section, offset) {
+                return Some(Err(e));
+            }
+            if last {
+                return Some(entries.finish());
+            }
+            i += if value.get(i + 1) == Some(&b' ') { 2 } else { 1 };
         }
     }
 
@@ -321,6 +398,29 @@ impl std::fmt::Display for Encapsulated {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The one-pass reading of the usual shape agrees with the general one on lists
+        /// made of names, numbers, separators and stray bytes, valid or not.
+        #[test]
+        fn plain_and_general_readings_agree(parts in proptest::collection::vec(
+            prop_oneof![
+                Just("req-hdr="), Just("res-hdr="), Just("req-body="), Just("res-body="),
+                Just("opt-body="), Just("null-body="), Just("req-hdr"), Just("bogus="),
+                Just("0"), Just("7"), Just("137"), Just("99999999999999999999"),
+                Just("184467440737095516150"), Just(","), Just(", "), Just(",  "),
+                Just(" "), Just("\t"), Just("="), Just("\r\n "), Just("x"),
+            ],
+            0..12,
+        )) {
+            let value = parts.concat();
+            let general = Encapsulated::parse_general(value.as_bytes());
+            if let Some(plain) = Encapsulated::parse_plain(value.as_bytes()) {
+                prop_assert_eq!(plain, general, "{:?}", value);
+            }
+        }
+    }
 
     #[test]
     fn entries_in_place_compare_and_print_as_the_list() {

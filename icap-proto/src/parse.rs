@@ -133,7 +133,8 @@ pub(crate) fn parse_request_line(i: &[u8]) -> PResult<'_, (&[u8], &[u8], &[u8])>
 }
 
 /// `status-line = version SP 3DIGIT [SP reason-phrase] CRLF`. The reason is optional and
-/// may hold any bytes but CR, LF and NUL (vendors localise it).
+/// may hold any bytes but CR, LF and NUL (vendors localise it). Like the field parser, this
+/// refuses a bare LF itself.
 pub(crate) fn parse_status_line(i: &[u8]) -> PResult<'_, (&[u8], u16, &[u8])> {
     let (i, version) = visible_until(i, b' ')?;
     let (i, _) = tag(&b" "[..]).parse(i)?;
@@ -147,7 +148,7 @@ pub(crate) fn parse_status_line(i: &[u8]) -> PResult<'_, (&[u8], u16, &[u8])> {
         let (i, _) = tag(&b"\r\n"[..]).parse(i)?;
         (i, &b""[..])
     };
-    if reason.contains(&0) {
+    if memchr::memchr2(0, b'\n', reason).is_some() {
         return Err(nom::Err::Error(()));
     }
     Ok((i, (version, code, reason)))
@@ -178,12 +179,13 @@ fn parse_field(i: &[u8]) -> PResult<'_, (usize, std::ops::Range<usize>, bool)> {
         v += 1;
     }
     let rest = &i[v..];
-    // The value runs to the first CRLF that is not followed by SP or HTAB; a NUL on the
-    // way is an error.
+    // The value runs to the first CRLF that is not followed by SP or HTAB; a NUL or an LF
+    // without a CR before it on the way is an error (callers that scanned for bare LFs
+    // never meet one; the decoder's sections rely on this to skip that scan).
     let mut at = 0;
     loop {
-        let cr = memchr::memchr2(b'\r', 0, &rest[at..]).ok_or(nom::Err::Error(()))? + at;
-        if rest[cr] == 0 || rest.get(cr + 1) != Some(&b'\n') {
+        let cr = memchr::memchr3(b'\r', b'\n', 0, &rest[at..]).ok_or(nom::Err::Error(()))? + at;
+        if rest[cr] != b'\r' || rest.get(cr + 1) != Some(&b'\n') {
             return Err(nom::Err::Error(()));
         }
         if let Some(b' ' | b'\t') = rest.get(cr + 2) {

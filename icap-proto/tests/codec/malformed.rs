@@ -141,6 +141,44 @@ fn rows() -> Vec<Row> {
             ),
             Fails(DecodeError::BareLineFeed),
         ),
+        // Whole, these sections are parsed without the scan for bare LFs and early ends
+        // (the parser refuses both); the error must still be the one the scan gives.
+        row(
+            "bare LF inside an embedded header value",
+            REQ,
+            reqmod(
+                "req-hdr=0, null-body=28",
+                "",
+                b"GET / HTTP/1.1\r\nX-A: a\nb\r\n\r\n",
+            ),
+            Fails(DecodeError::BareLineFeed),
+        ),
+        row(
+            "bare LF in an embedded status line's reason",
+            REQ,
+            respmod("res-hdr=0, null-body=20", "", b"HTTP/1.1 200 O\nK\r\n\r\n"),
+            Fails(DecodeError::BareLineFeed),
+        ),
+        row(
+            "bare LF in the second embedded head, an error in the first",
+            REQ,
+            respmod(
+                "req-hdr=0, res-hdr=21, null-body=46",
+                "",
+                b"GET / HTTP/1.1\r\nX\r\n\r\nHTTP/1.1 200 OK\r\nA: \n\r\n\r\n",
+            ),
+            Fails(DecodeError::InvalidHeader),
+        ),
+        row(
+            "embedded head ends before its offset, whole",
+            REQ,
+            respmod(
+                "req-hdr=0, res-hdr=26, null-body=45",
+                "",
+                b"GET / HTTP/1.1\r\n\r\nX: 1\r\n\r\nHTTP/1.1 200 OK\r\n\r\n",
+            ),
+            Fails(DecodeError::EncapsulatedMismatch),
+        ),
         row(
             "bare LF after a chunk size",
             REQ,
