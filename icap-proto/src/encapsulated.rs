@@ -267,7 +267,11 @@ impl Encapsulated {
             if last {
                 return Some(entries.finish());
             }
-            i += if value.get(i + 1) == Some(&b' ') { 2 } else { 1 };
+            i += if value.get(i + 1) == Some(&b' ') {
+                2
+            } else {
+                1
+            };
         }
     }
 

@@ -83,6 +83,11 @@ pub(crate) fn first_bare_lf(buf: &[u8], from: usize) -> Option<usize> {
         .find(|&i| i == 0 || buf[i - 1] != b'\r')
 }
 
+/// Whether every byte of `s` is a `tchar`: one table load per byte, without branches.
+fn all_tchar(s: &[u8]) -> bool {
+    s.iter().fold(true, |ok, &b| ok & TCHAR[usize::from(b)])
+}
+
 /// `token = 1*tchar`
 fn parse_token(i: &[u8]) -> PResult<'_, &[u8]> {
     take_run(i, &TCHAR)
@@ -154,47 +159,132 @@ pub(crate) fn parse_status_line(i: &[u8]) -> PResult<'_, (&[u8], u16, &[u8])> {
     Ok((i, (version, code, reason)))
 }
 
-/// One header field with its obs-fold continuation lines:
+/// One header field with its obs-fold continuation lines, at the start of `i`:
 /// `field-name ":" OWS field-value OWS CRLF *( (SP / HTAB) field-text CRLF )`.
-/// Returns, as positions in `i`, the length of the name (it starts at 0) and where the raw
-/// value lies (folds included, outer whitespace and folds trimmed), and whether the field
-/// had continuation lines.
+/// `None` if `i` does not start with one.
 ///
 /// Hand-written rather than composed from nom combinators: it runs once per field, and
-/// the combinator calls cost more than the bytes of a typical field.
-fn parse_field(i: &[u8]) -> PResult<'_, (usize, std::ops::Range<usize>, bool)> {
-    let n = i
-        .iter()
-        .position(|&b| !TCHAR[usize::from(b)])
-        .unwrap_or(i.len());
-    if n == 0 || i.get(n) != Some(&b':') {
-        return Err(nom::Err::Error(()));
+/// the combinator calls cost more than the bytes of a typical field. The name is found
+/// with a word-at-a-time search for its colon and then checked byte by byte without
+/// branches, which together cost less than a loop that stops at the first non-token byte
+/// (the name is valid exactly when every byte before the first colon is a token byte).
+fn parse_field(i: &[u8]) -> Option<Field> {
+    let n = find_byte(i, 0, b':')?;
+    if n == 0 || !all_tchar(&i[..n]) {
+        return None;
     }
     let mut v = n + 1;
-    // Most fields have one space after the colon: take it before the general loop.
-    if i.get(v) == Some(&b' ') {
-        v += 1;
-    }
     while let Some(b' ' | b'\t') = i.get(v) {
         v += 1;
     }
-    let rest = &i[v..];
     // The value runs to the first CRLF that is not followed by SP or HTAB; a NUL or an LF
     // without a CR before it on the way is an error (callers that scanned for bare LFs
     // never meet one; the decoder's sections rely on this to skip that scan).
-    let mut at = 0;
+    let mut at = v;
     loop {
-        let cr = memchr::memchr3(b'\r', b'\n', 0, &rest[at..]).ok_or(nom::Err::Error(()))? + at;
-        if rest[cr] != b'\r' || rest.get(cr + 1) != Some(&b'\n') {
-            return Err(nom::Err::Error(()));
+        let cr = line_end(i, at)?;
+        if i[cr] != b'\r' || i.get(cr + 1) != Some(&b'\n') {
+            return None;
         }
-        if let Some(b' ' | b'\t') = rest.get(cr + 2) {
+        if let Some(b' ' | b'\t') = i.get(cr + 2) {
             at = cr + 2;
             continue;
         }
-        let (lead, len) = trimmed_folded(&rest[..cr]);
-        let start = v + lead;
-        return Ok((&rest[cr + 2..], (n, start..start + len, at > 0)));
+        let folded = at != v;
+        let value = if folded {
+            let (lead, len) = trimmed_folded(&i[v..cr]);
+            v + lead..v + lead + len
+        } else {
+            // One line: no CR or LF inside, and no leading whitespace left.
+            let mut end = cr;
+            while end > v && matches!(i[end - 1], b' ' | b'\t') {
+                end -= 1;
+            }
+            v..end
+        };
+        return Some(Field {
+            name_len: n,
+            value,
+            folded,
+            len: cr + 2,
+        });
+    }
+}
+
+/// Where [`parse_field`] found a field's parts, as positions in its input.
+struct Field {
+    /// The name is `0..name_len`.
+    name_len: usize,
+    /// The raw value: folds included, outer whitespace and folds trimmed.
+    value: std::ops::Range<usize>,
+    /// Whether it had continuation lines.
+    folded: bool,
+    /// The bytes of the field, its last CRLF included.
+    len: usize,
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// The first `needle` in `b[from..]`, as an index into `b`, eight bytes at a time (the
+/// lowest byte a zero test flags is exact: a borrow only flags bytes after it).
+fn find_byte(b: &[u8], from: usize, needle: u8) -> Option<usize> {
+    let mut at = from;
+    while let Some(word) = b.get(at..at + 8) {
+        let x =
+            u64::from_le_bytes(word.try_into().expect("eight bytes")) ^ (ONES * u64::from(needle));
+        let zero = x.wrapping_sub(ONES) & !x & HIGH;
+        if zero != 0 {
+            return Some(at + (zero.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    b.get(at..)?
+        .iter()
+        .position(|&c| c == needle)
+        .map(|p| at + p)
+}
+
+/// The first CR, LF or NUL in `b[from..]`, as an index into `b`.
+///
+/// Eight bytes at a time: one subtraction finds the first byte below SP in a word (a byte
+/// that borrows can only flag bytes after it, so the lowest flag is exact; bytes from 0x80
+/// are masked out). HTAB and the other control bytes a value may hold are passed over.
+/// A field value is a few dozen bytes, where `memchr3`'s setup cost more than this loop.
+fn line_end(b: &[u8], from: usize) -> Option<usize> {
+    let below_sp = |w: &[u8]| {
+        let x = u64::from_le_bytes(w.try_into().expect("eight bytes"));
+        x.wrapping_sub(ONES * 0x20) & !x & HIGH
+    };
+    let mut at = from;
+    loop {
+        // Two words per step: values are often longer than one.
+        let (m0, m1) = match b.get(at..at + 16) {
+            Some(w) => (below_sp(&w[..8]), below_sp(&w[8..])),
+            None => match b.get(at..at + 8) {
+                Some(w) => (below_sp(w), 0),
+                None => {
+                    return b
+                        .get(at..)?
+                        .iter()
+                        .position(|&c| matches!(c, b'\r' | b'\n' | 0))
+                        .map(|p| at + p);
+                }
+            },
+        };
+        if m0 | m1 == 0 {
+            at += if b.len() >= at + 16 { 16 } else { 8 };
+            continue;
+        }
+        let i = if m0 != 0 {
+            at + (m0.trailing_zeros() / 8) as usize
+        } else {
+            at + 8 + (m1.trailing_zeros() / 8) as usize
+        };
+        if matches!(b[i], b'\r' | b'\n' | 0) {
+            return Some(i);
+        }
+        at = i + 1;
     }
 }
 
@@ -285,13 +375,21 @@ fn fields(
     if head.len() > MAX_DECODED {
         return Err(too_big());
     }
-    let fields = head.get(from..).ok_or(DecodeError::InvalidHeader)?;
-    let mut entries = Vec::with_capacity(16);
+    if from > head.len() {
+        return Err(DecodeError::InvalidHeader);
+    }
+    // Room for a field per 48 bytes: no regrowth for heads of typical fields, and at most
+    // half the head's size in table for a head of short ones.
+    let room = ((head.len() - from) / 48)
+        .max(8)
+        .min(limits.max_headers.saturating_add(1));
+    let mut entries = Vec::with_capacity(room);
     let mut encoded = 0usize;
     let mut counted = 0usize;
     let mut encapsulated_seen = false;
-    let mut i = fields;
+    let mut at = from;
     loop {
+        let i = &head[at..];
         if i.starts_with(b"\r\n") {
             let left = i.len();
             if let Some(e) = enc.as_mut()
@@ -301,31 +399,29 @@ fn fields(
             }
             return Ok((Headers::decoded(head, entries), left, encoded));
         }
-        // `i` is a suffix of `head`.
-        let at = head.len() - i.len();
-        let (rest, (name_len, value, folded)) = parse_field(i).map_err(|_| field_error(i))?;
-        let received = i.len() - rest.len();
-        if folded && !rules.obs_fold {
+        let f = parse_field(i).ok_or_else(|| field_error(i))?;
+        if f.folded && !rules.obs_fold {
             return Err(DecodeError::ObsFold);
         }
         // A field counts against `max_header_line` with the larger of the bytes received
         // and the bytes `Headers::encode` writes for it (`name: value CRLF`). So whatever
         // decodes under a limit also decodes, under the same limit, once encoded again: a
         // field received as `name:value` grows by the space the encoder writes.
-        let written = crate::header::encoded_field_len(name_len, value.len());
+        let written = crate::header::encoded_field_len(f.name_len, f.value.len());
         encoded = encoded.saturating_add(written);
-        if received.max(written) > limits.max_header_line {
+        if f.len.max(written) > limits.max_header_line {
             return Err(DecodeError::limit(
                 Limit::HeaderLine,
                 limits.max_header_line,
             ));
         }
-        let is_enc = rules.icap && i[..name_len].eq_ignore_ascii_case(b"Encapsulated");
+        let value = at + f.value.start..at + f.value.end;
+        let is_enc = rules.icap && i[..f.name_len].eq_ignore_ascii_case(b"Encapsulated");
         if let Some(e) = enc.as_mut().filter(|_| is_enc) {
             if e.first.is_some() {
                 e.repeated = true;
             } else {
-                e.first = Some(at + value.start..at + value.end);
+                e.first = Some(value.clone());
             }
         }
         if is_enc && !encapsulated_seen {
@@ -335,13 +431,9 @@ fn fields(
         } else {
             counted += 1;
         }
-        let entry = Entry::decoded(
-            head.len(),
-            at..at + name_len,
-            at + value.start..at + value.end,
-        );
+        let entry = Entry::decoded(head.len(), at..at + f.name_len, value);
         entries.push(entry.ok_or_else(too_big)?);
-        i = rest;
+        at += f.len;
     }
 }
 
@@ -411,6 +503,24 @@ mod tests {
         obs_fold: true,
         icap: false,
     };
+
+    proptest::proptest! {
+        /// The word-at-a-time search finds what a byte loop finds, from any start.
+        #[test]
+        fn line_end_is_the_first_cr_lf_or_nul(
+            b in proptest::collection::vec(proptest::prop_oneof![
+                proptest::prelude::Just(b'\r'), proptest::prelude::Just(b'\n'),
+                proptest::prelude::Just(0u8), proptest::prelude::Just(b'\t'),
+                0x01u8..0x20, 0x20u8..0x7f, 0x7fu8..=0xff,
+            ], 0..40),
+            from in 0usize..45,
+        ) {
+            let want = b.get(from..).and_then(|s| {
+                s.iter().position(|&c| matches!(c, b'\r' | b'\n' | 0)).map(|p| from + p)
+            });
+            proptest::prop_assert_eq!(line_end(&b, from), want);
+        }
+    }
 
     #[test]
     fn head_end_found_across_calls() {
