@@ -9,11 +9,12 @@ use bytes::{Buf, Bytes, BytesMut};
 use crate::chunked::{BodyEnd, ChunkEvent, ChunkedDecoder};
 use crate::encapsulated::{BodyKind, Direction, Encapsulated, Section};
 use crate::error::{DecodeError, Limit};
+use crate::header::{Entry, Headers};
 use crate::http::{HttpRequestHead, HttpResponseHead};
 use crate::limits::Limits;
 use crate::message::{RequestHead, ResponseHead};
 use crate::parse::{self, FieldRules};
-use crate::types::{Method, StatusCode, Uri, VERSION};
+use crate::types::{Method, StatusCode, Uri, UriParts, VERSION};
 
 /// What a decoder found. Every message is one `Head`, then `Data` and (for requests with a
 /// preview) `PreviewEnd`, then one `End`.
@@ -111,25 +112,44 @@ impl<H: Head + Clone> Core<H> {
         self.state = State::Head { scanned: 0 };
     }
 
-    /// Frames the ICAP head; `parse` turns its bytes into a head and its `Encapsulated`.
-    fn frame_head(
+    /// Frames the ICAP head: `read` parses the bytes of one that start a slice, and
+    /// `build` makes the head of its parts once its bytes are split off.
+    ///
+    /// Most heads arrive whole, so the first call reads the buffer as it is. A head that
+    /// reads cleanly from the start ends where the framing would find its end, the first
+    /// `CRLF CRLF`, and holds no bare LF: the parsers refuse both before it. Anything else
+    /// (an incomplete head, any error) goes through the framing, which waits for more bytes
+    /// or gives the error that the bytes would give fed one by one.
+    fn frame_head<S>(
         &mut self,
         buf: &mut BytesMut,
-        parse: impl FnOnce(Bytes, &Limits, FieldRules) -> Result<(H, Option<Encapsulated>), DecodeError>,
+        read: impl Fn(&[u8], &Limits, FieldRules) -> Result<Read<S>, DecodeError>,
+        build: impl FnOnce(Bytes, S, Vec<Entry>) -> H,
     ) -> Result<Step<H>, DecodeError> {
         let State::Head { scanned } = &mut self.state else {
             unreachable!("frame_head is only called in the Head state")
         };
+        let rules = FieldRules {
+            obs_fold: self.obs_fold,
+            icap: true,
+        };
         // Robustness (as RFC 7230 section 3.5 allows): empty lines before a message are skipped.
-        if *scanned == 0 {
+        let window = if *scanned == 0 {
             while buf.starts_with(b"\r\n") {
                 buf.advance(2);
             }
             if buf.as_ref() == b"\r" {
                 return Ok(Step::NeedMore);
             }
-        }
-        let window = buf.len().min(self.limits.max_head);
+            let window = buf.len().min(self.limits.max_head);
+            if let Ok(r) = read(&buf[..window], &self.limits, rules) {
+                let bytes = buf.split_to(r.len).freeze();
+                return Ok(Step::Head(build(bytes, r.start, r.entries), r.enc));
+            }
+            window
+        } else {
+            buf.len().min(self.limits.max_head)
+        };
         let Some(end) = parse::find_head_end(&buf[..window], scanned)? else {
             if buf.len() >= self.limits.max_head {
                 return Err(DecodeError::limit(Limit::Head, self.limits.max_head));
@@ -138,12 +158,9 @@ impl<H: Head + Clone> Core<H> {
         };
         let bytes = buf.split_to(end).freeze();
         self.state = State::Head { scanned: 0 };
-        let rules = FieldRules {
-            obs_fold: self.obs_fold,
-            icap: true,
-        };
-        let (head, enc) = parse(bytes, &self.limits, rules)?;
-        Ok(Step::Head(head, enc))
+        let r = read(&bytes, &self.limits, rules)?;
+        debug_assert_eq!(r.len, bytes.len());
+        Ok(Step::Head(build(bytes, r.start, r.entries), r.enc))
     }
 
     /// After the ICAP head: reads the embedded heads the offsets announce into `head`.
@@ -283,6 +300,15 @@ impl<H: Head + Clone> Core<H> {
             State::End(BodyEnd::default())
         };
     }
+}
+
+/// An ICAP head read from bytes that start with it, before they are split off: its start
+/// line's parts `S`, its fields' table, its `Encapsulated`, and its length.
+struct Read<S> {
+    start: S,
+    entries: Vec<Entry>,
+    enc: Option<Encapsulated>,
+    len: usize,
 }
 
 /// Sections an ICAP head announced whose bytes have not all arrived yet.
@@ -432,7 +458,9 @@ impl RequestDecoder {
         match &mut self.core.state {
             State::Head { .. } => {
                 let limits = self.core.limits;
-                let step = self.core.frame_head(buf, parse_request_head)?;
+                let step = self
+                    .core
+                    .frame_head(buf, read_request_head, build_request_head)?;
                 let Step::Head(head, enc) = step else {
                     return Ok(None);
                 };
@@ -494,14 +522,22 @@ impl RequestDecoder {
     }
 }
 
-/// `Request = Request-Line *(header-field CRLF) CRLF` (RFC 3507 section 4.3).
-fn parse_request_head(
-    bytes: Bytes,
+/// What a request line holds, once checked: the method, and the URI's place and parts.
+struct RequestLine {
+    method: Method,
+    target: std::ops::Range<usize>,
+    uri: UriParts,
+}
+
+/// `Request = Request-Line *(header-field CRLF) CRLF` (RFC 3507 section 4.3), read from the
+/// start of `head`.
+fn read_request_head(
+    head: &[u8],
     limits: &Limits,
     rules: FieldRules,
-) -> Result<(RequestHead, Option<Encapsulated>), DecodeError> {
+) -> Result<Read<RequestLine>, DecodeError> {
     let (rest, (method, target, version)) =
-        parse::parse_request_line(&bytes).map_err(|_| DecodeError::InvalidRequestLine)?;
+        parse::parse_request_line(head).map_err(|_| DecodeError::InvalidRequestLine)?;
     if version != VERSION.as_bytes() {
         // `HTTP/1.1` is not an ICAP version at all (400); `ICAP/1.1` is one we do not speak
         // (505).
@@ -511,10 +547,12 @@ fn parse_request_head(
             DecodeError::InvalidRequestLine
         });
     }
+    // The target follows the method and one space.
+    let target_at = method.len() + 1;
     let method = Method::from_bytes(method).ok_or(DecodeError::UnknownMethod)?;
-    let uri = Uri::parse(bytes.slice_ref(target)).map_err(|_| DecodeError::InvalidUri)?;
-    let from = bytes.len() - rest.len();
-    let (headers, enc) = parse::parse_icap_fields(bytes, from, limits, rules)?;
+    let uri = Uri::check(target).map_err(|_| DecodeError::InvalidUri)?;
+    let from = head.len() - rest.len();
+    let (entries, enc, len) = parse::parse_icap_fields(head, from, limits, rules)?;
     match &enc {
         Some(e) => e
             .validate(method, Direction::Request)
@@ -522,9 +560,24 @@ fn parse_request_head(
         None if method != Method::Options => return Err(DecodeError::MissingEncapsulated),
         None => {}
     }
-    let mut head = RequestHead::new(method, uri);
-    head.headers = headers;
-    Ok((head, enc))
+    Ok(Read {
+        start: RequestLine {
+            method,
+            target: target_at..target_at + target.len(),
+            uri,
+        },
+        entries,
+        enc,
+        len,
+    })
+}
+
+/// The request head [`read_request_head`] read, over its bytes.
+fn build_request_head(bytes: Bytes, line: RequestLine, entries: Vec<Entry>) -> RequestHead {
+    let uri = Uri::from_checked(bytes.slice(line.target), line.uri);
+    let mut head = RequestHead::new(line.method, uri);
+    head.headers = Headers::decoded(bytes, entries);
+    head
 }
 
 /// Decodes ICAP responses (the client side). It must know the method of the request being
@@ -588,9 +641,11 @@ impl ResponseDecoder {
         match &mut self.core.state {
             State::Head { .. } => {
                 let method = self.method;
-                let step = self
-                    .core
-                    .frame_head(buf, |b, l, r| parse_response_head(b, l, r, method))?;
+                let step = self.core.frame_head(
+                    buf,
+                    |b, l, r| read_response_head(b, l, r, method),
+                    build_response_head,
+                )?;
                 let Step::Head(mut head, enc) = step else {
                     return Ok(None);
                 };
@@ -623,15 +678,22 @@ impl ResponseDecoder {
     }
 }
 
-/// `Response = Status-Line *(header-field CRLF) CRLF` (RFC 3507 section 4.3).
-fn parse_response_head(
-    bytes: Bytes,
+/// What a status line holds, once checked: the status, and where the reason lies.
+struct StatusLine {
+    status: StatusCode,
+    reason: std::ops::Range<usize>,
+}
+
+/// `Response = Status-Line *(header-field CRLF) CRLF` (RFC 3507 section 4.3), read from the
+/// start of `head`.
+fn read_response_head(
+    head: &[u8],
     limits: &Limits,
     rules: FieldRules,
     method: Method,
-) -> Result<(ResponseHead, Option<Encapsulated>), DecodeError> {
+) -> Result<Read<StatusLine>, DecodeError> {
     let (rest, (version, code, reason)) =
-        parse::parse_status_line(&bytes).map_err(|_| DecodeError::InvalidStatusLine)?;
+        parse::parse_status_line(head).map_err(|_| DecodeError::InvalidStatusLine)?;
     if version != VERSION.as_bytes() {
         return Err(if is_icap_version(version) {
             DecodeError::UnsupportedVersion
@@ -640,14 +702,26 @@ fn parse_response_head(
         });
     }
     let status = StatusCode::new(code).map_err(|_| DecodeError::InvalidStatusLine)?;
-    let reason = parse::share(&bytes, reason);
-    let from = bytes.len() - rest.len();
-    let (headers, enc) = parse::parse_icap_fields(bytes, from, limits, rules)?;
+    let from = head.len() - rest.len();
+    // The reason is what the status line holds between `version SP 3DIGIT SP` and CRLF.
+    let reason = from - 2 - reason.len()..from - 2;
+    let (entries, enc, len) = parse::parse_icap_fields(head, from, limits, rules)?;
     if let Some(e) = &enc {
         e.validate(method, Direction::Response)
             .map_err(DecodeError::InvalidEncapsulated)?;
     }
-    Ok((ResponseHead::from_parts(status, reason, headers), enc))
+    Ok(Read {
+        start: StatusLine { status, reason },
+        entries,
+        enc,
+        len,
+    })
+}
+
+/// The response head [`read_response_head`] read, over its bytes.
+fn build_response_head(bytes: Bytes, line: StatusLine, entries: Vec<Entry>) -> ResponseHead {
+    let reason = parse::share(&bytes, &bytes[line.reason]);
+    ResponseHead::from_parts(line.status, reason, Headers::decoded(bytes, entries))
 }
 
 /// `"ICAP/" 1*DIGIT "." 1*DIGIT`: an ICAP version, supported or not.

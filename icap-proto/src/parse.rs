@@ -322,28 +322,32 @@ pub(crate) fn parse_fields(
     limits: &Limits,
     rules: FieldRules,
 ) -> Result<(Headers, usize, usize), DecodeError> {
-    fields(head, from, limits, rules, None)
+    let (entries, left, encoded) = fields(&head, from, limits, rules, None)?;
+    Ok((Headers::decoded(head, entries), left, encoded))
 }
 
-/// [`parse_fields`] of an ICAP head (`rules.icap`), with its `Encapsulated` field read on
-/// the way (the decoder needs it next, and would otherwise look the field up again):
-/// `None` without one, [`DecodeError::DuplicateEncapsulated`] with two or more. Field
-/// errors come first, as they would with the lookup after the parse.
+/// The fields of an ICAP head (`rules.icap`) in `head[from..]`, as the table of a
+/// [`Headers`] over `head` (which may run on past the head: the fields end at the first
+/// empty line), with its `Encapsulated` field read on the way (the decoder needs it next,
+/// and would otherwise look the field up again): `None` without one,
+/// [`DecodeError::DuplicateEncapsulated`] with two or more. Field errors come first, as
+/// they would with the lookup after the parse. Also returns where the head ends, just past
+/// its empty line.
 pub(crate) fn parse_icap_fields(
-    head: Bytes,
+    head: &[u8],
     from: usize,
     limits: &Limits,
     rules: FieldRules,
-) -> Result<(Headers, Option<Encapsulated>), DecodeError> {
+) -> Result<(Vec<Entry>, Option<Encapsulated>, usize), DecodeError> {
     debug_assert!(rules.icap);
     let mut enc = EncapsulatedField::default();
-    let (headers, _, _) = fields(head, from, limits, rules, Some(&mut enc))?;
+    let (entries, left, _) = fields(head, from, limits, rules, Some(&mut enc))?;
     let parsed = match enc.parsed {
         _ if enc.repeated => return Err(DecodeError::DuplicateEncapsulated),
         Some(parsed) => Some(parsed.map_err(DecodeError::InvalidEncapsulated)?),
         None => None,
     };
-    Ok((headers, parsed))
+    Ok((entries, parsed, head.len() - left + 2))
 }
 
 /// Where [`fields`] notes the `Encapsulated` fields of a block, when asked to.
@@ -356,13 +360,15 @@ struct EncapsulatedField {
     parsed: Option<Result<Encapsulated, EncapsulatedError>>,
 }
 
+/// The table of the fields in `head[from..]` (see [`parse_fields`]), how many bytes of
+/// `head` are left from the empty line on, and the bytes the fields encode to.
 fn fields(
-    head: Bytes,
+    head: &[u8],
     from: usize,
     limits: &Limits,
     rules: FieldRules,
     mut enc: Option<&mut EncapsulatedField>,
-) -> Result<(Headers, usize, usize), DecodeError> {
+) -> Result<(Vec<Entry>, usize, usize), DecodeError> {
     // Positions are `u32`: a longer head cannot pass `Limits` (whose sizes are `usize`), but
     // is refused here as too big rather than wrapped.
     let too_big = || {
@@ -397,7 +403,7 @@ fn fields(
             {
                 e.parsed = head.get(r).map(Encapsulated::parse);
             }
-            return Ok((Headers::decoded(head, entries), left, encoded));
+            return Ok((entries, left, encoded));
         }
         let f = parse_field(i).ok_or_else(|| field_error(i))?;
         if f.folded && !rules.obs_fold {

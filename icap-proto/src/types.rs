@@ -188,6 +188,15 @@ pub struct Uri {
     path_start: usize,
 }
 
+/// Where [`Uri::check`] found a URI's parts in its bytes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct UriParts {
+    scheme: Scheme,
+    host: (usize, usize),
+    port: Option<u16>,
+    path_start: usize,
+}
+
 impl Uri {
     /// The URI's bytes, for [`RequestHead::detached`](crate::RequestHead::detached).
     pub(crate) fn raw_mut(&mut self) -> &mut Bytes {
@@ -197,7 +206,23 @@ impl Uri {
     /// Parses and validates a URI.
     pub fn parse(raw: impl Into<Bytes>) -> Result<Self, EncodeError> {
         let raw: Bytes = raw.into();
-        let s: &[u8] = &raw;
+        let parts = Self::check(&raw)?;
+        Ok(Self::from_checked(raw, parts))
+    }
+
+    /// A URI of bytes that [`Uri::check`] accepted with `parts`.
+    pub(crate) fn from_checked(raw: Bytes, parts: UriParts) -> Self {
+        Uri {
+            raw,
+            scheme: parts.scheme,
+            host: parts.host,
+            port: parts.port,
+            path_start: parts.path_start,
+        }
+    }
+
+    /// Validates a URI's bytes and finds its parts, without keeping the bytes.
+    pub(crate) fn check(s: &[u8]) -> Result<UriParts, EncodeError> {
         if s.is_empty() || crate::header::has_invisible(s) {
             return Err(EncodeError::InvalidUri);
         }
@@ -246,12 +271,11 @@ impl Uri {
         if host_len == 0 {
             return Err(EncodeError::InvalidUri);
         }
-        Ok(Uri {
+        Ok(UriParts {
             scheme,
             host: (rest_at, rest_at + host_len),
             port,
             path_start: rest_at + auth_len,
-            raw,
         })
     }
 
