@@ -58,10 +58,6 @@ pub(crate) struct Span {
 }
 
 impl Span {
-    fn len(self) -> usize {
-        self.end.saturating_sub(self.start) as usize
-    }
-
     fn of(self, buf: &Bytes) -> &[u8] {
         buf.get(self.start as usize..self.end as usize)
             .unwrap_or_default()
@@ -211,15 +207,8 @@ impl Headers {
         }
     }
 
-    /// Whether the field is `name` (case-insensitive). A decoded name's length is in its
-    /// span: most fields are told apart by it without touching their bytes.
     fn is_named(&self, e: Entry, name: &str) -> bool {
-        match e {
-            Entry::Decoded { name: span, .. } => {
-                span.len() == name.len() && span.of(&self.buf).eq_ignore_ascii_case(name.as_bytes())
-            }
-            Entry::Owned(_) => self.name_of(e).is(name),
-        }
+        self.name_of(e).is(name)
     }
 
     /// The first value of `name` (case-insensitive).
