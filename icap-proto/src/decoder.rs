@@ -10,7 +10,10 @@ use crate::chunked::{BodyEnd, ChunkEvent, ChunkedDecoder};
 use crate::encapsulated::{BodyKind, Direction, Encapsulated, Section};
 use crate::error::{DecodeError, Limit};
 use crate::header::{Entry, Headers};
-use crate::http::{HttpRequestHead, HttpResponseHead};
+use crate::http::{
+    HttpRequestHead, HttpResponseHead, RequestLine as HttpRequestLine, SectionRead,
+    StatusLine as HttpStatusLine,
+};
 use crate::limits::Limits;
 use crate::message::{RequestHead, ResponseHead};
 use crate::parse::{self, FieldRules};
@@ -94,11 +97,6 @@ struct Core<H> {
     state: State<H>,
 }
 
-enum Step<H> {
-    NeedMore,
-    Head(H, Option<Encapsulated>),
-}
-
 impl<H: Head + Clone> Core<H> {
     fn new(limits: Limits, obs_fold: bool) -> Self {
         Core {
@@ -112,8 +110,10 @@ impl<H: Head + Clone> Core<H> {
         self.state = State::Head { scanned: 0 };
     }
 
-    /// Frames the ICAP head: `read` parses the bytes of one that start a slice, and
-    /// `build` makes the head of its parts once its bytes are split off.
+    /// Frames the ICAP head: `read` parses the bytes of one that start a slice; returns
+    /// the head's bytes, split off, with what `read` found in them (`None`: more bytes are
+    /// needed). The caller builds the head where it keeps it: a head is a few hundred
+    /// bytes, and each move of a built one is a `memcpy`.
     ///
     /// Most heads arrive whole, so the first call reads the buffer as it is. A head that
     /// reads cleanly from the start ends where the framing would find its end, the first
@@ -124,8 +124,7 @@ impl<H: Head + Clone> Core<H> {
         &mut self,
         buf: &mut BytesMut,
         read: impl Fn(&[u8], &Limits, FieldRules) -> Result<Read<S>, DecodeError>,
-        build: impl FnOnce(Bytes, S, Vec<Entry>) -> H,
-    ) -> Result<Step<H>, DecodeError> {
+    ) -> Result<Option<(Bytes, Read<S>)>, DecodeError> {
         let State::Head { scanned } = &mut self.state else {
             unreachable!("frame_head is only called in the Head state")
         };
@@ -139,12 +138,12 @@ impl<H: Head + Clone> Core<H> {
                 buf.advance(2);
             }
             if buf.as_ref() == b"\r" {
-                return Ok(Step::NeedMore);
+                return Ok(None);
             }
             let window = buf.len().min(self.limits.max_head);
             if let Ok(r) = read(&buf[..window], &self.limits, rules) {
                 let bytes = buf.split_to(r.len).freeze();
-                return Ok(Step::Head(build(bytes, r.start, r.entries), r.enc));
+                return Ok(Some((bytes, r)));
             }
             window
         } else {
@@ -154,13 +153,13 @@ impl<H: Head + Clone> Core<H> {
             if buf.len() >= self.limits.max_head {
                 return Err(DecodeError::limit(Limit::Head, self.limits.max_head));
             }
-            return Ok(Step::NeedMore);
+            return Ok(None);
         };
         let bytes = buf.split_to(end).freeze();
         self.state = State::Head { scanned: 0 };
         let r = read(&bytes, &self.limits, rules)?;
         debug_assert_eq!(r.len, bytes.len());
-        Ok(Step::Head(build(bytes, r.start, r.entries), r.enc))
+        Ok(Some((bytes, r)))
     }
 
     /// After the ICAP head: reads the embedded heads the offsets announce into `head`.
@@ -189,12 +188,22 @@ impl<H: Head + Clone> Core<H> {
         if buf.len() < needed {
             return Ok(Some(Pending { enc, needed }));
         }
-        // Every section is here (the usual case: a head arrives in one read). Parsing them
-        // finds any early end or bare LF too, since the field parser refuses both; only a
+        // Every section is here (the usual case: a head arrives in one read). Reading them
+        // in place finds any early end or bare LF too, since the parsers refuse both; once
+        // all read, each is split off on its own (one reference count each). Only a
         // failure needs the scan of `check_head_ends`, to report the error that the same
         // bytes fed in pieces would give.
-        let all = buf.split_to(needed).freeze();
-        if self.parse_sections(head, &enc, &all, None).is_err() {
+        if let Ok((req, res)) = self.read_sections(&enc, &buf[..needed]) {
+            if let Some(r) = req {
+                let part = buf.split_to(r.len).freeze();
+                head.set_request(HttpRequestHead::build(part, r.read));
+            }
+            if let Some(r) = res {
+                let part = buf.split_to(r.len).freeze();
+                head.set_response(HttpResponseHead::build(part, r.read));
+            }
+        } else {
+            let all = buf.split_to(needed).freeze();
             let (mut scanned, mut bare_lf) = (0, None);
             check_head_ends(&enc, &all, &mut scanned, &mut bare_lf)?;
             self.parse_sections(head, &enc, &all, bare_lf)?;
@@ -253,6 +262,43 @@ impl<H: Head + Clone> Core<H> {
         Ok(Some(*head))
     }
 
+    /// Reads the embedded heads in `all` (every section's bytes, in order) in place.
+    #[allow(clippy::type_complexity)] // the two optional reads, named where they are used
+    fn read_sections(
+        &self,
+        enc: &Encapsulated,
+        all: &[u8],
+    ) -> Result<
+        (
+            Option<Sized<SectionRead<HttpRequestLine>>>,
+            Option<Sized<SectionRead<HttpStatusLine>>>,
+        ),
+        DecodeError,
+    > {
+        let (mut req, mut res) = (None, None);
+        let mut from = 0usize;
+        for (i, &(section, _)) in enc.entries()[..enc.entries().len() - 1].iter().enumerate() {
+            let len = usize::try_from(enc.section_len(i)).expect("checked in after_head");
+            let part = &all[from..from + len];
+            from += len;
+            if !part.ends_with(b"\r\n\r\n") {
+                return Err(DecodeError::EncapsulatedMismatch);
+            }
+            match section {
+                Section::ReqHdr => {
+                    let read = HttpRequestHead::read(part, &self.limits, self.obs_fold)?;
+                    req = Some(Sized { read, len });
+                }
+                Section::ResHdr => {
+                    let read = HttpResponseHead::read(part, &self.limits, self.obs_fold)?;
+                    res = Some(Sized { read, len });
+                }
+                _ => unreachable!("only header sections precede the body entry"),
+            }
+        }
+        Ok((req, res))
+    }
+
     /// Parses the embedded heads in `all` (every section's bytes) in section order, into
     /// `head`. `bare_lf` is where [`check_head_ends`] saw the first LF without a CR before
     /// it.
@@ -280,10 +326,12 @@ impl<H: Head + Clone> Core<H> {
             let part = all.slice(at..to);
             match section {
                 Section::ReqHdr => {
-                    head.set_request(HttpRequestHead::decode(part, &self.limits, self.obs_fold)?);
+                    let read = HttpRequestHead::read(&part, &self.limits, self.obs_fold)?;
+                    head.set_request(HttpRequestHead::build(part, read));
                 }
                 Section::ResHdr => {
-                    head.set_response(HttpResponseHead::decode(part, &self.limits, self.obs_fold)?);
+                    let read = HttpResponseHead::read(&part, &self.limits, self.obs_fold)?;
+                    head.set_response(HttpResponseHead::build(part, read));
                 }
                 _ => unreachable!("only header sections precede the body entry"),
             }
@@ -308,6 +356,12 @@ struct Read<S> {
     start: S,
     entries: Vec<Entry>,
     enc: Option<Encapsulated>,
+    len: usize,
+}
+
+/// A section read in place, and its length.
+struct Sized<R> {
+    read: R,
     len: usize,
 }
 
@@ -458,12 +512,11 @@ impl RequestDecoder {
         match &mut self.core.state {
             State::Head { .. } => {
                 let limits = self.core.limits;
-                let step = self
-                    .core
-                    .frame_head(buf, read_request_head, build_request_head)?;
-                let Step::Head(head, enc) = step else {
+                let Some((bytes, read)) = self.core.frame_head(buf, read_request_head)? else {
                     return Ok(None);
                 };
+                let enc = read.enc;
+                let mut head = build_request_head(bytes, read.start, read.entries);
                 self.preview = match head.preview()? {
                     Some(n) if n > limits.max_preview => {
                         return Err(DecodeError::LimitExceeded {
@@ -474,7 +527,6 @@ impl RequestDecoder {
                     p => p.filter(|_| enc.as_ref().and_then(Encapsulated::body_kind).is_some()),
                 };
                 self.preview_seen = 0;
-                let mut head = head;
                 match self.core.after_head(&mut head, enc, buf)? {
                     None => Ok(Some(Event::Head(head))),
                     Some(p) => Ok(self
@@ -641,14 +693,14 @@ impl ResponseDecoder {
         match &mut self.core.state {
             State::Head { .. } => {
                 let method = self.method;
-                let step = self.core.frame_head(
-                    buf,
-                    |b, l, r| read_response_head(b, l, r, method),
-                    build_response_head,
-                )?;
-                let Step::Head(mut head, enc) = step else {
+                let Some((bytes, read)) = self
+                    .core
+                    .frame_head(buf, |b, l, r| read_response_head(b, l, r, method))?
+                else {
                     return Ok(None);
                 };
+                let enc = read.enc;
+                let mut head = build_response_head(bytes, read.start, read.entries);
                 match self.core.after_head(&mut head, enc, buf)? {
                     None => Ok(Some(Event::Head(head))),
                     Some(p) => Ok(self

@@ -3,7 +3,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::error::{DecodeError, EncodeError};
-use crate::header::{Headers, is_token};
+use crate::header::{Entry, Headers, is_token};
 use crate::limits::Limits;
 use crate::parse;
 
@@ -131,44 +131,88 @@ impl HttpRequestHead {
         out.put_slice(b"\r\n");
     }
 
-    /// Parses a complete head (ending with the empty line) from `section`.
-    pub(crate) fn decode(
-        section: Bytes,
+    /// Reads a complete head (ending with the empty line) from `section`, all of it, into
+    /// positions: [`HttpRequestHead::build`] makes the head once the bytes are shared.
+    pub(crate) fn read(
+        section: &[u8],
         limits: &Limits,
         obs_fold: bool,
-    ) -> Result<Self, DecodeError> {
+    ) -> Result<SectionRead<RequestLine>, DecodeError> {
         let (rest, (method, target, version)) =
-            parse::parse_request_line(&section).map_err(|_| DecodeError::InvalidHttpHead)?;
+            parse::parse_request_line(section).map_err(|_| DecodeError::InvalidHttpHead)?;
         if !check_version(version) {
             return Err(DecodeError::InvalidHttpHead);
         }
-        let (method, target, version) = (
-            parse::share(&section, method),
-            section.slice_ref(target),
-            parse::share(&section, version),
-        );
         let from = section.len() - rest.len();
-        let (headers, rest, fields_len) = parse::parse_fields(
-            section,
-            from,
-            limits,
-            parse::FieldRules {
-                obs_fold,
-                icap: false,
-            },
-        )?;
-        if rest != 2 {
-            return Err(DecodeError::EncapsulatedMismatch);
-        }
-        let head = HttpRequestHead {
+        let (entries, fields_len) = read_fields(section, from, limits, obs_fold)?;
+        // `method SP target SP version CRLF`
+        let target_at = method.len() + 1;
+        let line = RequestLine {
+            method: 0..method.len(),
+            target: target_at..target_at + target.len(),
+            version: from - 2 - version.len()..from - 2,
+        };
+        let len = [method.len(), target.len(), version.len(), 4, fields_len, 2]
+            .into_iter()
+            .fold(0, usize::saturating_add);
+        check_encoded_len(len, limits)?;
+        Ok(SectionRead { line, entries })
+    }
+
+    /// The head [`HttpRequestHead::read`] read from `section`.
+    pub(crate) fn build(section: Bytes, read: SectionRead<RequestLine>) -> Self {
+        let RequestLine {
             method,
             target,
             version,
-            headers,
-        };
-        check_encoded_len(head.encoded_len_with(fields_len), limits)?;
-        Ok(head)
+        } = read.line;
+        HttpRequestHead {
+            method: parse::share(&section, &section[method]),
+            target: section.slice(target),
+            version: parse::share(&section, &section[version]),
+            headers: Headers::decoded(section, read.entries),
+        }
     }
+}
+
+/// An embedded head read from its section: its start line's parts `L` and its fields'
+/// table, as positions in the section.
+pub(crate) struct SectionRead<L> {
+    line: L,
+    entries: Vec<Entry>,
+}
+
+/// Where the parts of an embedded request line lie in its section.
+pub(crate) struct RequestLine {
+    method: std::ops::Range<usize>,
+    target: std::ops::Range<usize>,
+    version: std::ops::Range<usize>,
+}
+
+/// Where the parts of an embedded status line lie in its section, and its status.
+pub(crate) struct StatusLine {
+    version: std::ops::Range<usize>,
+    status: u16,
+    reason: std::ops::Range<usize>,
+}
+
+/// The fields of a section from `from` on, which must end the section, and the bytes they
+/// encode to.
+fn read_fields(
+    section: &[u8],
+    from: usize,
+    limits: &Limits,
+    obs_fold: bool,
+) -> Result<(Vec<Entry>, usize), DecodeError> {
+    let rules = parse::FieldRules {
+        obs_fold,
+        icap: false,
+    };
+    let (entries, rest, fields_len) = parse::field_table(section, from, limits, rules)?;
+    if rest != 2 {
+        return Err(DecodeError::EncapsulatedMismatch);
+    }
+    Ok((entries, fields_len))
 }
 
 impl HttpResponseHead {
@@ -248,41 +292,46 @@ impl HttpResponseHead {
         out.put_slice(b"\r\n");
     }
 
-    pub(crate) fn decode(
-        section: Bytes,
+    /// Reads a complete head from `section` into positions, as
+    /// [`HttpRequestHead::read`] does.
+    pub(crate) fn read(
+        section: &[u8],
         limits: &Limits,
         obs_fold: bool,
-    ) -> Result<Self, DecodeError> {
+    ) -> Result<SectionRead<StatusLine>, DecodeError> {
         let (rest, (version, status, reason)) =
-            parse::parse_status_line(&section).map_err(|_| DecodeError::InvalidHttpHead)?;
+            parse::parse_status_line(section).map_err(|_| DecodeError::InvalidHttpHead)?;
         if !check_version(version) {
             return Err(DecodeError::InvalidHttpHead);
         }
-        let (version, reason) = (
-            parse::share(&section, version),
-            parse::share(&section, reason),
-        );
         let from = section.len() - rest.len();
-        let (headers, rest, fields_len) = parse::parse_fields(
-            section,
-            from,
-            limits,
-            parse::FieldRules {
-                obs_fold,
-                icap: false,
-            },
-        )?;
-        if rest != 2 {
-            return Err(DecodeError::EncapsulatedMismatch);
-        }
-        let head = HttpResponseHead {
+        let (entries, fields_len) = read_fields(section, from, limits, obs_fold)?;
+        // `version SP 3DIGIT [SP reason] CRLF`: the reason ends the line.
+        let line = StatusLine {
+            version: 0..version.len(),
+            status,
+            reason: from - 2 - reason.len()..from - 2,
+        };
+        let len = [version.len(), 5, reason.len(), 2, fields_len, 2]
+            .into_iter()
+            .fold(0, usize::saturating_add);
+        check_encoded_len(len, limits)?;
+        Ok(SectionRead { line, entries })
+    }
+
+    /// The head [`HttpResponseHead::read`] read from `section`.
+    pub(crate) fn build(section: Bytes, read: SectionRead<StatusLine>) -> Self {
+        let StatusLine {
             version,
             status,
             reason,
-            headers,
-        };
-        check_encoded_len(head.encoded_len_with(fields_len), limits)?;
-        Ok(head)
+        } = read.line;
+        HttpResponseHead {
+            version: parse::share(&section, &section[version]),
+            status,
+            reason: parse::share(&section, &section[reason]),
+            headers: Headers::decoded(section, read.entries),
+        }
     }
 }
 

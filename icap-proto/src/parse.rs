@@ -326,6 +326,17 @@ pub(crate) fn parse_fields(
     Ok((Headers::decoded(head, entries), left, encoded))
 }
 
+/// [`parse_fields`] as positions only: the table of a [`Headers`] over `head`, which the
+/// caller makes once `head`'s bytes are shared.
+pub(crate) fn field_table(
+    head: &[u8],
+    from: usize,
+    limits: &Limits,
+    rules: FieldRules,
+) -> Result<(Vec<Entry>, usize, usize), DecodeError> {
+    fields(head, from, limits, rules, None)
+}
+
 /// The fields of an ICAP head (`rules.icap`) in `head[from..]`, as the table of a
 /// [`Headers`] over `head` (which may run on past the head: the fields end at the first
 /// empty line), with its `Encapsulated` field read on the way (the decoder needs it next,
