@@ -141,6 +141,9 @@ impl<H: Head + Clone> Core<H> {
                 return Ok(None);
             }
             let window = buf.len().min(self.limits.max_head);
+            if window == 0 {
+                return Ok(None);
+            }
             if let Ok(r) = read(&buf[..window], &self.limits, rules) {
                 let bytes = buf.split_to(r.len).freeze();
                 return Ok(Some((bytes, r)));

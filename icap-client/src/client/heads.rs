@@ -61,10 +61,11 @@ fn embedded_heads(
     meta: &ScanMeta,
     size: Option<u64>,
 ) -> Result<(HttpRequestHead, Option<HttpResponseHead>, BodyKind), Error> {
-    let target = format!(
-        "/{}",
-        percent_encode(meta.filename.as_deref().unwrap_or("upload"))
-    );
+    // Pieces pushed one by one: `format!` cost more than the rest of the head's fields.
+    let name = meta.filename.as_deref().unwrap_or("upload");
+    let mut target = String::with_capacity(name.len() + 1);
+    target.push('/');
+    target.extend(percent_encode(name));
     let bad = |e: icap_proto::EncodeError| Error::config(format!("embedded HTTP head: {e}"));
     let ctype = match &meta.content_type {
         Some(t) => HeaderValue::new(Bytes::copy_from_slice(t.as_bytes())).map_err(bad)?,
@@ -191,8 +192,8 @@ const FILE_NAME: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMER
     .remove(b'/');
 
 /// Percent-encodes a file name for the embedded HTTP request line.
-fn percent_encode(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, FILE_NAME).to_string()
+fn percent_encode(s: &str) -> percent_encoding::PercentEncode<'_> {
+    percent_encoding::utf8_percent_encode(s, FILE_NAME)
 }
 
 #[cfg(test)]
@@ -452,7 +453,7 @@ mod tests {
             ("ü%?#\r\n.exe", "/%C3%BC%25%3F%23%0D%0A.exe"),
         ];
         for (name, target) in cases {
-            assert_eq!(percent_encode(name), &target[1..], "{name:?}");
+            assert_eq!(percent_encode(name).to_string(), &target[1..], "{name:?}");
             let got = head(
                 &ClientConfig::default(),
                 &ScanMeta::new(name),
