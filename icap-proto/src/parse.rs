@@ -1,8 +1,12 @@
-//! The private nom grammar: start lines and header fields of complete heads.
+//! The private grammar: start lines and header fields of heads, and the search for where a
+//! head ends.
 //!
-//! Framing (finding where a head ends, under a size limit) happens before this in
-//! [`crate::decoder`]; these rules run on a complete head, so they use
-//! `nom::bytes::complete`.
+//! The rules run on bytes that start with a head and hold all of it, so they use
+//! `nom::bytes::complete` where they use nom. They may run on past the head: the fields end
+//! at the first empty line, and nothing they accept holds a `CRLF CRLF` earlier or an LF
+//! without a CR before it. So the decoder reads a head that arrived whole straight from its
+//! buffer, and frames first (finding the end under a size limit, [`find_head_end`]) only a
+//! head that did not, or that fails to read.
 
 use std::sync::LazyLock;
 
@@ -307,8 +311,8 @@ pub(crate) struct FieldRules {
     pub(crate) icap: bool,
 }
 
-/// Parses the header fields of `head[from..]` (ending with the empty line, with no LF that
-/// does not follow a CR: the callers' scans for the end of a head checked that) into
+/// Parses the header fields of `head[from..]` up to the first empty line (a bare LF or a
+/// NUL on the way is refused, as is a CR without an LF after it) into
 /// `Headers` that share `head` and hold only the positions of names and values in it, no
 /// copies and no reference count per field. Also returns how many bytes are left from the
 /// empty line on (2 when the head ends there), and the bytes [`Headers::encode`] writes for

@@ -1,6 +1,6 @@
 //! The field types: the owned, validated [`HeaderName`] and [`HeaderValue`] that heads are
 //! built from, the borrowed views [`HeaderNameRef`] and [`HeaderValueRef`] that a
-//! [`Headers`](super::Headers) hands out, and the checks and trims of names and values.
+//! [`Headers`](crate::Headers)(super::Headers) hands out, and the checks and trims of names and values.
 //! Their representations are visible to the parent module only, which makes the views.
 
 use std::fmt;
@@ -90,7 +90,7 @@ impl HeaderName {
         self.0.eq_ignore_ascii_case(other.as_bytes())
     }
 
-    /// A borrowed view of this name, as [`Headers`] hands out.
+    /// A borrowed view of this name, as [`Headers`](crate::Headers) hands out.
     pub fn as_view(&self) -> HeaderNameRef<'_> {
         HeaderNameRef {
             bytes: &self.0,
@@ -124,7 +124,7 @@ impl TryFrom<&str> for HeaderName {
     }
 }
 
-/// A borrowed header name, as [`Headers::iter`] hands it out: a view of the bytes the map
+/// A borrowed header name, as [`Headers::iter`](crate::Headers::iter) hands it out: a view of the bytes the map
 /// holds (a decoded head's buffer or an owned [`HeaderName`]). `Copy`, compared
 /// case-insensitively like [`HeaderName`]; [`HeaderNameRef::to_owned`] makes an owned one.
 #[derive(Clone, Copy)]
@@ -326,7 +326,7 @@ impl HeaderValue {
         self.as_view().to_u64()
     }
 
-    /// A borrowed view of this value, as [`Headers`] hands out.
+    /// A borrowed view of this value, as [`Headers`](crate::Headers) hands out.
     pub fn as_view(&self) -> HeaderValueRef<'_> {
         HeaderValueRef {
             bytes: self.as_bytes(),
@@ -365,7 +365,7 @@ impl TryFrom<String> for HeaderValue {
     }
 }
 
-/// A borrowed header value, as [`Headers::get`] and [`Headers::iter`] hand it out: a view
+/// A borrowed header value, as [`Headers::get`](crate::Headers::get) and [`Headers::iter`](crate::Headers::iter) hand it out: a view
 /// of the bytes the map holds, with the reading methods of [`HeaderValue`]. `Copy`;
 /// [`HeaderValueRef::to_bytes`] shares the map's buffer instead of copying, and
 /// [`HeaderValueRef::to_owned`] makes an owned value.
