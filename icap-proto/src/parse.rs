@@ -261,6 +261,15 @@ fn line_end(b: &[u8], from: usize) -> Option<usize> {
         x.wrapping_sub(ONES * 0x20) & !x & HIGH
     };
     let mut at = from;
+    // Four words per step while none holds a byte below SP: long values pass quickly.
+    while let Some(w) = b.get(at..at + 32) {
+        let any =
+            below_sp(&w[..8]) | below_sp(&w[8..16]) | below_sp(&w[16..24]) | below_sp(&w[24..]);
+        if any != 0 {
+            break;
+        }
+        at += 32;
+    }
     loop {
         // Two words per step: values are often longer than one.
         let (m0, m1) = match b.get(at..at + 16) {
