@@ -1,6 +1,6 @@
 //! The field types: the owned, validated [`HeaderName`] and [`HeaderValue`] that heads are
 //! built from, the borrowed views [`HeaderNameRef`] and [`HeaderValueRef`] that a
-//! [`Headers`](crate::Headers)(super::Headers) hands out, and the checks and trims of names and values.
+//! [`Headers`](super::Headers) hands out, and the checks and trims of names and values.
 //! Their representations are visible to the parent module only, which makes the views.
 
 use std::fmt;
