@@ -46,29 +46,24 @@ trait Head {
     fn set_body(&mut self, body: Option<BodyKind>);
 }
 
-impl Head for RequestHead {
-    fn set_request(&mut self, req: HttpRequestHead) {
-        self.http_request = Some(req);
-    }
-    fn set_response(&mut self, res: HttpResponseHead) {
-        self.http_response = Some(res);
-    }
-    fn set_body(&mut self, body: Option<BodyKind>) {
-        self.body = body;
-    }
+/// Both heads keep their embedded heads and body in fields of the same names.
+macro_rules! embedded_in_place {
+    ($($head:ty),*) => {$(
+        impl Head for $head {
+            fn set_request(&mut self, req: HttpRequestHead) {
+                self.http_request = Some(req);
+            }
+            fn set_response(&mut self, res: HttpResponseHead) {
+                self.http_response = Some(res);
+            }
+            fn set_body(&mut self, body: Option<BodyKind>) {
+                self.body = body;
+            }
+        }
+    )*};
 }
 
-impl Head for ResponseHead {
-    fn set_request(&mut self, req: HttpRequestHead) {
-        self.http_request = Some(req);
-    }
-    fn set_response(&mut self, res: HttpResponseHead) {
-        self.http_response = Some(res);
-    }
-    fn set_body(&mut self, body: Option<BodyKind>) {
-        self.body = body;
-    }
-}
+embedded_in_place!(RequestHead, ResponseHead);
 
 #[derive(Debug)]
 enum State<H> {
