@@ -92,7 +92,7 @@ struct Core<H> {
     state: State<H>,
 }
 
-impl<H: Head + Clone> Core<H> {
+impl<H: Head> Core<H> {
     fn new(limits: Limits, obs_fold: bool) -> Self {
         Core {
             limits,
@@ -135,10 +135,10 @@ impl<H: Head + Clone> Core<H> {
             if buf.as_ref() == b"\r" {
                 return Ok(None);
             }
-            let window = buf.len().min(self.limits.max_head);
-            if window == 0 {
+            if buf.is_empty() {
                 return Ok(None);
             }
+            let window = buf.len().min(self.limits.max_head);
             if let Ok(r) = read(&buf[..window], &self.limits, rules) {
                 let bytes = buf.split_to(r.len).freeze();
                 return Ok(Some((bytes, r)));
@@ -191,20 +191,13 @@ impl<H: Head + Clone> Core<H> {
         // all read, each is split off on its own (one reference count each). Only a
         // failure needs the scan of `check_head_ends`, to report the error that the same
         // bytes fed in pieces would give.
-        if let Ok((req, res)) = self.read_sections(&enc, &buf[..needed]) {
-            if let Some(r) = req {
-                let part = buf.split_to(r.len).freeze();
-                head.set_request(HttpRequestHead::build(part, r.read));
-            }
-            if let Some(r) = res {
-                let part = buf.split_to(r.len).freeze();
-                head.set_response(HttpResponseHead::build(part, r.read));
-            }
+        if let Ok(reads) = self.read_sections(&enc, &buf[..needed], None) {
+            build_sections(head, reads, |n| buf.split_to(n).freeze());
         } else {
             let all = buf.split_to(needed).freeze();
             let (mut scanned, mut bare_lf) = (0, None);
             check_head_ends(&enc, &all, &mut scanned, &mut bare_lf)?;
-            self.parse_sections(head, &enc, &all, bare_lf)?;
+            self.build_from(head, &enc, &all, bare_lf)?;
         }
         self.finish_head(head, &enc);
         Ok(None)
@@ -255,85 +248,63 @@ impl<H: Head + Clone> Core<H> {
             unreachable!("checked above")
         };
         let all = buf.split_to(needed).freeze();
-        self.parse_sections(&mut head, &enc, &all, bare_lf)?;
+        self.build_from(&mut head, &enc, &all, bare_lf)?;
         self.finish_head(&mut head, &enc);
         Ok(Some(*head))
     }
 
-    /// Reads the embedded heads in `all` (every section's bytes, in order) in place.
-    #[allow(clippy::type_complexity)] // the two optional reads, named where they are used
+    /// Reads the embedded heads in `all` (every section's bytes, in order) in place, in
+    /// section order. `bare_lf` is where [`check_head_ends`] saw the first LF without a CR
+    /// before it, if it looked: a head holding it is refused as a scan of each would.
     fn read_sections(
         &self,
         enc: &Encapsulated,
         all: &[u8],
-    ) -> Result<
-        (
-            Option<Sized<SectionRead<HttpRequestLine>>>,
-            Option<Sized<SectionRead<HttpStatusLine>>>,
-        ),
-        DecodeError,
-    > {
-        let (mut req, mut res) = (None, None);
-        let mut from = 0usize;
-        for (i, &(section, _)) in enc.entries()[..enc.entries().len() - 1].iter().enumerate() {
-            let len = usize::try_from(enc.section_len(i)).expect("checked in after_head");
-            let part = &all[from..from + len];
-            from += len;
-            if !part.ends_with(b"\r\n\r\n") {
-                return Err(DecodeError::EncapsulatedMismatch);
-            }
-            match section {
-                Section::ReqHdr => {
-                    let read = HttpRequestHead::read(part, &self.limits, self.obs_fold)?;
-                    req = Some(Sized { read, len });
-                }
-                Section::ResHdr => {
-                    let read = HttpResponseHead::read(part, &self.limits, self.obs_fold)?;
-                    res = Some(Sized { read, len });
-                }
-                _ => unreachable!("only header sections precede the body entry"),
-            }
-        }
-        Ok((req, res))
-    }
-
-    /// Parses the embedded heads in `all` (every section's bytes) in section order, into
-    /// `head`. `bare_lf` is where [`check_head_ends`] saw the first LF without a CR before
-    /// it.
-    fn parse_sections(
-        &self,
-        head: &mut H,
-        enc: &Encapsulated,
-        all: &Bytes,
         bare_lf: Option<usize>,
-    ) -> Result<(), DecodeError> {
+    ) -> Result<SectionReads, DecodeError> {
+        let mut reads = SectionReads::default();
         let mut from = 0usize;
         for (i, &(section, _)) in enc.entries()[..enc.entries().len() - 1].iter().enumerate() {
             // Section lengths were checked to fit in usize and to add up to `all.len()`.
             let len = usize::try_from(enc.section_len(i)).expect("checked in after_head");
             let (at, to) = (from, from + len);
             from = to;
-            if !all[at..to].ends_with(b"\r\n\r\n") {
+            let part = &all[at..to];
+            if !part.ends_with(b"\r\n\r\n") {
                 return Err(DecodeError::EncapsulatedMismatch);
             }
-            // A head with a bare LF is refused here, in section order, as a scan of each
-            // would.
             if bare_lf.is_some_and(|lf| (at..to).contains(&lf)) {
                 return Err(DecodeError::BareLineFeed);
             }
-            let part = all.slice(at..to);
             match section {
                 Section::ReqHdr => {
-                    let read = HttpRequestHead::read(&part, &self.limits, self.obs_fold)?;
-                    head.set_request(HttpRequestHead::build(part, read));
+                    let read = HttpRequestHead::read(part, &self.limits, self.obs_fold)?;
+                    reads.req = Some(Sized { read, len });
                 }
                 Section::ResHdr => {
-                    let read = HttpResponseHead::read(&part, &self.limits, self.obs_fold)?;
-                    head.set_response(HttpResponseHead::build(part, read));
+                    let read = HttpResponseHead::read(part, &self.limits, self.obs_fold)?;
+                    reads.res = Some(Sized { read, len });
                 }
                 _ => unreachable!("only header sections precede the body entry"),
             }
         }
+        Ok(reads)
+    }
+
+    /// [`Core::read_sections`] of `all`, built into `head` from slices of it.
+    fn build_from(
+        &self,
+        head: &mut H,
+        enc: &Encapsulated,
+        all: &Bytes,
+        bare_lf: Option<usize>,
+    ) -> Result<(), DecodeError> {
+        let reads = self.read_sections(enc, all, bare_lf)?;
+        let mut at = 0;
+        build_sections(head, reads, |n| {
+            at += n;
+            all.slice(at - n..at)
+        });
         Ok(())
     }
 
@@ -361,6 +332,28 @@ struct Read<S> {
 struct Sized<R> {
     read: R,
     len: usize,
+}
+
+/// The embedded heads [`Core::read_sections`] read, in section order.
+#[derive(Default)]
+struct SectionReads {
+    req: Option<Sized<SectionRead<HttpRequestLine>>>,
+    res: Option<Sized<SectionRead<HttpStatusLine>>>,
+}
+
+/// Builds the heads of `reads` into `head`, each over the bytes `take` hands out for its
+/// length, in section order.
+fn build_sections<H: Head>(
+    head: &mut H,
+    reads: SectionReads,
+    mut take: impl FnMut(usize) -> Bytes,
+) {
+    if let Some(r) = reads.req {
+        head.set_request(HttpRequestHead::build(take(r.len), r.read));
+    }
+    if let Some(r) = reads.res {
+        head.set_response(HttpResponseHead::build(take(r.len), r.read));
+    }
 }
 
 /// Sections an ICAP head announced whose bytes have not all arrived yet.

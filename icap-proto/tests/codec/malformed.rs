@@ -726,6 +726,13 @@ fn rows() -> Vec<Row> {
             limit(Limit::Head, 64 * 1024),
         ),
         row_with(
+            "any ICAP head over a max_head of 0",
+            REQ,
+            d.with_max_head(0),
+            options(""),
+            limit(Limit::Head, 0),
+        ),
+        row_with(
             "ICAP head over a small max_head",
             REQ,
             d.with_max_head(32),
