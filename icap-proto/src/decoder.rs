@@ -493,6 +493,13 @@ impl RequestDecoder {
         matches!(self.core.state, State::Head { scanned: 0 })
     }
 
+    /// The preview the head just decoded announced (`None` without one, or without a
+    /// body): [`RequestHead::preview`] of that head, read with its fields. Until the
+    /// preview ends.
+    pub(crate) fn announced_preview(&self) -> Option<u64> {
+        self.preview
+    }
+
     /// Decodes the next event, or `Ok(None)` if `buf` needs more bytes. After an error the
     /// connection cannot be resynchronised: answer (400, 501 or 505, see
     /// [`DecodeError::status_code`]) and close.
@@ -507,8 +514,9 @@ impl RequestDecoder {
                     return Ok(None);
                 };
                 let enc = read.enc;
+                let preview = read.start.preview;
                 let mut head = build_request_head(bytes, read.start, read.entries);
-                self.preview = match head.preview()? {
+                self.preview = match preview? {
                     Some(n) if n > limits.max_preview => {
                         return Err(DecodeError::LimitExceeded {
                             limit: Limit::Preview,
@@ -565,11 +573,13 @@ impl RequestDecoder {
     }
 }
 
-/// What a request line holds, once checked: the method, and the URI's place and parts.
+/// What a request line holds, once checked: the method, and the URI's place and parts; and
+/// the head's `Preview`, read with its fields.
 struct RequestLine {
     method: Method,
     target: std::ops::Range<usize>,
     uri: UriParts,
+    preview: Result<Option<u64>, DecodeError>,
 }
 
 /// `Request = Request-Line *(header-field CRLF) CRLF` (RFC 3507 section 4.3), read from the
@@ -595,7 +605,12 @@ fn read_request_head(
     let method = Method::from_bytes(method).ok_or(DecodeError::UnknownMethod)?;
     let uri = Uri::check(target).map_err(|_| DecodeError::InvalidUri)?;
     let from = head.len() - rest.len();
-    let (entries, enc, len) = parse::parse_icap_fields(head, from, limits, rules)?;
+    let parse::IcapFields {
+        entries,
+        enc,
+        preview,
+        len,
+    } = parse::parse_icap_fields(head, from, limits, rules, true)?;
     match &enc {
         Some(e) => e
             .validate(method, Direction::Request)
@@ -608,6 +623,7 @@ fn read_request_head(
             method,
             target: target_at..target_at + target.len(),
             uri,
+            preview,
         },
         entries,
         enc,
@@ -748,7 +764,9 @@ fn read_response_head(
     let from = head.len() - rest.len();
     // The reason is what the status line holds between `version SP 3DIGIT SP` and CRLF.
     let reason = from - 2 - reason.len()..from - 2;
-    let (entries, enc, len) = parse::parse_icap_fields(head, from, limits, rules)?;
+    let parse::IcapFields {
+        entries, enc, len, ..
+    } = parse::parse_icap_fields(head, from, limits, rules, false)?;
     if let Some(e) = &enc {
         e.validate(method, Direction::Response)
             .map_err(DecodeError::InvalidEncapsulated)?;

@@ -17,7 +17,7 @@ use nom::bytes::complete::{tag, take_while_m_n};
 
 use crate::encapsulated::Encapsulated;
 use crate::error::{DecodeError, EncapsulatedError, Limit};
-use crate::header::{Entry, Headers, MAX_DECODED, TCHAR, has_invisible};
+use crate::header::{Entry, Headers, MAX_DECODED, TCHAR, has_invisible, parse_u64, trim_ows};
 use crate::limits::Limits;
 
 type PResult<'a, T> = IResult<&'a [u8], T, ()>;
@@ -355,33 +355,69 @@ pub(crate) fn field_table(
 /// empty line), with its `Encapsulated` field read on the way (the decoder needs it next,
 /// and would otherwise look the field up again): `None` without one,
 /// [`DecodeError::DuplicateEncapsulated`] with two or more. Field errors come first, as
-/// they would with the lookup after the parse. Also returns where the head ends, just past
-/// its empty line.
+/// they would with the lookup after the parse. A `request` head's `Preview` is read on the
+/// way too. Also returns where the head ends, just past its empty line.
 pub(crate) fn parse_icap_fields(
     head: &[u8],
     from: usize,
     limits: &Limits,
     rules: FieldRules,
-) -> Result<(Vec<Entry>, Option<Encapsulated>, usize), DecodeError> {
+    request: bool,
+) -> Result<IcapFields, DecodeError> {
     debug_assert!(rules.icap);
-    let mut enc = EncapsulatedField::default();
-    let (entries, left, _) = fields(head, from, limits, rules, Some(&mut enc))?;
-    let parsed = match enc.parsed {
-        _ if enc.repeated => return Err(DecodeError::DuplicateEncapsulated),
+    let mut noted = Noted {
+        note_preview: request,
+        ..Noted::default()
+    };
+    let (entries, left, _) = fields(head, from, limits, rules, Some(&mut noted))?;
+    let enc = match noted.enc_parsed {
+        _ if noted.enc_repeated => return Err(DecodeError::DuplicateEncapsulated),
         Some(parsed) => Some(parsed.map_err(DecodeError::InvalidEncapsulated)?),
         None => None,
     };
-    Ok((entries, parsed, head.len() - left + 2))
+    // As `RequestHead::preview` reads it from the decoded head.
+    let bad_preview = DecodeError::InvalidHeaderValue("Preview");
+    let preview = match noted.preview {
+        None => Ok(None),
+        Some(_) if noted.preview_conflict => Err(bad_preview),
+        Some(r) => parse_u64(trim_ows(&head[r])).map(Some).ok_or(bad_preview),
+    };
+    Ok(IcapFields {
+        entries,
+        enc,
+        preview,
+        len: head.len() - left + 2,
+    })
 }
 
-/// Where [`fields`] notes the `Encapsulated` fields of a block, when asked to.
+/// What [`parse_icap_fields`] read.
+pub(crate) struct IcapFields {
+    /// The table of the fields.
+    pub(crate) entries: Vec<Entry>,
+    /// The `Encapsulated` field, parsed.
+    pub(crate) enc: Option<Encapsulated>,
+    /// The `Preview` field, as [`crate::RequestHead::preview`] reads it (`Ok(None)` for a
+    /// response head, where it is not looked for).
+    pub(crate) preview: Result<Option<u64>, DecodeError>,
+    /// Where the head ends, just past its empty line.
+    pub(crate) len: usize,
+}
+
+/// Where [`fields`] notes the fields of an ICAP head that the decoder reads next, so that
+/// it does not look them up again after the parse.
 #[derive(Default)]
-struct EncapsulatedField {
-    /// The first one's value, as positions in the head.
-    first: Option<std::ops::Range<usize>>,
-    repeated: bool,
-    /// The first one's value, parsed once the block parsed.
-    parsed: Option<Result<Encapsulated, EncapsulatedError>>,
+struct Noted {
+    /// Whether to note `Preview` (a request head).
+    note_preview: bool,
+    /// The first `Encapsulated` value, as positions in the head.
+    enc_first: Option<std::ops::Range<usize>>,
+    enc_repeated: bool,
+    /// The first `Encapsulated` value, parsed once the block parsed.
+    enc_parsed: Option<Result<Encapsulated, EncapsulatedError>>,
+    /// The first `Preview` value, as positions in the head.
+    preview: Option<std::ops::Range<usize>>,
+    /// Whether a later `Preview` differs from the first (`Headers::get_single`'s rule).
+    preview_conflict: bool,
 }
 
 /// The table of the fields in `head[from..]` (see [`parse_fields`]), how many bytes of
@@ -391,7 +427,7 @@ fn fields(
     from: usize,
     limits: &Limits,
     rules: FieldRules,
-    mut enc: Option<&mut EncapsulatedField>,
+    mut noted: Option<&mut Noted>,
 ) -> Result<(Vec<Entry>, usize, usize), DecodeError> {
     // Positions are `u32`: a longer head cannot pass `Limits` (whose sizes are `usize`), but
     // is refused here as too big rather than wrapped.
@@ -422,10 +458,10 @@ fn fields(
         let i = &head[at..];
         if i.starts_with(b"\r\n") {
             let left = i.len();
-            if let Some(e) = enc.as_mut()
-                && let Some(r) = e.first.clone()
+            if let Some(e) = noted.as_mut()
+                && let Some(r) = e.enc_first.clone()
             {
-                e.parsed = head.get(r).map(Encapsulated::parse);
+                e.enc_parsed = head.get(r).map(Encapsulated::parse);
             }
             return Ok((entries, left, encoded));
         }
@@ -446,12 +482,23 @@ fn fields(
             ));
         }
         let value = at + f.value.start..at + f.value.end;
-        let is_enc = rules.icap && i[..f.name_len].eq_ignore_ascii_case(b"Encapsulated");
-        if let Some(e) = enc.as_mut().filter(|_| is_enc) {
-            if e.first.is_some() {
-                e.repeated = true;
-            } else {
-                e.first = Some(value.clone());
+        let name = &i[..f.name_len];
+        let is_enc = rules.icap && name.eq_ignore_ascii_case(b"Encapsulated");
+        if let Some(e) = noted.as_mut() {
+            if is_enc {
+                if e.enc_first.is_some() {
+                    e.enc_repeated = true;
+                } else {
+                    e.enc_first = Some(value.clone());
+                }
+            } else if e.note_preview && name.eq_ignore_ascii_case(b"Preview") {
+                match &e.preview {
+                    None => e.preview = Some(value.clone()),
+                    Some(first) => {
+                        e.preview_conflict |=
+                            trim_ows(&head[first.clone()]) != trim_ows(&head[value.clone()]);
+                    }
+                }
             }
         }
         if is_enc && !encapsulated_seen {

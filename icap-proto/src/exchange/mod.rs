@@ -176,21 +176,40 @@ impl RequestPlan {
     /// assert_eq!(plan.preview, Some(PreviewPlan { size: 0, ieof: true }));
     /// ```
     pub fn from_head(head: &RequestHead, preview_ieof: bool) -> Result<Self, DecodeError> {
+        Ok(Self::read(head, head.preview()?, preview_ieof).0)
+    }
+
+    /// [`RequestPlan::from_head`] with the head's `Preview` already read (`announced`, as
+    /// [`RequestHead::preview`] gives it), and whether the head's `Connection` says
+    /// `close`: one pass over the fields for `Allow` and `Connection`.
+    pub(crate) fn read(
+        head: &RequestHead,
+        announced: Option<u64>,
+        preview_ieof: bool,
+    ) -> (Self, bool) {
         let has_body = head.body.is_some();
-        let preview = head
-            .preview()?
-            .filter(|_| has_body)
-            .map(|size| PreviewPlan {
-                size,
-                ieof: preview_ieof,
-            });
-        Ok(RequestPlan {
+        let preview = announced.filter(|_| has_body).map(|size| PreviewPlan {
+            size,
+            ieof: preview_ieof,
+        });
+        let (mut allow_204, mut allow_206, mut close) = (false, false, false);
+        for (name, value) in &head.headers {
+            let name = name.as_bytes();
+            if name.eq_ignore_ascii_case(b"Allow") {
+                allow_204 |= list_has(value.as_bytes(), b"204");
+                allow_206 |= list_has(value.as_bytes(), b"206");
+            } else if name.eq_ignore_ascii_case(b"Connection") {
+                close |= list_has(value.as_bytes(), b"close");
+            }
+        }
+        let plan = RequestPlan {
             method: head.method,
-            allow_204: list_contains(&head.headers, "Allow", b"204"),
-            allow_206: list_contains(&head.headers, "Allow", b"206"),
+            allow_204,
+            allow_206,
             preview,
             has_body,
-        })
+        };
+        (plan, close)
     }
 
     /// The preview ends without `ieof`: the rest of the body waits for `100 Continue`.
@@ -350,9 +369,12 @@ fn status_may_answer(ctx: AnswerContext, status: StatusCode) -> bool {
 /// Whether the comma-separated list in the fields `name` contains `token`
 /// (case-insensitive), as in `Allow: 204, 206` or `Connection: keep-alive, close`.
 fn list_contains(headers: &Headers, name: &str, token: &[u8]) -> bool {
-    headers
-        .get_all(name)
-        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+    headers.get_all(name).any(|v| list_has(v.as_bytes(), token))
+}
+
+/// Whether the comma-separated field value `v` lists `token` (case-insensitive).
+fn list_has(v: &[u8], token: &[u8]) -> bool {
+    v.split(|&b| b == b',')
         .any(|item| item.trim_ascii().eq_ignore_ascii_case(token))
 }
 

@@ -109,14 +109,11 @@ impl ServerExchange {
         };
         match &event {
             Event::Head(head) => {
-                // The decoder has already read Preview; an error here cannot happen, but
-                // would be the peer's.
-                let plan = match RequestPlan::from_head(head, false) {
-                    Ok(plan) => plan,
-                    Err(e) => return Err(self.fail(e.into())),
-                };
+                // The decoder has read (and checked) `Preview` with the head's fields.
+                let (plan, close) =
+                    RequestPlan::read(head, self.decoder.announced_preview(), false);
                 self.plan = Some(plan);
-                self.request_close = says_close(&head.headers);
+                self.request_close = close;
             }
             Event::PreviewEnd { ieof } => {
                 self.preview_end = Some(*ieof);

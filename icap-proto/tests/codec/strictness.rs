@@ -328,3 +328,43 @@ fn the_first_encapsulated_is_not_counted_against_max_headers() {
         })
     );
 }
+
+proptest::proptest! {
+    /// The decoder reads `Preview` with the head's fields, and the server exchange reads
+    /// `Allow` and `Connection` in one pass: both agree with the lookups on the decoded
+    /// head (`RequestHead::preview`, `allows_204`, ...) over repeated, differently cased,
+    /// padded, bad and absent fields, and a head whose `Preview` the lookup refuses is
+    /// refused by the decoder with the same error.
+    #[test]
+    fn fields_read_in_the_loop_agree_with_lookups(
+        fields in proptest::collection::vec((0usize..6, 0usize..8), 0..5),
+    ) {
+        use icap_proto::exchange::{RequestPlan, ServerExchange};
+        let names = ["Preview", "preview", "PREVIEW", "Allow", "allow", "Connection"];
+        let values = ["4", " 4 ", "0", "abc", "204", "204, 206", "close", "18446744073709551616"];
+        let mut text = String::from("RESPMOD icap://h/s ICAP/1.0\r\nHost: h\r\n");
+        let mut built = icap_proto::Headers::new();
+        for &(n, v) in &fields {
+            text.extend([names[n], ": ", values[v], "\r\n"]);
+            built.append(names[n], values[v].trim()).expect("valid field");
+        }
+        text.push_str("Encapsulated: res-hdr=0, res-body=19\r\n\r\nHTTP/1.1 200 OK\r\n\r\n0; ieof\r\n\r\n");
+        let mut lookup = icap_proto::RequestHead::new(Method::Respmod, "icap://h/s".parse().unwrap());
+        lookup.headers = built;
+        lookup.body = Some(icap_proto::BodyKind::Response);
+        let mut ex = ServerExchange::new(Limits::default());
+        let got = ex.poll_event(&mut BytesMut::from(text.as_bytes()));
+        match (lookup.preview(), got) {
+            (Err(want), Err(e)) => proptest::prop_assert_eq!(e, want.into()),
+            (Ok(preview), Ok(Some(Event::Head(head)))) => {
+                proptest::prop_assert_eq!(head.preview(), Ok(preview));
+                let plan = ex.plan().copied().expect("a plan after the head");
+                let want = RequestPlan::from_head(&head, false).expect("a valid head");
+                proptest::prop_assert_eq!(plan, want);
+                proptest::prop_assert_eq!(plan.preview.map(|p| p.size), preview);
+                proptest::prop_assert_eq!(plan.allow_204, lookup.allows_204());
+            }
+            (want, got) => proptest::prop_assert!(false, "lookup {want:?}, decoder {got:?}"),
+        }
+    }
+}
