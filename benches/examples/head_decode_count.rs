@@ -7,7 +7,9 @@
 //! - `copy`: only that copy into a fresh `BytesMut`, to subtract from `proto`;
 //! - `peers`: `icaparse` on the ICAP head plus `httparse` on both embedded heads, the
 //!   `icaparse + httparse` row of `benches/proto.rs` (borrowed results, no copy);
-//! - `icaparse`: `icaparse` alone.
+//! - `icaparse`: `icaparse` alone;
+//! - `detach`: `proto`, then `RequestHead::detached` of the head (as the mock's journal
+//!   keeps it), to subtract `proto` from.
 //!
 //! ```sh
 //! cargo build --release -p icap-benches --example head_decode_count
@@ -46,10 +48,11 @@ fn main() {
     for _ in 0..n {
         fields += match mode.as_str() {
             "proto" => proto(&bytes),
+            "detach" => detach(&bytes),
             "copy" => black_box(BytesMut::from(black_box(&bytes[..]))).len(),
             "peers" => icaparse(&bytes) + httparse(&bytes[icap_end..], req_end - icap_end),
             "icaparse" => icaparse(&bytes),
-            other => panic!("mode is proto, copy, peers or icaparse, not {other:?}"),
+            other => panic!("mode is proto, detach, copy, peers or icaparse, not {other:?}"),
         };
     }
     println!(
@@ -69,6 +72,16 @@ fn proto(bytes: &[u8]) -> usize {
                 + h.http_request.as_ref().map_or(0, |r| r.headers.len())
                 + h.http_response.as_ref().map_or(0, |r| r.headers.len())
         }
+        other => panic!("head expected: {other:?}"),
+    }
+}
+
+/// [`proto`], then a detached copy of the head, both dropped here.
+fn detach(bytes: &[u8]) -> usize {
+    let mut buf = BytesMut::from(black_box(bytes));
+    let mut dec = RequestDecoder::new(Limits::default());
+    match dec.decode(&mut buf) {
+        Ok(Some(Event::Head(h))) => black_box(black_box(&h).detached()).headers.len(),
         other => panic!("head expected: {other:?}"),
     }
 }

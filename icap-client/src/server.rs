@@ -356,7 +356,7 @@ mod tests {
         let start = RequestStart::new(
             icap_proto::Method::Respmod,
             &uri,
-            icap_proto::Headers::new(),
+            &icap_proto::Headers::new(),
         )
         .expect("a valid start");
         ServerState::new(uri, start, ep, 8)

@@ -69,7 +69,7 @@ impl HttpRequestHead {
             return Err(EncodeError::InvalidText);
         }
         Ok(HttpRequestHead {
-            method: Bytes::copy_from_slice(method.as_bytes()),
+            method: common_or_copy(method.as_bytes()),
             target: Bytes::copy_from_slice(target.as_bytes()),
             version: Bytes::from_static(b"HTTP/1.1"),
             headers: Headers::new(),
@@ -81,7 +81,7 @@ impl HttpRequestHead {
         if !check_version(version.as_bytes()) {
             return Err(EncodeError::InvalidToken);
         }
-        self.version = Bytes::copy_from_slice(version.as_bytes());
+        self.version = common_or_copy(version.as_bytes());
         Ok(self)
     }
 
@@ -240,7 +240,7 @@ impl HttpResponseHead {
         Ok(HttpResponseHead {
             version: Bytes::from_static(b"HTTP/1.1"),
             status,
-            reason: Bytes::copy_from_slice(reason.as_bytes()),
+            reason: common_or_copy(reason.as_bytes()),
             headers: Headers::new(),
         })
     }
@@ -250,7 +250,7 @@ impl HttpResponseHead {
         if !check_version(version.as_bytes()) {
             return Err(EncodeError::InvalidToken);
         }
-        self.version = Bytes::copy_from_slice(version.as_bytes());
+        self.version = common_or_copy(version.as_bytes());
         Ok(self)
     }
 
@@ -354,4 +354,10 @@ pub(crate) fn status_digits(code: u16) -> [u8; 3] {
         b'0' + (code / 10 % 10) as u8,
         b'0' + (code % 10) as u8,
     ]
+}
+
+/// `b` as `Bytes`: the static copy of a common string (`GET`, `OK`, `HTTP/1.1`, ...), which
+/// allocates nothing, or else a copy.
+fn common_or_copy(b: &[u8]) -> Bytes {
+    crate::parse::interned(b).map_or_else(|| Bytes::copy_from_slice(b), Bytes::from_static)
 }

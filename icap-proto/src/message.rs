@@ -194,7 +194,7 @@ impl RequestHead {
 /// let uri = "icap://av/scan".parse().unwrap();
 /// let mut shared = Headers::new();
 /// shared.append("Host", "av").unwrap();
-/// let start = RequestStart::new(Method::Respmod, &uri, shared.clone()).unwrap();
+/// let start = RequestStart::new(Method::Respmod, &uri, &shared).unwrap();
 /// let mut own = Headers::new();
 /// own.append("Preview", "0").unwrap();
 /// let res = HttpResponseHead::new(200, "OK").unwrap();
@@ -213,8 +213,9 @@ impl RequestHead {
 #[derive(Debug, Clone)]
 pub struct RequestStart {
     method: Method,
-    /// The shared fields, for the checks that look at a whole head (`Preview`).
-    fields: Headers,
+    /// The shared fields' `Preview` value (trimmed; they agree), for the check over a whole
+    /// head's.
+    preview: Option<Bytes>,
     /// The request line and the shared fields, encoded.
     bytes: Bytes,
 }
@@ -224,20 +225,23 @@ impl RequestStart {
     /// what [`RequestHead::encode`] would refuse them for (a folded value, a `Preview` that
     /// is not one decimal number), and for an `Encapsulated` field, which each request
     /// computes.
-    pub fn new(method: Method, uri: &Uri, fields: Headers) -> Result<Self, EncodeError> {
+    pub fn new(method: Method, uri: &Uri, fields: &Headers) -> Result<Self, EncodeError> {
         if fields.contains(ENCAPSULATED) {
             return Err(EncodeError::InvalidEncapsulation);
         }
-        if folded(&fields) {
+        if folded(fields) {
             return Err(EncodeError::FoldedRequestHeader);
         }
-        preview_of(&fields, &Headers::new())?;
+        preview_of(values(fields, "Preview"))?;
+        let preview = fields
+            .get("Preview")
+            .map(|v| Bytes::copy_from_slice(crate::header::trim_ows(v.as_bytes())));
         let mut out = BytesMut::with_capacity(fields.encoded_len().saturating_add(64));
         put_request_line(method, uri, &mut out);
         fields.encode(&mut out);
         Ok(RequestStart {
             method,
-            fields,
+            preview,
             bytes: out.freeze(),
         })
     }
@@ -260,7 +264,12 @@ impl RequestStart {
         );
         enc.validate(self.method, Direction::Request)
             .map_err(|_| EncodeError::InvalidEncapsulation)?;
-        preview_of(&self.fields, fields)?;
+        preview_of(
+            self.preview
+                .as_deref()
+                .into_iter()
+                .chain(values(fields, "Preview")),
+        )?;
         if folded(fields)
             || http_request.is_some_and(|r| folded(&r.headers))
             || http_response.is_some_and(|r| folded(&r.headers))
@@ -292,19 +301,22 @@ fn folded(h: &Headers) -> bool {
     h.iter().any(|(_, v)| v.as_bytes().contains(&b'\n'))
 }
 
-/// The `Preview` of a head whose fields are `a` then `b`, under [`Headers::get_single`]'s
+/// The values of the fields `name` of `h`.
+fn values<'a>(h: &'a Headers, name: &'a str) -> impl Iterator<Item = &'a [u8]> {
+    h.get_all(name).map(crate::header::HeaderValueRef::as_bytes)
+}
+
+/// The `Preview` of a head whose `Preview` values are `all`, under [`Headers::get_single`]'s
 /// rule: refused when it is given twice with different values or is not a number.
-fn preview_of(a: &Headers, b: &Headers) -> Result<Option<u64>, EncodeError> {
-    let mut all = a.get_all("Preview").chain(b.get_all("Preview"));
+fn preview_of<'a>(mut all: impl Iterator<Item = &'a [u8]>) -> Result<Option<u64>, EncodeError> {
     let Some(first) = all.next() else {
         return Ok(None);
     };
-    let want = crate::header::trim_ows(first.as_bytes());
-    if !all.all(|v| crate::header::trim_ows(v.as_bytes()) == want) {
+    let want = crate::header::trim_ows(first);
+    if !all.all(|v| crate::header::trim_ows(v) == want) {
         return Err(EncodeError::InvalidHeaderValue);
     }
-    first
-        .to_u64()
+    crate::header::parse_u64(want)
         .map(Some)
         .ok_or(EncodeError::InvalidHeaderValue)
 }

@@ -25,7 +25,7 @@ pub(crate) fn scan_head_start(cfg: &ClientConfig, uri: &Uri) -> Result<RequestSt
     if cfg.allow_204 {
         h.push(HeaderName::from_static("Allow"), literal("204"));
     }
-    RequestStart::new(cfg.method, uri, h).map_err(|e| Error::config(format!("ICAP request: {e}")))
+    RequestStart::new(cfg.method, uri, &h).map_err(|e| Error::config(format!("ICAP request: {e}")))
 }
 
 /// The encoded head of a scan request: `size` is the body's declared length (`None`: not

@@ -330,6 +330,9 @@ impl Headers {
     /// Forgets owned fields that no entry refers to any more (after `set` or `remove`), so
     /// that a map edited in a loop does not grow.
     fn drop_unused(&mut self) {
+        if self.owned.is_empty() {
+            return;
+        }
         let used = self
             .entries
             .iter()

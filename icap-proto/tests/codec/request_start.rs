@@ -34,7 +34,7 @@ fn both(
     body: Option<BodyKind>,
 ) -> (Result<BytesMut, EncodeError>, Result<BytesMut, EncodeError>) {
     let uri: icap_proto::Uri = "icap://av.example:1344/scan?x=1".parse().unwrap();
-    let from_start = RequestStart::new(method, &uri, shared.clone()).and_then(|s| {
+    let from_start = RequestStart::new(method, &uri, shared).and_then(|s| {
         let mut out = BytesMut::new();
         s.encode(own, req, res, body, &mut out).map(|()| out)
     });
@@ -127,13 +127,13 @@ fn a_start_refuses_what_the_request_head_refuses() {
     let uri: icap_proto::Uri = "icap://av/scan".parse().unwrap();
     let enc = headers(&[("Encapsulated", "null-body=0")]);
     assert!(matches!(
-        RequestStart::new(Method::Respmod, &uri, enc),
+        RequestStart::new(Method::Respmod, &uri, &enc),
         Err(EncodeError::InvalidEncapsulation)
     ));
     let mut fold = Headers::new();
     fold.push("X-Fold".try_into().unwrap(), folded);
     assert!(matches!(
-        RequestStart::new(Method::Respmod, &uri, fold),
+        RequestStart::new(Method::Respmod, &uri, &fold),
         Err(EncodeError::FoldedRequestHeader)
     ));
 }
