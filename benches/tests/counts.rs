@@ -228,3 +228,22 @@ fn mock_request_allocations_stay_bounded() {
         "{per_request} mock allocations per small request, bound 23"
     );
 }
+
+/// The future of a scan is created and moved (into a spawned task, say) whole, at its full
+/// size, on every scan: the cold paths (fetching `OPTIONS`, connecting, probing a server
+/// marked down) are boxed so that their state does not weigh on it. Measured at stop 17:
+/// 3 520 bytes in release, 3 528 in a test build (3 976 before the boxing; the exchange
+/// itself is about 2 100). The size
+/// depends on the compiler, hence the slack.
+#[test]
+fn scan_future_stays_small() {
+    let client = icap_client::Client::builder()
+        .server("icap://127.0.0.1:1344/avscan")
+        .build()
+        .expect("client");
+    let meta = icap_client::ScanMeta::new("file.bin");
+    let scan = client.scan_bytes(bytes::Bytes::from_static(b"abc"), &meta);
+    let size = std::mem::size_of_val(&scan);
+    println!("a scan's future: {size} bytes");
+    assert!(size <= 3800, "a scan's future is {size} bytes, bound 3800");
+}

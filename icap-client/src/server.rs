@@ -128,7 +128,9 @@ impl ServerState {
                 tracing::debug!(server = %self.url, "dropping a pooled connection the server closed or that idled too long");
             }
         }
-        let stream = connect(&self.endpoint, t).await?;
+        // Boxed: connecting (TCP, then TLS) is rare next to pooled checkouts, and inline
+        // its state would be carried by every scan's future.
+        let stream = Box::pin(connect(&self.endpoint, t)).await?;
         let id = CONN_IDS.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(server = %self.url, conn = id, "connected");
         Ok(Checkout {

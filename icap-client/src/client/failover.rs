@@ -50,7 +50,8 @@ impl Client {
                     continue;
                 }
                 Usable::Probe => {
-                    if let Err(e) = self.probe(server).await {
+                    // Boxed: a probe is rare, and its state would weigh on every scan.
+                    if let Err(e) = Box::pin(self.probe(server)).await {
                         last = Some(e);
                         k += 1;
                         continue;

@@ -32,6 +32,13 @@ impl Client {
         if let Some(o) = s.cached_options() {
             return Ok(o);
         }
+        // Boxed: the fetch is a whole exchange, and inline it would make every scan's
+        // future (which holds this one) that much larger to create and move.
+        Box::pin(self.refresh_options(s)).await
+    }
+
+    /// [`Client::server_options`] on a miss: one refresh per server at a time.
+    async fn refresh_options(&self, s: &ServerState) -> Result<Arc<OptionsResponse>, Error> {
         let _g = s.options_refresh.lock().await;
         if let Some(o) = s.cached_options() {
             return Ok(o);
