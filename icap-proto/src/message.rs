@@ -213,7 +213,7 @@ impl RequestHead {
 #[derive(Debug, Clone)]
 pub struct RequestStart {
     method: Method,
-    /// The shared fields' `Preview` value (trimmed; they agree), for the check over a whole
+    /// The shared fields' `Preview` value (their copies agree), for the check over a whole
     /// head's.
     preview: Option<Bytes>,
     /// The request line and the shared fields, encoded.
@@ -235,7 +235,7 @@ impl RequestStart {
         preview_of(values(fields, "Preview"))?;
         let preview = fields
             .get("Preview")
-            .map(|v| Bytes::copy_from_slice(crate::header::trim_ows(v.as_bytes())));
+            .map(crate::header::HeaderValueRef::to_bytes);
         let mut out = BytesMut::with_capacity(fields.encoded_len().saturating_add(64));
         put_request_line(method, uri, &mut out);
         fields.encode(&mut out);
@@ -312,11 +312,10 @@ fn preview_of<'a>(mut all: impl Iterator<Item = &'a [u8]>) -> Result<Option<u64>
     let Some(first) = all.next() else {
         return Ok(None);
     };
-    let want = crate::header::trim_ows(first);
-    if !all.all(|v| crate::header::trim_ows(v) == want) {
+    if !all.all(|v| crate::header::same_value(first, v)) {
         return Err(EncodeError::InvalidHeaderValue);
     }
-    crate::header::parse_u64(want)
+    crate::header::parse_u64(crate::header::trim_ows(first))
         .map(Some)
         .ok_or(EncodeError::InvalidHeaderValue)
 }

@@ -17,7 +17,9 @@ use nom::bytes::complete::{tag, take_while_m_n};
 
 use crate::encapsulated::Encapsulated;
 use crate::error::{DecodeError, EncapsulatedError, Limit};
-use crate::header::{Entry, Headers, MAX_DECODED, TCHAR, has_invisible, parse_u64, trim_ows};
+use crate::header::{
+    Entry, Headers, MAX_DECODED, TCHAR, has_invisible, parse_u64, same_value, trim_ows,
+};
 use crate::limits::Limits;
 
 type PResult<'a, T> = IResult<&'a [u8], T, ()>;
@@ -496,7 +498,7 @@ fn fields(
                     None => e.preview = Some(value.clone()),
                     Some(first) => {
                         e.preview_conflict |=
-                            trim_ows(&head[first.clone()]) != trim_ows(&head[value.clone()]);
+                            !same_value(&head[first.clone()], &head[value.clone()]);
                     }
                 }
             }

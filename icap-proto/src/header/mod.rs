@@ -24,6 +24,13 @@ pub(crate) use field::{
     TCHAR, encoded_field_len, has_invisible, is_tchar, is_token, trim_folded, trim_ows,
 };
 
+/// Whether two copies of a single-valued field say the same ([`Headers::get_single`]'s
+/// rule, which the decoder's and the encoder's `Preview` checks follow too): equal once
+/// their outer whitespace is trimmed.
+pub(crate) fn same_value(a: &[u8], b: &[u8]) -> bool {
+    trim_ows(a) == trim_ows(b)
+}
+
 /// What [`Headers::get_single`] found for a single-valued header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Single<'a> {
@@ -251,7 +258,7 @@ impl Headers {
             let v = self.value_of(e);
             match first {
                 None => first = Some(v),
-                Some(f) if trim_ows(f.as_bytes()) != trim_ows(v.as_bytes()) => {
+                Some(f) if !same_value(f.as_bytes(), v.as_bytes()) => {
                     return Single::Conflict;
                 }
                 Some(_) => {}
