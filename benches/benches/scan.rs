@@ -135,8 +135,12 @@ impl RawConn {
         }
     }
     async fn exchange(&mut self, req: &[Bytes]) {
+        // In pieces of the size the client gathers per write: one write of all 64 MiB is
+        // slower on loopback (BENCHMARKS.md, "64 MiB").
         for part in req {
-            self.s.write_all(part).await.expect("write");
+            for piece in part.chunks(icap_client::DEFAULT_WRITE_BATCH) {
+                self.s.write_all(piece).await.expect("write");
+            }
         }
         self.s.read_exact(&mut self.reply).await.expect("read");
     }

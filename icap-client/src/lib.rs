@@ -114,7 +114,9 @@ mod transport;
 mod verdict;
 
 pub use audit::{Action, AuditEntry};
-pub use client::{Client, ClientBuilder, DEFAULT_MAX_ADAPTED_BODY, Progress, ScanMeta};
+pub use client::{
+    Client, ClientBuilder, DEFAULT_MAX_ADAPTED_BODY, DEFAULT_WRITE_BATCH, Progress, ScanMeta,
+};
 pub use config::{
     DEFAULT_MAX_SIZE, HealthConfig, Keepalive, MAX_TIMEOUT, PreviewMode, Roots, Strategy, Timeouts,
     TlsOptions,

@@ -13,6 +13,10 @@ use crate::identity::IdentityHeaders;
 /// Default cap on the adapted (modified) body the client reads back: 64 MiB.
 pub const DEFAULT_MAX_ADAPTED_BODY: u64 = 64 * 1024 * 1024;
 
+/// Body bytes gathered into one write by default (1 MiB): see
+/// [`ClientBuilder::write_batch`](crate::ClientBuilder::write_batch).
+pub const DEFAULT_WRITE_BATCH: usize = 1024 * 1024;
+
 /// Every setting of a client; the builder's setters document each one.
 #[derive(Debug, Clone)]
 #[allow(clippy::struct_excessive_bools)] // independent switches of a builder, not a state
@@ -37,6 +41,7 @@ pub(crate) struct ClientConfig {
     pub(super) digest: bool,
     pub(super) limits: Limits,
     pub(super) chunk_size: usize,
+    pub(super) write_batch: usize,
     /// The embedded HTTP heads' `Host` (shared bytes: each scan takes a reference).
     pub(super) http_host: Bytes,
     pub(super) allow_204: bool,
@@ -69,6 +74,7 @@ impl Default for ClientConfig {
             digest: true,
             limits: Limits::default(),
             chunk_size: 64 * 1024,
+            write_batch: DEFAULT_WRITE_BATCH,
             http_host: Bytes::from_static(b"upload.local"),
             allow_204: true,
             allow_206: false,

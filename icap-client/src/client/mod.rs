@@ -23,6 +23,6 @@ mod shared;
 mod source;
 
 pub use builder::ClientBuilder;
-pub use cfg::DEFAULT_MAX_ADAPTED_BODY;
+pub use cfg::{DEFAULT_MAX_ADAPTED_BODY, DEFAULT_WRITE_BATCH};
 pub use meta::{Progress, ScanMeta};
 pub use shared::Client;

@@ -233,6 +233,7 @@ impl Client {
                     source,
                     preview,
                     chunk_size: cfg.chunk_size,
+                    write_batch: cfg.write_batch,
                     declared: size,
                     max_size,
                     digest: cfg.digest,

@@ -261,10 +261,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 break;
             }
             if sender.state == SendState::Body && q.remaining() == 0 {
+                // Queue chunks up to a batch (or the end of the body), for one write.
                 let plan = plan.as_mut().expect("a body state implies a body plan");
-                if let Err(mut e) = sender.refill(plan, &mut q, wire_cap, id).await {
-                    e.response_started = got_byte;
-                    return Err(e);
+                let batch = plan.batch();
+                loop {
+                    if let Err(mut e) = sender.refill(plan, &mut q, wire_cap, id).await {
+                        e.response_started = got_byte;
+                        return Err(e);
+                    }
+                    if sender.state != SendState::Body || q.remaining() >= batch {
+                        break;
+                    }
                 }
             }
             let writing = matches!(sender.state, SendState::Flushing(_) | SendState::Body);
@@ -472,6 +479,7 @@ mod tests {
                 source: BodySource::Reader(src),
                 preview,
                 chunk_size: 1000,
+                write_batch: crate::DEFAULT_WRITE_BATCH,
                 declared: None,
                 max_size: None,
                 digest: true,
@@ -577,6 +585,7 @@ mod tests {
                     source: BodySource::Memory(body.clone()),
                     preview: Some(1024),
                     chunk_size: 64 * 1024,
+                    write_batch: crate::DEFAULT_WRITE_BATCH,
                     declared: Some(1024),
                     max_size: None,
                     digest: false,
@@ -591,6 +600,92 @@ mod tests {
             assert_eq!((s.writes, s.reads), (round, round), "after scan {round}");
         }
         let _peer = server.await.unwrap();
+    }
+
+    /// The data of a chunked body (sizes and data only; no extensions or trailers).
+    fn dechunk(mut wire: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        loop {
+            let eol = wire
+                .windows(2)
+                .position(|w| w == b"\r\n")
+                .expect("a size line");
+            let size =
+                usize::from_str_radix(std::str::from_utf8(&wire[..eol]).unwrap(), 16).unwrap();
+            wire = &wire[eol + 2..];
+            if size == 0 {
+                assert_eq!(wire, b"\r\n", "the body ends after its last chunk");
+                return out;
+            }
+            out.extend_from_slice(&wire[..size]);
+            assert_eq!(&wire[size..size + 2], b"\r\n");
+            wire = &wire[size + 2..];
+        }
+    }
+
+    /// A body from memory goes out in batches: with 1 000-byte chunks and a batch of 4 000
+    /// bytes, the 10 000 bytes after the preview take 3 writes (about 4 000 bytes, 4 000,
+    /// then the rest with the last chunk), where one chunk per write took 12 (the byte read
+    /// past the preview, 10 chunks, the last chunk). The body on the wire is the same. A
+    /// reader's chunks (and a file's) are written one by one, as they come.
+    #[tokio::test(start_paused = true)]
+    async fn memory_body_is_written_in_batches() {
+        for (batch, reader, body_writes) in [(4000, false, 3), (0, false, 12), (4000, true, 12)] {
+            let (a, mut peer) = tokio::io::duplex(1 << 20);
+            let stream = Counting {
+                inner: a,
+                reads: 0,
+                writes: 0,
+            };
+            let mut conn = Connection::new(stream, Limits::default(), None, 1);
+            let server = tokio::spawn(async move {
+                read_until(&mut peer, b"\r\n0\r\n\r\n").await;
+                peer.write_all(b"ICAP/1.0 100 Continue\r\n\r\n")
+                    .await
+                    .unwrap();
+                let rest = read_until(&mut peer, b"\r\n0\r\n\r\n").await;
+                peer.write_all(b"ICAP/1.0 204 No Content\r\nISTag: \"t\"\r\n\r\n")
+                    .await
+                    .unwrap();
+                (rest, peer)
+            });
+            let body: Vec<u8> = (0..10_010u32)
+                .map(|i| b"abcdefghij"[i as usize % 10])
+                .collect();
+            let mut slice: &[u8] = &body;
+            let source = if reader {
+                BodySource::Reader(&mut slice)
+            } else {
+                BodySource::Memory(Bytes::from(body.clone()))
+            };
+            let out = Outgoing {
+                method: Method::Respmod,
+                allow_204: true,
+                head: Bytes::from_static(HEAD),
+                body: Some(BodyPlan {
+                    source,
+                    preview: Some(10),
+                    chunk_size: 1000,
+                    write_batch: batch,
+                    declared: Some(10_010),
+                    max_size: None,
+                    digest: true,
+                    progress: None,
+                }),
+                max_answer_body: None,
+            };
+            let ex = conn.exchange(out, &timeouts()).await.unwrap();
+            assert!(ex.continued && ex.body_complete && ex.reusable, "{ex:?}");
+            assert_eq!(ex.sent, 10_010);
+            let (rest, _peer) = server.await.unwrap();
+            assert!(
+                dechunk(&rest) == body[10..],
+                "batch {batch}, reader {reader}: the body after the preview differs"
+            );
+            // One write for the head and the preview, then the body's.
+            let writes = conn.get_ref().writes;
+            assert_eq!(writes, 1 + body_writes, "batch {batch}, reader {reader}");
+        }
     }
 
     #[tokio::test(start_paused = true)]
@@ -642,6 +737,7 @@ mod tests {
                 source: BodySource::Memory(Bytes::from_static(b"abcdefghij")),
                 preview: Some(3),
                 chunk_size: 4,
+                write_batch: crate::DEFAULT_WRITE_BATCH,
                 declared: Some(10),
                 max_size: None,
                 digest: true,
