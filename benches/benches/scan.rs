@@ -267,6 +267,26 @@ fn bench_scan(c: &mut Criterion) {
             });
         });
 
+        // icap-client scanning the same bytes from a file (64 MiB only): the file path
+        // reads through tokio's blocking pool, where memory is sliced.
+        if size == LARGE {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let path = dir.path().join("file.bin");
+            std::fs::write(&path, &data).expect("write the file");
+            client_rt.block_on(async {
+                assert_clean(&client.scan_file(&path, &meta).await.verdict);
+            });
+            group.bench_function(BenchmarkId::new("icap_client_file", conns), |b| {
+                b.to_async(&client_rt).iter(|| {
+                    let (client, path, meta) = (client.clone(), path.clone(), meta.clone());
+                    async move {
+                        let t = tokio::spawn(async move { client.scan_file(&path, &meta).await });
+                        assert_clean(&t.await.expect("scan task").verdict);
+                    }
+                });
+            });
+        }
+
         // icap-rs: one client per connection (it keeps one idle connection per client).
         let rs_clients: Vec<_> = (0..conns).map(|_| icap_rs_client(addr)).collect();
         let rs_req = Arc::new(icap_rs_request(&data));

@@ -224,20 +224,23 @@ impl ClientBuilder {
         self.cfg.limits = l;
         self
     }
-    /// Bytes read from the file per chunk (default 64 KiB).
+    /// Body bytes per chunk on the wire (default 64 KiB). A reader is read a chunk at a
+    /// time; memory and files are sent [`write_batch`](Self::write_batch) at a time.
     pub fn chunk_size(mut self, n: usize) -> Self {
         self.cfg.chunk_size = n.max(1);
         self
     }
-    /// Body bytes of a scan from memory ([`Client::scan_bytes`](crate::Client::scan_bytes))
-    /// gathered into one write (default 1 MiB,
-    /// [`DEFAULT_WRITE_BATCH`](crate::DEFAULT_WRITE_BATCH)). The body goes out in
-    /// `chunk_size` chunks, as many of them per vectored write as fit in this many bytes: on
-    /// loopback, writes of 64 KiB cost the kernel so much more per byte than writes of
-    /// 512 KiB or more that a 64 MiB scan ran at about two thirds of the speed
-    /// (BENCHMARKS.md, "64 MiB"). The chunks are slices of the caller's buffer, so this
-    /// costs no memory. A file or a reader is written a chunk at a time, as it is read.
-    /// `0`: one chunk per write.
+    /// Body bytes gathered into one write (default 1 MiB,
+    /// [`DEFAULT_WRITE_BATCH`](crate::DEFAULT_WRITE_BATCH)). A body from memory
+    /// ([`Client::scan_bytes`](crate::Client::scan_bytes)) or a file
+    /// ([`Client::scan_file`](crate::Client::scan_file)) goes out in `chunk_size` chunks, as
+    /// many of them per vectored write as fit in this many bytes, and a file is read this
+    /// many bytes at a time, straight into the scan's buffer (one trip through tokio's
+    /// blocking pool per read). On loopback, 64 KiB writes cost the kernel so much more per
+    /// byte that a 64 MiB scan from memory ran at about two thirds of the speed, and one
+    /// from a file at about a quarter (BENCHMARKS.md, "64 MiB"). Memory is sliced without a
+    /// copy; a file scan holds this many bytes of the file. A reader is read and written a
+    /// chunk at a time, as its bytes come. `0`: one chunk per read and per write.
     pub fn write_batch(mut self, n: usize) -> Self {
         self.cfg.write_batch = n;
         self

@@ -209,14 +209,10 @@ impl Client {
                 )
                 .await?;
             // A declared size is the body: exactly that many bytes, checked by the sender.
-            let mut file;
             let mut reader;
             let source = match &mut *src {
                 Source::Bytes(b) => BodySource::Memory(b.clone()),
-                Source::Path(p, stamp) => {
-                    file = open_checked(p, *stamp).await?;
-                    BodySource::File(&mut file, *stamp)
-                }
+                Source::Path(p, stamp) => BodySource::File(open_checked(p, *stamp).await?, *stamp),
                 Source::Reader(r) => {
                     reader = r.take().ok_or_else(|| {
                         Error::new(ErrorKind::Io, "the reader was already consumed")

@@ -2,6 +2,7 @@
 //! one whose size the request announces.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::io::AsyncRead;
@@ -25,8 +26,12 @@ impl Source<'_> {
 }
 
 /// Opens a file for one attempt and checks it is still the file whose size the request
-/// announces.
-pub(super) async fn open_checked(path: &Path, stamp: FileStamp) -> Result<tokio::fs::File, Error> {
+/// announces. The sender reads it on tokio's blocking pool straight into its own buffer
+/// (hence a std file, shared with each read's task).
+pub(super) async fn open_checked(
+    path: &Path,
+    stamp: FileStamp,
+) -> Result<Arc<std::fs::File>, Error> {
     let f = tokio::fs::File::open(path).await.map_err(|e| {
         Error::new(ErrorKind::Io, format!("cannot open {}", path.display())).with_source(e)
     })?;
@@ -44,5 +49,5 @@ pub(super) async fn open_checked(path: &Path, stamp: FileStamp) -> Result<tokio:
             ),
         ));
     }
-    Ok(f)
+    Ok(Arc::new(f.into_std().await))
 }

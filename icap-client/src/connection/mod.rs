@@ -623,14 +623,22 @@ mod tests {
         }
     }
 
-    /// A body from memory goes out in batches: with 1 000-byte chunks and a batch of 4 000
-    /// bytes, the 10 000 bytes after the preview take 3 writes (about 4 000 bytes, 4 000,
-    /// then the rest with the last chunk), where one chunk per write took 12 (the byte read
-    /// past the preview, 10 chunks, the last chunk). The body on the wire is the same. A
-    /// reader's chunks (and a file's) are written one by one, as they come.
+    /// A body from memory or a file goes out in batches: with 1 000-byte chunks and a batch
+    /// of 4 000 bytes, the 10 000 bytes after the preview take 3 writes (about 4 000 bytes,
+    /// 4 000, then the rest with the last chunk), where one chunk per write took 12 (the
+    /// byte read past the preview, 10 chunks, the last chunk). The body on the wire is the
+    /// same. A reader's chunks are written one by one, as they come.
     #[tokio::test(start_paused = true)]
-    async fn memory_body_is_written_in_batches() {
-        for (batch, reader, body_writes) in [(4000, false, 3), (0, false, 12), (4000, true, 12)] {
+    async fn bodies_from_memory_and_files_are_written_in_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("body.bin");
+        for (batch, kind, body_writes) in [
+            (4000, "memory", 3),
+            (0, "memory", 12),
+            (4000, "file", 3),
+            (0, "file", 12),
+            (4000, "reader", 12),
+        ] {
             let (a, mut peer) = tokio::io::duplex(1 << 20);
             let stream = Counting {
                 inner: a,
@@ -653,10 +661,15 @@ mod tests {
                 .map(|i| b"abcdefghij"[i as usize % 10])
                 .collect();
             let mut slice: &[u8] = &body;
-            let source = if reader {
-                BodySource::Reader(&mut slice)
-            } else {
-                BodySource::Memory(Bytes::from(body.clone()))
+            let source = match kind {
+                "reader" => BodySource::Reader(&mut slice),
+                "file" => {
+                    std::fs::write(&path, &body).unwrap();
+                    let f = std::fs::File::open(&path).unwrap();
+                    let stamp = FileStamp::of(&f.metadata().unwrap());
+                    BodySource::File(std::sync::Arc::new(f), stamp)
+                }
+                _ => BodySource::Memory(Bytes::from(body.clone())),
             };
             let out = Outgoing {
                 method: Method::Respmod,
@@ -680,11 +693,11 @@ mod tests {
             let (rest, _peer) = server.await.unwrap();
             assert!(
                 dechunk(&rest) == body[10..],
-                "batch {batch}, reader {reader}: the body after the preview differs"
+                "batch {batch}, {kind}: the body after the preview differs"
             );
             // One write for the head and the preview, then the body's.
             let writes = conn.get_ref().writes;
-            assert_eq!(writes, 1 + body_writes, "batch {batch}, reader {reader}");
+            assert_eq!(writes, 1 + body_writes, "batch {batch}, {kind}");
         }
     }
 

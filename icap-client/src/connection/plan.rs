@@ -60,7 +60,7 @@ impl Progress {
 /// Where body bytes come from.
 pub(crate) enum BodySource<'a> {
     /// A file opened for this attempt, with the stamp taken before the scan.
-    File(&'a mut tokio::fs::File, FileStamp),
+    File(Arc<std::fs::File>, FileStamp),
     /// Any reader.
     Reader(&'a mut (dyn AsyncRead + Unpin + Send)),
     /// Sliced from memory without copying.
@@ -73,8 +73,9 @@ pub(crate) struct BodyPlan<'a> {
     /// Bytes to send as a preview, or `None` to send the whole body at once.
     pub(crate) preview: Option<u64>,
     pub(crate) chunk_size: usize,
-    /// Body bytes queued before a write: chunks from memory are gathered into one vectored
-    /// write of about this many bytes (see [`BodyPlan::batch`]).
+    /// Body bytes per write: chunks from memory are gathered into one vectored write of
+    /// about this many bytes, and a file is read this many bytes at a time (see
+    /// [`BodyPlan::batch`] and [`BodyPlan::read_size`]).
     pub(crate) write_batch: usize,
     /// The size the request announced (`Content-Length` of the embedded head): exactly this
     /// many bytes must come from the source, no fewer, no more. `None`: unknown, read to EOF.
@@ -88,15 +89,26 @@ pub(crate) struct BodyPlan<'a> {
 }
 
 impl BodyPlan<'_> {
-    /// The bytes to queue before writing. Memory gives its next bytes at once and without a
-    /// copy, so its chunks go out `write_batch` at a time. A file's or a reader's chunk is
-    /// written as soon as it is read: a reader's next bytes may be slow to come (an upload
-    /// still arriving), and gathering a file's chunks made a 1 GiB file scan slower
-    /// (BENCHMARKS.md, "64 MiB"), since the socket then waits while the file is read.
+    /// The bytes to queue before writing. Memory (sliced without a copy) and files (read
+    /// [`read_size`](Self::read_size) at a time) go out `write_batch` at a time. A reader's
+    /// chunk is written as soon as it is read: its next bytes may be slow to come (an upload
+    /// still arriving).
     pub(crate) fn batch(&self) -> usize {
         match self.source {
-            BodySource::Memory(_) => self.write_batch,
-            BodySource::File(..) | BodySource::Reader(_) => 0,
+            BodySource::Memory(_) | BodySource::File(..) => self.write_batch,
+            BodySource::Reader(_) => 0,
+        }
+    }
+
+    /// The bytes to take from the source at a time; they go out in `chunk_size` chunks. A
+    /// file is read `write_batch` at a time: each read is a trip through tokio's blocking
+    /// pool, and one per 64 KiB made a 64 MiB file scan about 4x slower (BENCHMARKS.md,
+    /// "64 MiB").
+    pub(crate) fn read_size(&self) -> usize {
+        let chunk = self.chunk_size.max(1);
+        match self.source {
+            BodySource::File(..) => self.write_batch.max(chunk),
+            BodySource::Memory(_) | BodySource::Reader(_) => chunk,
         }
     }
 }

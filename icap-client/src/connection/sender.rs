@@ -1,6 +1,9 @@
 //! The body's way out, and the one rule that is about the file rather than the protocol:
 //! the body sent is exactly the file (see [`Sender`]).
 
+use std::io::Read as _;
+use std::sync::Arc;
+
 use bytes::{Bytes, BytesMut};
 use icap_proto::{Headers, chunked};
 use sha2::{Digest, Sha256};
@@ -92,10 +95,18 @@ impl Sender {
         self.chunk.reserve(want.min(1 << 20));
         let mut ended = false;
         while self.chunk.len() < want {
-            let room = (want - self.chunk.len()).min(plan.chunk_size.max(1));
+            let room = want - self.chunk.len();
             let start = self.chunk.len();
             self.chunk.resize(start + room, 0);
-            let n = match read_some(&mut plan.source, &mut self.chunk[start..]).await {
+            let got = if let BodySource::File(f, _) = &plan.source {
+                // Straight into this buffer, on the blocking pool (moved there and back).
+                let (buf, r) = read_file(f, std::mem::take(&mut self.chunk), start).await;
+                self.chunk = buf;
+                r
+            } else {
+                read_some(&mut plan.source, &mut self.chunk[start..]).await
+            };
+            let n = match got {
                 Ok(n) => n,
                 Err(e) => {
                     let mut err = ExchangeError::new(
@@ -167,7 +178,11 @@ impl Sender {
             ));
         }
         if let BodySource::File(f, stamp) = &plan.source {
-            let now = f.metadata().await.map(|m| FileStamp::of(&m)).map_err(|e| {
+            let f = Arc::clone(f);
+            let now = tokio::task::spawn_blocking(move || f.metadata())
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+            let now = now.map(|m| FileStamp::of(&m)).map_err(|e| {
                 let mut err = ExchangeError::new(
                     Error::new(ErrorKind::Io, "checking the file").with_source(e),
                 );
@@ -203,8 +218,8 @@ impl Sender {
         wire_cap: Option<usize>,
         id: u64,
     ) -> Result<(), ExchangeError> {
-        let data = if self.carry.is_empty() {
-            self.read_source(plan, plan.chunk_size.max(1)).await?
+        let mut data = if self.carry.is_empty() {
+            self.read_source(plan, plan.read_size()).await?
         } else {
             std::mem::take(&mut self.carry)
         };
@@ -218,13 +233,17 @@ impl Sender {
             q.push(last.freeze());
             self.state = SendState::Flushing(Next::Done);
         } else {
-            let mut size = BytesMut::with_capacity(20);
-            chunked::encode_chunk_header(data.len() as u64, &mut size);
-            wire_log(wire_cap, id, ">>", &size, usize::MAX);
-            self.log_body(wire_cap, id, &data);
-            q.push(size.freeze());
-            q.push(data);
-            q.push(Bytes::from_static(b"\r\n"));
+            // In chunks of `chunk_size` (a file's read is larger), sharing `data`.
+            while !data.is_empty() {
+                let piece = data.split_to(data.len().min(plan.chunk_size.max(1)));
+                let mut size = BytesMut::with_capacity(20);
+                chunked::encode_chunk_header(piece.len() as u64, &mut size);
+                wire_log(wire_cap, id, ">>", &size, usize::MAX);
+                self.log_body(wire_cap, id, &piece);
+                q.push(size.freeze());
+                q.push(piece);
+                q.push(Bytes::from_static(b"\r\n"));
+            }
         }
         Ok(())
     }
@@ -239,9 +258,35 @@ impl Sender {
     }
 }
 
+/// One read of a file into `buf[from..]`, on the blocking pool; `buf` comes back with it
+/// (empty if the read's task failed).
+async fn read_file(
+    f: &Arc<std::fs::File>,
+    mut buf: BytesMut,
+    from: usize,
+) -> (BytesMut, std::io::Result<usize>) {
+    let f = Arc::clone(f);
+    let task = tokio::task::spawn_blocking(move || {
+        let r = loop {
+            match (&*f).read(&mut buf[from..]) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                r => break r,
+            }
+        };
+        (buf, r)
+    });
+    task.await
+        .unwrap_or_else(|e| (BytesMut::new(), Err(std::io::Error::other(e))))
+}
+
 async fn read_some(src: &mut BodySource<'_>, dst: &mut [u8]) -> std::io::Result<usize> {
     match src {
-        BodySource::File(f, _) => f.read(dst).await,
+        BodySource::File(f, _) => {
+            let (buf, r) = read_file(f, BytesMut::zeroed(dst.len()), 0).await;
+            let n = r?;
+            dst[..n].copy_from_slice(&buf[..n]);
+            Ok(n)
+        }
         BodySource::Reader(r) => r.read(dst).await,
         BodySource::Memory(_) => unreachable!("memory sources are sliced, not read"),
     }
