@@ -1,6 +1,7 @@
 //! Scan throughput against the mock server on loopback, compared in the same run with
-//! (a) a raw TCP baseline that sends the same request bytes and reads a reply of the same
-//! size with no ICAP logic, and (b) `icap-rs`, the other Rust ICAP client.
+//! (a) a raw TCP baseline that sends the same request bytes (in 1 MiB writes) and reads a
+//! reply of the same size with no ICAP logic, and (b) `icap-rs`, the other Rust ICAP
+//! client. The 64 MiB group also scans the same bytes from a file.
 //!
 //! The server side (mock or raw) runs on its own one-worker runtime on another thread, the
 //! clients on a one-worker runtime, so each side gets one of the machine's two cores.
@@ -137,8 +138,12 @@ impl RawConn {
     async fn exchange(&mut self, req: &[Bytes]) {
         // In pieces of the size the client gathers per write: one write of all 64 MiB is
         // slower on loopback (BENCHMARKS.md, "64 MiB").
+        let piece_len = match env_bytes("ICAP_BENCH_RAW_WRITE", icap_client::DEFAULT_WRITE_BATCH) {
+            0 => usize::MAX,
+            n => n,
+        };
         for part in req {
-            for piece in part.chunks(icap_client::DEFAULT_WRITE_BATCH) {
+            for piece in part.chunks(piece_len) {
                 self.s.write_all(piece).await.expect("write");
             }
         }
@@ -167,11 +172,25 @@ fn icap_rs_request(body: &Bytes) -> icap_rs::Request {
         .expect("icap-rs request")
 }
 
+/// A size from the environment, for sweeps (BENCHMARKS.md, "64 MiB"):
+/// `ICAP_BENCH_WRITE_BATCH` is the client's `write_batch`, `ICAP_BENCH_RAW_WRITE` the raw
+/// baseline's write size (`0`: the whole request in one `write_all`).
+fn env_bytes(name: &str, default: usize) -> usize {
+    std::env::var(name).map_or(default, |v| {
+        v.parse()
+            .unwrap_or_else(|_| panic!("{name}={v}: not a number"))
+    })
+}
+
 fn ours(url: &str, conns: u32) -> Client {
     Client::builder()
         .server(url)
         .max_connections(conns)
         .max_size(None)
+        .write_batch(env_bytes(
+            "ICAP_BENCH_WRITE_BATCH",
+            icap_client::DEFAULT_WRITE_BATCH,
+        ))
         .body_digest(false)
         .build()
         .expect("client")
