@@ -602,6 +602,24 @@ mod tests {
         let _peer = server.await.unwrap();
     }
 
+    /// A server that answers the preview with `100 Continue`, then the rest with `204`; its
+    /// task gives back the bytes after the `100`.
+    fn continue_then_204(
+        mut peer: DuplexStream,
+    ) -> tokio::task::JoinHandle<(Vec<u8>, DuplexStream)> {
+        tokio::spawn(async move {
+            read_until(&mut peer, b"\r\n0\r\n\r\n").await;
+            peer.write_all(b"ICAP/1.0 100 Continue\r\n\r\n")
+                .await
+                .unwrap();
+            let rest = read_until(&mut peer, b"\r\n0\r\n\r\n").await;
+            peer.write_all(b"ICAP/1.0 204 No Content\r\nISTag: \"t\"\r\n\r\n")
+                .await
+                .unwrap();
+            (rest, peer)
+        })
+    }
+
     /// The data of a chunked body (sizes and data only; no extensions or trailers).
     fn dechunk(mut wire: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
@@ -639,24 +657,14 @@ mod tests {
             (0, "file", 12),
             (4000, "reader", 12),
         ] {
-            let (a, mut peer) = tokio::io::duplex(1 << 20);
+            let (a, peer) = tokio::io::duplex(1 << 20);
             let stream = Counting {
                 inner: a,
                 reads: 0,
                 writes: 0,
             };
             let mut conn = Connection::new(stream, Limits::default(), None, 1);
-            let server = tokio::spawn(async move {
-                read_until(&mut peer, b"\r\n0\r\n\r\n").await;
-                peer.write_all(b"ICAP/1.0 100 Continue\r\n\r\n")
-                    .await
-                    .unwrap();
-                let rest = read_until(&mut peer, b"\r\n0\r\n\r\n").await;
-                peer.write_all(b"ICAP/1.0 204 No Content\r\nISTag: \"t\"\r\n\r\n")
-                    .await
-                    .unwrap();
-                (rest, peer)
-            });
+            let server = continue_then_204(peer);
             let body: Vec<u8> = (0..10_010u32)
                 .map(|i| b"abcdefghij"[i as usize % 10])
                 .collect();
@@ -730,18 +738,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn memory_source_with_preview_and_continue() {
-        let (mut conn, mut peer) = pair();
-        let server = tokio::spawn(async move {
-            read_until(&mut peer, b"\r\n0\r\n\r\n").await;
-            peer.write_all(b"ICAP/1.0 100 Continue\r\n\r\n")
-                .await
-                .unwrap();
-            let rest = read_until(&mut peer, b"\r\n0\r\n\r\n").await;
-            peer.write_all(b"ICAP/1.0 204 No Content\r\n\r\n")
-                .await
-                .unwrap();
-            (rest, peer)
-        });
+        let (mut conn, peer) = pair();
+        let server = continue_then_204(peer);
         let out = Outgoing {
             method: Method::Respmod,
             allow_204: true,
