@@ -215,8 +215,8 @@ fn mock_request_allocations_stay_bounded() {
     // Measured (issue 12): 22 per request at stops 16 and 17 (21.98 in one stop 17 run:
     // 10 990 for 500), 23 at stop 15, down from 32 (the rules' request takes the head's
     // fields instead of copies, a one-piece body is kept as the decoder's `Bytes`, the
-    // clean 204 is reused, the empty list of found patterns is shared). The difference of two runs removes the fixed costs (the journal's ring
-    // growing to its first sizes, say).
+    // clean 204 is reused, the empty list of found patterns is shared). The difference of
+    // two runs removes the fixed costs (the journal's ring growing to its first sizes, say).
     let (a, b) = (
         allocations_of_mock_requests(100),
         allocations_of_mock_requests(600),
@@ -233,8 +233,8 @@ fn mock_request_allocations_stay_bounded() {
 /// size, on every scan: the cold paths (fetching `OPTIONS`, connecting, probing a server
 /// marked down) are boxed so that their state does not weigh on it. Measured at stop 17:
 /// 3 520 bytes in release, 3 528 in a test build (3 976 before the boxing; the exchange
-/// itself is about 2 100). The size
-/// depends on the compiler, hence the slack.
+/// itself is about 2 100); 3 528 in a test build at stop 18. The size depends on the
+/// compiler, hence the slack.
 #[test]
 fn scan_future_stays_small() {
     let client = icap_client::Client::builder()

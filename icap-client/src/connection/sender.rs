@@ -98,15 +98,7 @@ impl Sender {
             let room = want - self.chunk.len();
             let start = self.chunk.len();
             self.chunk.resize(start + room, 0);
-            let got = if let BodySource::File(f, _) = &plan.source {
-                // Straight into this buffer, on the blocking pool (moved there and back).
-                let (buf, r) = read_file(f, std::mem::take(&mut self.chunk), start).await;
-                self.chunk = buf;
-                r
-            } else {
-                read_some(&mut plan.source, &mut self.chunk[start..]).await
-            };
-            let n = match got {
+            let n = match read_some(&mut plan.source, &mut self.chunk, start).await {
                 Ok(n) => n,
                 Err(e) => {
                     let mut err = ExchangeError::new(
@@ -160,13 +152,16 @@ impl Sender {
     /// The declared size has been read: the source must be at its end, and a file must
     /// still have the size and modification time it had when the scan began.
     async fn finish_source(&mut self, plan: &mut BodyPlan<'_>) -> Result<(), ExchangeError> {
-        let mut probe = [0u8; 1];
-        let more = read_some(&mut plan.source, &mut probe).await.map_err(|e| {
-            let mut err =
-                ExchangeError::new(Error::new(ErrorKind::Io, "reading the file").with_source(e));
-            err.source_read = self.read;
-            err
-        })?;
+        let mut probe = BytesMut::zeroed(1);
+        let more = read_some(&mut plan.source, &mut probe, 0)
+            .await
+            .map_err(|e| {
+                let mut err = ExchangeError::new(
+                    Error::new(ErrorKind::Io, "reading the file").with_source(e),
+                );
+                err.source_read = self.read;
+                err
+            })?;
         if more > 0 {
             return Err(source_error(
                 format!(
@@ -258,36 +253,34 @@ impl Sender {
     }
 }
 
-/// One read of a file into `buf[from..]`, on the blocking pool; `buf` comes back with it
-/// (empty if the read's task failed).
-async fn read_file(
-    f: &Arc<std::fs::File>,
-    mut buf: BytesMut,
+/// One read from the source into `buf[from..]`. A file is read on tokio's blocking pool,
+/// straight into `buf`, which is moved there and back (left empty if the read's task
+/// failed).
+async fn read_some(
+    src: &mut BodySource<'_>,
+    buf: &mut BytesMut,
     from: usize,
-) -> (BytesMut, std::io::Result<usize>) {
-    let f = Arc::clone(f);
-    let task = tokio::task::spawn_blocking(move || {
-        let r = loop {
-            match (&*f).read(&mut buf[from..]) {
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                r => break r,
-            }
-        };
-        (buf, r)
-    });
-    task.await
-        .unwrap_or_else(|e| (BytesMut::new(), Err(std::io::Error::other(e))))
-}
-
-async fn read_some(src: &mut BodySource<'_>, dst: &mut [u8]) -> std::io::Result<usize> {
+) -> std::io::Result<usize> {
     match src {
         BodySource::File(f, _) => {
-            let (buf, r) = read_file(f, BytesMut::zeroed(dst.len()), 0).await;
-            let n = r?;
-            dst[..n].copy_from_slice(&buf[..n]);
-            Ok(n)
+            let f = Arc::clone(f);
+            let mut owned = std::mem::take(buf);
+            let task = tokio::task::spawn_blocking(move || {
+                let r = loop {
+                    match (&*f).read(&mut owned[from..]) {
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        r => break r,
+                    }
+                };
+                (owned, r)
+            });
+            let (owned, r) = task
+                .await
+                .unwrap_or_else(|e| (BytesMut::new(), Err(std::io::Error::other(e))));
+            *buf = owned;
+            r
         }
-        BodySource::Reader(r) => r.read(dst).await,
+        BodySource::Reader(r) => r.read(&mut buf[from..]).await,
         BodySource::Memory(_) => unreachable!("memory sources are sliced, not read"),
     }
 }
