@@ -1,7 +1,7 @@
 //! Scan throughput against the mock server on loopback, compared in the same run with
 //! (a) a raw TCP baseline that sends the same request bytes (in 1 MiB writes) and reads a
 //! reply of the same size with no ICAP logic, and (b) `icap-rs`, the other Rust ICAP
-//! client. The 64 MiB group also scans the same bytes from a file.
+//! client. The 64 MiB group also scans the same bytes from a file and through a reader.
 //!
 //! The server side (mock or raw) runs on its own one-worker runtime on another thread, the
 //! clients on a one-worker runtime, so each side gets one of the machine's two cores.
@@ -300,6 +300,25 @@ fn bench_scan(c: &mut Criterion) {
                     let (client, path, meta) = (client.clone(), path.clone(), meta.clone());
                     async move {
                         let t = tokio::spawn(async move { client.scan_file(&path, &meta).await });
+                        assert_clean(&t.await.expect("scan task").verdict);
+                    }
+                });
+            });
+        }
+
+        // icap-client scanning the same bytes through a reader (64 MiB only): read into
+        // its own buffers, and gathered for a write while the reader has bytes ready.
+        if size == LARGE {
+            group.bench_function(BenchmarkId::new("icap_client_reader", conns), |b| {
+                b.to_async(&client_rt).iter(|| {
+                    let (client, data, meta) = (client.clone(), data.clone(), meta.clone());
+                    async move {
+                        let t = tokio::spawn(async move {
+                            let n = data.len() as u64;
+                            client
+                                .scan_reader(std::io::Cursor::new(data), Some(n), &meta)
+                                .await
+                        });
                         assert_clean(&t.await.expect("scan task").verdict);
                     }
                 });

@@ -231,16 +231,20 @@ impl ClientBuilder {
         self
     }
     /// Body bytes gathered into one write (default 1 MiB,
-    /// [`DEFAULT_WRITE_BATCH`](crate::DEFAULT_WRITE_BATCH)). A body from memory
-    /// ([`Client::scan_bytes`](crate::Client::scan_bytes)) or a file
-    /// ([`Client::scan_file`](crate::Client::scan_file)) goes out in `chunk_size` chunks, as
-    /// many of them per vectored write as fit in this many bytes, and a file is read this
-    /// many bytes at a time, straight into the scan's buffer (one trip through tokio's
-    /// blocking pool per read). On loopback, 64 KiB writes cost the kernel so much more per
-    /// byte that a 64 MiB scan from memory ran at about two thirds of the speed, and one
-    /// from a file at about a quarter (BENCHMARKS.md, "64 MiB"). Memory is sliced without a
-    /// copy; a file scan holds this many bytes of the file. A reader is read and written a
-    /// chunk at a time, as its bytes come. `0`: one chunk per read and per write.
+    /// [`DEFAULT_WRITE_BATCH`](crate::DEFAULT_WRITE_BATCH)). The body goes out in
+    /// `chunk_size` chunks, as many of them per vectored write as fit in this many bytes.
+    /// On loopback, 64 KiB writes cost the kernel so much more per byte that a 64 MiB scan
+    /// from memory ran at about two thirds of the speed, and one from a file at about a
+    /// quarter (BENCHMARKS.md, "64 MiB").
+    /// - Memory ([`Client::scan_bytes`](crate::Client::scan_bytes)) is sliced without a copy.
+    /// - A file ([`Client::scan_file`](crate::Client::scan_file)) is read this many bytes at
+    ///   a time on tokio's blocking pool, the next read running while the last one's bytes
+    ///   are written: a file scan holds twice this many bytes of the file.
+    /// - A reader ([`Client::scan_reader`](crate::Client::scan_reader)) is read a chunk at
+    ///   a time, and its chunks are gathered only while it has bytes ready: a slow upload's
+    ///   bytes go out as they come.
+    ///
+    /// `0`: one chunk per read and per write.
     pub fn write_batch(mut self, n: usize) -> Self {
         self.cfg.write_batch = n;
         self

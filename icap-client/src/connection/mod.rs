@@ -38,7 +38,7 @@ mod wire;
 pub use plan::Progress;
 pub(crate) use plan::{BodyPlan, BodySource, ExchangeError, ExchangeOutcome, FileStamp, Outgoing};
 
-use sender::{Next, SendState, Sender};
+use sender::{Next, SendState, Sender, Wait};
 use wire::{OutQueue, wire_log};
 
 /// `now + d`, saturating far in the future instead of overflowing on a huge timeout.
@@ -138,6 +138,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             hasher: None,
             eof: false,
             body_logged: 0,
+            ahead: None,
+            last_read: Bytes::new(),
         };
         let mut plan_preview = None;
         let mut plan = out.body;
@@ -156,7 +158,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 if let Some(p) = plan.preview {
                     // One byte past the preview tells whether the preview is the whole body.
                     let want = usize::try_from(p).unwrap_or(usize::MAX - 1) + 1;
-                    let pv = sender.read_source(plan, want).await?;
+                    let pv = sender.read_source(plan, want, Wait::Full).await?;
                     let preview_len = pv.len().min(want - 1);
                     let data = pv.slice(..preview_len);
                     if !data.is_empty() {
@@ -261,17 +263,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 break;
             }
             if sender.state == SendState::Body && q.remaining() == 0 {
-                // Queue chunks up to a batch (or the end of the body), for one write.
+                // Queue chunks up to a batch (or the end of the body), for one write: the
+                // first read waits for its bytes, the others take only what a reader has
+                // ready (memory and files are always ready).
                 let plan = plan.as_mut().expect("a body state implies a body plan");
                 let batch = plan.batch();
+                let mut wait = Wait::Full;
                 loop {
-                    if let Err(mut e) = sender.refill(plan, &mut q, wire_cap, id).await {
-                        e.response_started = got_byte;
-                        return Err(e);
+                    match sender.refill(plan, &mut q, wire_cap, id, wait).await {
+                        Ok(true) => {}
+                        Ok(false) => break,
+                        Err(mut e) => {
+                            e.response_started = got_byte;
+                            return Err(e);
+                        }
                     }
                     if sender.state != SendState::Body || q.remaining() >= batch {
                         break;
                     }
+                    wait = Wait::Ready;
                 }
             }
             let writing = matches!(sender.state, SendState::Flushing(_) | SendState::Body);
@@ -645,9 +655,9 @@ mod tests {
     /// of 4 000 bytes, the 10 000 bytes after the preview take 3 writes (about 4 000 bytes,
     /// 4 000, then the rest with the last chunk), where one chunk per write took 12 (the
     /// byte read past the preview, 10 chunks, the last chunk). The body on the wire is the
-    /// same. A reader's chunks are written one by one, as they come.
+    /// same. A reader whose bytes are all ready (here a slice) is batched the same way.
     #[tokio::test(start_paused = true)]
-    async fn bodies_from_memory_and_files_are_written_in_batches() {
+    async fn bodies_are_written_in_batches() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("body.bin");
         for (batch, kind, body_writes) in [
@@ -655,7 +665,8 @@ mod tests {
             (0, "memory", 12),
             (4000, "file", 3),
             (0, "file", 12),
-            (4000, "reader", 12),
+            (4000, "reader", 3),
+            (0, "reader", 12),
         ] {
             let (a, peer) = tokio::io::duplex(1 << 20);
             let stream = Counting {
@@ -707,6 +718,53 @@ mod tests {
             let writes = conn.get_ref().writes;
             assert_eq!(writes, 1 + body_writes, "batch {batch}, {kind}");
         }
+    }
+
+    /// A reader's bytes are gathered for a write only while it has more ready: what it has
+    /// now goes out before it yields the rest, even part of a chunk (2 500 bytes in
+    /// 1 000-byte chunks: the last 500 are not held back waiting for a full chunk).
+    #[tokio::test(start_paused = true)]
+    async fn a_reader_s_ready_bytes_are_sent_before_it_has_more() {
+        let (mut conn, mut peer) = pair();
+        let (mut feed, mut upload) = tokio::io::duplex(64 * 1024);
+        let (got_first, first_seen) = tokio::sync::oneshot::channel::<()>();
+        let mut first = vec![b'a'; 2496];
+        first.extend_from_slice(b"END1");
+        let feeder = {
+            let first = first.clone();
+            tokio::spawn(async move {
+                feed.write_all(&first).await.unwrap();
+                // The rest comes only once the server has all of the first piece.
+                first_seen.await.unwrap();
+                feed.write_all(b"rest").await.unwrap();
+            })
+        };
+        let server = tokio::spawn(async move {
+            let head_and_first =
+                tokio::time::timeout(Duration::from_secs(5), read_until(&mut peer, b"END1\r\n"))
+                    .await
+                    .expect("the first piece is sent while the reader waits for more");
+            got_first.send(()).unwrap();
+            let rest = read_until(&mut peer, b"\r\n0\r\n\r\n").await;
+            peer.write_all(b"ICAP/1.0 204 No Content\r\nISTag: \"t\"\r\n\r\n")
+                .await
+                .unwrap();
+            (head_and_first, rest, peer)
+        });
+        let ex = conn
+            .exchange(outgoing(&mut upload, None), &timeouts())
+            .await
+            .unwrap();
+        assert!(ex.body_complete && ex.reusable, "{ex:?}");
+        assert_eq!(ex.sent, 2504);
+        feeder.await.unwrap();
+        let (head_and_first, rest, _peer) = server.await.unwrap();
+        assert_eq!(&head_and_first[..HEAD.len()], HEAD);
+        let mut wire = head_and_first[HEAD.len()..].to_vec();
+        wire.extend_from_slice(&rest);
+        let mut body = first;
+        body.extend_from_slice(b"rest");
+        assert!(dechunk(&wire) == body, "the body on the wire differs");
     }
 
     #[tokio::test(start_paused = true)]

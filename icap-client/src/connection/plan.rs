@@ -89,15 +89,12 @@ pub(crate) struct BodyPlan<'a> {
 }
 
 impl BodyPlan<'_> {
-    /// The bytes to queue before writing. Memory (sliced without a copy) and files (read
-    /// [`read_size`](Self::read_size) at a time) go out `write_batch` at a time. A reader's
-    /// chunk is written as soon as it is read: its next bytes may be slow to come (an upload
-    /// still arriving).
+    /// The bytes to queue before writing: memory (sliced without a copy), files (read
+    /// [`read_size`](Self::read_size) at a time) and readers go out up to `write_batch` at a
+    /// time. A reader's chunks are gathered only while it has bytes ready: a chunk of a slow
+    /// upload is written as soon as it is read.
     pub(crate) fn batch(&self) -> usize {
-        match self.source {
-            BodySource::Memory(_) | BodySource::File(..) => self.write_batch,
-            BodySource::Reader(_) => 0,
-        }
+        self.write_batch
     }
 
     /// The bytes to take from the source at a time; they go out in `chunk_size` chunks. A

@@ -4,7 +4,7 @@
 use std::io::Read as _;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut as _, Bytes, BytesMut};
 use icap_proto::{Headers, chunked};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
@@ -58,7 +58,16 @@ pub(super) struct Sender {
     /// The source is exhausted (and checked); the last chunk may be queued.
     pub(super) eof: bool,
     pub(super) body_logged: usize,
+    /// The file's next read, started when the bytes before it were queued, so that reading
+    /// the file and writing the socket overlap.
+    pub(super) ahead: Option<FileRead>,
+    /// The bytes of the file's last read, kept to take their buffer back for the read after
+    /// next: by then they are written, so a file is read through two buffers in turn.
+    pub(super) last_read: Bytes,
 }
+
+/// A read of a file on tokio's blocking pool: the buffer it filled, and how many bytes.
+pub(super) type FileRead = tokio::task::JoinHandle<(BytesMut, std::io::Result<usize>)>;
 
 fn source_error(msg: String, read: u64) -> ExchangeError {
     let mut e = ExchangeError::new(Error::new(ErrorKind::Source, msg));
@@ -69,10 +78,15 @@ fn source_error(msg: String, read: u64) -> ExchangeError {
 impl Sender {
     /// Reads up to `want` bytes (fewer only at the end of the source, never past a declared
     /// size). Sets `eof` once the source is exhausted and has passed its checks.
+    ///
+    /// With `Wait::Ready`, a reader gives only the bytes it has ready now (possibly none,
+    /// with `eof` still unset), so that chunks can be gathered for one write without holding
+    /// back a slow upload; memory and files are read as with `Wait::Full`.
     pub(super) async fn read_source(
         &mut self,
         plan: &mut BodyPlan<'_>,
         want: usize,
+        wait: Wait,
     ) -> Result<Bytes, ExchangeError> {
         if self.eof {
             return Ok(Bytes::new());
@@ -92,13 +106,27 @@ impl Sender {
             None => want,
         };
         self.chunk.clear();
-        self.chunk.reserve(want.min(1 << 20));
+        if let BodySource::Reader(_) = plan.source {
+            // A file reserves per read (the read ahead brings its own buffer).
+            self.chunk.reserve(want.min(1 << 20));
+        }
         let mut ended = false;
         while self.chunk.len() < want {
             let room = want - self.chunk.len();
-            let start = self.chunk.len();
-            self.chunk.resize(start + room, 0);
-            let n = match read_some(&mut plan.source, &mut self.chunk, start).await {
+            let r = match (wait, &mut plan.source) {
+                (Wait::Ready, BodySource::Reader(r)) => match read_ready(*r, &mut self.chunk, room)
+                {
+                    Some(r) => r,
+                    None => break,
+                },
+                // The read started ahead goes first (into a buffer of its own: `chunk` is
+                // empty here). A file is read whole: it has no upload to wait for.
+                _ => match self.ahead.take() {
+                    Some(ahead) => finish_file_read(ahead, &mut self.chunk).await,
+                    None => read_some(&mut plan.source, &mut self.chunk, room).await,
+                },
+            };
+            let n = match r {
                 Ok(n) => n,
                 Err(e) => {
                     let mut err = ExchangeError::new(
@@ -108,7 +136,6 @@ impl Sender {
                     return Err(err);
                 }
             };
-            self.chunk.truncate(start + n);
             if n == 0 {
                 ended = true;
                 break;
@@ -152,8 +179,8 @@ impl Sender {
     /// The declared size has been read: the source must be at its end, and a file must
     /// still have the size and modification time it had when the scan began.
     async fn finish_source(&mut self, plan: &mut BodyPlan<'_>) -> Result<(), ExchangeError> {
-        let mut probe = BytesMut::zeroed(1);
-        let more = read_some(&mut plan.source, &mut probe, 0)
+        let mut probe = BytesMut::with_capacity(1);
+        let more = read_some(&mut plan.source, &mut probe, 1)
             .await
             .map_err(|e| {
                 let mut err = ExchangeError::new(
@@ -205,23 +232,56 @@ impl Sender {
         Ok(())
     }
 
-    /// Queues the next body chunk, or the last chunk at the end of the source.
+    /// Queues the next body chunks, or the last chunk at the end of the source. With
+    /// `Wait::Ready`, queues only what a reader has ready now; `false` when that was nothing.
     pub(super) async fn refill(
         &mut self,
         plan: &mut BodyPlan<'_>,
         q: &mut OutQueue,
         wire_cap: Option<usize>,
         id: u64,
-    ) -> Result<(), ExchangeError> {
+        wait: Wait,
+    ) -> Result<bool, ExchangeError> {
         let mut data = if self.carry.is_empty() {
-            self.read_source(plan, plan.read_size()).await?
+            self.read_source(plan, plan.read_size(), wait).await?
         } else {
             std::mem::take(&mut self.carry)
         };
+        if data.is_empty() && !self.eof {
+            debug_assert!(
+                wait == Wait::Ready,
+                "a full read returns data or ends the source"
+            );
+            return Ok(false);
+        }
+        // A file's next read runs while these bytes are written. Only from the body on: an
+        // answer to the preview may make it needless.
+        if let BodySource::File(f, _) = &plan.source
+            && !self.eof
+            && self.ahead.is_none()
+        {
+            let left = plan
+                .declared
+                .map_or(u64::MAX, |d| d.saturating_sub(self.read));
+            let room = plan
+                .read_size()
+                .min(usize::try_from(left).unwrap_or(usize::MAX));
+            if room > 0 {
+                // The buffer of the read before this one, if no piece of it is still queued.
+                let buf = match std::mem::replace(&mut self.last_read, data.clone()).try_into_mut()
+                {
+                    Ok(mut b) => {
+                        b.clear();
+                        b.reserve(room);
+                        b
+                    }
+                    Err(_) => BytesMut::with_capacity(room),
+                };
+                self.ahead = Some(start_file_read(f, buf, room));
+            }
+        }
         if data.is_empty() {
-            // An empty read before the end is impossible: read_source returns data or
-            // sets eof (or fails). The last chunk only ever follows a checked source.
-            debug_assert!(self.eof, "empty body read before the end of the source");
+            // The last chunk only ever follows a checked source (`eof`, above).
             let mut last = BytesMut::with_capacity(8);
             chunked::encode_last_chunk(false, &Headers::new(), &mut last);
             wire_log(wire_cap, id, ">>", &last, usize::MAX);
@@ -240,7 +300,7 @@ impl Sender {
                 q.push(Bytes::from_static(b"\r\n"));
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Logs body bytes sent, up to the payload log's cap per message.
@@ -253,34 +313,76 @@ impl Sender {
     }
 }
 
-/// One read from the source into `buf[from..]`. A file is read on tokio's blocking pool,
-/// straight into `buf`, which is moved there and back (left empty if the read's task
-/// failed).
+/// How long a read may wait for the source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Wait {
+    /// Until the bytes asked for have come, or the source ends.
+    Full,
+    /// Not at all: only what a reader has ready now.
+    Ready,
+}
+
+/// One read of at most `room` bytes from the source, appended to `buf`. A file is read on
+/// tokio's blocking pool ([`start_file_read`]); a reader fills `buf`'s spare room without
+/// zeroing it first.
 async fn read_some(
     src: &mut BodySource<'_>,
     buf: &mut BytesMut,
-    from: usize,
+    room: usize,
 ) -> std::io::Result<usize> {
     match src {
         BodySource::File(f, _) => {
-            let f = Arc::clone(f);
-            let mut owned = std::mem::take(buf);
-            let task = tokio::task::spawn_blocking(move || {
-                let r = loop {
-                    match (&*f).read(&mut owned[from..]) {
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                        r => break r,
-                    }
-                };
-                (owned, r)
-            });
-            let (owned, r) = task
-                .await
-                .unwrap_or_else(|e| (BytesMut::new(), Err(std::io::Error::other(e))));
-            *buf = owned;
-            r
+            buf.reserve(room);
+            let read = start_file_read(f, std::mem::take(buf), room);
+            finish_file_read(read, buf).await
         }
-        BodySource::Reader(r) => r.read(&mut buf[from..]).await,
+        BodySource::Reader(r) => r.read_buf(&mut (&mut *buf).limit(room)).await,
         BodySource::Memory(_) => unreachable!("memory sources are sliced, not read"),
+    }
+}
+
+/// Starts a read of at most `room` bytes of `f`, appended to `buf`, on tokio's blocking
+/// pool (`buf` is moved there, and zeroed there for the read). The caller reserves the
+/// room: buffers allocated by the pool's threads and freed by the runtime's made the peak
+/// memory of a 1 GiB scan vary from 9 to 11 MB, against 8 MB allocated on the runtime.
+fn start_file_read(f: &Arc<std::fs::File>, mut buf: BytesMut, room: usize) -> FileRead {
+    let f = Arc::clone(f);
+    tokio::task::spawn_blocking(move || {
+        let from = buf.len();
+        buf.resize(from + room, 0);
+        let r = loop {
+            match (&*f).read(&mut buf[from..]) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                r => break r,
+            }
+        };
+        buf.truncate(from + *r.as_ref().unwrap_or(&0));
+        (buf, r)
+    })
+}
+
+/// Waits for a [`start_file_read`] and puts its buffer in `buf` (left empty if the read's
+/// task failed).
+async fn finish_file_read(read: FileRead, buf: &mut BytesMut) -> std::io::Result<usize> {
+    let (filled, r) = read
+        .await
+        .unwrap_or_else(|e| (BytesMut::new(), Err(std::io::Error::other(e))));
+    *buf = filled;
+    r
+}
+
+/// A reader's [`read_some`] without waiting: `None` when it has no bytes ready (then it
+/// has consumed nothing: a read that is not ready takes nothing).
+fn read_ready(
+    r: &mut (dyn tokio::io::AsyncRead + Unpin + Send),
+    buf: &mut BytesMut,
+    room: usize,
+) -> Option<std::io::Result<usize>> {
+    let mut limited = (&mut *buf).limit(room);
+    let read = std::pin::pin!(r.read_buf(&mut limited));
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match read.poll(&mut cx) {
+        std::task::Poll::Ready(r) => Some(r),
+        std::task::Poll::Pending => None,
     }
 }
