@@ -146,11 +146,13 @@ impl ServerState {
 
     /// Returns a connection after a clean transaction.
     pub(crate) fn checkin(&self, c: Checkout) {
+        let mut conn = c.conn;
+        conn.set_idle();
         let limit = *self.limit.lock().expect("limit lock") as usize;
         let mut idle = self.idle.lock().expect("pool lock");
         if idle.len() < limit {
             idle.push(Idle {
-                conn: c.conn,
+                conn,
                 since: Instant::now(),
             });
         }

@@ -134,3 +134,34 @@ async fn server_idle_timeout_then_scan_uses_a_new_connection() {
     let rm = respmods(&j);
     assert_ne!(rm[0].peer, rm[1].peer);
 }
+
+/// A pooled connection keeps its exchange timer, which belongs to the runtime it was made
+/// on. A client kept across runtimes (across `#[tokio::test]`s, say) must still scan on
+/// each: the old runtime's connection is found dead and replaced, and its timer is never
+/// polled (the connection remakes its timer when the runtime differs, in case it is).
+#[test]
+fn a_client_outlives_the_runtime_it_first_scanned_on() {
+    let server_rt = tokio::runtime::Runtime::new().unwrap();
+    let server = server_rt.block_on(MockServer::start());
+    let c = client(&server);
+    let scan = |c: &icap_client::Client| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        // Twice on each runtime: the second scan reuses the connection and its timer.
+        let v: Vec<_> = (0..2)
+            .map(|_| {
+                rt.block_on(c.scan_bytes(&b"x"[..], &ScanMeta::new("a")))
+                    .verdict
+            })
+            .collect();
+        drop(rt);
+        v
+    };
+    for v in scan(&c).into_iter().chain(scan(&c)) {
+        assert!(v.is_clean(), "{v:?}");
+    }
+    let j = server_rt.block_on(server.journal());
+    assert_eq!(respmods(&j).len(), 4);
+}
