@@ -1,13 +1,14 @@
 //! The proxy's overhead (issue 11): icap-client scans straight to a mock (the "upstream")
 //! against the same scans through a second mock started with `upstream(..)` in front of it,
 //! in the same run. The servers share one one-worker runtime on their own thread, the client
-//! another, as in `scan.rs`.
+//! another, as in `scan.rs`, and the rounds are timed inside one task on the client's worker
+//! (`support::on_worker`).
 #![allow(missing_docs)]
 
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use icap_benches::support::{body, runtime};
+use icap_benches::support::{body, on_worker, runtime};
 use icap_client::{Client, ScanMeta, Verdict};
 use icap_mock_server::MockServer;
 use icap_mock_server::proxy::Upstream;
@@ -53,20 +54,23 @@ fn bench_proxy(c: &mut Criterion) {
                 assert!(matches!(v, Verdict::Clean), "{name}: {v:?}");
             });
             group.bench_function(BenchmarkId::new(name, conns), |b| {
-                b.to_async(&client_rt).iter(|| {
+                b.iter_custom(|iters| {
                     let (cl, data, meta) = (cl.clone(), data.clone(), meta.clone());
-                    async move {
-                        let tasks: Vec<_> = (0..conns)
-                            .map(|_| {
-                                let (cl, data, meta) = (cl.clone(), data.clone(), meta.clone());
-                                tokio::spawn(async move { cl.scan_bytes(data, &meta).await })
-                            })
-                            .collect();
-                        for t in tasks {
-                            let v = t.await.expect("scan task").verdict;
-                            assert!(matches!(v, Verdict::Clean), "{v:?}");
+                    on_worker(&client_rt, iters, move || {
+                        let (cl, data, meta) = (cl.clone(), data.clone(), meta.clone());
+                        async move {
+                            let tasks: Vec<_> = (0..conns)
+                                .map(|_| {
+                                    let (cl, data, meta) = (cl.clone(), data.clone(), meta.clone());
+                                    tokio::spawn(async move { cl.scan_bytes(data, &meta).await })
+                                })
+                                .collect();
+                            for t in tasks {
+                                let v = t.await.expect("scan task").verdict;
+                                assert!(matches!(v, Verdict::Clean), "{v:?}");
+                            }
                         }
-                    }
+                    })
                 });
             });
         }

@@ -10,11 +10,11 @@
 //! The client is set up as in `benches/scan.rs` (one connection, no body digest) and scans a
 //! 1 KiB clean body from memory `N` times one after the other, after one warm-up scan (with
 //! `CONNS` > 1: `N` rounds of `CONNS` parallel scans); the difference between two values of
-//! `N` gives the calls per scan. `task` runs each single scan as a spawned task rather than in
-//! `block_on`. `scan_count icap-rs URL N [CONNS [task]]` makes the same scans with icap-rs, the peer of
+//! `N` gives the calls per scan. With `CONNS` > 1 or `task`, the loop runs in one task on the
+//! runtime's worker and spawns each scan there, as `benches/scan.rs` times its rounds; a single
+//! connection without `task` scans in `block_on`. `scan_count icap-rs URL N [CONNS [task]]` makes the same scans with icap-rs, the peer of
 //! `benches/scan.rs`.
 
-use bytes::Bytes;
 use icap_client::{Client, ScanMeta, Verdict};
 use icap_mock_server::MockServer;
 
@@ -35,7 +35,7 @@ fn main() {
             std::future::pending::<()>().await;
         }),
         Some("client") => {
-            let url = args.get(1).expect("the mock's URL");
+            let url = args.get(1).expect("the mock's URL").clone();
             let n: usize = args
                 .get(2)
                 .map_or(2000, |s| s.parse().expect("a number of scans"));
@@ -43,8 +43,9 @@ fn main() {
                 .get(3)
                 .map_or(1, |s| s.parse().expect("a number of connections"));
             let on_worker = args.get(4).is_some_and(|s| s == "task");
-            let body = Bytes::from(vec![b'a'; 1024]);
-            runtime().block_on(async {
+            let body = icap_benches::support::body(1024);
+            let rt = runtime();
+            let work = async move {
                 let client = Client::builder()
                     .server(url.as_str())
                     .max_connections(conns)
@@ -55,7 +56,8 @@ fn main() {
                 let meta = ScanMeta::new("file.bin");
                 for _ in 0..=n {
                     if conns == 1 && on_worker {
-                        // The scan as a task on the runtime's worker, which also drives I/O.
+                        // The scan as a task spawned on the runtime's worker, which also
+                        // drives I/O.
                         let (c, data, m) = (client.clone(), body.clone(), meta.clone());
                         let v = tokio::spawn(async move { c.scan_bytes(data, &m).await })
                             .await
@@ -82,7 +84,14 @@ fn main() {
                         assert!(matches!(v, Verdict::Clean), "expected clean, got {v:?}");
                     }
                 }
-            });
+            };
+            if conns == 1 && !on_worker {
+                rt.block_on(work);
+            } else {
+                // The whole loop in one task on the worker, as benches/scan.rs times its
+                // rounds (`support::on_worker`): the scans are spawned and joined there.
+                rt.block_on(rt.spawn(work)).expect("the scan loop");
+            }
             println!("{n} rounds of {conns} scans after one warm-up round");
         }
         Some("icap-rs") => icap_rs_scans(&args),
@@ -120,20 +129,11 @@ fn icap_rs_scans(args: &[String]) {
             )
         })
         .collect();
-    let res = http::Response::builder()
-        .status(200)
-        .header("Content-Length", "1024")
-        .body(vec![b'a'; 1024])
-        .expect("valid");
-    let req = std::sync::Arc::new(
-        icap_rs::Request::respmod(url.service())
-            .allow_204()
-            .preview(1024)
-            .with_http_response(res)
-            .expect("icap-rs request"),
-    );
+    let body = icap_benches::support::body(1024);
+    let req = std::sync::Arc::new(icap_benches::support::icap_rs_request(url.service(), &body));
     let on_worker = conns > 1 || args.get(4).is_some_and(|s| s == "task");
-    runtime().block_on(async {
+    let rt = runtime();
+    let work = async move {
         for _ in 0..=n {
             if !on_worker {
                 let r = clients[0].send(&req).await.expect("icap-rs scan");
@@ -153,6 +153,11 @@ fn icap_rs_scans(args: &[String]) {
                 assert_eq!(r.status_code().as_u16(), 204, "a clean scan");
             }
         }
-    });
+    };
+    if on_worker {
+        rt.block_on(rt.spawn(work)).expect("the scan loop");
+    } else {
+        rt.block_on(work);
+    }
     println!("{n} rounds of {conns} icap-rs scans after one warm-up round");
 }

@@ -1,5 +1,8 @@
 //! What the scan and proxy benches share: their runtimes and their bodies.
 
+use std::future::Future;
+use std::time::{Duration, Instant};
+
 use bytes::Bytes;
 use tokio::runtime::Runtime;
 
@@ -24,4 +27,61 @@ pub fn body(len: usize) -> Bytes {
             .map(|i| b"abcdefghijklmnop"[i % 16])
             .collect::<Vec<u8>>(),
     )
+}
+
+/// The request icap-rs sends in the scan benches for `body`, carrying what an
+/// icap-client scan of `file.bin` carries: a `User-Agent`, the preview, and both embedded
+/// HTTP heads (`GET /file.bin` with its `Host`, then `200 OK` with `Content-Type` and
+/// `Content-Length`). So the server parses the same fields from both clients, and the
+/// rows compare the clients on the same work (icap-rs sends no `req-hdr` by default).
+///
+/// # Panics
+/// If icap-rs refuses the request (it does not for these values).
+pub fn icap_rs_request(service: &str, body: &Bytes) -> icap_rs::Request {
+    let req = http::Request::builder()
+        .method("GET")
+        .uri("/file.bin")
+        .header("Host", "upload.local")
+        .body(())
+        .expect("valid");
+    let res = http::Response::builder()
+        .status(200)
+        .header("Content-Type", "application/octet-stream")
+        .header("Content-Length", body.len().to_string())
+        .body(body.to_vec())
+        .expect("valid");
+    icap_rs::Request::respmod(service)
+        .icap_header("User-Agent", "icap-rs/0.3.0")
+        .allow_204()
+        .preview(1024)
+        .with_http_response_and_request_context(res, req)
+        .expect("icap-rs request")
+}
+
+/// Runs `round` `iters` times, one after the other, inside one task on `rt`'s worker, and
+/// returns the time they took: the timing routine of the scan benches
+/// (`Bencher::iter_custom`).
+///
+/// Criterion's `to_async(..).iter(..)` polls each round in `block_on` on the bench's main
+/// thread: every round's tasks are then spawned from outside the runtime (each spawn wakes
+/// the worker through the inject queue), and every finished task wakes the main thread
+/// again, a third busy thread on a two-core machine and a cross-thread wake per scan. Here
+/// the main thread waits once per sample; a round's tasks are spawned from the worker
+/// (its local queue) and joined there.
+///
+/// # Panics
+/// If a round panics (a failed scan's assertion).
+pub fn on_worker<F, Fut>(rt: &Runtime, iters: u64, round: F) -> Duration
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    rt.block_on(rt.spawn(async move {
+        let start = Instant::now();
+        for _ in 0..iters {
+            round().await;
+        }
+        start.elapsed()
+    }))
+    .expect("a bench round panicked")
 }
