@@ -8,9 +8,8 @@
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use icap_benches::support::{body, on_worker, runtime};
+use icap_benches::support::{bench_mock, body, on_worker, runtime};
 use icap_client::{Client, ScanMeta, Verdict};
-use icap_mock_server::MockServer;
 use icap_mock_server::proxy::Upstream;
 
 fn client(url: &str, conns: u32) -> Client {
@@ -26,10 +25,9 @@ fn client(url: &str, conns: u32) -> Client {
 fn bench_proxy(c: &mut Criterion) {
     let server_rt = runtime("servers");
     let client_rt = runtime("client");
-    let upstream = server_rt.block_on(MockServer::builder().body_digest(false).start());
+    let upstream = server_rt.block_on(bench_mock().start());
     let proxy = server_rt.block_on(
-        MockServer::builder()
-            .body_digest(false)
+        bench_mock()
             .upstream(Upstream::parse(&upstream.url()).expect("upstream URL"))
             .start(),
     );

@@ -19,9 +19,8 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use icap_benches::support::{body, icap_rs_request, on_worker, runtime};
+use icap_benches::support::{bench_mock, body, icap_rs_request, on_worker, runtime};
 use icap_client::{Client, ScanMeta, Verdict};
-use icap_mock_server::MockServer;
 use icap_proto::{
     BodyKind, Event, HttpRequestHead, HttpResponseHead, Limits, Method, RequestHead,
     ResponseDecoder, chunked,
@@ -197,8 +196,9 @@ fn assert_clean(v: &Verdict) {
 fn bench_scan(c: &mut Criterion) {
     let server_rt = runtime("server");
     let client_rt = runtime("client");
-    // The journal's SHA-256 of every body is the mock's own cost, not the client's: off.
-    let mock = server_rt.block_on(MockServer::builder().body_digest(false).start());
+    // The journal and its SHA-256 of every body are the mock's own costs, not the
+    // client's: off.
+    let mock = server_rt.block_on(bench_mock().start());
     let url = mock.url();
     let addr = mock.addr();
     let meta = ScanMeta::new("file.bin");

@@ -16,7 +16,6 @@
 //! `benches/scan.rs`.
 
 use icap_client::{Client, ScanMeta, Verdict};
-use icap_mock_server::MockServer;
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -30,7 +29,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("mock") => runtime().block_on(async {
-            let mock = MockServer::builder().body_digest(false).start().await;
+            let mock = icap_benches::support::bench_mock().start().await;
             println!("{}", mock.url());
             std::future::pending::<()>().await;
         }),

@@ -4,6 +4,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use icap_mock_server::{MockServer, MockServerBuilder};
 use tokio::runtime::Runtime;
 
 /// A one-worker multi-thread runtime named `name`: the server side and the client side
@@ -18,6 +19,20 @@ pub fn runtime(name: &str) -> Runtime {
         .enable_all()
         .build()
         .expect("a tokio runtime")
+}
+
+/// The mock the scan and proxy benches (and the `scan_count` example) scan, set up as for a
+/// load test: no SHA-256 of each body and no journal (`journal_limit(0)`), which are the
+/// mock's own costs, not the client's. `ICAP_BENCH_JOURNAL=1` keeps the journal (the
+/// setup of the runs before issue 12's stop 24).
+#[must_use]
+pub fn bench_mock() -> MockServerBuilder {
+    let b = MockServer::builder().body_digest(false);
+    if std::env::var("ICAP_BENCH_JOURNAL").is_ok_and(|v| v == "1") {
+        b
+    } else {
+        b.journal_limit(0)
+    }
 }
 
 /// `len` bytes of clean content (it never contains the EICAR string).

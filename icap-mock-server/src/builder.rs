@@ -166,6 +166,11 @@ impl MockServerBuilder {
     }
 
     /// How many transactions the journal keeps (oldest dropped first; default 10 000).
+    ///
+    /// 0 turns the journal off: nothing is recorded, no copy of a request's head is made,
+    /// and [`MockServer::journal`](crate::MockServer::journal) stays empty. Rules, their
+    /// expectations and [`verify`](crate::MockServer::verify) work as before (they count on
+    /// their own). This is for load tests, where a journal only costs time.
     pub fn journal_limit(mut self, n: usize) -> Self {
         self.settings.journal_limit = n;
         self

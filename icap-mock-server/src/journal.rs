@@ -342,20 +342,30 @@ impl Entry {
 }
 
 impl Journal {
-    /// A journal keeping at most `max_entries` transactions and `max_bytes` bytes (each at
-    /// least one: the newest entry is always kept, even when it alone is over the budget).
+    /// A journal keeping at most `max_entries` transactions and `max_bytes` bytes (the
+    /// newest entry is always kept, even when it alone is over the byte budget). With
+    /// `max_entries` 0 the journal is off: it keeps nothing, and only hands out ids.
     pub(crate) fn new(max_entries: usize, max_bytes: usize) -> Self {
         Journal {
             entries: VecDeque::new(),
             bytes: 0,
-            max_entries: max_entries.max(1),
+            max_entries,
             max_bytes,
             next_id: 0,
         }
     }
 
-    /// Adds `tx`, dropping the oldest entries until both budgets hold.
+    /// Whether the journal keeps anything (`max_entries` above 0).
+    pub(crate) fn is_on(&self) -> bool {
+        self.max_entries > 0
+    }
+
+    /// Adds `tx`, dropping the oldest entries until both budgets hold (nothing when the
+    /// journal is off).
     pub(crate) fn push(&mut self, tx: Transaction) {
+        if !self.is_on() {
+            return;
+        }
         let entry = Entry {
             head_bytes: tx.head_bytes(),
             tx,
@@ -379,9 +389,15 @@ impl Journal {
     /// Records `tx` under the next id (assigned here, so the ring stays in id order) and
     /// returns that id.
     pub(crate) fn open(&mut self, mut tx: Transaction) -> u64 {
-        self.next_id = self.next_id.saturating_add(1);
-        tx.id = self.next_id;
+        tx.id = self.skip();
         self.push(tx);
+        self.next_id
+    }
+
+    /// Hands out the next id without recording anything (what [`Journal::open`] does when
+    /// the journal is off, without making an entry first).
+    pub(crate) fn skip(&mut self) -> u64 {
+        self.next_id = self.next_id.saturating_add(1);
         self.next_id
     }
 
@@ -545,11 +561,25 @@ mod tests {
             j.push(tx(id, 10));
         }
         assert_eq!(j.to_vec().iter().map(|t| t.id).collect::<Vec<_>>(), [4, 5]);
-        // A budget smaller than one entry keeps just the newest.
-        let mut j = Journal::new(0, 0);
+        // A byte budget smaller than one entry keeps just the newest.
+        let mut j = Journal::new(1, 0);
         j.push(tx(1, 10));
         j.push(tx(2, 10));
         assert_eq!(j.to_vec().iter().map(|t| t.id).collect::<Vec<_>>(), [2]);
+    }
+
+    #[test]
+    fn a_journal_of_no_entries_is_off_and_still_counts_ids() {
+        let mut j = Journal::new(0, usize::MAX);
+        assert!(!j.is_on());
+        assert_eq!(j.open(tx(0, 10)), 1);
+        assert_eq!(j.skip(), 2);
+        let mut t = tx(2, 10);
+        t.note = Some("n".into());
+        j.update(&t);
+        assert!(j.to_vec().is_empty());
+        assert_eq!(j.bytes(), 0);
+        assert_eq!(j.open(tx(0, 10)), 3, "ids go on");
     }
 
     #[test]

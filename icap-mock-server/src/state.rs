@@ -238,9 +238,21 @@ impl State {
         lock(&self.journal).open(tx)
     }
 
+    /// The id of a transaction that is not recorded (the journal is off).
+    pub(crate) fn skip_entry(&self) -> u64 {
+        lock(&self.journal).skip()
+    }
+
+    /// Whether the journal keeps entries (`journal_limit` above 0). Fixed at start.
+    pub(crate) fn journal_on(&self) -> bool {
+        self.settings.journal_limit > 0
+    }
+
     /// Updates the journal entry of `tx` (gone already if the budgets pushed it out).
     pub(crate) fn record(&self, tx: &Transaction) {
-        lock(&self.journal).update(tx);
+        if self.journal_on() {
+            lock(&self.journal).update(tx);
+        }
     }
 
     pub(crate) fn journal(&self) -> Vec<Transaction> {
@@ -320,6 +332,10 @@ impl State {
             let _ = writeln!(msg, "  {u}");
         }
         let journal = self.journal();
+        if !self.journal_on() {
+            msg.push_str("(the journal is off: journal_limit is 0)");
+            return Some(msg);
+        }
         if journal.is_empty() {
             msg.push_str("no requests were received");
             return Some(msg);

@@ -43,7 +43,7 @@ pub struct ConfigFile {
     pub triggers: Option<bool>,
     /// Delay of the `.slow` trigger, in milliseconds.
     pub trigger_delay_ms: Option<u64>,
-    /// Transactions kept in the journal (default 10 000).
+    /// Transactions kept in the journal (default 10 000; 0 turns the journal off).
     pub journal_limit: Option<usize>,
     /// Bytes the journal's entries may hold together (default 8 MiB).
     pub journal_bytes: Option<usize>,

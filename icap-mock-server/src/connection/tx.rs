@@ -155,15 +155,19 @@ impl Tx {
             note: None,
         };
         // The journal outlives the connection: its copy of the head must not keep the
-        // connection's read buffer alive.
-        let kept = compact_head(&head);
-        record.id = state.open_entry(Transaction {
-            uri: uri.clone(),
-            icap_headers: kept.headers,
-            http_request: kept.http_request,
-            http_response: kept.http_response,
-            ..record.clone()
-        });
+        // connection's read buffer alive. With the journal off, no copy is made.
+        record.id = if state.journal_on() {
+            let kept = compact_head(&head);
+            state.open_entry(Transaction {
+                uri: uri.clone(),
+                icap_headers: kept.headers,
+                http_request: kept.http_request,
+                http_response: kept.http_response,
+                ..record.clone()
+            })
+        } else {
+            state.skip_entry()
+        };
         let req = Request {
             method: head.method,
             service,

@@ -101,3 +101,55 @@ async fn a_client_gone_during_a_delay_is_noted_and_gets_nothing() {
     assert_eq!(t.fault.as_deref(), Some("delay"));
     assert_eq!(t.to_json()["client_gone"], true);
 }
+
+/// `journal_limit(0)`: a mock for load tests. Nothing is journaled, but requests are still
+/// answered by the rules and the signatures, and the rules' expectations still count.
+#[tokio::test]
+async fn a_journal_limit_of_zero_records_nothing_and_rules_still_count() {
+    let server = MockServer::builder().journal_limit(0).start().await;
+    Mock::given(any())
+        .respond_with(icap_mock_server::Reply::clean())
+        .expect(2)
+        .named("two clean")
+        .mount(&server)
+        .await;
+    let mut c = Conn::open(server.addr()).await;
+    for _ in 0..2 {
+        c.send(&respmod(
+            "avscan",
+            "Allow: 204\r\n",
+            RES_HDR,
+            &one_chunk(b"x"),
+        ))
+        .await;
+        assert_eq!(c.answer(Method::Respmod).await.status(), 204);
+    }
+    server.verify().await;
+    assert!(server.journal().await.is_empty());
+    assert_eq!(server.journal_bytes(), 0);
+    server.reset().await;
+    // Signatures still scan without a journal.
+    c.send(&respmod(
+        "avscan",
+        "Allow: 204\r\n",
+        RES_HDR,
+        &one_chunk(EICAR),
+    ))
+    .await;
+    let a = c.answer(Method::Respmod).await;
+    assert_ne!(a.status(), 204, "EICAR is found");
+    assert!(server.journal().await.is_empty());
+}
+
+/// With the journal off, an unmet expectation's report says why no requests are listed.
+#[tokio::test]
+#[should_panic(expected = "the journal is off")]
+async fn an_unmet_expectation_without_a_journal_says_the_journal_is_off() {
+    let server = MockServer::builder().journal_limit(0).start().await;
+    Mock::given(any())
+        .respond_with(icap_mock_server::Reply::clean())
+        .expect(1)
+        .mount(&server)
+        .await;
+    server.verify().await;
+}

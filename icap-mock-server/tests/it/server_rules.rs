@@ -559,3 +559,26 @@ async fn a_rule_istag_replaces_the_servers_instead_of_doubling_it() {
     assert_eq!(a.head.headers.get_all("ISTag").count(), 1, "{}", a.text());
     assert_eq!(a.head.istag(), Some(&b"changed-1"[..]));
 }
+
+#[tokio::test]
+async fn journal_limit_zero_in_the_config_file_turns_the_journal_off() {
+    let file = ConfigFile::from_toml("journal_limit = 0\n").unwrap();
+    let server = MockServer::builder()
+        .config(file.settings().unwrap())
+        .start()
+        .await;
+    let mut c = Conn::open(server.addr()).await;
+    for body in [&b"x"[..], icap_mock_server::EICAR] {
+        c.send(&respmod(
+            "avscan",
+            "Allow: 204\r\n",
+            RES_HDR,
+            &one_chunk(body),
+        ))
+        .await;
+        let status = c.answer(Method::Respmod).await.status();
+        assert_eq!(status == 204, body == b"x", "clean answered 204, EICAR not");
+    }
+    assert!(server.journal().await.is_empty());
+    assert_eq!(server.journal_bytes(), 0);
+}
