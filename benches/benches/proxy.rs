@@ -26,11 +26,8 @@ fn bench_proxy(c: &mut Criterion) {
     let server_rt = runtime("servers");
     let client_rt = runtime("client");
     let upstream = server_rt.block_on(bench_mock().start());
-    let proxy = server_rt.block_on(
-        bench_mock()
-            .upstream(Upstream::parse(&upstream.url()).expect("upstream URL"))
-            .start(),
-    );
+    let up = Upstream::parse(&upstream.url()).expect("upstream URL");
+    let proxy = server_rt.block_on(bench_mock().upstream(up.clone()).start());
     let meta = ScanMeta::new("file.bin");
     for (label, size, conns) in [
         ("1KiB", 1024usize, 1usize),
@@ -74,6 +71,8 @@ fn bench_proxy(c: &mut Criterion) {
         }
         group.finish();
     }
+    // One per client connection when the pool keeps them all (`Upstream::with_max_idle`).
+    eprintln!("upstream connections opened: {}", up.connections_opened());
     drop(proxy);
     drop(upstream);
 }

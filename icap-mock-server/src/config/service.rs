@@ -79,7 +79,7 @@ pub enum UpstreamSpec {
 /// failure = "status"          # or "close"
 /// timeout_ms = 60000
 /// connect_timeout_ms = 10000
-/// max_idle = 8                # idle keep-alive connections kept (0: none)
+/// max_idle = 32               # idle keep-alive connections kept (0: none)
 /// idle_timeout_ms = 30000
 /// hold_bytes = 1048576        # body held while a body rule decides (0: head rules only)
 /// [service.upstream.faults]   # the --transport-faults vocabulary, one key each

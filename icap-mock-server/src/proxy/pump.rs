@@ -26,7 +26,7 @@ impl<S: Stream> Connection<S> {
         plan: impl Fn(bool) -> RequestPlan,
     ) -> Result<Next, Failure> {
         let limits = self.state.settings.limits;
-        r.write_up(head_bytes, false).await?;
+        r.write_head_up(head_bytes).await?;
         loop {
             // The client's side first: forward what is decoded.
             if r.client_open && !r.await_continue {
@@ -50,6 +50,9 @@ impl<S: Stream> Connection<S> {
                     Ok(None) => {}
                 }
             }
+            // Nothing more from the client for now: what its events queued goes up in one
+            // write, before anything waits for the upstream.
+            r.flush_up().await?;
             if let Some(cx) = r.cx.as_mut() {
                 match cx.poll_event(&mut r.ubuf) {
                     Err(e) => return Err(Failure::Bad(format!("upstream answer: {e}"))),
@@ -96,7 +99,7 @@ impl<S: Stream> Connection<S> {
                         r.touch();
                     }
                 },
-                () = tokio::time::sleep_until(r.deadline) => {
+                () = &mut r.timer => {
                     if want_client && !want_up {
                         return Err(Failure::Client);
                     }
@@ -157,7 +160,7 @@ impl<S: Stream> Connection<S> {
                 // upstream still reads the rest.
                 let mut out = BytesMut::with_capacity(d.len().saturating_add(24));
                 chunked::encode_chunk(&d, &mut out);
-                r.send_body(&out).await?;
+                r.queue_body(&out).await?;
             }
             Event::PreviewEnd { ieof } => {
                 r.forwarded = true;
@@ -165,7 +168,7 @@ impl<S: Stream> Connection<S> {
                 rec.ieof = ieof;
                 let mut out = BytesMut::new();
                 chunked::encode_last_chunk(ieof, &Headers::new(), &mut out);
-                r.send_body(&out).await?;
+                r.queue_body(&out).await?;
                 let mut cx = ClientExchange::new(plan(ieof), limits);
                 if !ieof {
                     let _ = cx.handle_preview_sent();
@@ -181,7 +184,7 @@ impl<S: Stream> Connection<S> {
                 if !r.ieof {
                     let mut out = BytesMut::new();
                     chunked::encode_last_chunk(false, &end.trailers, &mut out);
-                    r.send_body(&out).await?;
+                    r.queue_body(&out).await?;
                 }
                 if let Some(cx) = r.cx.as_mut() {
                     let _ = cx.handle_request_sent();

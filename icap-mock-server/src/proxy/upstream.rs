@@ -79,8 +79,12 @@ pub struct Upstream {
 /// Default number of body bytes held back while a body rule has not decided (1 MiB).
 pub const DEFAULT_HOLD_LIMIT: u64 = 1024 * 1024;
 
-/// Default number of idle keep-alive connections kept per upstream.
-pub const DEFAULT_MAX_IDLE: usize = 8;
+/// Default number of idle keep-alive connections kept per upstream: icap-client's default
+/// `max_connections`, so a client scanning that many files at once through the proxy finds
+/// as many upstream connections waiting for its next round. With 8, a client using 16
+/// connections made the proxy open 8 fresh upstream connections per round of 16 scans
+/// (26 313 in one bench run, against 16 with 16 kept).
+pub const DEFAULT_MAX_IDLE: usize = 32;
 
 /// Default time an idle upstream connection is kept before it is dropped.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(30);

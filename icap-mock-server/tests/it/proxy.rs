@@ -1120,3 +1120,41 @@ async fn past_the_hold_limit_a_proxied_request_is_forwarded_and_the_journal_says
     assert!(note.contains("hold limit 16"), "{note}");
     assert_eq!(mine[0].to_json()["note"], note);
 }
+
+/// A client with as many scans in flight as icap-client's default `max_connections` (32)
+/// finds that many upstream connections in the pool on its next round: the default
+/// `max_idle` keeps them all (it kept 8 before, so every round opened 24 fresh ones).
+#[tokio::test]
+async fn the_default_pool_keeps_a_round_of_32_concurrent_scans_connected() {
+    let upstream = MockServer::start().await;
+    // Each scan waits at the upstream, so the 32 of a round are in flight together.
+    Mock::given(matchers::any())
+        .respond_with(Fault::delay(Duration::from_millis(100)))
+        .mount(&upstream)
+        .await;
+    let up = Upstream::parse(&upstream.url()).unwrap();
+    let proxy = MockServer::builder().upstream(up.clone()).start().await;
+    for round in 1..=2 {
+        let scans: Vec<_> = (0..32)
+            .map(|_| {
+                let proxy = proxy.addr();
+                tokio::spawn(async move {
+                    let mut c = Conn::open(proxy).await;
+                    c.send(&respmod(
+                        "avscan",
+                        "Allow: 204\r\n",
+                        RES_HDR,
+                        &chunks(&[b"hello"], "0\r\n\r\n"),
+                    ))
+                    .await;
+                    c.answer(Method::Respmod).await.status()
+                })
+            })
+            .collect();
+        for s in scans {
+            assert_eq!(s.await.unwrap(), 204, "round {round}");
+        }
+        assert_eq!(up.connections_opened(), 32, "after round {round}");
+        assert_eq!(up.idle_connections(), 32, "after round {round}");
+    }
+}
