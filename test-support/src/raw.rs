@@ -70,6 +70,22 @@ impl Conn {
         self.stream.write_all(bytes).await.expect("write");
     }
 
+    /// Sends a `RESPMOD` of `body` (one chunk, `Allow: 204`, the standard embedded
+    /// response head) to `service` and reads its answer.
+    ///
+    /// # Panics
+    /// As [`Conn::send`] and [`Conn::answer`].
+    pub async fn scan(&mut self, service: &str, body: &[u8]) -> Answer {
+        let req = crate::respmod(
+            service,
+            "Allow: 204\r\n",
+            crate::RES_HDR,
+            &crate::one_chunk(body),
+        );
+        self.send(&req).await;
+        self.answer(Method::Respmod).await
+    }
+
     /// Reads one complete answer to a `method` request.
     ///
     /// # Panics

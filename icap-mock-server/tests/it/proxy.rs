@@ -775,7 +775,12 @@ async fn a_rule_can_answer_in_a_recorded_dialect() {
 }
 
 async fn scan_clean(proxy: &MockServer) -> u16 {
-    let mut c = Conn::open(proxy.addr()).await;
+    scan_clean_at(proxy.addr()).await
+}
+
+/// [`scan_clean`] on a new connection to `addr` (for spawned tasks).
+async fn scan_clean_at(addr: std::net::SocketAddr) -> u16 {
+    let mut c = Conn::open(addr).await;
     c.send(&respmod(
         "avscan",
         "Allow: 204\r\n",
@@ -1136,20 +1141,7 @@ async fn the_default_pool_keeps_a_round_of_32_concurrent_scans_connected() {
     let proxy = MockServer::builder().upstream(up.clone()).start().await;
     for round in 1..=2 {
         let scans: Vec<_> = (0..32)
-            .map(|_| {
-                let proxy = proxy.addr();
-                tokio::spawn(async move {
-                    let mut c = Conn::open(proxy).await;
-                    c.send(&respmod(
-                        "avscan",
-                        "Allow: 204\r\n",
-                        RES_HDR,
-                        &chunks(&[b"hello"], "0\r\n\r\n"),
-                    ))
-                    .await;
-                    c.answer(Method::Respmod).await.status()
-                })
-            })
+            .map(|_| tokio::spawn(scan_clean_at(proxy.addr())))
             .collect();
         for s in scans {
             assert_eq!(s.await.unwrap(), 204, "round {round}");
