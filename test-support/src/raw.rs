@@ -76,11 +76,11 @@ impl Conn {
     /// # Panics
     /// As [`Conn::send`] and [`Conn::answer`].
     pub async fn scan(&mut self, service: &str, body: &[u8]) -> Answer {
-        let req = crate::respmod(
+        let req = crate::build::respmod(
             service,
             "Allow: 204\r\n",
-            crate::RES_HDR,
-            &crate::one_chunk(body),
+            crate::build::RES_HDR,
+            &crate::build::one_chunk(body),
         );
         self.send(&req).await;
         self.answer(Method::Respmod).await
