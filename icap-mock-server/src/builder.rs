@@ -146,7 +146,9 @@ impl MockServerBuilder {
 
     /// Whether the journal records the SHA-256 of each body (on by default). Hashing is
     /// most of the mock's work on large bodies; turn it off to measure a client's
-    /// throughput rather than the mock's. SHA-256 signatures still hash their bodies.
+    /// throughput rather than the mock's. SHA-256 signatures still hash their bodies, a
+    /// recording proxy still hashes (its metadata carries the digest), and a replay
+    /// always does (it matches recordings by their body's digest).
     pub fn body_digest(mut self, on: bool) -> Self {
         self.settings.body_digest = on;
         self

@@ -111,7 +111,9 @@ impl<S: Stream> Connection<S> {
         // and dropped, so the connection can carry the next request.
         for ev in std::mem::take(&mut r.held) {
             if let Event::Data(d) = ev {
-                r.hasher.update(&d);
+                if let Some(h) = &mut r.hasher {
+                    h.update(&d);
+                }
                 rec.body_len = rec
                     .body_len
                     .saturating_add(u64::try_from(d.len()).unwrap_or(u64::MAX));
@@ -120,7 +122,9 @@ impl<S: Stream> Connection<S> {
         while !self.exchange.is_request_done() && self.exchange.must_drain() {
             match self.next_event().await {
                 Ok(Event::Data(d)) => {
-                    r.hasher.update(&d);
+                    if let Some(h) = &mut r.hasher {
+                        h.update(&d);
+                    }
                     rec.body_len = rec
                         .body_len
                         .saturating_add(u64::try_from(d.len()).unwrap_or(u64::MAX));
@@ -131,7 +135,9 @@ impl<S: Stream> Connection<S> {
             }
         }
         rec.complete = self.exchange.is_request_done();
-        rec.body_sha256 = hex(&std::mem::take(&mut r.hasher).finalize());
+        if let Some(h) = r.hasher.take() {
+            rec.body_sha256 = hex(&h.finalize());
+        }
         if self.exchange.handle_response_end().is_err() || !self.exchange.reuse().is_yes() {
             return Ok(Next::Close);
         }
@@ -150,7 +156,9 @@ impl<S: Stream> Connection<S> {
             Event::Head(_) => {}
             Event::Data(d) => {
                 r.forwarded = true;
-                r.hasher.update(&d);
+                if let Some(h) = &mut r.hasher {
+                    h.update(&d);
+                }
                 let n = u64::try_from(d.len()).unwrap_or(u64::MAX);
                 rec.body_len = rec.body_len.saturating_add(n);
                 if r.cx.as_ref().is_none_or(|c| !c.continued()) && rec.preview.is_some() {

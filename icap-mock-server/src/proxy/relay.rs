@@ -37,7 +37,9 @@ pub(super) struct Relay {
     pub(super) ubuf: BytesMut,
     pub(super) cx: Option<ClientExchange>,
     pub(super) tape: Option<Tape>,
-    pub(super) hasher: Sha256,
+    /// The SHA-256 of the request body, for the journal and the recording; `None` when
+    /// neither wants it (`body_digest(false)` and no recording).
+    pub(super) hasher: Option<Sha256>,
     /// The client's request is still being read.
     pub(super) client_open: bool,
     /// The final head went to the client.
@@ -79,6 +81,7 @@ impl Relay {
         seed: u64,
         tape: Option<Tape>,
         held: Held,
+        digest: bool,
     ) -> Self {
         let (up_r, up_w) = tokio::io::split(io);
         Relay {
@@ -90,7 +93,7 @@ impl Relay {
             ubuf: BytesMut::with_capacity(READ_RESERVE),
             cx: None,
             tape,
-            hasher: Sha256::new(),
+            hasher: digest.then(Sha256::new),
             client_open: false,
             answered: false,
             up_done: false,
@@ -390,7 +393,16 @@ impl<S: Stream> Connection<S> {
             if let Some(t) = tape.as_mut() {
                 t.connected();
             }
-            let mut r = Relay::new(io, upstream, rec.id, tape.take(), std::mem::take(&mut held));
+            // A recording's metadata carries the body's digest whatever the journal keeps.
+            let digest = self.state.settings.body_digest || tape.is_some();
+            let mut r = Relay::new(
+                io,
+                upstream,
+                rec.id,
+                tape.take(),
+                std::mem::take(&mut held),
+                digest,
+            );
             r.client_open = has_body;
             // Without a preview the answer may come at any time; with one, the exchange
             // is built when the preview ends (its ieof is part of the plan).

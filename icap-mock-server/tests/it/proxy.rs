@@ -297,6 +297,19 @@ async fn a_silent_upstream_gives_504() {
     assert_eq!(a.status(), 504);
 }
 
+/// [`metas`] once the first recording is there (bounded: 50 rounds of 20 ms). A tape is
+/// written after the answer, so a test that just got its answer gives it a moment.
+async fn metas_when_written(dir: &std::path::Path) -> Vec<(RecordMeta, Vec<u8>, Vec<u8>)> {
+    for _ in 0..50 {
+        let recs = metas(dir);
+        if !recs.is_empty() {
+            return recs;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    metas(dir)
+}
+
 fn metas(dir: &std::path::Path) -> Vec<(RecordMeta, Vec<u8>, Vec<u8>)> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).unwrap() {
@@ -331,15 +344,7 @@ async fn recording_keeps_exact_bytes_and_digests_not_bodies() {
     .await;
     let a = c.answer(Method::Respmod).await;
     drop(c);
-    // The tape is written after the answer; give it a moment.
-    let mut recs = Vec::new();
-    for _ in 0..50 {
-        recs = metas(dir.path());
-        if !recs.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let recs = metas_when_written(dir.path()).await;
     assert_eq!(recs.len(), 1);
     let (m, req, res) = &recs[0];
     assert_eq!(res, &a.raw, "the recorded answer is what the client got");
@@ -1149,4 +1154,33 @@ async fn the_default_pool_keeps_a_round_of_32_concurrent_scans_connected() {
         assert_eq!(up.connections_opened(), 32, "after round {round}");
         assert_eq!(up.idle_connections(), 32, "after round {round}");
     }
+}
+
+/// `body_digest(false)` holds on the proxied path too: the journal gets no SHA-256 (the
+/// body is still counted), unless a recording needs the digest for its metadata.
+#[tokio::test]
+async fn a_proxy_without_body_digests_hashes_only_for_a_recording() {
+    let upstream = MockServer::start().await;
+    let proxy = MockServer::builder()
+        .body_digest(false)
+        .upstream(Upstream::parse(&upstream.url()).unwrap())
+        .start()
+        .await;
+    assert_eq!(scan_clean(&proxy).await, 204);
+    let j = proxy.journal().await;
+    assert_eq!(j.len(), 1, "{j:?}");
+    assert_eq!(j[0].body_len, 5);
+    assert_eq!(j[0].body_sha256, "", "no digest asked for");
+
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = MockServer::builder()
+        .body_digest(false)
+        .upstream(Upstream::parse(&upstream.url()).unwrap())
+        .record(RecordSettings::new(dir.path()))
+        .start()
+        .await;
+    assert_eq!(scan_clean(&proxy).await, 204);
+    let recs = metas_when_written(dir.path()).await;
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0].0.body_sha256, hex(&Sha256::digest(b"hello")));
 }
