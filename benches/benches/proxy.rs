@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use icap_benches::support::{bench_mock, body, on_worker, runtime};
+use icap_benches::support::{bench_mock, body, on_worker, runtime, scan_round};
 use icap_client::{Client, ScanMeta, Verdict};
 use icap_mock_server::proxy::Upstream;
 
@@ -53,18 +53,7 @@ fn bench_proxy(c: &mut Criterion) {
                     let (cl, data, meta) = (cl.clone(), data.clone(), meta.clone());
                     on_worker(&client_rt, iters, move || {
                         let (cl, data, meta) = (cl.clone(), data.clone(), meta.clone());
-                        async move {
-                            let tasks: Vec<_> = (0..conns)
-                                .map(|_| {
-                                    let (cl, data, meta) = (cl.clone(), data.clone(), meta.clone());
-                                    tokio::spawn(async move { cl.scan_bytes(data, &meta).await })
-                                })
-                                .collect();
-                            for t in tasks {
-                                let v = t.await.expect("scan task").verdict;
-                                assert!(matches!(v, Verdict::Clean), "{v:?}");
-                            }
-                        }
+                        async move { scan_round(&cl, &data, &meta, conns).await }
                     })
                 });
             });

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use icap_benches::support::{bench_mock, body, icap_rs_request, on_worker, runtime};
+use icap_benches::support::{bench_mock, body, icap_rs_request, on_worker, runtime, scan_round};
 use icap_client::{Client, ScanMeta, Verdict};
 use icap_proto::{
     BodyKind, Event, HttpRequestHead, HttpResponseHead, Limits, Method, RequestHead,
@@ -267,21 +267,8 @@ fn bench_scan(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 let (client, data, meta) = (client.clone(), data.clone(), meta.clone());
                 on_worker(&client_rt, iters, move || {
-                    let client = client.clone();
-                    let data = data.clone();
-                    let meta = meta.clone();
-                    async move {
-                        let tasks: Vec<_> = (0..conns)
-                            .map(|_| {
-                                let (client, data, meta) =
-                                    (client.clone(), data.clone(), meta.clone());
-                                tokio::spawn(async move { client.scan_bytes(data, &meta).await })
-                            })
-                            .collect();
-                        for t in tasks {
-                            assert_clean(&t.await.expect("scan task").verdict);
-                        }
-                    }
+                    let (client, data, meta) = (client.clone(), data.clone(), meta.clone());
+                    async move { scan_round(&client, &data, &meta, conns).await }
                 })
             });
         });

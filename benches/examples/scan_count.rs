@@ -54,34 +54,15 @@ fn main() {
                     .expect("client");
                 let meta = ScanMeta::new("file.bin");
                 for _ in 0..=n {
-                    if conns == 1 && on_worker {
-                        // The scan as a task spawned on the runtime's worker, which also
-                        // drives I/O.
-                        let (c, data, m) = (client.clone(), body.clone(), meta.clone());
-                        let v = tokio::spawn(async move { c.scan_bytes(data, &m).await })
-                            .await
-                            .expect("scan task")
-                            .verdict;
-                        assert!(matches!(v, Verdict::Clean), "expected clean, got {v:?}");
-                        continue;
-                    }
-                    if conns == 1 {
-                        // In `block_on`, as criterion's `to_async` runs the bench's futures.
+                    if conns == 1 && !on_worker {
+                        // Awaited in place, in `block_on`.
                         let v = client.scan_bytes(body.clone(), &meta).await.verdict;
                         assert!(matches!(v, Verdict::Clean), "expected clean, got {v:?}");
                         continue;
                     }
-                    // As benches/scan.rs does with 16 connections: a round of parallel tasks.
-                    let tasks: Vec<_> = (0..conns)
-                        .map(|_| {
-                            let (client, body, meta) = (client.clone(), body.clone(), meta.clone());
-                            tokio::spawn(async move { client.scan_bytes(body, &meta).await })
-                        })
-                        .collect();
-                    for t in tasks {
-                        let v = t.await.expect("scan task").verdict;
-                        assert!(matches!(v, Verdict::Clean), "expected clean, got {v:?}");
-                    }
+                    // As benches/scan.rs times a row: a round of scans spawned as tasks on
+                    // the runtime's worker, which also drives I/O.
+                    icap_benches::support::scan_round(&client, &body, &meta, conns as usize).await;
                 }
             };
             if conns == 1 && !on_worker {

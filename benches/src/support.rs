@@ -4,6 +4,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use icap_client::{Client, ScanMeta, Verdict};
 use icap_mock_server::{MockServer, MockServerBuilder};
 use tokio::runtime::Runtime;
 
@@ -32,6 +33,24 @@ pub fn bench_mock() -> MockServerBuilder {
         b
     } else {
         b.journal_limit(0)
+    }
+}
+
+/// One round of `conns` scans of `data`, each a task spawned on the current runtime (as an
+/// upload product scans each upload), joined in order.
+///
+/// # Panics
+/// If a task panics or a verdict is not `Clean`.
+pub async fn scan_round(client: &Client, data: &Bytes, meta: &ScanMeta, conns: usize) {
+    let tasks: Vec<_> = (0..conns)
+        .map(|_| {
+            let (client, data, meta) = (client.clone(), data.clone(), meta.clone());
+            tokio::spawn(async move { client.scan_bytes(data, &meta).await })
+        })
+        .collect();
+    for t in tasks {
+        let v = t.await.expect("scan task").verdict;
+        assert!(matches!(v, Verdict::Clean), "expected clean, got {v:?}");
     }
 }
 

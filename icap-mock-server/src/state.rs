@@ -331,11 +331,11 @@ impl State {
         for u in &unmet {
             let _ = writeln!(msg, "  {u}");
         }
-        let journal = self.journal();
         if !self.journal_on() {
             msg.push_str("(the journal is off: journal_limit is 0)");
             return Some(msg);
         }
+        let journal = self.journal();
         if journal.is_empty() {
             msg.push_str("no requests were received");
             return Some(msg);

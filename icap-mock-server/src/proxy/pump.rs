@@ -166,17 +166,14 @@ impl<S: Stream> Connection<S> {
                 }
                 // An answer may come before the body ends (a streaming 200 echo): the
                 // upstream still reads the rest.
-                let mut out = BytesMut::with_capacity(d.len().saturating_add(24));
-                chunked::encode_chunk(&d, &mut out);
-                r.queue_body(&out).await?;
+                r.queue_body(|out| chunked::encode_chunk(&d, out)).await?;
             }
             Event::PreviewEnd { ieof } => {
                 r.forwarded = true;
                 r.ieof = ieof;
                 rec.ieof = ieof;
-                let mut out = BytesMut::new();
-                chunked::encode_last_chunk(ieof, &Headers::new(), &mut out);
-                r.queue_body(&out).await?;
+                r.queue_body(|out| chunked::encode_last_chunk(ieof, &Headers::new(), out))
+                    .await?;
                 let mut cx = ClientExchange::new(plan(ieof), limits);
                 if !ieof {
                     let _ = cx.handle_preview_sent();
@@ -190,9 +187,8 @@ impl<S: Stream> Connection<S> {
                 r.forwarded = true;
                 r.client_open = false;
                 if !r.ieof {
-                    let mut out = BytesMut::new();
-                    chunked::encode_last_chunk(false, &end.trailers, &mut out);
-                    r.queue_body(&out).await?;
+                    r.queue_body(|out| chunked::encode_last_chunk(false, &end.trailers, out))
+                        .await?;
                 }
                 if let Some(cx) = r.cx.as_mut() {
                     let _ = cx.handle_request_sent();

@@ -135,17 +135,22 @@ impl Relay {
         self.timer.as_mut().reset(deadline_after(self.timeout));
     }
 
-    /// Queues encoded body bytes for the upstream ([`Relay::flush_up`] writes them), or
-    /// drops them once the upstream stopped taking the request. Past [`FLUSH_AT`] bytes
-    /// they are written at once, so the queue stays bounded.
-    pub(super) async fn queue_body(&mut self, wire: &[u8]) -> Result<(), Failure> {
+    /// Queues body bytes for the upstream: `encode` appends them to the queue, which
+    /// [`Relay::flush_up`] writes (so body bytes are copied once, by the chunk encoder).
+    /// Nothing is queued once the upstream stopped taking the request. Past [`FLUSH_AT`]
+    /// bytes the queue is written at once, so it stays bounded.
+    pub(super) async fn queue_body(
+        &mut self,
+        encode: impl FnOnce(&mut BytesMut),
+    ) -> Result<(), Failure> {
         if self.up_done {
             return Ok(());
         }
+        let start = self.pending.len();
+        encode(&mut self.pending);
         if let Some(t) = &mut self.tape {
-            t.request_body(wire);
+            t.request_body(&self.pending[start..]);
         }
-        self.pending.extend_from_slice(wire);
         if self.pending.len() >= FLUSH_AT {
             return self.flush_up().await;
         }
@@ -159,9 +164,6 @@ impl Relay {
             return Ok(());
         }
         let bytes = std::mem::take(&mut self.pending);
-        if self.up_done {
-            return Ok(());
-        }
         let result = self.send_up(&bytes).await;
         // Keep the buffer's allocation for the next events.
         self.pending = bytes;
@@ -175,10 +177,10 @@ impl Relay {
         }
     }
 
-    /// Writes the request's head to the upstream (queued body bytes go first: none are
-    /// queued before the head).
+    /// Writes the request's head to the upstream: the first bytes of the exchange, so
+    /// nothing is queued yet.
     pub(super) async fn write_head_up(&mut self, bytes: &[u8]) -> Result<(), Failure> {
-        self.flush_up().await?;
+        debug_assert!(self.pending.is_empty(), "body bytes queued before the head");
         if let Some(t) = &mut self.tape {
             t.request_head(bytes);
         }
