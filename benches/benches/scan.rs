@@ -2,6 +2,10 @@
 //! (a) a raw TCP baseline that sends the same request bytes (in 1 MiB writes) and reads a
 //! reply of the same size with no ICAP logic, and (b) `icap-rs`, the other Rust ICAP
 //! client. The 64 MiB group also scans the same bytes from a file and through a reader.
+//! The 1 KiB groups also scan a canned server with both clients (`icap_client_canned`,
+//! `icap_rs_canned`): a raw TCP loop that answers each request with the mock's bytes, so
+//! the server's ICAP work is out of those rows and they compare each client alone with
+//! `raw_tcp`.
 //!
 //! The server side (mock or raw) runs on its own one-worker runtime on another thread, the
 //! clients on a one-worker runtime, so each side gets one of the machine's two cores. Every
@@ -20,7 +24,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use icap_benches::support::{bench_mock, body, icap_rs_request, on_worker, runtime, scan_round};
-use icap_client::{Client, ScanMeta, Verdict};
+use icap_client::{Client, PreviewMode, ScanMeta, Verdict};
 use icap_proto::{
     BodyKind, Event, HttpRequestHead, HttpResponseHead, Limits, Method, RequestHead,
     ResponseDecoder, chunked,
@@ -63,13 +67,15 @@ fn request_bytes(url: &str, body: &Bytes, preview: usize) -> (Bytes, Bytes) {
     (first.freeze(), second.freeze())
 }
 
-/// Sends a request to the mock over raw TCP and returns the bytes of its final reply (and
-/// of the `100 Continue` if any), to size the raw baseline's replies.
-async fn reply_sizes(addr: SocketAddr, first: &Bytes, second: &Bytes) -> (usize, usize) {
+/// Sends a request to the mock over raw TCP and returns the length of its `100 Continue`
+/// (0 without one) and its final reply: the raw baseline's replies are sized from them, and
+/// the canned server answers with the final reply.
+async fn mock_reply(addr: SocketAddr, first: &Bytes, second: &Bytes) -> (usize, Bytes) {
     let mut s = TcpStream::connect(addr).await.expect("mock accepts");
     s.write_all(first).await.expect("write");
     let mut dec = ResponseDecoder::new(Method::Respmod, Limits::default());
     let mut buf = BytesMut::with_capacity(4096);
+    let mut all = BytesMut::new();
     let mut continue_len = 0;
     let mut consumed = 0;
     loop {
@@ -84,12 +90,18 @@ async fn reply_sizes(addr: SocketAddr, first: &Bytes, second: &Bytes) -> (usize,
                 s.write_all(second).await.expect("write rest");
             }
             Some(Event::End(_)) => {
-                return (continue_len, consumed + before - buf.len() - continue_len);
+                let end = consumed + before - buf.len();
+                return (
+                    continue_len,
+                    all.split_to(end).split_off(continue_len).freeze(),
+                );
             }
             Some(_) => {}
             None => {
+                let at = buf.len();
                 let n = s.read_buf(&mut buf).await.expect("read");
                 assert!(n > 0, "mock closed early");
+                all.extend_from_slice(&buf[at..]);
                 continue;
             }
         }
@@ -97,15 +109,15 @@ async fn reply_sizes(addr: SocketAddr, first: &Bytes, second: &Bytes) -> (usize,
     }
 }
 
-/// Raw baseline server: per connection, forever: read `req_len` bytes, write `reply_len` bytes.
-async fn raw_server(req_len: usize, reply_len: usize) -> SocketAddr {
+/// Raw baseline server: per connection, forever: read `req_len` bytes, write `reply`.
+async fn raw_server(req_len: usize, reply: Bytes) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
         while let Ok((mut s, _)) = listener.accept().await {
             s.set_nodelay(true).ok();
+            let reply = reply.clone();
             tokio::spawn(async move {
-                let reply = vec![b'x'; reply_len];
                 let mut buf = vec![0u8; 64 * 1024];
                 loop {
                     let mut left = req_len;
@@ -120,6 +132,54 @@ async fn raw_server(req_len: usize, reply_len: usize) -> SocketAddr {
                         return;
                     }
                 }
+            });
+        }
+    });
+    addr
+}
+
+/// The request's last chunk when the whole body goes in the preview.
+const IEOF_END: &[u8] = b"0; ieof\r\n\r\n";
+
+/// A canned ICAP server for the `_canned` rows: per connection, the first request is
+/// decoded whole (icap-proto's decoder) to learn its length; every later one is read as
+/// that many raw bytes, as the raw baseline reads, and must end with the same `0; ieof`
+/// chunk (else the connection is closed and the scan fails). Each request is answered
+/// with `reply`. A client's requests on one connection are the same bytes every time.
+async fn canned_server(reply: Bytes) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            s.set_nodelay(true).ok();
+            let reply = reply.clone();
+            tokio::spawn(async move {
+                let mut dec = icap_proto::RequestDecoder::new(Limits::default());
+                let mut first = BytesMut::with_capacity(16 * 1024);
+                let mut len = 0;
+                loop {
+                    let before = first.len();
+                    let Ok(event) = dec.decode(&mut first) else {
+                        return;
+                    };
+                    len += before - first.len();
+                    match event {
+                        Some(Event::End(_)) => break,
+                        Some(_) => {}
+                        None => match s.read_buf(&mut first).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(_) => {}
+                        },
+                    }
+                }
+                if !first.is_empty() || s.write_all(&reply).await.is_err() {
+                    return;
+                }
+                let mut buf = vec![0u8; len];
+                while s.read_exact(&mut buf).await.is_ok()
+                    && buf.ends_with(IEOF_END)
+                    && s.write_all(&reply).await.is_ok()
+                {}
             });
         }
     });
@@ -188,6 +248,21 @@ fn ours(url: &str, conns: u32) -> Client {
         .expect("client")
 }
 
+/// [`ours`] set up for a canned server at `addr`, which answers scans only: no `OPTIONS`
+/// (the mock announces `Preview: 1024`, so the preview is fixed at that), so that every
+/// request is the same bytes as the scans of the mock rows.
+fn canned_client(addr: SocketAddr, conns: u32) -> Client {
+    Client::builder()
+        .server(&format!("icap://{addr}/avscan"))
+        .use_options(false)
+        .preview(PreviewMode::Fixed(1024))
+        .max_connections(conns)
+        .max_size(None)
+        .body_digest(false)
+        .build()
+        .expect("client")
+}
+
 fn assert_clean(v: &Verdict) {
     assert!(matches!(v, Verdict::Clean), "expected clean, got {v:?}");
 }
@@ -210,12 +285,14 @@ fn bench_scan(c: &mut Criterion) {
     ] {
         let data = body(size);
         let (first, second) = request_bytes(&url, &data, 1024);
-        let (cont_len, reply_len) = client_rt.block_on(reply_sizes(addr, &first, &second));
+        let (cont_len, reply) = client_rt.block_on(mock_reply(addr, &first, &second));
         // The raw baseline replies once per request, with as many bytes as the mock's
         // replies (100 Continue included) and no ICAP logic.
-        let raw_addr =
-            server_rt.block_on(raw_server(first.len() + second.len(), cont_len + reply_len));
-        let raw_reply = cont_len + reply_len;
+        let raw_reply = cont_len + reply.len();
+        let raw_addr = server_rt.block_on(raw_server(
+            first.len() + second.len(),
+            Bytes::from(vec![b'x'; raw_reply]),
+        ));
 
         let mut group = c.benchmark_group(format!("scan_{label}_x{conns}"));
         if size == LARGE {
@@ -349,6 +426,52 @@ fn bench_scan(c: &mut Criterion) {
                 })
             });
         });
+        // Both clients again, each against a canned server instead of the mock (small
+        // bodies only): a raw TCP loop that reads one request of that client's length and
+        // writes the mock's answer, with no parsing or rules. These rows take the server's
+        // ICAP work out, so next to `raw_tcp` they show what each client itself costs.
+        if size == SMALL {
+            assert_eq!(cont_len, 0, "a 1 KiB body goes whole in the preview");
+            let canned = server_rt.block_on(canned_server(reply.clone()));
+            let client = canned_client(canned, conns as u32);
+            group.bench_function(BenchmarkId::new("icap_client_canned", conns), |b| {
+                b.iter_custom(|iters| {
+                    let (client, data, meta) = (client.clone(), data.clone(), meta.clone());
+                    on_worker(&client_rt, iters, move || {
+                        let (client, data, meta) = (client.clone(), data.clone(), meta.clone());
+                        async move { scan_round(&client, &data, &meta, conns).await }
+                    })
+                });
+            });
+
+            let rs_clients: Vec<_> = (0..conns).map(|_| icap_rs_client(canned)).collect();
+            group.bench_function(BenchmarkId::new("icap_rs_canned", conns), |b| {
+                b.iter_custom(|iters| {
+                    let (rs_clients, rs_req) = (rs_clients.clone(), rs_req.clone());
+                    on_worker(&client_rt, iters, move || {
+                        let rs_clients = rs_clients.clone();
+                        let rs_req = rs_req.clone();
+                        async move {
+                            let tasks: Vec<_> = rs_clients
+                                .into_iter()
+                                .map(|c| {
+                                    let req = rs_req.clone();
+                                    tokio::spawn(async move {
+                                        c.send(&req).await.expect("icap-rs scan")
+                                    })
+                                })
+                                .collect();
+                            for t in tasks {
+                                assert_eq!(
+                                    t.await.expect("icap-rs task").status_code().as_u16(),
+                                    204
+                                );
+                            }
+                        }
+                    })
+                });
+            });
+        }
         group.finish();
     }
     drop(mock);
