@@ -45,7 +45,7 @@ fn find_crlfcrlf(b: &[u8]) -> Option<usize> {
     b.windows(4).position(|w| w == b"\r\n\r\n")
 }
 
-fn decode_head(dec: &mut RequestDecoder, buf: &mut BytesMut) -> RequestHead {
+fn decode_head(dec: &mut RequestDecoder, buf: &mut BytesMut) -> Box<RequestHead> {
     match dec.decode(buf) {
         Ok(Some(Event::Head(h))) => h,
         other => panic!("head expected: {other:?}"),

@@ -107,7 +107,7 @@ pub trait Decode {
 
 fn from_event<H>(e: Event<H>) -> Seen<H> {
     let seen = match e {
-        Event::Head(h) => Seen::Head(h),
+        Event::Head(h) => Seen::Head(*h),
         Event::Data(d) => Seen::Data(d.to_vec()),
         Event::PreviewEnd { ieof } => Seen::PreviewEnd(ieof),
         Event::End(end) => Seen::End(end),

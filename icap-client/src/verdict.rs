@@ -338,7 +338,7 @@ mod tests {
         let mut dec = ResponseDecoder::new(Method::Respmod, Limits::default());
         let mut buf = BytesMut::from(raw.as_bytes());
         match dec.decode(&mut buf).unwrap() {
-            Some(Event::Head(h)) => h,
+            Some(Event::Head(h)) => *h,
             other => panic!("{other:?}"),
         }
     }
@@ -346,7 +346,7 @@ mod tests {
     fn ex(h: ResponseHead, sent: &[u8], back: Option<&[u8]>) -> ExchangeOutcome {
         use sha2::Digest;
         ExchangeOutcome {
-            head: h,
+            head: Box::new(h),
             body_len: back.map_or(0, |b| b.len() as u64),
             body_sha256: back.map(|b| sha2::Sha256::digest(b).into()),
             sent: sent.len() as u64,

@@ -232,7 +232,7 @@ pub(crate) fn decode_answer(
 ) -> Result<Answer, String> {
     let mut buf = BytesMut::from(bytes);
     let mut dec = ResponseDecoder::new(method, limits);
-    let mut head: Option<ResponseHead> = None;
+    let mut head: Option<Box<ResponseHead>> = None;
     let mut body = Vec::new();
     loop {
         match dec.decode(&mut buf) {
@@ -250,7 +250,7 @@ pub(crate) fn decode_answer(
                         h.headers
                             .set(icap_proto::HeaderName::from_static("Date"), v);
                     }
-                    return Ok(Answer { head: h, body });
+                    return Ok(Answer { head: *h, body });
                 }
                 None => return Err("recorded answer has no head".into()),
             },

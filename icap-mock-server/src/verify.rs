@@ -204,7 +204,7 @@ async fn ask(
         let mut dec = ResponseDecoder::new(method, limits);
         loop {
             match dec.decode(&mut buf).map_err(|e| e.to_string())? {
-                Some(Event::Head(h)) if h.status.as_u16() != 100 => return Ok(h),
+                Some(Event::Head(h)) if h.status.as_u16() != 100 => return Ok(*h),
                 Some(_) => {}
                 None => {
                     if s.read_buf(&mut buf).await.map_err(|e| e.to_string())? == 0 {

@@ -23,8 +23,9 @@ use crate::types::{Method, StatusCode, Uri, UriParts, VERSION};
 /// preview) `PreviewEnd`, then one `End`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event<H> {
-    /// The ICAP head with its embedded HTTP heads.
-    Head(H),
+    /// The ICAP head with its embedded HTTP heads, boxed: a head is a few hundred bytes,
+    /// and every other event would be moved at that size with it inline.
+    Head(Box<H>),
     /// Body bytes, split off the input buffer without copying.
     Data(Bytes),
     /// The preview ended. With `ieof` the body is complete and `End` follows; without it,
@@ -209,7 +210,7 @@ impl<H: Head> Core<H> {
         head: Box<H>,
         pending: Pending,
         buf: &mut BytesMut,
-    ) -> Result<Option<H>, DecodeError> {
+    ) -> Result<Option<Box<H>>, DecodeError> {
         self.state = State::Sections {
             head,
             enc: pending.enc,
@@ -220,7 +221,7 @@ impl<H: Head> Core<H> {
         self.sections(buf)
     }
 
-    fn sections(&mut self, buf: &mut BytesMut) -> Result<Option<H>, DecodeError> {
+    fn sections(&mut self, buf: &mut BytesMut) -> Result<Option<Box<H>>, DecodeError> {
         let State::Sections {
             needed,
             enc,
@@ -250,7 +251,7 @@ impl<H: Head> Core<H> {
         let all = buf.split_to(needed).freeze();
         self.build_from(&mut head, &enc, &all, bare_lf)?;
         self.finish_head(&mut head, &enc);
-        Ok(Some(*head))
+        Ok(Some(head))
     }
 
     /// Reads the embedded heads in `all` (every section's bytes, in order) in place, in
@@ -515,7 +516,7 @@ impl RequestDecoder {
                 };
                 let enc = read.enc;
                 let preview = read.start.preview;
-                let mut head = build_request_head(bytes, read.start, read.entries);
+                let mut head = Box::new(build_request_head(bytes, read.start, read.entries));
                 self.preview = match preview? {
                     Some(n) if n > limits.max_preview => {
                         return Err(DecodeError::LimitExceeded {
@@ -528,10 +529,7 @@ impl RequestDecoder {
                 self.preview_seen = 0;
                 match self.core.after_head(&mut head, enc, buf)? {
                     None => Ok(Some(Event::Head(head))),
-                    Some(p) => Ok(self
-                        .core
-                        .wait_sections(Box::new(head), p, buf)?
-                        .map(Event::Head)),
+                    Some(p) => Ok(self.core.wait_sections(head, p, buf)?.map(Event::Head)),
                 }
             }
             State::Sections { .. } => Ok(self.core.sections(buf)?.map(Event::Head)),
@@ -603,7 +601,8 @@ fn read_request_head(
     // The target follows the method and one space.
     let target_at = method.len() + 1;
     let method = Method::from_bytes(method).ok_or(DecodeError::UnknownMethod)?;
-    let uri = Uri::check(target).map_err(|_| DecodeError::InvalidUri)?;
+    // `parse_request_line` took the target as a run of visible bytes.
+    let uri = Uri::check_visible(target).map_err(|_| DecodeError::InvalidUri)?;
     let from = head.len() - rest.len();
     let parse::IcapFields {
         entries,
@@ -707,13 +706,10 @@ impl ResponseDecoder {
                     return Ok(None);
                 };
                 let enc = read.enc;
-                let mut head = build_response_head(bytes, read.start, read.entries);
+                let mut head = Box::new(build_response_head(bytes, read.start, read.entries));
                 match self.core.after_head(&mut head, enc, buf)? {
                     None => Ok(Some(Event::Head(head))),
-                    Some(p) => Ok(self
-                        .core
-                        .wait_sections(Box::new(head), p, buf)?
-                        .map(Event::Head)),
+                    Some(p) => Ok(self.core.wait_sections(head, p, buf)?.map(Event::Head)),
                 }
             }
             State::Sections { .. } => Ok(self.core.sections(buf)?.map(Event::Head)),

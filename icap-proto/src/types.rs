@@ -223,7 +223,17 @@ impl Uri {
 
     /// Validates a URI's bytes and finds its parts, without keeping the bytes.
     pub(crate) fn check(s: &[u8]) -> Result<UriParts, EncodeError> {
-        if s.is_empty() || crate::header::has_invisible(s) {
+        if crate::header::has_invisible(s) {
+            return Err(EncodeError::InvalidUri);
+        }
+        Uri::check_visible(s)
+    }
+
+    /// [`Uri::check`] of bytes already known to be visible (the decoder's request target,
+    /// which the request line's parser checked): the same answer without the second pass.
+    pub(crate) fn check_visible(s: &[u8]) -> Result<UriParts, EncodeError> {
+        debug_assert!(!crate::header::has_invisible(s));
+        if s.is_empty() {
             return Err(EncodeError::InvalidUri);
         }
         let (scheme, rest_at) = if s.len() >= 7 && s[..7].eq_ignore_ascii_case(b"icap://") {

@@ -114,7 +114,11 @@ impl Conn {
                 Ok(Some(Event::PreviewEnd { .. })) => {}
                 Ok(Some(Event::End(_))) => {
                     let head = head.ok_or("an end before the head")?;
-                    return Ok(Answer { head, body, raw });
+                    return Ok(Answer {
+                        head: *head,
+                        body,
+                        raw,
+                    });
                 }
                 Ok(None) => {
                     let n = self

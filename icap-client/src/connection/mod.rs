@@ -26,7 +26,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use icap_proto::exchange::{
     ClientEvent, ClientExchange, PreviewPlan, ProtocolError, RequestPlan, Reuse,
 };
-use icap_proto::{Headers, Limits, chunked};
+use icap_proto::{Headers, Limits, ResponseHead, chunked};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, Sleep};
@@ -242,7 +242,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             logged: 0,
             body_len: 0,
             hasher: None,
-            head_seen: false,
+            head: None,
         };
         let mut idle_at = after(Instant::now(), t.idle);
         let mut continue_at = idle_at;
@@ -270,10 +270,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                         idle_at = after(Instant::now(), t.idle);
                     }
                     Ok(Some(ClientEvent::Head(h))) => {
-                        resp.head_seen = true;
                         if h.body.is_some() {
                             resp.hasher = Some(Sha256::new());
                         }
+                        resp.head = Some(h);
                     }
                     Ok(Some(ClientEvent::Data(d))) => {
                         resp.body_len += d.len() as u64;
@@ -351,7 +351,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     Ok(n) => {
                         got_byte = true;
                         idle_at = after(Instant::now(), t.idle);
-                        let cap = if resp.head_seen { resp.log_budget(wire_cap, n) } else { usize::MAX };
+                        let cap = if resp.head.is_some() { resp.log_budget(wire_cap, n) } else { usize::MAX };
                         wire_log(wire_cap, id, "<<", &buf[buf.len() - n..], cap);
                     }
                     Err(e) => {
@@ -433,9 +433,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             tracing::debug!(conn = id, ?why, "connection not reused");
         }
         let continued = ex.continued();
-        let head = ex
-            .into_final_head()
-            .expect("a finished exchange has a final head");
+        let head = resp
+            .head
+            .expect("a finished exchange has returned its final head");
         let body_complete = sender.eof && (ieof || request_complete);
         *transactions += 1;
         Ok(ExchangeOutcome {
@@ -468,7 +468,8 @@ fn misuse(e: &impl std::fmt::Display) -> Error {
 struct Received {
     body_len: u64,
     hasher: Option<Sha256>,
-    head_seen: bool,
+    /// The final head, once the exchange has handed it over.
+    head: Option<Box<ResponseHead>>,
     logged: usize,
 }
 

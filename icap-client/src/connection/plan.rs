@@ -125,7 +125,8 @@ pub(crate) struct Outgoing<'a> {
 #[derive(Debug)]
 #[allow(clippy::struct_excessive_bools)] // independent facts of one exchange, not a state
 pub(crate) struct ExchangeOutcome {
-    pub(crate) head: ResponseHead,
+    /// Boxed as the exchange handed it over (a head is a few hundred bytes).
+    pub(crate) head: Box<ResponseHead>,
     /// Body bytes received (they are hashed and dropped, never kept).
     pub(crate) body_len: u64,
     pub(crate) body_sha256: Option<[u8; 32]>,

@@ -224,7 +224,7 @@ impl<S: Stream> Connection<S> {
         Next::Close
     }
 
-    async fn read_head(&mut self) -> Result<Option<RequestHead>, ConnError> {
+    async fn read_head(&mut self) -> Result<Option<Box<RequestHead>>, ConnError> {
         self.exchange = ServerExchange::new(self.state.settings.limits);
         if self.buf.is_empty() {
             let shared = self.state.clone();

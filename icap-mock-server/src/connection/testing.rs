@@ -28,7 +28,7 @@ pub(super) fn state(triggers: bool, mocks: Vec<Mock>) -> State {
 
 /// A RESPMOD head for `GET <path>` with a chunked response body, optionally with a
 /// preview and `Allow: 204`.
-pub(super) fn respmod(path: &str, preview: Option<u64>, allow_204: bool) -> RequestHead {
+pub(super) fn respmod(path: &str, preview: Option<u64>, allow_204: bool) -> Box<RequestHead> {
     let req_hdr = format!("GET {path} HTTP/1.1\r\nHost: files.example\r\n\r\n");
     let res_hdr = "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n\r\n";
     let mut head = String::from("RESPMOD icap://127.0.0.1/avscan ICAP/1.0\r\nHost: 127.0.0.1\r\n");
@@ -52,7 +52,7 @@ pub(super) fn respmod(path: &str, preview: Option<u64>, allow_204: bool) -> Requ
 }
 
 /// The transaction of `head` on `state`.
-pub(super) fn tx(state: &State, head: RequestHead) -> Tx {
+pub(super) fn tx(state: &State, head: Box<RequestHead>) -> Tx {
     let plan = icap_proto::exchange::RequestPlan::from_head(&head, false).expect("a valid head");
     Tx::new(state, head, &plan, None)
 }

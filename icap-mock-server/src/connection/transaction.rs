@@ -26,7 +26,7 @@ fn keep_unless(close_requested: bool, n: Next) -> Next {
 
 impl<S: Stream> Connection<S> {
     /// Serves one request whose head was just read; how the connection goes on.
-    pub(super) async fn transaction(&mut self, head: RequestHead) -> Next {
+    pub(super) async fn transaction(&mut self, head: Box<RequestHead>) -> Next {
         let shared = self.state.clone();
         let settings = &shared.settings;
         let close_requested = head

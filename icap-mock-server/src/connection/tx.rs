@@ -110,7 +110,7 @@ impl Tx {
     /// so that the journal and the answers go by the facts the exchange's rules use.
     pub(super) fn new(
         state: &State,
-        head: RequestHead,
+        head: Box<RequestHead>,
         plan: &RequestPlan,
         peer: Option<SocketAddr>,
     ) -> Self {

@@ -234,6 +234,12 @@ impl<S: Stream> Connection<S> {
             }
             ClientEvent::Head(h) => {
                 rec.status = Some(h.status.as_u16());
+                if let Some(t) = r.tape.as_mut() {
+                    t.meta.istag = h
+                        .headers
+                        .get("ISTag")
+                        .map(|v| v.to_str_lossy().into_owned());
+                }
                 let mut out = BytesMut::new();
                 h.encode(method, &mut out)
                     .map_err(|e| Failure::Bad(format!("upstream head does not re-encode: {e}")))?;

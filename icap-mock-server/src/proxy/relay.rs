@@ -432,14 +432,6 @@ impl<S: Stream> Connection<S> {
                 io = connect_fresh(upstream).await?;
                 continue;
             }
-            if let Some(t) = tape
-                && let Some(h) = r.cx.as_ref().and_then(|c| c.final_head())
-            {
-                t.meta.istag = h
-                    .headers
-                    .get("ISTag")
-                    .map(|v| v.to_str_lossy().into_owned());
-            }
             let keep = result.is_ok() && upstream.max_idle > 0 && r.may_reuse();
             let Relay { up_r, mut up_w, .. } = r;
             if keep {

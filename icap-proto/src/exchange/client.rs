@@ -18,7 +18,8 @@ use crate::types::StatusCode;
 pub enum ClientEvent {
     /// A `100 Continue` (already checked): send the rest of the body.
     Continue,
-    /// The final response head, checked against the request.
+    /// The final response head, checked against the request, handed over: the exchange
+    /// keeps no copy.
     Head(Box<ResponseHead>),
     /// Body bytes of the final response.
     Data(Bytes),
@@ -89,7 +90,11 @@ pub struct ClientExchange {
     /// Any byte of a response was seen.
     received: bool,
     reading: Reading,
-    final_head: Option<ResponseHead>,
+    /// The final head was returned ([`ClientEvent::Head`] hands it over; the exchange
+    /// keeps only what it decides with).
+    answered: bool,
+    /// The final head says `Connection: close`.
+    close_asked: bool,
     early: bool,
     closed: bool,
     failed: Option<ProtocolError>,
@@ -106,7 +111,8 @@ impl ClientExchange {
             continued: false,
             received: false,
             reading: Reading::Head,
-            final_head: None,
+            answered: false,
+            close_asked: false,
             early: false,
             closed: false,
             failed: None,
@@ -197,8 +203,9 @@ impl ClientExchange {
                     let in_preview = self.plan.expects_continue() && !self.continued;
                     self.early = !self.request_sent && !in_preview;
                     self.reading = Reading::Body;
-                    self.final_head = Some(head.clone());
-                    return Ok(Some(ClientEvent::Head(Box::new(head))));
+                    self.answered = true;
+                    self.close_asked = says_close(&head.headers);
+                    return Ok(Some(ClientEvent::Head(head)));
                 }
                 (Reading::Continue, Event::End(_)) => {
                     self.continued = true;
@@ -248,7 +255,7 @@ impl ClientExchange {
         if self.reading == Reading::Done {
             return ClientState::Done;
         }
-        if self.request_sent || self.final_head.is_some() {
+        if self.request_sent || self.answered {
             return ClientState::ReadResponse;
         }
         match self.plan.preview {
@@ -281,21 +288,16 @@ impl ClientExchange {
         self.failed
     }
 
-    /// The final response head, once [`ClientEvent::Head`] was returned.
-    pub fn final_head(&self) -> Option<&ResponseHead> {
-        self.final_head.as_ref()
-    }
-
-    /// The final response head, taken out of a finished exchange (no copy): for a caller
-    /// that has asked everything else it needs, [`reuse`](Self::reuse) included.
-    pub fn into_final_head(self) -> Option<ResponseHead> {
-        self.final_head
+    /// Whether the final response head was returned (as [`ClientEvent::Head`], which
+    /// hands the head to the caller).
+    pub fn answered(&self) -> bool {
+        self.answered
     }
 
     /// Whether the final answer came in answer to the preview: the plan has a preview and
     /// no `100 Continue` came before the final head.
     pub fn answered_in_preview(&self) -> bool {
-        self.final_head.is_some() && self.plan.preview.is_some() && !self.continued
+        self.answered && self.plan.preview.is_some() && !self.continued
     }
 
     /// Whether the final head came before the request was completely written (and not as
@@ -316,7 +318,7 @@ impl ClientExchange {
             || (self.plan.expects_continue()
                 && self.preview_sent
                 && !self.continued
-                && self.final_head.is_some())
+                && self.answered)
     }
 
     /// Whether the connection may carry another request, given the bytes still buffered
@@ -332,11 +334,7 @@ impl ClientExchange {
             NotReusable::ResponseIncomplete
         } else if !self.request_complete() {
             NotReusable::RequestIncomplete
-        } else if self
-            .final_head
-            .as_ref()
-            .is_some_and(|h| says_close(&h.headers))
-        {
+        } else if self.close_asked {
             NotReusable::ConnectionClose
         } else if !leftover.is_empty() {
             NotReusable::LeftoverBytes(leftover.len())

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use icap_proto::{
     BodyEnd, DecodeError, Event, Headers, Limits, Method, RequestDecoder, RequestHead,
     ResponseDecoder, ResponseHead, chunked,
@@ -50,7 +50,19 @@ impl Msg {
     }
 }
 
-pub(crate) type Ev = Event<Msg>;
+/// A decoder event with its head unboxed in a [`Msg`] (the decoder's `Event::Head` is
+/// boxed), so that tests can match and build heads by value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "test values, matched and built by value; the decoder's own Event boxes the head"
+)]
+pub(crate) enum Ev {
+    Head(Msg),
+    Data(Bytes),
+    PreviewEnd { ieof: bool },
+    End(BodyEnd),
+}
 
 /// A request or response decoder behind one interface.
 pub(crate) enum Decoder {
@@ -86,10 +98,10 @@ impl Decoder {
 
 fn map_event<H>(e: Event<H>, f: impl FnOnce(H) -> Msg) -> Ev {
     match e {
-        Event::Head(h) => Event::Head(f(h)),
-        Event::Data(d) => Event::Data(d),
-        Event::PreviewEnd { ieof } => Event::PreviewEnd { ieof },
-        Event::End(end) => Event::End(end),
+        Event::Head(h) => Ev::Head(f(*h)),
+        Event::Data(d) => Ev::Data(d),
+        Event::PreviewEnd { ieof } => Ev::PreviewEnd { ieof },
+        Event::End(end) => Ev::End(end),
     }
 }
 
@@ -150,7 +162,7 @@ pub(crate) fn merge_data(events: &[Ev]) -> Vec<Ev> {
     let mut out: Vec<Ev> = Vec::with_capacity(events.len());
     for e in events {
         match (out.last_mut(), e) {
-            (Some(Event::Data(prev)), Event::Data(d)) => {
+            (Some(Ev::Data(prev)), Ev::Data(d)) => {
                 let mut joined = BytesMut::from(&prev[..]);
                 joined.extend_from_slice(d);
                 *prev = joined.freeze();
@@ -170,23 +182,23 @@ pub(crate) fn encode_events(events: &[Ev], method: Method) -> BytesMut {
     let mut pending_ieof = false;
     for e in events {
         match e {
-            Event::Head(Msg::Request(h)) => {
+            Ev::Head(Msg::Request(h)) => {
                 h.encode(&mut out).expect("a decoded request head encodes");
                 has_body = h.body.is_some();
             }
-            Event::Head(m @ Msg::Response(h)) => {
+            Ev::Head(m @ Msg::Response(h)) => {
                 h.encode(method, &mut out)
                     .expect("a decoded response head encodes");
                 has_body = m.has_body();
             }
-            Event::Data(d) => chunked::encode_chunk(d, &mut out),
+            Ev::Data(d) => chunked::encode_chunk(d, &mut out),
             // With ieof the trailers come with `End`; without, the preview's stream ends
             // here and the rest of the body follows as a new chunked stream.
-            Event::PreviewEnd { ieof: true } => pending_ieof = true,
-            Event::PreviewEnd { ieof: false } => {
+            Ev::PreviewEnd { ieof: true } => pending_ieof = true,
+            Ev::PreviewEnd { ieof: false } => {
                 chunked::encode_last_chunk(false, &Headers::new(), &mut out);
             }
-            Event::End(end) => {
+            Ev::End(end) => {
                 if has_body {
                     encode_end(end, pending_ieof, &mut out);
                 }
@@ -346,15 +358,15 @@ pub(crate) fn without_encapsulated(events: &[Ev]) -> Vec<Ev> {
     events
         .iter()
         .map(|e| match e {
-            Event::Head(Msg::Request(h)) => {
+            Ev::Head(Msg::Request(h)) => {
                 let mut h = h.clone();
                 h.headers.remove("Encapsulated");
-                Event::Head(Msg::Request(h))
+                Ev::Head(Msg::Request(h))
             }
-            Event::Head(Msg::Response(h)) => {
+            Ev::Head(Msg::Response(h)) => {
                 let mut h = h.clone();
                 h.headers.remove("Encapsulated");
-                Event::Head(Msg::Response(h))
+                Ev::Head(Msg::Response(h))
             }
             other => other.clone(),
         })

@@ -4,11 +4,11 @@
 
 use bytes::BytesMut;
 use icap_proto::{
-    ChunkEvent, ChunkedDecoder, DecodeError, EncapsulatedError, Event, Limit, Limits, Method,
+    ChunkEvent, ChunkedDecoder, DecodeError, EncapsulatedError, Limit, Limits, Method,
     OptionsResponse, ResponseHead, StatusCode,
 };
 
-use crate::common::{Kind, feed};
+use crate::common::{Ev, Kind, feed};
 
 const MAX: &str = "18446744073709551615";
 const PAST_MAX: &str = "18446744073709551616";
@@ -162,7 +162,7 @@ fn request_preview_at_u64_max() {
     );
     let out = feed(Kind::Request, no_limits(), [&input[..]]);
     assert_eq!(out.error, None);
-    assert!(out.events.contains(&Event::PreviewEnd { ieof: false }));
+    assert!(out.events.contains(&Ev::PreviewEnd { ieof: false }));
     let input = respmod(enc, &format!("Preview: {PAST_MAX}\r\n"), body);
     let out = feed(Kind::Request, no_limits(), [&input[..]]);
     assert_eq!(out.error, Some(DecodeError::InvalidHeaderValue("Preview")));
@@ -204,7 +204,7 @@ fn response_body_with_huge_chunk_in_pieces() {
         .events
         .iter()
         .map(|e| match e {
-            Event::Data(d) => d.len(),
+            Ev::Data(d) => d.len(),
             _ => 0,
         })
         .sum();

@@ -6,8 +6,8 @@ use bytes::Bytes;
 use icap_proto::options::Transfer;
 use icap_proto::verdict::{self, Threat, ThreatSource};
 use icap_proto::{
-    BodyEnd, BodyKind, Encapsulated, Event, HttpRequestHead, HttpResponseHead, Method,
-    OptionsResponse, RequestHead, ResponseHead, Scheme, Section,
+    BodyEnd, BodyKind, Encapsulated, HttpRequestHead, HttpResponseHead, Method, OptionsResponse,
+    RequestHead, ResponseHead, Scheme, Section,
 };
 
 use crate::common::{
@@ -30,28 +30,28 @@ fn decode(name: &str) -> Vec<Ev> {
 
 fn req_head(e: &Ev) -> &RequestHead {
     match e {
-        Event::Head(m) => m.request(),
+        Ev::Head(m) => m.request(),
         other => panic!("expected a head, got {other:?}"),
     }
 }
 
 fn res_head(e: &Ev) -> &ResponseHead {
     match e {
-        Event::Head(m) => m.response(),
+        Ev::Head(m) => m.response(),
         other => panic!("expected a head, got {other:?}"),
     }
 }
 
 fn data(bytes: &[u8]) -> Ev {
-    Event::Data(Bytes::copy_from_slice(bytes))
+    Ev::Data(Bytes::copy_from_slice(bytes))
 }
 
 fn end() -> Ev {
-    Event::End(BodyEnd::default())
+    Ev::End(BodyEnd::default())
 }
 
 fn end_ieof() -> Ev {
-    Event::End(BodyEnd {
+    Ev::End(BodyEnd {
         ieof: true,
         ..BodyEnd::default()
     })
@@ -482,7 +482,7 @@ fn cicap_virus_scan_infected() {
         ],
     );
     assert_eq!(res.encoded_len(), 161);
-    let Event::Data(page) = &ev[1] else {
+    let Ev::Data(page) = &ev[1] else {
         panic!("{:?}", ev[1])
     };
     assert_eq!(page.len(), 0xef);
@@ -750,7 +750,7 @@ fn reqmod_preview_with_ieof() {
         ev[1..],
         [
             data(b"abcdefghijklmnopqrstuvwxyz"),
-            Event::PreviewEnd { ieof: true },
+            Ev::PreviewEnd { ieof: true },
             end_ieof()
         ]
     );
@@ -778,7 +778,7 @@ fn respmod_preview_with_ieof() {
         ev[1..],
         [
             data(b"hello world"),
-            Event::PreviewEnd { ieof: true },
+            Ev::PreviewEnd { ieof: true },
             end_ieof()
         ]
     );
@@ -804,7 +804,7 @@ fn respmod_preview_then_rest_after_continue() {
         ev[1..],
         [
             data(&eicar[..10]),
-            Event::PreviewEnd { ieof: false },
+            Ev::PreviewEnd { ieof: false },
             data(&eicar[10..40]),
             data(&eicar[40..]),
             end()
@@ -848,7 +848,7 @@ fn partial_content_206_use_original_body() {
         ev[1..],
         [
             data(b"<!-- scanned -->"),
-            Event::End(BodyEnd {
+            Ev::End(BodyEnd {
                 use_original_body: Some(0),
                 ..BodyEnd::default()
             })
@@ -878,7 +878,7 @@ fn lenient_noncanonical_shapes() {
         [&b"first"[..], b"second"]
     );
     assert_eq!(ev[1], data(b"0123456789"));
-    let Event::End(end) = &ev[2] else {
+    let Ev::End(end) = &ev[2] else {
         panic!("{:?}", ev[2])
     };
     assert_eq!(fields(&end.trailers), expect_fields(&[b"X-Trailer: t"]));
@@ -899,15 +899,15 @@ fn canonical_encapsulated(events: &[Ev]) -> Vec<Ev> {
     events
         .iter()
         .map(|e| match e {
-            Event::Head(Msg::Request(h)) => {
+            Ev::Head(Msg::Request(h)) => {
                 let mut h = h.clone();
                 fix(&mut h.headers);
-                Event::Head(Msg::Request(h))
+                Ev::Head(Msg::Request(h))
             }
-            Event::Head(Msg::Response(h)) => {
+            Ev::Head(Msg::Response(h)) => {
                 let mut h = h.clone();
                 fix(&mut h.headers);
-                Event::Head(Msg::Response(h))
+                Ev::Head(Msg::Response(h))
             }
             other => other.clone(),
         })

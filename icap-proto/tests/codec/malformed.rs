@@ -1,9 +1,9 @@
 //! Malformed and incomplete input: each row names the exact error, or says the decoder
 //! must wait for more bytes rather than fail.
 
-use icap_proto::{DecodeError, EncapsulatedError, Event, Limit, Limits, Method};
+use icap_proto::{DecodeError, EncapsulatedError, Limit, Limits, Method};
 
-use crate::common::{Kind, Outcome, feed};
+use crate::common::{Ev, Kind, Outcome, feed};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Want {
@@ -956,7 +956,7 @@ fn check(r: &Row, out: &Outcome, how: &str) {
         Fails(e) => assert_eq!(out.error, Some(e), "{}: {how}", r.what),
         Incomplete => {
             assert_eq!(out.error, None, "{}: {how}", r.what);
-            let ended = matches!(out.events.last(), Some(Event::End(_))) && out.idle;
+            let ended = matches!(out.events.last(), Some(Ev::End(_))) && out.idle;
             assert!(!ended, "{}: {how}: the message completed", r.what);
         }
     }
@@ -1089,7 +1089,7 @@ fn tolerated_shapes() {
     );
     let out = feed(REQ, Limits::default(), [&body[..]]);
     assert_eq!(out.error, None);
-    let Some(Event::End(end)) = out.events.last() else {
+    let Some(Ev::End(end)) = out.events.last() else {
         panic!("{out:?}")
     };
     assert!(end.ieof);

@@ -1,9 +1,9 @@
 //! Bugs found in the codec while writing these tests, each with the input that showed it.
 
 use bytes::BytesMut;
-use icap_proto::{DecodeError, Event, HeaderValue, Limits, Method, ResponseHead, StatusCode};
+use icap_proto::{DecodeError, HeaderValue, Limits, Method, ResponseHead, StatusCode};
 
-use crate::common::{Kind, Msg, encode_events, feed};
+use crate::common::{Ev, Kind, Msg, encode_events, feed};
 
 /// An obs-fold holding only whitespace at the end of a value used to leave `1\r\n` as the
 /// value; re-encoding wrote `X-A: 1\r\n\r\n`, an empty line that ended the head early and
@@ -14,7 +14,7 @@ fn empty_trailing_fold_does_not_end_the_head_when_reencoded() {
     let kind = Kind::Response(Method::Respmod);
     let first = feed(kind, Limits::default(), [&input[..]]);
     assert_eq!(first.error, None);
-    let Event::Head(Msg::Response(h)) = &first.events[0] else {
+    let Ev::Head(Msg::Response(h)) = &first.events[0] else {
         panic!("{first:?}")
     };
     assert_eq!(h.headers.get("X-A").unwrap().as_bytes(), b"1");
@@ -41,7 +41,7 @@ fn leading_fold_is_trimmed() {
         Limits::default(),
         [&input[..]],
     );
-    let Event::Head(Msg::Response(h)) = &out.events[0] else {
+    let Ev::Head(Msg::Response(h)) = &out.events[0] else {
         panic!("{out:?}")
     };
     let threats = icap_proto::verdict::threats(h);
@@ -67,7 +67,7 @@ fn from_lines_refuses_a_leading_blank_line() {
         Limits::default(),
         [&out[..]],
     );
-    let Event::Head(Msg::Response(back)) = &got.events[0] else {
+    let Ev::Head(Msg::Response(back)) = &got.events[0] else {
         panic!()
     };
     assert_eq!(back.headers.get("X-L"), Some(v.as_view()));
@@ -123,7 +123,7 @@ fn fuzz_roundtrip_folded_headercount() {
     let first = feed(kind, Limits::default(), [message]);
     assert_eq!(first.error, None);
     assert_eq!(first.left, 0);
-    let Event::Head(Msg::Response(head)) = &first.events[0] else {
+    let Ev::Head(Msg::Response(head)) = &first.events[0] else {
         panic!("{first:?}")
     };
     assert_eq!(head.headers.len(), 100);
@@ -139,7 +139,7 @@ fn fuzz_roundtrip_folded_headercount() {
     let again = feed(kind, Limits::default(), [&encoded[..]]);
     assert_eq!(again.error, None, "re-encoded: {encoded:?}");
     assert_eq!(again.left, 0);
-    let Event::Head(Msg::Response(back)) = &again.events[0] else {
+    let Ev::Head(Msg::Response(back)) = &again.events[0] else {
         panic!("{again:?}")
     };
     assert_eq!(back.headers.len(), 101);

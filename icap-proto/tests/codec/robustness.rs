@@ -83,7 +83,7 @@ proptest! {
             buf.extend_from_slice(p);
             loop {
                 match dec.decode(&mut buf) {
-                    Ok(Some(Event::Data(d))) => {
+                    Ok(Some(crate::common::Ev::Data(d))) => {
                         prop_assert!(!d.is_empty());
                         data += d.len();
                     }

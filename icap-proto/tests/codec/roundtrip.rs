@@ -2,8 +2,8 @@
 
 use bytes::{Bytes, BytesMut};
 use icap_proto::{
-    BodyEnd, BodyKind, Event, HeaderName, HeaderValue, Headers, HttpRequestHead, HttpResponseHead,
-    Limits, Method, RequestHead, ResponseHead, Scheme, StatusCode, Uri, chunked,
+    BodyEnd, BodyKind, HeaderName, HeaderValue, Headers, HttpRequestHead, HttpResponseHead, Limits,
+    Method, RequestHead, ResponseHead, Scheme, StatusCode, Uri, chunked,
 };
 use proptest::prelude::*;
 
@@ -141,7 +141,7 @@ fn write_chunks(data: &[u8], sizes: &[usize], out: &mut BytesMut, expect: &mut V
         }
         let end = (at + n).min(data.len());
         chunked::encode_chunk(&data[at..end], out);
-        expect.push(Event::Data(Bytes::copy_from_slice(&data[at..end])));
+        expect.push(Ev::Data(Bytes::copy_from_slice(&data[at..end])));
         at = end;
     }
 }
@@ -208,14 +208,14 @@ fn request_case() -> impl Strategy<Value = RequestCase> {
 fn encode_request(case: &RequestCase) -> (BytesMut, Vec<Ev>) {
     let mut out = BytesMut::new();
     case.head.encode(&mut out).expect("valid combination");
-    let mut expect = vec![Event::Head(Msg::Request(case.head.clone()))];
+    let mut expect = vec![Ev::Head(Msg::Request(case.head.clone()))];
     let b = &case.body;
     if case.head.body.is_none() {
-        expect.push(Event::End(BodyEnd::default()));
+        expect.push(Ev::End(BodyEnd::default()));
         return (out, expect);
     }
     let end = |ieof| {
-        Event::End(BodyEnd {
+        Ev::End(BodyEnd {
             ieof,
             use_original_body: None,
             trailers: b.trailers.clone(),
@@ -227,11 +227,11 @@ fn encode_request(case: &RequestCase) -> (BytesMut, Vec<Ev>) {
         write_chunks(&b.data[..n], &b.chunk_sizes, &mut out, &mut expect);
         if ieof {
             chunked::encode_last_chunk(true, &b.trailers, &mut out);
-            expect.push(Event::PreviewEnd { ieof: true });
+            expect.push(Ev::PreviewEnd { ieof: true });
             expect.push(end(true));
         } else {
             chunked::encode_last_chunk(false, &Headers::new(), &mut out);
-            expect.push(Event::PreviewEnd { ieof: false });
+            expect.push(Ev::PreviewEnd { ieof: false });
             write_chunks(&b.data[n..], &b.chunk_sizes, &mut out, &mut expect);
             chunked::encode_last_chunk(false, &b.trailers, &mut out);
             expect.push(end(false));
@@ -289,22 +289,22 @@ fn encode_response(case: &ResponseCase) -> (BytesMut, Vec<Ev>) {
     case.head
         .encode(case.method, &mut out)
         .expect("valid combination");
-    let mut expect = vec![Event::Head(Msg::Response(case.head.clone()))];
+    let mut expect = vec![Ev::Head(Msg::Response(case.head.clone()))];
     if case.head.body.is_none() {
-        expect.push(Event::End(BodyEnd::default()));
+        expect.push(Ev::End(BodyEnd::default()));
         return (out, expect);
     }
     let b = &case.body;
     write_chunks(&b.data, &b.chunk_sizes, &mut out, &mut expect);
     if let Some(n) = b.original_from {
         chunked::encode_last_chunk_use_original(n, &mut out);
-        expect.push(Event::End(BodyEnd {
+        expect.push(Ev::End(BodyEnd {
             use_original_body: Some(n),
             ..BodyEnd::default()
         }));
     } else {
         chunked::encode_last_chunk(false, &b.trailers, &mut out);
-        expect.push(Event::End(BodyEnd {
+        expect.push(Ev::End(BodyEnd {
             trailers: b.trailers.clone(),
             ..BodyEnd::default()
         }));
@@ -317,21 +317,21 @@ fn strip_encapsulated(events: &[Ev]) -> Vec<Ev> {
     events
         .iter()
         .map(|e| match e {
-            Event::Head(Msg::Request(h)) => {
+            Ev::Head(Msg::Request(h)) => {
                 let mut h = h.clone();
                 if let Some(v) = h.headers.get("Encapsulated") {
                     assert_eq!(v.as_bytes(), h.encapsulated().to_string().as_bytes());
                 }
                 h.headers.remove("Encapsulated");
-                Event::Head(Msg::Request(h))
+                Ev::Head(Msg::Request(h))
             }
-            Event::Head(Msg::Response(h)) => {
+            Ev::Head(Msg::Response(h)) => {
                 let mut h = h.clone();
                 if let Some(v) = h.headers.get("Encapsulated") {
                     assert_eq!(v.as_bytes(), h.encapsulated().to_string().as_bytes());
                 }
                 h.headers.remove("Encapsulated");
-                Event::Head(Msg::Response(h))
+                Ev::Head(Msg::Response(h))
             }
             other => other.clone(),
         })
@@ -384,7 +384,7 @@ proptest! {
         let mut out = BytesMut::new();
         head.encode(Method::Respmod, &mut out).unwrap();
         let got = feed(Kind::Response(Method::Respmod), Limits::default(), [&out[..]]);
-        let Some(Event::Head(Msg::Response(back))) = got.events.first() else {
+        let Some(Ev::Head(Msg::Response(back))) = got.events.first() else {
             panic!("{got:?}")
         };
         let back = back.headers.get("X-Violations-Found").unwrap();
@@ -433,7 +433,7 @@ fn a_detached_head_is_equal_and_shares_nothing_with_the_read_buffer() {
         "the decoded head is a view of the buffer"
     );
     let d = head.detached();
-    assert_eq!(d, head);
+    assert_eq!(d, *head);
     assert!(!inside(d.http_request.as_ref().unwrap().target().as_ptr()));
     assert!(!inside(d.uri.as_bytes().as_ptr()));
     for (_, v) in d

@@ -46,7 +46,7 @@ fn every_fixture_byte_by_byte() {
             .events
             .iter()
             .map(|e| match e {
-                icap_proto::Event::Data(d) => d.len(),
+                crate::common::Ev::Data(d) => d.len(),
                 _ => 0,
             })
             .sum();
@@ -54,7 +54,7 @@ fn every_fixture_byte_by_byte() {
             .events
             .iter()
             .map(|e| match e {
-                icap_proto::Event::Data(d) => d.len(),
+                crate::common::Ev::Data(d) => d.len(),
                 _ => 0,
             })
             .sum();

@@ -6,7 +6,7 @@
 use bytes::BytesMut;
 use icap_proto::{DecodeError, Event, Limits, Method, RequestDecoder, ResponseDecoder};
 
-use crate::common::{Kind, feed};
+use crate::common::{Ev, Kind, feed};
 
 const REQ: Kind = Kind::Request;
 const RES: Kind = Kind::Response(Method::Respmod);
@@ -115,7 +115,7 @@ fn ieof_on_a_data_chunk_is_an_error_both_ways() {
         assert_eq!(out.error, Some(DecodeError::IeofOnDataChunk), "{kind:?}");
         // No data of that chunk was handed out: the error comes on its size line.
         assert!(
-            !out.events.iter().any(|e| matches!(e, Event::Data(_))),
+            !out.events.iter().any(|e| matches!(e, Ev::Data(_))),
             "{kind:?}"
         );
     }
@@ -280,7 +280,7 @@ fn preview_given_twice_in_a_request() {
         [req("Preview: 4\r\npreview:  4 \r\n").as_bytes()],
     );
     assert_eq!(out.error, None);
-    assert!(out.events.contains(&Event::PreviewEnd { ieof: true }));
+    assert!(out.events.contains(&Ev::PreviewEnd { ieof: true }));
 }
 
 #[test]
