@@ -109,33 +109,46 @@ async fn mock_reply(addr: SocketAddr, first: &Bytes, second: &Bytes) -> (usize, 
     }
 }
 
-/// Raw baseline server: per connection, forever: read `req_len` bytes, write `reply`.
-async fn raw_server(req_len: usize, reply: Bytes) -> SocketAddr {
+/// A listener on a free port that serves each connection (with `TCP_NODELAY`) with `conn`,
+/// in a task of its own.
+async fn serve_each<F, Fut>(conn: F) -> SocketAddr
+where
+    F: Fn(TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
+        while let Ok((s, _)) = listener.accept().await {
             s.set_nodelay(true).ok();
-            let reply = reply.clone();
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 64 * 1024];
-                loop {
-                    let mut left = req_len;
-                    while left > 0 {
-                        let want = left.min(buf.len());
-                        match s.read(&mut buf[..want]).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => left -= n,
-                        }
-                    }
-                    if s.write_all(&reply).await.is_err() {
-                        return;
-                    }
-                }
-            });
+            tokio::spawn(conn(s));
         }
     });
     addr
+}
+
+/// Raw baseline server: per connection, forever: read `req_len` bytes, write `reply`.
+async fn raw_server(req_len: usize, reply: Bytes) -> SocketAddr {
+    serve_each(move |mut s| {
+        let reply = reply.clone();
+        async move {
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let mut left = req_len;
+                while left > 0 {
+                    let want = left.min(buf.len());
+                    match s.read(&mut buf[..want]).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => left -= n,
+                    }
+                }
+                if s.write_all(&reply).await.is_err() {
+                    return;
+                }
+            }
+        }
+    })
+    .await
 }
 
 /// The request's last chunk when the whole body goes in the preview.
@@ -147,43 +160,38 @@ const IEOF_END: &[u8] = b"0; ieof\r\n\r\n";
 /// chunk (else the connection is closed and the scan fails). Each request is answered
 /// with `reply`. A client's requests on one connection are the same bytes every time.
 async fn canned_server(reply: Bytes) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            s.set_nodelay(true).ok();
-            let reply = reply.clone();
-            tokio::spawn(async move {
-                let mut dec = icap_proto::RequestDecoder::new(Limits::default());
-                let mut first = BytesMut::with_capacity(16 * 1024);
-                let mut len = 0;
-                loop {
-                    let before = first.len();
-                    let Ok(event) = dec.decode(&mut first) else {
-                        return;
-                    };
-                    len += before - first.len();
-                    match event {
-                        Some(Event::End(_)) => break,
-                        Some(_) => {}
-                        None => match s.read_buf(&mut first).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(_) => {}
-                        },
-                    }
-                }
-                if !first.is_empty() || s.write_all(&reply).await.is_err() {
+    serve_each(move |mut s| {
+        let reply = reply.clone();
+        async move {
+            let mut dec = icap_proto::RequestDecoder::new(Limits::default());
+            let mut first = BytesMut::with_capacity(16 * 1024);
+            let mut len = 0;
+            loop {
+                let before = first.len();
+                let Ok(event) = dec.decode(&mut first) else {
                     return;
+                };
+                len += before - first.len();
+                match event {
+                    Some(Event::End(_)) => break,
+                    Some(_) => {}
+                    None => match s.read_buf(&mut first).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) => {}
+                    },
                 }
-                let mut buf = vec![0u8; len];
-                while s.read_exact(&mut buf).await.is_ok()
-                    && buf.ends_with(IEOF_END)
-                    && s.write_all(&reply).await.is_ok()
-                {}
-            });
+            }
+            if !first.is_empty() || s.write_all(&reply).await.is_err() {
+                return;
+            }
+            let mut buf = vec![0u8; len];
+            while s.read_exact(&mut buf).await.is_ok()
+                && buf.ends_with(IEOF_END)
+                && s.write_all(&reply).await.is_ok()
+            {}
         }
-    });
-    addr
+    })
+    .await
 }
 
 struct RawConn {
@@ -213,6 +221,20 @@ impl RawConn {
             }
         }
         self.s.read_exact(&mut self.reply).await.expect("read");
+    }
+}
+
+/// One round of icap-rs scans: one per client, each a spawned task, joined in order.
+async fn icap_rs_round(clients: Vec<icap_rs::Client>, req: Arc<icap_rs::Request>) {
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .map(|c| {
+            let req = req.clone();
+            tokio::spawn(async move { c.send(&req).await.expect("icap-rs scan") })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.expect("icap-rs task").status_code().as_u16(), 204);
     }
 }
 
@@ -407,22 +429,8 @@ fn bench_scan(c: &mut Criterion) {
             b.iter_custom(|iters| {
                 let (rs_clients, rs_req) = (rs_clients.clone(), rs_req.clone());
                 on_worker(&client_rt, iters, move || {
-                    let rs_clients = rs_clients.clone();
-                    let rs_req = rs_req.clone();
-                    async move {
-                        let tasks: Vec<_> = rs_clients
-                            .into_iter()
-                            .map(|c| {
-                                let req = rs_req.clone();
-                                tokio::spawn(
-                                    async move { c.send(&req).await.expect("icap-rs scan") },
-                                )
-                            })
-                            .collect();
-                        for t in tasks {
-                            assert_eq!(t.await.expect("icap-rs task").status_code().as_u16(), 204);
-                        }
-                    }
+                    let (rs_clients, rs_req) = (rs_clients.clone(), rs_req.clone());
+                    async move { icap_rs_round(rs_clients, rs_req).await }
                 })
             });
         });
@@ -449,25 +457,8 @@ fn bench_scan(c: &mut Criterion) {
                 b.iter_custom(|iters| {
                     let (rs_clients, rs_req) = (rs_clients.clone(), rs_req.clone());
                     on_worker(&client_rt, iters, move || {
-                        let rs_clients = rs_clients.clone();
-                        let rs_req = rs_req.clone();
-                        async move {
-                            let tasks: Vec<_> = rs_clients
-                                .into_iter()
-                                .map(|c| {
-                                    let req = rs_req.clone();
-                                    tokio::spawn(async move {
-                                        c.send(&req).await.expect("icap-rs scan")
-                                    })
-                                })
-                                .collect();
-                            for t in tasks {
-                                assert_eq!(
-                                    t.await.expect("icap-rs task").status_code().as_u16(),
-                                    204
-                                );
-                            }
-                        }
+                        let (rs_clients, rs_req) = (rs_clients.clone(), rs_req.clone());
+                        async move { icap_rs_round(rs_clients, rs_req).await }
                     })
                 });
             });
