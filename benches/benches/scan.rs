@@ -151,42 +151,38 @@ async fn raw_server(req_len: usize, reply: Bytes) -> SocketAddr {
     .await
 }
 
-/// The request's last chunk when the whole body goes in the preview.
-const IEOF_END: &[u8] = b"0; ieof\r\n\r\n";
-
 /// A canned ICAP server for the `_canned` rows: per connection, the first request is
-/// decoded whole (icap-proto's decoder) to learn its length; every later one is read as
-/// that many raw bytes, as the raw baseline reads, and must end with the same `0; ieof`
-/// chunk (else the connection is closed and the scan fails). Each request is answered
-/// with `reply`. A client's requests on one connection are the same bytes every time.
+/// decoded whole (icap-proto's decoder) and kept; every later one is read as that many raw
+/// bytes, as the raw baseline reads, and must be the same bytes (else the connection is
+/// closed and the scan fails). Each request is answered with `reply`. A client's requests
+/// on one connection are the same bytes every time.
 async fn canned_server(reply: Bytes) -> SocketAddr {
     serve_each(move |mut s| {
         let reply = reply.clone();
         async move {
             let mut dec = icap_proto::RequestDecoder::new(Limits::default());
-            let mut first = BytesMut::with_capacity(16 * 1024);
-            let mut len = 0;
+            let mut buf = BytesMut::with_capacity(16 * 1024);
+            let mut first = Vec::new();
             loop {
-                let before = first.len();
-                let Ok(event) = dec.decode(&mut first) else {
+                let Ok(event) = dec.decode(&mut buf) else {
                     return;
                 };
-                len += before - first.len();
                 match event {
                     Some(Event::End(_)) => break,
                     Some(_) => {}
-                    None => match s.read_buf(&mut first).await {
+                    None => match s.read_buf(&mut buf).await {
                         Ok(0) | Err(_) => return,
-                        Ok(_) => {}
+                        Ok(n) => first.extend_from_slice(&buf[buf.len() - n..]),
                     },
                 }
             }
-            if !first.is_empty() || s.write_all(&reply).await.is_err() {
+            // All that was read is the first request: nothing may follow it unanswered.
+            if !buf.is_empty() || s.write_all(&reply).await.is_err() {
                 return;
             }
-            let mut buf = vec![0u8; len];
-            while s.read_exact(&mut buf).await.is_ok()
-                && buf.ends_with(IEOF_END)
+            let mut next = vec![0u8; first.len()];
+            while s.read_exact(&mut next).await.is_ok()
+                && next == first
                 && s.write_all(&reply).await.is_ok()
             {}
         }

@@ -90,10 +90,8 @@ pub struct ClientExchange {
     /// Any byte of a response was seen.
     received: bool,
     reading: Reading,
-    /// The final head was returned ([`ClientEvent::Head`] hands it over; the exchange
-    /// keeps only what it decides with).
-    answered: bool,
-    /// The final head says `Connection: close`.
+    /// The final head says `Connection: close` ([`ClientEvent::Head`] hands the head over;
+    /// the exchange keeps only what it decides with).
     close_asked: bool,
     early: bool,
     closed: bool,
@@ -111,7 +109,6 @@ impl ClientExchange {
             continued: false,
             received: false,
             reading: Reading::Head,
-            answered: false,
             close_asked: false,
             early: false,
             closed: false,
@@ -203,7 +200,6 @@ impl ClientExchange {
                     let in_preview = self.plan.expects_continue() && !self.continued;
                     self.early = !self.request_sent && !in_preview;
                     self.reading = Reading::Body;
-                    self.answered = true;
                     self.close_asked = says_close(&head.headers);
                     return Ok(Some(ClientEvent::Head(head)));
                 }
@@ -255,7 +251,7 @@ impl ClientExchange {
         if self.reading == Reading::Done {
             return ClientState::Done;
         }
-        if self.request_sent || self.answered {
+        if self.request_sent || self.answered() {
             return ClientState::ReadResponse;
         }
         match self.plan.preview {
@@ -291,13 +287,13 @@ impl ClientExchange {
     /// Whether the final response head was returned (as [`ClientEvent::Head`], which
     /// hands the head to the caller).
     pub fn answered(&self) -> bool {
-        self.answered
+        matches!(self.reading, Reading::Body | Reading::Done)
     }
 
     /// Whether the final answer came in answer to the preview: the plan has a preview and
     /// no `100 Continue` came before the final head.
     pub fn answered_in_preview(&self) -> bool {
-        self.answered && self.plan.preview.is_some() && !self.continued
+        self.answered() && self.plan.preview.is_some() && !self.continued
     }
 
     /// Whether the final head came before the request was completely written (and not as
@@ -318,7 +314,7 @@ impl ClientExchange {
             || (self.plan.expects_continue()
                 && self.preview_sent
                 && !self.continued
-                && self.answered)
+                && self.answered())
     }
 
     /// Whether the connection may carry another request, given the bytes still buffered
