@@ -106,20 +106,28 @@ impl Request {
 
 /// [`Request::url_path`] of an embedded request head (shared with the journal's entries).
 pub(crate) fn url_path_of(req: Option<&HttpRequestHead>) -> Option<String> {
-    let target = String::from_utf8_lossy(req?.target());
-    Some(path_of(&target).to_owned())
+    Some(String::from_utf8_lossy(path_of(req?.target())).into_owned())
 }
 
-/// The path of a request target (without scheme, host, query and fragment).
-fn path_of(target: &str) -> &str {
-    let path = match target.find("://") {
+/// The path of a request target (without scheme, host, query and fragment). The bytes are
+/// cut at ASCII delimiters only, so a lossy text of the result is the same as the result
+/// of the same cuts on the lossy text of the whole target.
+fn path_of(target: &[u8]) -> &[u8] {
+    let path = match scheme_end(target) {
         Some(i) => {
-            let rest = &target[i + 3..];
-            rest.find('/').map_or("/", |j| &rest[j..])
+            let rest = &target[i..];
+            memchr::memchr(b'/', rest).map_or(&b"/"[..], |j| &rest[j..])
         }
         None => target,
     };
-    path.split(['?', '#']).next().unwrap_or("")
+    memchr::memchr2(b'?', b'#', path).map_or(path, |i| &path[..i])
+}
+
+/// Where what follows the first `://` of `target` starts.
+fn scheme_end(target: &[u8]) -> Option<usize> {
+    memchr::memchr_iter(b':', target)
+        .find(|&i| target[i + 1..].starts_with(b"//"))
+        .map(|i| i + 3)
 }
 
 /// [`Request::filename`] of embedded heads (shared with the journal's entries).
@@ -133,9 +141,9 @@ pub(crate) fn filename_of(
     if let Some(name) = disposition.and_then(|v| disposition_filename(&v.to_str_lossy())) {
         return Some(name);
     }
-    let target = String::from_utf8_lossy(req?.target());
-    let last = path_of(&target).rsplit('/').next().unwrap_or("");
-    (!last.is_empty()).then(|| last.to_owned())
+    let path = path_of(req?.target());
+    let last = memchr::memrchr(b'/', path).map_or(path, |i| &path[i + 1..]);
+    (!last.is_empty()).then(|| String::from_utf8_lossy(last).into_owned())
 }
 
 /// [`Request::http_header`] of embedded heads (shared with the journal's entries).
@@ -180,6 +188,44 @@ pub(crate) fn percent_decode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The old text-based cuts, kept as the reference the byte-based ones must agree with.
+    fn path_of_text(target: &str) -> &str {
+        let path = match target.find("://") {
+            Some(i) => {
+                let rest = &target[i + 3..];
+                rest.find('/').map_or("/", |j| &rest[j..])
+            }
+            None => target,
+        };
+        path.split(['?', '#']).next().unwrap_or("")
+    }
+
+    #[test]
+    fn paths_cut_on_bytes_as_on_text() {
+        let targets: [&[u8]; 12] = [
+            b"/a/b/c.exe?x=1",
+            b"http://h/p/f.zip#frag",
+            b"http://host",
+            b"https://h:8080/x/",
+            b"/x:y//z/file",
+            b"ftp://h/a?b://c/d",
+            b"",
+            b"a:/b",
+            b"a:",
+            b"/r\xC3\xA9sum\xC3\xA9.pdf",
+            b"/bad\xFF\xFE/na\xE9me?q",
+            b"http://h/\xF0\x9F/x",
+        ];
+        for t in targets {
+            let text = String::from_utf8_lossy(t);
+            assert_eq!(
+                String::from_utf8_lossy(path_of(t)),
+                path_of_text(&text),
+                "{text}"
+            );
+        }
+    }
 
     #[test]
     fn disposition() {

@@ -4,7 +4,12 @@
 //! window made of the last `overlap` bytes of the previous data and the first `overlap`
 //! bytes of the new chunk, where `overlap` is the longest pattern (plus the longest capture
 //! for trigger markers) minus one. Memory is bounded by `2 * overlap`, whatever the body size.
+//!
+//! With two patterns or more, one Aho-Corasick pass over a piece says where the first
+//! occurrence of any of them starts; the per-pattern searches only run from there, so a
+//! piece that holds none of them (most bodies) costs one pass, not one per pattern.
 
+use aho_corasick::{AhoCorasick, MatchKind};
 use memchr::memmem::Finder;
 
 /// The 68-byte EICAR anti-virus test file.
@@ -26,6 +31,10 @@ struct Pattern {
 pub(crate) struct PatternSet {
     patterns: Vec<Pattern>,
     overlap: usize,
+    /// All the patterns in one automaton (leftmost-first: its match starts where the
+    /// earliest occurrence of any pattern does); `None` for fewer than two patterns, or if
+    /// the automaton could not be built (then each pattern is searched on its own).
+    any: Option<AhoCorasick>,
 }
 
 impl PatternSet {
@@ -43,7 +52,19 @@ impl PatternSet {
                 });
             }
         }
-        PatternSet { patterns, overlap }
+        let any = (patterns.len() > 1)
+            .then(|| {
+                AhoCorasick::builder()
+                    .match_kind(MatchKind::LeftmostFirst)
+                    .build(patterns.iter().map(|p| p.finder.needle()))
+                    .ok()
+            })
+            .flatten();
+        PatternSet {
+            patterns,
+            overlap,
+            any,
+        }
     }
 
     /// Index of `pattern` in the set, if it is a plain pattern of it.
@@ -77,6 +98,8 @@ pub(crate) struct Found {
 /// The per-message scanning state.
 #[derive(Debug)]
 pub(crate) struct Scanner {
+    /// Per pattern of the set; empty until the first match (no allocation for a body that
+    /// holds none).
     found: Vec<Option<Found>>,
     /// The last `overlap` bytes seen.
     tail: Vec<u8>,
@@ -110,8 +133,8 @@ fn token(rest: &[u8], at_end: bool) -> Option<&[u8]> {
 impl Scanner {
     pub(crate) fn new(set: &PatternSet) -> Self {
         Scanner {
-            found: vec![None; set.len()],
-            tail: Vec::with_capacity(set.overlap * 2),
+            found: Vec::new(),
+            tail: Vec::new(),
             tail_at: 0,
             len: 0,
             remaining: set.len(),
@@ -125,8 +148,17 @@ impl Scanner {
     }
 
     fn search(&mut self, set: &PatternSet, hay: &[u8], hay_at: u64, at_end: bool) {
+        // No occurrence of any pattern starts before the automaton's first match.
+        let from = match &set.any {
+            Some(any) => match any.find(hay) {
+                Some(m) => m.start(),
+                None => return,
+            },
+            None => 0,
+        };
+        let (hay, hay_at) = (&hay[from..], hay_at + from as u64);
         for (i, p) in set.patterns.iter().enumerate() {
-            if self.found[i].is_some() {
+            if self.found(i).is_some() {
                 continue;
             }
             let Some(pos) = p.finder.find(hay) else {
@@ -145,6 +177,9 @@ impl Scanner {
             } else {
                 Vec::new()
             };
+            if self.found.is_empty() {
+                self.found.resize(set.len(), None);
+            }
             self.found[i] = Some(Found {
                 at: hay_at + pos as u64,
                 captured,
@@ -159,8 +194,8 @@ impl Scanner {
             return;
         }
         self.pending = None;
-        if self.remaining > 0 && set.overlap > 0 {
-            if !self.tail.is_empty() {
+        if self.remaining > 0 {
+            if set.overlap > 0 && !self.tail.is_empty() {
                 let head = &chunk[..chunk.len().min(set.overlap)];
                 let mut seam = Vec::with_capacity(self.tail.len() + head.len());
                 seam.extend_from_slice(&self.tail);
@@ -175,6 +210,9 @@ impl Scanner {
             let keep_from =
                 (self.len.saturating_sub(set.overlap as u64)).min(self.pending.unwrap_or(u64::MAX));
             let keep = (self.len - keep_from) as usize;
+            if self.tail.capacity() == 0 {
+                self.tail.reserve_exact(set.overlap * 2);
+            }
             if chunk.len() >= keep {
                 self.tail.clear();
                 self.tail.extend_from_slice(&chunk[chunk.len() - keep..]);
@@ -188,8 +226,10 @@ impl Scanner {
     }
 
     /// The body ended: a marker whose token ran to the end of the body is complete now.
+    /// Without such a marker, the tail holds nothing new: every occurrence inside it was
+    /// inside the last piece or its seam, both searched already.
     pub(crate) fn finish(&mut self, set: &PatternSet) {
-        if self.remaining > 0 && !self.tail.is_empty() {
+        if self.pending.is_some() && self.remaining > 0 && !self.tail.is_empty() {
             let tail = std::mem::take(&mut self.tail);
             self.search(set, &tail, self.tail_at, true);
             self.tail = tail;
@@ -230,6 +270,58 @@ mod tests {
         for piece in [1, 30, 68] {
             assert!(scan_in_pieces(&body, piece, &set).found(0).is_none());
         }
+    }
+
+    /// The first occurrence of `p` in the whole body, and for a capture marker the token
+    /// after it: what the streaming scanner must find, whatever the pieces.
+    fn whole_body(body: &[u8], p: &[u8], capture: bool) -> Option<Found> {
+        let at = memchr::memmem::find(body, p)?;
+        let captured = if capture {
+            token(&body[at + p.len()..], true)
+                .expect("complete at the end")
+                .to_vec()
+        } else {
+            Vec::new()
+        };
+        Some(Found {
+            at: at as u64,
+            captured,
+        })
+    }
+
+    proptest::proptest! {
+        /// Many patterns over a small alphabet (so that they overlap, share prefixes and
+        /// repeat), fed in pieces of any size: each pattern's first match and token are the
+        /// whole body's, with the one-pass prefilter as without it.
+        #[test]
+        fn pieces_find_what_the_whole_body_holds(
+            plain in proptest::collection::vec(proptest::collection::vec(proptest::sample::select(b"abIX".to_vec()), 1..6), 0..5),
+            capture in proptest::collection::vec(proptest::collection::vec(proptest::sample::select(b"abI:".to_vec()), 1..4), 0..3),
+            body in proptest::collection::vec(proptest::sample::select(b"abIX: z".to_vec()), 0..400),
+            piece in 1usize..90,
+        ) {
+            let set = PatternSet::new(&plain, &capture);
+            let s = scan_in_pieces(&body, piece, &set);
+            for (i, p) in set.patterns.iter().enumerate() {
+                let want = whole_body(&body, p.finder.needle(), p.capture);
+                proptest::prop_assert_eq!(s.found(i), want.as_ref(), "pattern {:?}", String::from_utf8_lossy(p.finder.needle()));
+            }
+        }
+    }
+
+    #[test]
+    fn a_one_byte_pattern_alone_is_found() {
+        // Its seam is empty (`overlap` 0): before stop 26 that skipped the search itself.
+        let set = PatternSet::new(&[b"z".to_vec()], &[]);
+        let s = scan_in_pieces(b"abcz", 2, &set);
+        assert_eq!(s.found(0).map(|f| f.at), Some(3));
+    }
+
+    #[test]
+    fn a_set_of_patterns_is_searched_in_one_pass_first() {
+        let two = PatternSet::new(&[EICAR.to_vec()], &[b"ICAP-MOCK-FAULT:".to_vec()]);
+        assert!(two.any.is_some());
+        assert!(PatternSet::new(&[EICAR.to_vec()], &[]).any.is_none());
     }
 
     #[test]

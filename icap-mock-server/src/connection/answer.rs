@@ -33,10 +33,6 @@ pub(super) fn echo_head(istag: &str, tx: &Tx) -> ResponseHead {
     head
 }
 
-/// The final answer for `plan`: the head, its bytes and the body's bytes (chunked, last
-/// chunk included; empty without a body). `may_204` is the exchange's word on whether a
-/// `204` is legal here. Notes the status and any threat in the journal entry; takes the
-/// kept echo body.
 /// The clean `204` a connection answered last, encoded: most answers are the same one
 /// (same dialect, method and `ISTag`, no extra headers), so it is built once.
 #[derive(Debug)]
@@ -44,22 +40,14 @@ pub(super) struct CleanAnswer {
     dialect: Dialect,
     method: Method,
     istag: Box<str>,
-    head: ResponseHead,
-    bytes: Bytes,
+    pub(super) head: ResponseHead,
+    pub(super) bytes: Bytes,
 }
 
-pub(super) fn build_response(
-    istag: &str,
-    tx: &mut Tx,
-    plan: &Plan,
-    may_204: bool,
-    last_clean: &mut Option<CleanAnswer>,
-) -> (ResponseHead, BytesMut, BytesMut) {
-    let dialect = tx.dialect(plan);
-    let extra = &plan.reply.headers;
-    let method = tx.method;
+/// What `plan` answers once the scan is done and the fault is applied, and whether that is
+/// a plain `204` (clean, legal here, no extra headers).
+fn resolve_answer(tx: &Tx, plan: &Plan, may_204: bool) -> (ReplyKind, bool) {
     let mut resolved = tx.resolve(plan);
-    let filename = tx.filename.as_deref();
     if let Some(FaultKind::UnknownStatus(code)) = plan.fault {
         resolved = ReplyKind::Status(code);
     }
@@ -70,12 +58,46 @@ pub(super) fn build_response(
     {
         resolved = ReplyKind::Infected("Mock.Fault".into());
     }
-    let plain_204 =
-        may_204 && extra.is_empty() && matches!(resolved, ReplyKind::Clean | ReplyKind::Scan);
-    if plain_204
-        && let Some(c) = last_clean
-            .as_ref()
-            .filter(|c| c.dialect == dialect && c.method == method && *c.istag == *istag)
+    let plain_204 = may_204
+        && plan.reply.headers.is_empty()
+        && matches!(resolved, ReplyKind::Clean | ReplyKind::Scan);
+    (resolved, plain_204)
+}
+
+/// Whether `c`, the last clean answer, is the answer to `plan` (a plain `204` in the same
+/// dialect, method and `ISTag`).
+pub(super) fn is_clean_answer(
+    c: &CleanAnswer,
+    istag: &str,
+    tx: &Tx,
+    plan: &Plan,
+    may_204: bool,
+) -> bool {
+    c.dialect == tx.dialect(plan)
+        && c.method == tx.method
+        && *c.istag == *istag
+        && resolve_answer(tx, plan, may_204).1
+}
+
+/// The final answer for `plan`: the head, its bytes and the body's bytes (chunked, last
+/// chunk included; empty without a body). `may_204` is the exchange's word on whether a
+/// `204` is legal here. Notes the status and any threat in the journal entry; takes the
+/// kept echo body.
+pub(super) fn build_response(
+    istag: &str,
+    tx: &mut Tx,
+    plan: &Plan,
+    may_204: bool,
+    last_clean: &mut Option<CleanAnswer>,
+) -> (ResponseHead, BytesMut, BytesMut) {
+    let dialect = tx.dialect(plan);
+    let extra = &plan.reply.headers;
+    let method = tx.method;
+    let filename = tx.filename.as_deref();
+    let (resolved, plain_204) = resolve_answer(tx, plan, may_204);
+    if let Some(c) = last_clean
+        .as_ref()
+        .filter(|c| plain_204 && c.dialect == dialect && c.method == method && *c.istag == *istag)
     {
         tx.record.status = Some(c.head.status.as_u16());
         return (

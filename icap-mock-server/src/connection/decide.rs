@@ -50,16 +50,20 @@ pub(super) fn verdict_trigger(token: &str) -> Option<Plan> {
 
 /// File-name suffix triggers.
 pub(super) fn filename_trigger(name: &str, delay: Duration) -> Option<Plan> {
-    let lower = name.to_ascii_lowercase();
-    let ext = lower.rsplit_once('.')?.1;
-    let (fault, reply) = match ext {
-        "timeout" => (Some(FaultKind::NeverAnswer), Reply::scan()),
-        "slow" => (Some(FaultKind::Delay(delay)), Reply::scan()),
-        "reset" => (Some(FaultKind::Reset), Reply::scan()),
-        "garbage" => (Some(FaultKind::Garbage), Reply::scan()),
-        "infected" => (None, Reply::infected("Mock.Trigger.FileName")),
-        "encrypted" => (None, Reply::error(500, "password_protected")),
-        "unavailable" => (None, Reply::status(503)),
+    // The suffix in lower case, in a buffer on the stack: the longest suffix is 11 bytes.
+    let ext = name.rsplit_once('.')?.1.as_bytes();
+    let mut lower = [0u8; 11];
+    let lower = lower.get_mut(..ext.len())?;
+    lower.copy_from_slice(ext);
+    lower.make_ascii_lowercase();
+    let (fault, reply) = match &*lower {
+        b"timeout" => (Some(FaultKind::NeverAnswer), Reply::scan()),
+        b"slow" => (Some(FaultKind::Delay(delay)), Reply::scan()),
+        b"reset" => (Some(FaultKind::Reset), Reply::scan()),
+        b"garbage" => (Some(FaultKind::Garbage), Reply::scan()),
+        b"infected" => (None, Reply::infected("Mock.Trigger.FileName")),
+        b"encrypted" => (None, Reply::error(500, "password_protected")),
+        b"unavailable" => (None, Reply::status(503)),
         _ => return None,
     };
     Some(Plan {
@@ -324,5 +328,12 @@ mod tests {
         }
         assert_eq!(filename_trigger("noext", d), None);
         assert_eq!(filename_trigger("a.pdf", d), None);
+        // The longest suffix, in any case; longer ones and non-ASCII ones are none.
+        assert_eq!(
+            filename_trigger("x.UnAvailable", d),
+            Some(Plan::reply(Reply::status(503)))
+        );
+        assert_eq!(filename_trigger("x.unavailablee", d), None);
+        assert_eq!(filename_trigger("x.slöw", d), None);
     }
 }

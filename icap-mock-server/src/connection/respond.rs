@@ -4,7 +4,7 @@
 use bytes::{Bytes, BytesMut};
 use icap_proto::{Event, Method, ResponseHead, StatusCode, chunked};
 
-use super::answer::{build_response, echo_head, options_head};
+use super::answer::{build_response, echo_head, is_clean_answer, options_head};
 use super::faults;
 use super::plan::Plan;
 use super::tx::Tx;
@@ -156,6 +156,27 @@ impl<S: Stream> Connection<S> {
         ok
     }
 
+    /// Sends the same clean `204` as last time, if that is the answer to `plan`: its bytes as
+    /// they are, no copy and no head built; `None` (nothing sent) otherwise.
+    async fn clean_again(
+        &mut self,
+        tx: &mut Tx,
+        plan: &Plan,
+        istag: &str,
+        may_204: bool,
+    ) -> Option<Next> {
+        let c = self.last_clean.take()?;
+        if !is_clean_answer(&c, istag, tx, plan, may_204) {
+            self.last_clean = Some(c);
+            return None;
+        }
+        tx.record.status = Some(c.head.status.as_u16());
+        let ok = self.write(&c.bytes).await;
+        self.note_response(tx, &c.head);
+        self.last_clean = Some(c);
+        Some(self.note_response_end(tx, ok))
+    }
+
     /// Sends the final answer, applying the planned fault.
     pub(super) async fn respond(&mut self, tx: &mut Tx, plan: &Plan) -> Next {
         tx.record.rule = plan.rule;
@@ -188,23 +209,34 @@ impl<S: Stream> Connection<S> {
             let _ = self.write(&faults::garbage(tx.record.id)).await;
             return Next::Close;
         }
+        self.send_final(tx, plan).await
+    }
+
+    /// Builds and writes the final answer for `plan`, with the fault that breaks it, if any.
+    async fn send_final(&mut self, tx: &mut Tx, plan: &Plan) -> Next {
         let may_204 = self.exchange.may_answer(StatusCode::NO_CONTENT);
-        let (response, mut head, body) =
-            build_response(&self.state.istag(), tx, plan, may_204, &mut self.last_clean);
+        let istag = self.state.istag();
         match plan.fault {
             Some(FaultKind::TruncatedResponse) => {
+                let (_, head, _) = build_response(&istag, tx, plan, may_204, &mut self.last_clean);
                 let _ = self.write(faults::truncated_response(&head)).await;
                 Next::Close
             }
             Some(FaultKind::CloseMidResponse) => {
+                let (_, head, body) =
+                    build_response(&istag, tx, plan, may_204, &mut self.last_clean);
                 let _ = self.write(&faults::close_mid_response(head, &body)).await;
                 Next::Close
             }
             Some(FaultKind::BadChunkSize) => {
+                let (_, head, body) =
+                    build_response(&istag, tx, plan, may_204, &mut self.last_clean);
                 let _ = self.write(&faults::bad_chunk_size(head, &body)).await;
                 Next::Close
             }
             Some(FaultKind::MissingTerminalChunk) => {
+                let (_, head, body) =
+                    build_response(&istag, tx, plan, may_204, &mut self.last_clean);
                 if !self
                     .write(&faults::missing_terminal_chunk(head, &body))
                     .await
@@ -214,6 +246,8 @@ impl<S: Stream> Connection<S> {
                 self.stay_silent().await
             }
             Some(FaultKind::WrongEncapsulated) => {
+                let (_, head, body) =
+                    build_response(&istag, tx, plan, may_204, &mut self.last_clean);
                 if self.write(&faults::wrong_encapsulated(&head, &body)).await {
                     Next::KeepAlive
                 } else {
@@ -221,6 +255,8 @@ impl<S: Stream> Connection<S> {
                 }
             }
             Some(FaultKind::SlowBody(d)) => {
+                let (response, head, body) =
+                    build_response(&istag, tx, plan, may_204, &mut self.last_clean);
                 if !self.write(&head).await {
                     return Next::Close;
                 }
@@ -234,6 +270,8 @@ impl<S: Stream> Connection<S> {
                 self.note_response_end(tx, true)
             }
             Some(FaultKind::UnknownStatus(_)) => {
+                let (_, mut head, body) =
+                    build_response(&istag, tx, plan, may_204, &mut self.last_clean);
                 head.extend_from_slice(&body);
                 if self.write(&head).await {
                     Next::KeepAlive
@@ -243,6 +281,11 @@ impl<S: Stream> Connection<S> {
             }
             // The legal path (no fault, or one that only changed the timing).
             _ => {
+                if let Some(next) = self.clean_again(tx, plan, &istag, may_204).await {
+                    return next;
+                }
+                let (response, mut head, body) =
+                    build_response(&istag, tx, plan, may_204, &mut self.last_clean);
                 head.extend_from_slice(&body);
                 let ok = self.write(&head).await;
                 self.note_response(tx, &response);

@@ -78,15 +78,15 @@ impl<S: Stream> Connection<S> {
     /// the request is admitted (and the connection counted against its service).
     pub(super) async fn refuse(&mut self, tx: &mut Tx, close_requested: bool) -> Option<Next> {
         let shared = self.state.clone();
-        let service = tx.req.service.clone();
+        let service = &tx.req.service;
         let svc = tx.svc.clone();
-        let known = shared.service(&service).is_some();
+        let known = shared.service(service).is_some();
         let method = tx.method;
         let error_status = if !known {
             Some(404)
         } else if method != Method::Options && !svc.methods.contains(&method) {
             Some(405)
-        } else if !self.attached.contains(&service) {
+        } else if !self.attached.contains(service) {
             if shared.attach(&svc) {
                 self.attached.push(service.clone());
                 None

@@ -123,7 +123,11 @@ impl Tx {
             .service(&service)
             .cloned()
             .unwrap_or_else(|| Arc::new(ServiceConfig::new(&service)));
-        let uri = String::from_utf8_lossy(head.uri.as_bytes()).into_owned();
+        // Valid UTF-8 (ASCII, nearly always) is checked faster than it is made lossy.
+        let uri = std::str::from_utf8(head.uri.as_bytes()).map_or_else(
+            |_| String::from_utf8_lossy(head.uri.as_bytes()).into_owned(),
+            str::to_owned,
+        );
         // The transaction's own record keeps what the exchange fills in; its head goes to
         // the journal only (moved there, where the entry is updated with this record's
         // progress), so no copy of the heads is made per update.
