@@ -16,14 +16,27 @@ use crate::error::Error;
 /// The `User-Agent` of every request.
 const USER_AGENT: &str = concat!("icap-client/", env!("CARGO_PKG_VERSION"));
 
+// The names and literal values of the heads, checked once when compiled (not per scan).
+const HOST: HeaderName = HeaderName::from_static("Host");
+const PREVIEW: HeaderName = HeaderName::from_static("Preview");
+const CONTENT_TYPE: HeaderName = HeaderName::from_static("Content-Type");
+const CONTENT_LENGTH: HeaderName = HeaderName::from_static("Content-Length");
+const OCTET_STREAM: HeaderValue = HeaderValue::from_static("application/octet-stream");
+
 /// The start of every scan head to one server, encoded once (by the builder): the request
 /// line, `Host`, `User-Agent` and, when asked, `Allow: 204`.
 pub(crate) fn scan_head_start(cfg: &ClientConfig, uri: &Uri) -> Result<RequestStart, Error> {
     let mut h = Headers::with_capacity(3);
-    h.push(HeaderName::from_static("Host"), host_value(uri)?);
-    h.push(HeaderName::from_static("User-Agent"), literal(USER_AGENT));
+    h.push(HOST, host_value(uri)?);
+    h.push(
+        HeaderName::from_static("User-Agent"),
+        HeaderValue::from_static(USER_AGENT),
+    );
     if cfg.allow_204 {
-        h.push(HeaderName::from_static("Allow"), literal("204"));
+        h.push(
+            HeaderName::from_static("Allow"),
+            HeaderValue::from_static("204"),
+        );
     }
     RequestStart::new(cfg.method, uri, &h).map_err(|e| Error::config(format!("ICAP request: {e}")))
 }
@@ -42,7 +55,7 @@ pub(super) fn scan_head(
 ) -> Result<Bytes, Error> {
     let mut own = Headers::with_capacity(1);
     if let Some(p) = preview {
-        own.push(HeaderName::from_static("Preview"), HeaderValue::from_u64(p));
+        own.push(PREVIEW, HeaderValue::from_u64(p));
     }
     extra_headers(cfg, static_headers, meta, &mut own)?;
     let (req, res, body) = embedded_heads(cfg, meta, size)?;
@@ -69,32 +82,28 @@ fn embedded_heads(
     let bad = |e: icap_proto::EncodeError| Error::config(format!("embedded HTTP head: {e}"));
     let ctype = match &meta.content_type {
         Some(t) => HeaderValue::new(Bytes::copy_from_slice(t.as_bytes())).map_err(bad)?,
-        None => literal("application/octet-stream"),
+        None => OCTET_STREAM,
     };
     let http_host = HeaderValue::new(cfg.http_host.clone()).map_err(bad)?;
-    let content_type = HeaderName::from_static("Content-Type");
     let length = |h: &mut Headers| {
         if let Some(n) = size {
-            h.push(
-                HeaderName::from_static("Content-Length"),
-                HeaderValue::from_u64(n),
-            );
+            h.push(CONTENT_LENGTH, HeaderValue::from_u64(n));
         }
     };
     if cfg.method == Method::Reqmod {
         let mut req = HttpRequestHead::new("POST", &target).map_err(bad)?;
         req.headers = Headers::with_capacity(3);
-        req.headers.push(HeaderName::from_static("Host"), http_host);
-        req.headers.push(content_type, ctype);
+        req.headers.push(HOST, http_host);
+        req.headers.push(CONTENT_TYPE, ctype);
         length(&mut req.headers);
         Ok((req, None, BodyKind::Request))
     } else {
         let mut req = HttpRequestHead::new("GET", &target).map_err(bad)?;
         req.headers = Headers::with_capacity(1);
-        req.headers.push(HeaderName::from_static("Host"), http_host);
+        req.headers.push(HOST, http_host);
         let mut res = HttpResponseHead::new(200, "OK").map_err(bad)?;
         res.headers = Headers::with_capacity(2);
-        res.headers.push(content_type, ctype);
+        res.headers.push(CONTENT_TYPE, ctype);
         length(&mut res.headers);
         Ok((req, Some(res), BodyKind::Response))
     }
@@ -149,11 +158,6 @@ pub(super) fn push_header(h: &mut Headers, name: &str, value: &str) -> Result<()
     })?;
     h.push(n, v);
     Ok(())
-}
-
-/// A value from a literal of this file (no CR, LF or NUL): static, never copied.
-fn literal(v: &'static str) -> HeaderValue {
-    HeaderValue::new(v).expect("header literals of the client are valid values")
 }
 
 /// The `Host` header value for `uri`, built in one allocation.

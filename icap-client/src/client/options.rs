@@ -72,7 +72,7 @@ impl Client {
             let out = Outgoing {
                 method: Method::Options,
                 allow_204: false,
-                head: bytes.clone(),
+                head: &bytes,
                 body: None,
                 max_answer_body: cfg.max_adapted_body,
             };

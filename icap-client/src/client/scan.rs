@@ -227,7 +227,7 @@ impl Client {
             let out = Outgoing {
                 method,
                 allow_204: cfg.allow_204,
-                head: head.clone(),
+                head: &head,
                 body: Some(BodyPlan {
                     source,
                     preview,

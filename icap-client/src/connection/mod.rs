@@ -82,6 +82,15 @@ pub(crate) struct Connection<S> {
     /// deadline later (no wake), and the scan's deadline wakes nothing either while it is
     /// later than the idle timeout's (60 s and 30 s by default).
     timer: Option<(tokio::runtime::Id, Pin<Box<Sleep>>)>,
+    /// The buffer the head and preview are written into, kept from one exchange to the
+    /// next: the written piece is split off and frozen, and once the write has dropped it
+    /// the next exchange's `reserve` takes the same allocation back. Head, a 1 KiB preview
+    /// and framing are larger than the allocator's per-thread cache holds (1 032 bytes),
+    /// so a fresh buffer per scan cost a trip through its bins both ways.
+    first: BytesMut,
+    /// The pieces waiting to be written, kept for the same reason (its ring is allocated
+    /// once); empty between exchanges.
+    queue: OutQueue,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
@@ -96,6 +105,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             id,
             transactions: 0,
             timer: None,
+            first: BytesMut::new(),
+            queue: OutQueue::default(),
         }
     }
 
@@ -160,6 +171,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
             id,
             transactions,
             timer,
+            first: first_buf,
+            queue: q,
         } = self;
         let id = *id;
         let wire_cap = *wire_cap;
@@ -169,9 +182,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 "unexpected bytes on an idle connection",
             )));
         }
-        wire_log(wire_cap, id, ">>", &out.head, usize::MAX);
+        wire_log(wire_cap, id, ">>", out.head, usize::MAX);
 
-        let mut q = OutQueue::default();
+        // What an exchange that failed left (its connection is not reused; this is for
+        // the buffer's sake all the same).
+        q.clear();
         let mut sender = Sender {
             state: SendState::Flushing(Next::Done),
             chunk: BytesMut::new(),
@@ -186,7 +201,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         let mut plan_preview = None;
         let mut plan = out.body;
         match &mut plan {
-            None => q.push(out.head),
+            None => q.push(out.head.clone()),
             Some(plan) => {
                 sender.hasher = plan.digest.then(Sha256::new);
                 // Head, preview chunk and terminal chunk in one buffer (one write), sized
@@ -195,8 +210,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     .preview
                     .map_or(0, |p| usize::try_from(p).unwrap_or(0).min(64 * 1024))
                     .saturating_add(48);
-                let mut first = BytesMut::with_capacity(out.head.len().saturating_add(room));
-                first.extend_from_slice(&out.head);
+                let first = &mut *first_buf;
+                first.clear();
+                first.reserve(out.head.len().saturating_add(room));
+                first.extend_from_slice(out.head);
                 if let Some(p) = plan.preview {
                     // One byte past the preview tells whether the preview is the whole body.
                     let want = usize::try_from(p).unwrap_or(usize::MAX - 1) + 1;
@@ -205,7 +222,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     let data = pv.slice(..preview_len);
                     if !data.is_empty() {
                         let at = first.len();
-                        chunked::encode_chunk_header(data.len() as u64, &mut first);
+                        chunked::encode_chunk_header(data.len() as u64, first);
                         wire_log(wire_cap, id, ">>", &first[at..], usize::MAX);
                         sender.log_body(wire_cap, id, &data);
                         first.extend_from_slice(&data);
@@ -213,7 +230,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                     }
                     let ieof = sender.eof && pv.len() <= preview_len;
                     let at = first.len();
-                    chunked::encode_last_chunk(ieof, &Headers::new(), &mut first);
+                    chunked::encode_last_chunk(ieof, &Headers::new(), first);
                     wire_log(wire_cap, id, ">>", &first[at..], usize::MAX);
                     sender.state = if ieof {
                         SendState::Flushing(Next::Done)
@@ -225,7 +242,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 } else {
                     sender.state = SendState::Flushing(Next::Body);
                 }
-                q.push(first.freeze());
+                q.push(first.split().freeze());
             }
         }
         let ieof = plan_preview.is_some_and(|p| p.ieof);
@@ -311,7 +328,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 let batch = plan.batch();
                 let mut wait = Wait::Full;
                 loop {
-                    match sender.refill(plan, &mut q, wire_cap, id, wait).await {
+                    match sender.refill(plan, q, wire_cap, id, wait).await {
                         Ok(true) => {}
                         Ok(false) => break,
                         Err(mut e) => {
@@ -360,7 +377,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 },
                 w = async {
                     if q.remaining() > 0 {
-                        wr.write_buf(&mut q).await.map(Some)
+                        wr.write_buf(q).await.map(Some)
                     } else {
                         wr.flush().await.map(|()| None)
                     }
@@ -492,6 +509,7 @@ mod tests {
 
     use super::*;
 
+    static HEAD_BYTES: Bytes = Bytes::from_static(HEAD);
     const HEAD: &[u8] = b"RESPMOD icap://t/avscan ICAP/1.0\r\nHost: t\r\nEncapsulated: res-hdr=0, res-body=19\r\n\r\nHTTP/1.1 200 OK\r\n\r\n";
 
     fn pair() -> (Connection<DuplexStream>, DuplexStream) {
@@ -526,7 +544,7 @@ mod tests {
         Outgoing {
             method: Method::Respmod,
             allow_204: true,
-            head: Bytes::from_static(HEAD),
+            head: &HEAD_BYTES,
             body: Some(BodyPlan {
                 source: BodySource::Reader(src),
                 preview,
@@ -632,7 +650,7 @@ mod tests {
             let out = Outgoing {
                 method: Method::Respmod,
                 allow_204: true,
-                head: Bytes::from_static(HEAD),
+                head: &HEAD_BYTES,
                 body: Some(BodyPlan {
                     source: BodySource::Memory(body.clone()),
                     preview: Some(1024),
@@ -735,7 +753,7 @@ mod tests {
             let out = Outgoing {
                 method: Method::Respmod,
                 allow_204: true,
-                head: Bytes::from_static(HEAD),
+                head: &HEAD_BYTES,
                 body: Some(BodyPlan {
                     source,
                     preview: Some(10),
@@ -843,7 +861,7 @@ mod tests {
         let out = Outgoing {
             method: Method::Respmod,
             allow_204: true,
-            head: Bytes::from_static(HEAD),
+            head: &HEAD_BYTES,
             body: Some(BodyPlan {
                 source: BodySource::Memory(Bytes::from_static(b"abcdefghij")),
                 preview: Some(3),

@@ -115,7 +115,9 @@ pub(crate) struct Outgoing<'a> {
     pub(crate) method: Method,
     /// The head carries `Allow: 204`.
     pub(crate) allow_204: bool,
-    pub(crate) head: Bytes,
+    /// Borrowed: a scan keeps its head for a retry on a fresh connection, and a clone of
+    /// it would allocate (the first clone of a `Bytes` made from a buffer shares it).
+    pub(crate) head: &'a Bytes,
     pub(crate) body: Option<BodyPlan<'a>>,
     /// The most body bytes read back from the answer (`None`: no cap).
     pub(crate) max_answer_body: Option<u64>,

@@ -18,6 +18,12 @@ pub(super) struct OutQueue {
 }
 
 impl OutQueue {
+    /// Drops every queued piece.
+    pub(super) fn clear(&mut self) {
+        self.parts.clear();
+        self.len = 0;
+    }
+
     /// Queues `b` (an empty piece is dropped).
     pub(super) fn push(&mut self, b: Bytes) {
         if !b.is_empty() {

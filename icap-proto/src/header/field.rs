@@ -30,6 +30,31 @@ pub(crate) fn is_token(s: &[u8]) -> bool {
     !s.is_empty() && s.iter().all(|&b| TCHAR[usize::from(b)])
 }
 
+/// [`is_token`] for constants (the literals of [`HeaderName::from_static`]).
+const fn is_token_const(s: &[u8]) -> bool {
+    let mut i = 0;
+    while i < s.len() {
+        if !is_tchar(s[i]) {
+            return false;
+        }
+        i += 1;
+    }
+    !s.is_empty()
+}
+
+/// Whether `s` is a value [`HeaderValue::new`] keeps as it is: no CR, LF or NUL, and no
+/// space or tab at either end. For constants ([`HeaderValue::from_static`]).
+const fn is_plain_value_const(s: &[u8]) -> bool {
+    let mut i = 0;
+    while i < s.len() {
+        if matches!(s[i], b'\r' | b'\n' | 0) {
+            return false;
+        }
+        i += 1;
+    }
+    !matches!(s.first(), Some(b' ' | b'\t')) && !matches!(s.last(), Some(b' ' | b'\t'))
+}
+
 /// [`is_tchar`] as a table: one load per byte, for the decoder's field names and for
 /// checking the names heads are built with.
 pub(crate) static TCHAR: [bool; 256] = {
@@ -67,10 +92,14 @@ impl HeaderName {
     ///
     /// # Panics
     /// If `name` is not a token: this is for literals in source code.
-    pub fn from_static(name: &'static str) -> Self {
+    ///
+    /// A `const fn`: a constant (`const HOST: HeaderName = HeaderName::from_static("Host");`)
+    /// is checked when it is compiled, not each time it is used.
+    #[track_caller]
+    pub const fn from_static(name: &'static str) -> Self {
         assert!(
-            is_token(name.as_bytes()),
-            "header name literal must be a token: {name:?}"
+            is_token_const(name.as_bytes()),
+            "header name literal must be a token"
         );
         HeaderName(Bytes::from_static(name.as_bytes()))
     }
@@ -278,6 +307,27 @@ impl HeaderValue {
             out.put_slice(line);
         }
         Ok(HeaderValue(Repr::Bytes(out.freeze())))
+    }
+
+    /// A value from a literal in source code, as [`HeaderValue::new`] would keep it.
+    /// A `const fn`, like [`HeaderName::from_static`].
+    ///
+    /// ```
+    /// use icap_proto::HeaderValue;
+    /// const NO_CONTENT: HeaderValue = HeaderValue::from_static("204");
+    /// assert_eq!(NO_CONTENT, HeaderValue::new("204").unwrap());
+    /// ```
+    ///
+    /// # Panics
+    /// If `value` holds CR, LF or NUL, or starts or ends with a space or tab (which
+    /// [`HeaderValue::new`] would trim): this is for literals in source code.
+    #[track_caller]
+    pub const fn from_static(value: &'static str) -> Self {
+        assert!(
+            is_plain_value_const(value.as_bytes()),
+            "header value literal must hold no CR, LF or NUL and no space or tab at its ends"
+        );
+        HeaderValue(Repr::Bytes(Bytes::from_static(value.as_bytes())))
     }
 
     /// A value from a number (no allocation).

@@ -281,3 +281,23 @@ fn verdict_and_options_values() {
     o.service = Some("AV\r\nX-Evil: 1".into());
     assert_eq!(o.to_head().err(), Some(EncodeError::InvalidHeaderValue));
 }
+
+/// Literals checked when a constant is compiled: the same bytes as the checked
+/// constructors keep, and a literal they would change or refuse panics.
+#[test]
+fn static_literals_are_what_the_checked_constructors_keep() {
+    const HOST: HeaderName = HeaderName::from_static("Host");
+    const EMPTY: HeaderValue = HeaderValue::from_static("");
+    const INNER_SPACE: HeaderValue = HeaderValue::from_static("a b");
+    assert_eq!(HOST, HeaderName::new("Host").unwrap());
+    assert_eq!(EMPTY, HeaderValue::new("").unwrap());
+    assert_eq!(INNER_SPACE, HeaderValue::new("a b").unwrap());
+    for bad in ["", "Bad Name", "X:", "Caf\u{e9}"] {
+        let r = std::panic::catch_unwind(|| HeaderName::from_static(bad));
+        assert!(r.is_err(), "name {bad:?}");
+    }
+    for bad in ["a\r\nX-Evil: 1", "a\n", "\0", " lead", "trail\t"] {
+        let r = std::panic::catch_unwind(|| HeaderValue::from_static(bad));
+        assert!(r.is_err(), "value {bad:?}");
+    }
+}
