@@ -10,7 +10,7 @@ use icap_proto_fuzz::check_verdict;
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Arbitrary, Debug)]
-enum Name {
+enum FieldName {
     InfectionFound,
     ViolationsFound,
     VirusId,
@@ -39,7 +39,7 @@ enum Value {
 
 #[derive(Arbitrary, Debug)]
 struct Field {
-    name: Name,
+    name: FieldName,
     upper: bool,
     value: Value,
 }
@@ -53,14 +53,14 @@ struct Input {
 
 fn name(f: &Field) -> Option<HeaderName> {
     let n = match &f.name {
-        Name::InfectionFound => "X-Infection-Found",
-        Name::ViolationsFound => "X-Violations-Found",
-        Name::VirusId => "X-Virus-ID",
-        Name::VirusName => "X-Virus-Name",
-        Name::BlockReason => "X-Block-Reason",
-        Name::Blocked => "X-Blocked",
-        Name::IsTag => "ISTag",
-        Name::Other(s) => s,
+        FieldName::InfectionFound => "X-Infection-Found",
+        FieldName::ViolationsFound => "X-Violations-Found",
+        FieldName::VirusId => "X-Virus-ID",
+        FieldName::VirusName => "X-Virus-Name",
+        FieldName::BlockReason => "X-Block-Reason",
+        FieldName::Blocked => "X-Blocked",
+        FieldName::IsTag => "ISTag",
+        FieldName::Other(s) => s,
     };
     let n = if f.upper {
         n.to_ascii_uppercase()
