@@ -184,8 +184,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         }
         wire_log(wire_cap, id, ">>", out.head, usize::MAX);
 
-        // What an exchange that failed left (its connection is not reused; this is for
-        // the buffer's sake all the same).
+        // Empty after a finished exchange (its writes drained it). A failed exchange's
+        // connection is not reused; cleared all the same, so that the buffer's piece is
+        // dropped before `first` is reserved again.
         q.clear();
         let mut sender = Sender {
             state: SendState::Flushing(Next::Done),

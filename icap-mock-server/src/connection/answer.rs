@@ -82,7 +82,8 @@ pub(super) fn is_clean_answer(
 /// The final answer for `plan`: the head, its bytes and the body's bytes (chunked, last
 /// chunk included; empty without a body). `may_204` is the exchange's word on whether a
 /// `204` is legal here. Notes the status and any threat in the journal entry; takes the
-/// kept echo body.
+/// kept echo body. A plain `204` is kept in `last_clean`, which the legal path resends
+/// as it is ([`is_clean_answer`]) instead of calling this again.
 pub(super) fn build_response(
     istag: &str,
     tx: &mut Tx,
@@ -95,17 +96,6 @@ pub(super) fn build_response(
     let method = tx.method;
     let filename = tx.filename.as_deref();
     let (resolved, plain_204) = resolve_answer(tx, plan, may_204);
-    if let Some(c) = last_clean
-        .as_ref()
-        .filter(|c| plain_204 && c.dialect == dialect && c.method == method && *c.istag == *istag)
-    {
-        tx.record.status = Some(c.head.status.as_u16());
-        return (
-            c.head.clone(),
-            BytesMut::from(&c.bytes[..]),
-            BytesMut::new(),
-        );
-    }
     let (head, body): (ResponseHead, Option<Bytes>) = match &resolved {
         // `resolve` never gives `Scan`; were it to, a scan that found nothing is clean.
         ReplyKind::Clean | ReplyKind::Scan if may_204 => {

@@ -26,12 +26,9 @@ pub(crate) fn has_invisible(s: &[u8]) -> bool {
     }) != 0
 }
 
-pub(crate) fn is_token(s: &[u8]) -> bool {
-    !s.is_empty() && s.iter().all(|&b| TCHAR[usize::from(b)])
-}
-
-/// [`is_token`] for constants (the literals of [`HeaderName::from_static`]).
-const fn is_token_const(s: &[u8]) -> bool {
+/// Whether `s` is a token. A `const fn`, for the literals of [`HeaderName::from_static`];
+/// the decoder reads field names through [`TCHAR`] instead.
+pub(crate) const fn is_token(s: &[u8]) -> bool {
     let mut i = 0;
     while i < s.len() {
         if !is_tchar(s[i]) {
@@ -98,7 +95,7 @@ impl HeaderName {
     #[track_caller]
     pub const fn from_static(name: &'static str) -> Self {
         assert!(
-            is_token_const(name.as_bytes()),
+            is_token(name.as_bytes()),
             "header name literal must be a token"
         );
         HeaderName(Bytes::from_static(name.as_bytes()))
